@@ -1,0 +1,103 @@
+"""Benchmark: `famevil prepare` throughput against the JPEG encode-only rate of the same images, and peak memory.
+
+    python benchmarks/prepare_throughput.py --raw runs/bench/raw [--workers 2]
+
+Makes RAW with `famevil synth --preset bench` first if it does not exist. Prints, for the FashionGen
+train h5: the encode-only rate (images/s of JPEG encoding alone, the same worker count, images
+already in memory), prepare's end-to-end rate (h5 reads, text, encoding, tar writing, hashing),
+their ratio, and the peak resident memory of prepare's whole process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from famevil.data.fashiongen import FashionGenFile
+from famevil.data.images import encode_jpeg
+from famevil.data.parallel import worker_map
+from stages.prepare import READ_BLOCK, prepare
+from stages.synth import synth
+
+
+def _encode_seconds(task: tuple[Path, int, int]) -> float:
+    """Seconds spent in JPEG encoding alone for rows [start, stop) (reads are not counted)."""
+    path, start, stop = task
+    spent = 0.0
+    with FashionGenFile(path) as release:
+        for block in range(start, stop, READ_BLOCK):
+            for row in release.rows(block, min(block + READ_BLOCK, stop)):
+                began = time.perf_counter()
+                encode_jpeg(row.image)
+                spent += time.perf_counter() - began
+    return spent
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and its children every 20 ms."""
+
+    def __init__(self) -> None:
+        self.peak_total = self.peak_main = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            main = me.memory_info().rss
+            children = 0
+            for child in me.children(recursive=True):
+                try:
+                    children += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            self.peak_main, self.peak_total = max(self.peak_main, main), max(self.peak_total, main + children)
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", type=Path, default=Path("runs/bench/raw"))
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--shard-size", type=int, default=1000)
+    args = parser.parse_args()
+    if not args.raw.exists():
+        synth(args.raw, preset="bench", seed=0, workers=args.workers)
+    h5 = args.raw / "fashiongen" / "fashiongen_256_256_train.h5"
+    with FashionGenFile(h5) as release:
+        rows, shape = len(release), release.image_shape
+    print(f"{h5}: {rows} images of {shape}, {h5.stat().st_size / 2**30:.2f} GiB; {args.workers} workers")
+
+    tasks = [(h5, start, min(start + args.shard_size, rows)) for start in range(0, rows, args.shard_size)]
+    encode_seconds = sum(worker_map(_encode_seconds, tasks, args.workers, ordered=False))
+    encode_rate = rows / (encode_seconds / args.workers)
+
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+        began = time.perf_counter()
+        prepare(Path(scratch) / "shards", fashiongen=args.raw / "fashiongen", shard_size=args.shard_size, workers=args.workers)
+        seconds = time.perf_counter() - began
+    with FashionGenFile(args.raw / "fashiongen" / "fashiongen_256_256_validation.h5") as validation:
+        prepared = rows + len(validation)
+    rate = prepared / seconds
+    print(f"encode only : {encode_rate:8.0f} images/s")
+    print(f"prepare     : {rate:8.0f} images/s  ({prepared} images, train + validation, in {seconds:.1f} s)")
+    print(f"ratio       : {100 * rate / encode_rate:8.1f} %  (target >= 70 %)")
+    print(f"peak RSS    : {memory.peak_total / 2**20:8.0f} MiB, all processes  ({memory.peak_main / 2**20:.0f} MiB main; target < 1 GiB)")
+
+
+if __name__ == "__main__":
+    main()

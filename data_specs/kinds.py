@@ -1,0 +1,48 @@
+"""The registry of artifact kinds: what each is, which schema versions this famevil reads, and how to rebuild it.
+
+Later stages add their kinds here (teacher, teacher-outputs, student, metrics); nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from data_specs.errors import FamevilError
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    name: str
+    schema_version: int  # the version this famevil writes
+    readable_versions: tuple[int, ...]  # versions this famevil can still read
+    made_by: str  # an example command that (re)builds it, quoted in every refusal
+    description: str
+
+
+KINDS: dict[str, ArtifactKind] = {
+    kind.name: kind
+    for kind in (
+        ArtifactKind(
+            name="raw-dataset",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil synth --out RAW --preset demo",
+            description="a procedural fashion data set in the public FashionGen and FashionIQ layouts",
+        ),
+        ArtifactKind(
+            name="shards",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil prepare --fashiongen RAW/fashiongen --fashioniq RAW/fashioniq --out SHARDS",
+            description="webdataset shards per task and split, label vocabularies and sizes",
+        ),
+    )
+}
+
+
+def artifact_kind(name: str) -> ArtifactKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        known = ", ".join(sorted(KINDS))
+        raise FamevilError(f"unknown artifact kind {name!r}; this famevil knows: {known}") from None

@@ -1,0 +1,121 @@
+"""The layout of a `shards` artifact, written by `famevil prepare` and read by every later stage.
+
+    SHARDS/
+      manifest.json                      kind "shards"
+      vocab.json                         label vocabularies, shared by every later stage
+      sizes.json                         samples, products and shard files per subset
+      fashiongen/{train,val}/*.tar       one sample per FashionGen image view (XMR, SCR, FIC)
+      fashioniq/{train,val,test}/*.tar   one sample per FashionIQ triplet (TGIR); test has no target
+      fashioniq/gallery-{split}/*.tar    one sample per FashionIQ image of that split (TGIR galleries)
+
+Samples (webdataset: files sharing a key form one sample):
+    FashionGen:  KEY.jpg, KEY.json = FASHIONGEN_FIELDS
+    triplet:     KEY.reference.jpg, KEY.target.jpg (absent in test), KEY.json = TRIPLET_FIELDS
+    gallery:     KEY.jpg, KEY.json = GALLERY_FIELDS
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_specs.errors import FamevilError
+
+VOCAB_FILE = "vocab.json"
+SIZES_FILE = "sizes.json"
+SIZES_SCHEMA_VERSION = 1
+
+FASHIONGEN_SPLITS = ("train", "val")  # the release's validation file serves as the test split
+FASHIONIQ_SPLITS = ("train", "val", "test")
+FASHIONIQ_GROUPS = ("dress", "shirt", "toptee")
+
+FASHIONGEN_FIELDS = (
+    "product_id",  # int: groups the views of one product (XMR positives)
+    "view",  # the release's input_pose, e.g. "id_gridfs_1"
+    "title",  # input_name
+    "description",  # input_description: the caption for FIC and the text for XMR
+    "category",
+    "subcategory",
+    "category_id",  # index into vocab.json "category"
+    "subcategory_id",  # index into vocab.json "subcategory"; ids past num_train were never seen in training
+    "gender",
+    "composition",
+    "season",
+)
+TRIPLET_FIELDS = ("group", "candidate", "target", "captions")  # target is null in the test split
+GALLERY_FIELDS = ("group", "asin")
+
+IMAGE_EXTENSION = "jpg"
+REFERENCE_IMAGE = "reference.jpg"
+TARGET_IMAGE = "target.jpg"
+
+
+def fashiongen_subset(split: str) -> str:
+    return f"fashiongen/{split}"
+
+
+def triplet_subset(split: str) -> str:
+    return f"fashioniq/{split}"
+
+
+def gallery_subset(split: str) -> str:
+    return f"fashioniq/gallery-{split}"
+
+
+def shard_name(subset: str, index: int) -> str:
+    """Relative path of a shard: fashiongen/train/train-000003.tar."""
+    return f"{subset}/{subset.rsplit('/', 1)[-1]}-{index:06d}.tar"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Label names in id order. Names seen in training come first (sorted), then names seen only in
+    validation, so a classifier over the first num_train ids never needs resizing and a
+    validation-only label is a wrong answer, not a crash."""
+
+    names: tuple[str, ...]
+    num_train: int
+
+    def index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    @classmethod
+    def from_splits(cls, train: set[str], other: set[str]) -> Vocabulary:
+        unseen = sorted(other - train)
+        return cls(names=tuple(sorted(train)) + tuple(unseen), num_train=len(train))
+
+
+def write_vocab(root: Path, vocabularies: dict[str, Vocabulary]) -> None:
+    payload = {name: {"names": list(v.names), "num_train": v.num_train} for name, v in vocabularies.items()}
+    (root / VOCAB_FILE).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_vocab(root: Path) -> dict[str, Vocabulary]:
+    path = root / VOCAB_FILE
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        return {name: Vocabulary(tuple(v["names"]), int(v["num_train"])) for name, v in payload.items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise FamevilError(f"{path}: unreadable vocabulary ({error}); rebuild the shards with famevil prepare") from None
+
+
+def read_sizes(root: Path) -> dict[str, Any]:
+    path = root / SIZES_FILE
+    try:
+        sizes = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise FamevilError(f"{path}: unreadable ({error}); rebuild the shards with famevil prepare") from None
+    if sizes.get("schema_version") != SIZES_SCHEMA_VERSION:
+        raise FamevilError(f"{path}: unknown schema_version {sizes.get('schema_version')!r}; rebuild the shards with famevil prepare")
+    return sizes
+
+
+def shard_paths(root: Path, subset: str) -> list[Path]:
+    """The shard files of one subset, in order, as sizes.json lists them."""
+    subsets = read_sizes(root)["subsets"]
+    if subset not in subsets:
+        present = ", ".join(sorted(subsets)) or "none"
+        raise FamevilError(f"{root}: has no {subset!r} subset (present: {present}); prepare the missing source")
+    return [root / shard["path"] for shard in subsets[subset]["shards"]]

@@ -1,0 +1,145 @@
+"""Reading the FashionGen release (fashiongen_256_256_{train,validation}.h5) as it is published.
+
+One row per image view. Text fields are (N, 1) arrays of fixed-width latin-1 byte strings with HTML
+entities and <br> tags; input_productID groups the views of a product; input_image is
+(N, 256, 256, 3) uint8. The train file is tens of GB, so rows are read in slices, never whole.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from data_specs.errors import FamevilError
+
+RELEASE_FILES = {"train": "fashiongen_256_256_train.h5", "val": "fashiongen_256_256_validation.h5"}
+IMAGE_FIELD = "input_image"
+PRODUCT_FIELD = "input_productID"
+REQUIRED_TEXT_FIELDS = ("input_name", "input_description", "input_category", "input_subcategory", "input_pose")
+OPTIONAL_TEXT_FIELDS = ("input_gender", "input_composition", "input_season")
+ALL_TEXT_FIELDS = (
+    *REQUIRED_TEXT_FIELDS,
+    *OPTIONAL_TEXT_FIELDS,
+    "input_concatenated_description",
+)
+_LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def clean_text(value: bytes | str) -> str:
+    """Release text to plain text: latin-1 bytes decoded, <br> and HTML entities resolved, padding and
+    runs of whitespace collapsed."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return " ".join(html.unescape(_LINE_BREAK.sub(" ", text.replace("\x00", " "))).split())
+
+
+@dataclass(frozen=True)
+class FashionGenRow:
+    product_id: int
+    view: str  # input_pose
+    title: str
+    description: str
+    category: str
+    subcategory: str
+    gender: str
+    composition: str
+    season: str
+    image: np.ndarray  # (H, W, 3) uint8
+
+
+class FashionGenFile:
+    """A FashionGen h5 opened for streaming, its fields checked up front."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if not path.is_file():
+            raise FamevilError(f"{path}: no such file; expected {path.name} from the FashionGen release")
+        try:
+            self._h5 = h5py.File(path, "r")
+        except OSError:
+            raise FamevilError(f"{path}: not an HDF5 file; expected {path.name} from the FashionGen release") from None
+        try:
+            self._check()
+        except FamevilError:
+            self._h5.close()
+            raise
+
+    def _check(self) -> None:
+        present = set(self._h5.keys())
+        missing = [f for f in (IMAGE_FIELD, PRODUCT_FIELD, *REQUIRED_TEXT_FIELDS) if f not in present]
+        if missing:
+            raise FamevilError(
+                f"{self.path}: missing field {missing[0]!r} (has: {', '.join(sorted(present)) or 'nothing'}); is this a FashionGen h5?"
+            )
+        images = self._h5[IMAGE_FIELD]
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise FamevilError(
+                f"{self.path}: field {IMAGE_FIELD!r} is {images.dtype}{images.shape}, expected uint8 (N, H, W, 3)"
+            )
+        for field in (PRODUCT_FIELD, *REQUIRED_TEXT_FIELDS, *self.optional_fields):
+            if self._h5[field].shape[0] != images.shape[0]:
+                raise FamevilError(
+                    f"{self.path}: field {field!r} has {self._h5[field].shape[0]} rows but {IMAGE_FIELD!r} has {images.shape[0]}"
+                )
+        if images.shape[0] == 0:
+            raise FamevilError(f"{self.path}: holds no rows; nothing to prepare")
+
+    @property
+    def optional_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in OPTIONAL_TEXT_FIELDS if f in self._h5)
+
+    def __len__(self) -> int:
+        return int(self._h5[IMAGE_FIELD].shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self._h5[IMAGE_FIELD].shape[1:])
+
+    def text(self, field: str, start: int, stop: int) -> list[str]:
+        return [clean_text(value) for value in np.asarray(self._h5[field][start:stop]).reshape(-1)]
+
+    def rows(self, start: int, stop: int) -> list[FashionGenRow]:
+        """Rows [start, stop), images included: the caller picks a slice that fits in memory."""
+        columns = {f: self.text(f, start, stop) for f in (*REQUIRED_TEXT_FIELDS, *self.optional_fields)}
+        products = np.asarray(self._h5[PRODUCT_FIELD][start:stop]).reshape(-1)
+        images = self._h5[IMAGE_FIELD][start:stop]
+        blank = [""] * (stop - start)
+        return [
+            FashionGenRow(
+                product_id=int(products[i]),
+                view=columns["input_pose"][i],
+                title=columns["input_name"][i],
+                description=columns["input_description"][i],
+                category=columns["input_category"][i],
+                subcategory=columns["input_subcategory"][i],
+                gender=columns.get("input_gender", blank)[i],
+                composition=columns.get("input_composition", blank)[i],
+                season=columns.get("input_season", blank)[i],
+                image=images[i],
+            )
+            for i in range(stop - start)
+        ]
+
+    def product_ids(self, block: int = 1 << 16) -> Iterator[int]:
+        for start in range(0, len(self), block):
+            yield from (int(p) for p in np.asarray(self._h5[PRODUCT_FIELD][start : start + block]).reshape(-1))
+
+    def labels(self, block: int = 1 << 16) -> Iterator[tuple[str, str]]:
+        """(category, subcategory) of every row, read a column block at a time (no images)."""
+        for start in range(0, len(self), block):
+            stop = min(start + block, len(self))
+            yield from zip(self.text("input_category", start, stop), self.text("input_subcategory", start, stop))
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> FashionGenFile:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

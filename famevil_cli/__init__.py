@@ -1,0 +1,1 @@
+"""The `famevil` command: parses options, calls a stage, prints its result. Nothing else."""

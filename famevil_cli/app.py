@@ -1,0 +1,141 @@
+"""The Typer app. Each command's help is its stage function's docstring; the command maps options
+onto the stage, runs it, and prints the result. Errors a user can fix print as one line."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import require_artifact
+from stages import prepare as prepare_stage
+from stages import synth as synth_stage
+
+app = typer.Typer(
+    name="famevil",
+    help="Train, distil and evaluate one vision-language model for many fashion tasks (after FAME-ViL, CVPR 2023).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstrings reflow; their indented example commands stay as written
+)
+out_console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+Result = TypeVar("Result")
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _run(stage: Callable[..., Result], **options) -> Result:
+    """Run a stage; a FamevilError becomes one red line and exit code 1 (a traceback only with --debug)."""
+    try:
+        return stage(**options)
+    except FamevilError as error:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: rerun the same command to resume or start over")
+        raise typer.Exit(130) from None
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column == columns[0] else "right")
+    for row in rows:
+        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
+    return table
+
+
+OutOption = Annotated[Path, typer.Option("--out", help="Directory to write; it appears only when complete.")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).", min=1)]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
+
+
+@app.command(help=inspect.cleandoc(synth_stage.synth.__doc__))
+def synth(
+    out: OutOption,
+    preset: Annotated[str, typer.Option(help="tiny (tests), demo (the README pipeline) or bench (throughput).")] = "demo",
+    seed: Annotated[int, typer.Option(help="Fixes every random choice: products, copy, pixels.")] = 0,
+    image_size: Annotated[int | None, typer.Option(help="Image side in pixels (the release has 256; default: the preset's).")] = None,
+    workers: WorkersOption = None,
+    contact_sheet: Annotated[Path | None, typer.Option(help="Also save a PNG grid of labelled samples here.")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    err_console.print(f"synth: preset {preset}, seed {seed}")
+    result = _run(synth_stage.synth, out=out, preset=preset, seed=seed, image_size=image_size, workers=workers, contact_sheet=contact_sheet, overwrite=overwrite)
+    fashiongen, fashioniq = result.sizes["fashiongen"], result.sizes["fashioniq"]
+    out_console.print(
+        _table(
+            f"{result.out}  ({result.manifest.content_id[:19]}…)",
+            ["source / split", "products or triplets", "images", "note"],
+            [[f"fashiongen/{s}", v["products"], v["images"], f"{v['subcategories']} subcategories"] for s, v in fashiongen.items()]
+            + [[f"fashioniq/{s}", v["triplets"], v["images"], f"{v['missing_images']} images missing, as in the release"] for s, v in fashioniq.items()],
+        )
+    )
+    out_console.print(
+        _table("chance level on the evaluation splits (percent)", ["task", "metric", "chance"], [[task, metric, value] for task, values in result.chance.items() for metric, value in values.items()])
+    )
+    if result.contact_sheet:
+        out_console.print(f"contact sheet: {result.contact_sheet}")
+
+
+@app.command(help=inspect.cleandoc(prepare_stage.prepare.__doc__))
+def prepare(
+    out: OutOption,
+    fashiongen: Annotated[Path | None, typer.Option(help="Folder with fashiongen_256_256_{train,validation}.h5.")] = None,
+    fashioniq: Annotated[Path | None, typer.Option(help="Folder with captions/, image_splits/ and images/.")] = None,
+    shard_size: Annotated[int, typer.Option(help="Samples per tar shard.")] = 1000,
+    workers: WorkersOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    result = _run(prepare_stage.prepare, out=out, fashiongen=fashiongen, fashioniq=fashioniq, shard_size=shard_size, workers=workers, overwrite=overwrite)
+    subsets = result.sizes["subsets"]
+    total = sum(entry["samples"] for entry in subsets.values())
+    out_console.print(
+        _table(
+            f"{result.out}  ({result.manifest.content_id[:19]}…)",
+            ["subset", "samples", "shards"],
+            [[name, entry["samples"], len(entry["shards"])] for name, entry in subsets.items()],
+        )
+    )
+    for subset, skipped in result.sizes["skipped"].items():
+        examples = ", ".join(skipped.get("examples", []))
+        out_console.print(f"[yellow]skipped[/] in {subset}: {skipped['missing_images']} missing images" + (f" (e.g. {examples})" if examples else ""))
+    for name, vocab in result.sizes.get("vocab", {}).items():
+        out_console.print(f"{name} vocabulary: {vocab['names']} names, {vocab['num_train']} seen in training")
+    resumed = f", {result.resumed_shards} shards resumed" if result.resumed_shards else ""
+    out_console.print(f"{total} samples in {result.seconds:.1f} s ({total / result.seconds:.0f} samples/s{resumed})")
+
+
+@app.command("inspect")
+def inspect_artifact(path: Annotated[Path, typer.Argument(help="An artifact directory written by a famevil stage.")]) -> None:
+    """Show what an artifact is, the command that made it, what it was made from and what it holds.
+
+    Example:
+
+        famevil inspect runs/demo/shards
+    """
+    manifest = _run(require_artifact, root=path)
+    out_console.print(f"[bold]{path}[/]: {manifest.kind} (schema {manifest.schema_version}), famevil {manifest.famevil_version}, {manifest.created}", soft_wrap=True)
+    out_console.print(f"id:      {manifest.content_id}", highlight=False)
+    out_console.print(f"command: {manifest.command}", highlight=False, soft_wrap=True)
+    if manifest.inputs:
+        out_console.print(_table("made from", ["role", "kind", "id", "path"], [[i.role, i.kind, i.id[:27] + "…", i.path] for i in manifest.inputs]))
+    out_console.print_json(data=manifest.details)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,347 @@
+"""famevil prepare: the public FashionGen and FashionIQ releases (or `famevil synth` output) to versioned webdataset shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, release_fingerprint, write_manifest
+from data_specs.shards import (
+    FASHIONGEN_SPLITS,
+    FASHIONIQ_GROUPS,
+    FASHIONIQ_SPLITS,
+    SIZES_SCHEMA_VERSION,
+    SIZES_FILE,
+    Vocabulary,
+    fashiongen_subset,
+    gallery_subset,
+    shard_name,
+    triplet_subset,
+    write_vocab,
+)
+from data_specs.staging import check_destination, open_partial, publish
+from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
+from famevil.data.fashioniq import Triplet, caption_file, image_index, image_split_file, read_image_split, read_triplets
+from famevil.data.images import image_file_as_jpeg
+from famevil.data.parallel import worker_map
+from famevil.data.shards import ShardRecord, Sample, fashiongen_sample, gallery_sample, triplet_sample, write_shard
+from stages.progress import console, progress_bar
+
+READ_BLOCK = 64  # h5 rows read at once by a worker: about 12 MB of 256x256 images
+DONE_FILE = ".done.jsonl"  # finished shards of an interrupted run, one ShardRecord per line
+SKIPPED_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class FashionGenSource:
+    split: str
+    path: Path
+    rows: int
+    products: int
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    key: str
+    group: str
+    asin: str
+    image: Path
+
+
+@dataclass(frozen=True)
+class TripletItem:
+    key: str
+    triplet: Triplet
+    reference: Path
+    target: Path | None
+
+
+@dataclass
+class FashionIQSource:
+    triplets: dict[str, list[TripletItem]] = field(default_factory=dict)  # split -> usable triplets
+    galleries: dict[str, list[GalleryItem]] = field(default_factory=dict)  # split -> images present
+    skipped: dict[str, dict[str, Any]] = field(default_factory=dict)  # subset -> counts and examples
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to write; small enough to send to a worker process."""
+
+    relative: str
+    kind: str  # "fashiongen", "triplets" or "gallery"
+    source: Path | None = None  # the h5, for FashionGen
+    start: int = 0
+    stop: int = 0
+    items: tuple = ()  # TripletItem or GalleryItem, for FashionIQ
+    category_ids: dict[str, int] | None = None
+    subcategory_ids: dict[str, int] | None = None
+
+    @property
+    def samples(self) -> int:
+        return self.stop - self.start if self.kind == "fashiongen" else len(self.items)
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    out: Path
+    manifest: Manifest
+    sizes: dict[str, Any]
+    resumed_shards: int
+    seconds: float
+
+
+def prepare(
+    out: Path,
+    fashiongen: Path | None = None,
+    fashioniq: Path | None = None,
+    shard_size: int = 1000,
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> PrepareResult:
+    """Turn the raw FashionGen h5 files and FashionIQ json + images into versioned webdataset shards.
+
+    FashionGen: one sample per image view (image, title, description, category, subcategory,
+    product id, view), for XMR, SCR and FIC. FashionIQ: one sample per triplet (reference image,
+    target image, two captions, group) for TGIR, and one per gallery image. Label vocabularies
+    (train names first, validation-only names after) and sizes.json are stored once for every later
+    stage. Either source may be omitted.
+
+    Streams the h5 a block at a time (the real train file is tens of GB), encodes images in
+    parallel worker processes, and resumes: an interrupted run picks up its finished shards when
+    rerun with the same inputs. OUT appears only when complete. FashionIQ triplets whose images
+    are missing are skipped, counted and reported.
+
+    Example (seconds on a laptop CPU):
+
+        famevil prepare --fashiongen runs/raw/fashiongen --fashioniq runs/raw/fashioniq --out runs/shards
+    """
+    started = time.perf_counter()
+    if fashiongen is None and fashioniq is None:
+        raise FamevilError("nothing to prepare: give --fashiongen DIR, --fashioniq DIR or both")
+    if shard_size < 1:
+        raise FamevilError(f"--shard-size {shard_size} must be at least 1 sample")
+    workers = workers or os.cpu_count() or 1
+    inputs: list[InputRef] = []
+    tasks: list[ShardTask] = []
+    sizes: dict[str, Any] = {"schema_version": SIZES_SCHEMA_VERSION, "subsets": {}, "skipped": {}}
+    vocab: dict[str, Vocabulary] = {}
+
+    if fashiongen is not None:
+        sources = _open_fashiongen(fashiongen)
+        vocab = _fashiongen_vocabularies(sources)
+        inputs += _input_refs("fashiongen", "fashiongen-h5", fashiongen, [s.path for s in sources])
+        tasks += _fashiongen_tasks(sources, vocab, shard_size)
+        for source in sources:
+            sizes["subsets"][fashiongen_subset(source.split)] = {"samples": source.rows, "products": source.products}
+    if fashioniq is not None:
+        iq = _scan_fashioniq(fashioniq)
+        inputs += _input_refs("fashioniq", "fashioniq-json", fashioniq, _fashioniq_json_files(fashioniq))
+        tasks += _fashioniq_tasks(iq, shard_size)
+        sizes["skipped"] = iq.skipped
+        for split, items in iq.triplets.items():
+            sizes["subsets"][triplet_subset(split)] = {"samples": len(items), "groups": dict(Counter(i.triplet.group for i in items))}
+        for split, gallery in iq.galleries.items():
+            sizes["subsets"][gallery_subset(split)] = {"samples": len(gallery), "groups": dict(Counter(i.group for i in gallery))}
+
+    check_destination(out, overwrite)
+    plan = {"inputs": [asdict(ref) | {"path": None} for ref in inputs], "shard_size": shard_size, "sizes_schema": SIZES_SCHEMA_VERSION}
+    partial, resuming = open_partial(out, plan)
+    done = _finished_shards(partial) if resuming else {}
+    todo = [task for task in tasks if task.relative not in done]
+    with progress_bar("prepare", sum(t.samples for t in tasks), unit="samples") as advance:
+        advance(sum(t.samples for t in tasks if t.relative in done))
+        with open(partial / DONE_FILE, "a", encoding="utf-8") as journal:
+            for record in worker_map(_write_task, [(partial, task) for task in todo], workers, ordered=False):
+                journal.write(json.dumps(asdict(record)) + "\n")
+                journal.flush()
+                done[record.path] = record
+                advance(record.samples)
+
+    for subset, entry in sizes["subsets"].items():
+        entry["shards"] = [{"path": t.relative, "samples": done[t.relative].samples} for t in tasks if t.relative.startswith(subset + "/")]
+    if vocab:
+        write_vocab(partial, vocab)
+        sizes["vocab"] = {name: {"names": len(v.names), "num_train": v.num_train} for name, v in vocab.items()}
+    (partial / SIZES_FILE).write_text(json.dumps(sizes, indent=2) + "\n", encoding="utf-8")
+    (partial / DONE_FILE).unlink()
+    details = {"shard_size": shard_size, "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()}, "skipped": sizes["skipped"]}
+    manifest = write_manifest(partial, "shards", inputs=inputs, details=details, known_digests={r.path: r.sha256 for r in done.values()})
+    publish(partial, out)
+    return PrepareResult(out, manifest, sizes, len(tasks) - len(todo), time.perf_counter() - started)
+
+
+def _input_refs(role: str, kind: str, directory: Path, files: list[Path]) -> list[InputRef]:
+    """The release files' fingerprint, plus the `famevil synth` artifact they came from, if any."""
+    refs = [InputRef(role=role, kind=kind, id=release_fingerprint(files), path=str(directory))]
+    parent = directory.resolve().parent
+    if (parent / MANIFEST_FILE).is_file():
+        made_by = read_manifest(parent)
+        if made_by.kind == "raw-dataset":
+            refs.append(InputRef(role=f"{role}-origin", kind=made_by.kind, id=made_by.content_id, path=str(parent)))
+    return refs
+
+
+# FashionGen ---------------------------------------------------------------------------------------
+
+
+def _open_fashiongen(directory: Path) -> list[FashionGenSource]:
+    if not directory.is_dir():
+        raise FamevilError(f"--fashiongen {directory}: no such directory; point it at the folder holding the FashionGen h5 files")
+    sources = []
+    for split in FASHIONGEN_SPLITS:
+        path = directory / RELEASE_FILES[split]
+        if path.exists():
+            with FashionGenFile(path) as release:
+                sources.append(FashionGenSource(split, path, len(release), len(set(release.product_ids()))))
+    if not sources:
+        expected = " or ".join(RELEASE_FILES.values())
+        raise FamevilError(f"--fashiongen {directory}: holds neither {expected}; point it at the FashionGen release folder")
+    return sources
+
+
+def _fashiongen_vocabularies(sources: list[FashionGenSource]) -> dict[str, Vocabulary]:
+    """Category and subcategory names to ids, training names first (one pass over the text columns)."""
+    seen: dict[str, dict[str, set[str]]] = {"category": {}, "subcategory": {}}
+    for source in sources:
+        categories, subcategories = seen["category"].setdefault(source.split, set()), seen["subcategory"].setdefault(source.split, set())
+        with FashionGenFile(source.path) as release:
+            for category, subcategory in release.labels():
+                categories.add(category)
+                subcategories.add(subcategory)
+    vocab = {}
+    for name, by_split in seen.items():
+        train = by_split.get("train", set())
+        other = set().union(*(names for split, names in by_split.items() if split != "train"))
+        vocab[name] = Vocabulary.from_splits(train, other)
+    return vocab
+
+
+def _fashiongen_tasks(sources: list[FashionGenSource], vocab: dict[str, Vocabulary], shard_size: int) -> list[ShardTask]:
+    tasks = []
+    for source in sources:
+        subset = fashiongen_subset(source.split)
+        for index, start in enumerate(range(0, source.rows, shard_size)):
+            tasks.append(
+                ShardTask(
+                    relative=shard_name(subset, index),
+                    kind="fashiongen",
+                    source=source.path,
+                    start=start,
+                    stop=min(start + shard_size, source.rows),
+                    category_ids=vocab["category"].index(),
+                    subcategory_ids=vocab["subcategory"].index(),
+                )
+            )
+    return tasks
+
+
+def _fashiongen_samples(task: ShardTask) -> Iterator[Sample]:
+    split = task.relative.split("/")[1]
+    with FashionGenFile(task.source) as release:
+        for block in range(task.start, task.stop, READ_BLOCK):
+            for offset, row in enumerate(release.rows(block, min(block + READ_BLOCK, task.stop))):
+                yield fashiongen_sample(f"{split}-{block + offset:08d}", row, task.category_ids, task.subcategory_ids)
+
+
+# FashionIQ ----------------------------------------------------------------------------------------
+
+
+def _fashioniq_json_files(directory: Path) -> list[Path]:
+    return [
+        path
+        for group in FASHIONIQ_GROUPS
+        for split in FASHIONIQ_SPLITS
+        for path in (caption_file(directory, group, split), image_split_file(directory, group, split))
+        if path.is_file()
+    ]
+
+
+def _scan_fashioniq(directory: Path) -> FashionIQSource:
+    """Read every caption and split file present and resolve images; skip what has no image."""
+    if not directory.is_dir():
+        raise FamevilError(f"--fashioniq {directory}: no such directory; point it at the folder holding captions/, image_splits/ and images/")
+    if not _fashioniq_json_files(directory):
+        raise FamevilError(f"--fashioniq {directory}: no captions/cap.GROUP.SPLIT.json or image_splits/split.GROUP.SPLIT.json files found")
+    images = image_index(directory)
+    source = FashionIQSource()
+    for split in FASHIONIQ_SPLITS:
+        usable: list[TripletItem] = []
+        missing: list[str] = []
+        gallery: list[GalleryItem] = []
+        missing_gallery = 0
+        for group in FASHIONIQ_GROUPS:
+            if caption_file(directory, group, split).is_file():
+                for index, triplet in enumerate(read_triplets(directory, group, split)):
+                    lost = [a for a in (triplet.candidate, triplet.target) if a is not None and a not in images]
+                    if lost:
+                        missing += lost
+                        continue
+                    target = images[triplet.target] if triplet.target else None
+                    usable.append(TripletItem(f"{split}-{group}-{index:06d}", triplet, images[triplet.candidate], target))
+            if image_split_file(directory, group, split).is_file():
+                for asin in read_image_split(directory, group, split):
+                    if asin in images:
+                        gallery.append(GalleryItem(f"{split}-{group}-{asin}", group, asin, images[asin]))
+                    else:
+                        missing_gallery += 1
+        if usable:
+            source.triplets[split] = usable
+        if gallery:
+            source.galleries[split] = gallery
+        if missing:
+            source.skipped[triplet_subset(split)] = {"missing_images": len(missing), "examples": sorted(set(missing))[:SKIPPED_EXAMPLES]}
+        if missing_gallery:
+            source.skipped[gallery_subset(split)] = {"missing_images": missing_gallery}
+    if not source.triplets and not source.galleries:
+        raise FamevilError(f"--fashioniq {directory}: no usable sample (every triplet and gallery image lacks its image file in images/)")
+    return source
+
+
+def _fashioniq_tasks(source: FashionIQSource, shard_size: int) -> list[ShardTask]:
+    tasks = []
+    for kind, subset_of, items_of in (("triplets", triplet_subset, source.triplets), ("gallery", gallery_subset, source.galleries)):
+        for split, items in items_of.items():
+            for index, start in enumerate(range(0, len(items), shard_size)):
+                tasks.append(ShardTask(relative=shard_name(subset_of(split), index), kind=kind, items=tuple(items[start : start + shard_size])))
+    return tasks
+
+
+def _fashioniq_samples(task: ShardTask) -> Iterator[Sample]:
+    for item in task.items:
+        if task.kind == "gallery":
+            yield gallery_sample(item.key, item.group, item.asin, image_file_as_jpeg(item.image))
+        else:
+            target = image_file_as_jpeg(item.target) if item.target else None
+            yield triplet_sample(item.key, item.triplet, image_file_as_jpeg(item.reference), target)
+
+
+# Shards -------------------------------------------------------------------------------------------
+
+
+def _write_task(job: tuple[Path, ShardTask]) -> ShardRecord:
+    """Runs in a worker process: read, encode and write one whole shard under root."""
+    root, task = job
+    samples = _fashiongen_samples(task) if task.kind == "fashiongen" else _fashioniq_samples(task)
+    return write_shard(root, task.relative, samples)
+
+
+def _finished_shards(partial: Path) -> dict[str, ShardRecord]:
+    """Shards an interrupted run finished: journaled and still on disk (a torn last line is ignored)."""
+    done = {}
+    journal = partial / DONE_FILE
+    if journal.is_file():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                record = ShardRecord(**json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue
+            if (partial / record.path).is_file():
+                done[record.path] = record
+    return done

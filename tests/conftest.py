@@ -1,0 +1,79 @@
+"""Fixtures: small data sets in the public release layouts, made by the tests themselves.
+
+Two sources on purpose: `famevil synth` output, and hand-written files built here field by field,
+so that the readers are checked against the published layout and not only against our generator.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from famevil_cli.app import app
+from stages.prepare import prepare
+from stages.synth import synth
+
+
+def write_release_h5(path: Path, rows: list[dict], image_size: int = 16, drop: tuple[str, ...] = ()) -> None:
+    """A FashionGen h5 as published: (N, 1) fixed-width byte strings, (N, 1) product ids, (N, H, W, 3) images.
+
+    Each row gives text fields as raw bytes (so a test can put latin-1, entities, <br> and padding in).
+    """
+    fields = {
+        "input_name": [r.get("name", b"Black Shirt") for r in rows],
+        "input_description": [r.get("description", b"A shirt.") for r in rows],
+        "input_category": [r.get("category", b"SHIRTS") for r in rows],
+        "input_subcategory": [r.get("subcategory", b"SHIRTS") for r in rows],
+        "input_pose": [r.get("pose", b"id_gridfs_1") for r in rows],
+        "input_gender": [r.get("gender", b"MEN") for r in rows],
+        "input_composition": [r.get("composition", b"100% cotton") for r in rows],
+        "input_season": [r.get("season", b"SS2017") for r in rows],
+    }
+    with h5py.File(path, "w") as h5:
+        for name, values in fields.items():
+            if name not in drop:
+                h5.create_dataset(name, data=np.array(values, dtype=bytes).reshape(-1, 1))
+        if "input_productID" not in drop:
+            h5.create_dataset("input_productID", data=np.array([r.get("product_id", 1) for r in rows]).reshape(-1, 1))
+        if "input_image" not in drop:
+            images = np.stack([np.full((image_size, image_size, 3), r.get("shade", 100), np.uint8) for r in rows])
+            h5.create_dataset("input_image", data=images)
+
+
+def write_fashioniq(root: Path, triplets: dict[tuple[str, str], list[dict]], images: dict[str, str], splits: dict[tuple[str, str], list[str]]) -> None:
+    """A FashionIQ release folder; images maps asin -> file suffix (".jpg" or ".png")."""
+    for folder in ("captions", "image_splits", "images"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for (group, split), entries in triplets.items():
+        (root / "captions" / f"cap.{group}.{split}.json").write_text(json.dumps(entries))
+    for (group, split), asins in splits.items():
+        (root / "image_splits" / f"split.{group}.{split}.json").write_text(json.dumps(asins))
+    for index, (asin, suffix) in enumerate(images.items()):
+        Image.new("RGB", (20, 24), (index * 40 % 256, 80, 120)).save(root / "images" / f"{asin}{suffix}")
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "raw"
+    synth(out, preset="tiny", seed=0, workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "shards"
+    prepare(out, fashiongen=tiny_raw / "fashiongen", fashioniq=tiny_raw / "fashioniq", shard_size=16, workers=2)
+    return out
+
+
+@pytest.fixture
+def cli():
+    """Run `famevil ARGS...` in-process; returns click's Result (exit_code, stdout, stderr)."""
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])

@@ -1,0 +1,45 @@
+"""The command line: every stage listed with its purpose, every --help with a CPU-sized example."""
+
+from __future__ import annotations
+
+import pytest
+
+STAGES = ("synth", "prepare", "inspect")
+
+
+def test_top_level_help_lists_every_stage_with_its_purpose(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for stage in STAGES:
+        assert stage in result.stdout
+    assert "Generate a procedural fashion data set" in result.stdout
+    assert "Turn the raw FashionGen h5 files" in result.stdout
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_help_shows_an_example(cli, stage):
+    result = cli(stage, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout and f"famevil {stage} " in result.stdout
+
+
+def test_synth_prepare_inspect_end_to_end(cli, tmp_path):
+    raw, shards = tmp_path / "raw", tmp_path / "shards"
+    result = cli("synth", "--preset", "tiny", "--seed", 5, "--out", raw, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "chance level" in result.stdout and "random100_r1" in result.stdout and "seed 5" in result.stderr
+    result = cli("prepare", "--fashiongen", raw / "fashiongen", "--fashioniq", raw / "fashioniq", "--out", shards, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "fashiongen/train" in result.stdout and "samples/s" in result.stdout
+    result = cli("inspect", shards)
+    assert result.exit_code == 0 and "shards (schema 1)" in result.stdout and "raw-dataset" in result.stdout
+    result = cli("synth", "--preset", "tiny", "--out", raw)
+    assert result.exit_code == 1 and "already exists" in result.stderr
+
+
+def test_unknown_preset_and_bad_image_size(cli, tmp_path):
+    result = cli("synth", "--preset", "huge", "--out", tmp_path / "raw")
+    assert result.exit_code == 1 and "--preset 'huge' is unknown; choose one of tiny, demo, bench" in result.stderr
+    result = cli("synth", "--image-size", 8, "--out", tmp_path / "raw")
+    assert result.exit_code == 1 and "--image-size 8 is out of range" in result.stderr
+    assert not (tmp_path / "raw").exists()

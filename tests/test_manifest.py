@@ -1,0 +1,70 @@
+"""Manifests and staging: what makes a directory an artifact, and what a stage refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import MANIFEST_FILE, content_id, read_manifest, require_artifact, write_manifest
+from data_specs.staging import check_destination, open_partial, partial_path, publish
+
+
+def _artifact(root, kind="shards", payload="a"):
+    root.mkdir(parents=True)
+    (root / "data.txt").write_text(payload)
+    return write_manifest(root, kind, details={"n": 1}, command="famevil prepare --out x")
+
+
+def test_manifest_round_trip_and_content_id(tmp_path):
+    written = _artifact(tmp_path / "a")
+    read = read_manifest(tmp_path / "a")
+    assert read == written
+    assert (read.kind, read.schema_version, read.command) == ("shards", 1, "famevil prepare --out x")
+    assert read.content_id == content_id(tmp_path / "a")
+    same = _artifact(tmp_path / "b")
+    other = _artifact(tmp_path / "c", payload="b")
+    assert same.content_id == written.content_id != other.content_id
+
+
+def test_wrong_kind_is_refused_with_the_rebuild_command(tmp_path):
+    _artifact(tmp_path / "raw", kind="raw-dataset")
+    with pytest.raises(FamevilError, match=r"is a 'raw-dataset' artifact, expected 'shards'.*famevil prepare --fashiongen"):
+        require_artifact(tmp_path / "raw", "shards")
+
+
+def test_unknown_schema_version_is_refused(tmp_path):
+    _artifact(tmp_path / "s")
+    manifest = json.loads((tmp_path / "s" / MANIFEST_FILE).read_text())
+    manifest["schema_version"] = 99
+    (tmp_path / "s" / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(FamevilError, match=r"schema version 99 is not one this famevil reads \(1\); rebuild it with: famevil prepare"):
+        require_artifact(tmp_path / "s", "shards")
+
+
+def test_missing_or_broken_manifest_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FamevilError, match="not a famevil artifact.*rebuild it with: famevil synth"):
+        require_artifact(tmp_path / "empty", "raw-dataset")
+    (tmp_path / "empty" / MANIFEST_FILE).write_text("{")
+    with pytest.raises(FamevilError, match="unreadable manifest"):
+        require_artifact(tmp_path / "empty")
+    with pytest.raises(FamevilError, match="no such directory"):
+        require_artifact(tmp_path / "nowhere", "shards")
+
+
+def test_staging_resumes_only_the_same_plan_and_publishes_atomically(tmp_path):
+    out = tmp_path / "out"
+    partial, resumed = open_partial(out, {"seed": 1})
+    assert not resumed and partial == partial_path(out) and not out.exists()
+    (partial / "piece").write_text("done")
+    assert open_partial(out, {"seed": 1}) == (partial, True)
+    partial, resumed = open_partial(out, {"seed": 2})
+    assert not resumed and not (partial / "piece").exists()
+    (partial / "piece").write_text("new")
+    publish(partial, out)
+    assert (out / "piece").read_text() == "new" and not partial.exists() and not (out / ".plan.json").exists()
+    with pytest.raises(FamevilError, match="already exists; pass --overwrite"):
+        check_destination(out, overwrite=False)
+    check_destination(out, overwrite=True)

@@ -1,0 +1,204 @@
+"""`famevil prepare`: shards read back with plain webdataset, resume, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+import stages.prepare
+from data_specs.errors import FamevilError
+from data_specs.manifest import require_artifact
+from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, read_sizes, read_vocab, shard_paths
+from data_specs.staging import partial_path
+from famevil.data.synthetic.catalogue import PRESETS, fashioniq_catalogue
+from stages.prepare import prepare
+from tests.conftest import write_fashioniq, write_release_h5
+
+
+def _read(shards, subset):
+    urls = [str(p) for p in shard_paths(shards, subset)]
+    return list(wds.WebDataset(urls, shardshuffle=False).decode("rgb"))
+
+
+def test_fashiongen_shards_read_back_with_webdataset(tiny_shards, tiny_raw):
+    sizes = read_sizes(tiny_shards)
+    vocab = read_vocab(tiny_shards)
+    raw_sizes = require_artifact(tiny_raw).details["sizes"]["fashiongen"]
+    for split in ("train", "val"):
+        samples = _read(tiny_shards, f"fashiongen/{split}")
+        assert len(samples) == sizes["subsets"][f"fashiongen/{split}"]["samples"] == raw_sizes[split]["images"]
+        assert len({s["__key__"] for s in samples}) == len(samples)
+        assert len({s["json"]["product_id"] for s in samples}) == raw_sizes[split]["products"]
+        for sample in samples:
+            assert sample["jpg"].shape == (64, 64, 3)
+            assert tuple(sample["json"]) == FASHIONGEN_FIELDS
+            assert vocab["subcategory"].names[sample["json"]["subcategory_id"]] == sample["json"]["subcategory"]
+            assert vocab["category"].names[sample["json"]["category_id"]] == sample["json"]["category"]
+            if split == "train":
+                assert sample["json"]["subcategory_id"] < vocab["subcategory"].num_train
+    vests = vocab["subcategory"].index()["VESTS"]
+    assert vests >= vocab["subcategory"].num_train  # validation-only: after every training label
+
+
+def test_fashioniq_shards_read_back_with_webdataset(tiny_shards):
+    catalogue = fashioniq_catalogue(PRESETS["tiny"], seed=0)
+    for split in ("train", "val", "test"):
+        samples = _read(tiny_shards, f"fashioniq/{split}")
+        present = {i.asin for (g, s), part in catalogue.items() if s == split for i in part.images if i.present}
+        usable = [t for (g, s), part in catalogue.items() if s == split for t in part.triplets if t.candidate in present and t.target in present]
+        assert len(samples) == len(usable)
+        for sample in samples:
+            assert tuple(sample["json"]) == TRIPLET_FIELDS and len(sample["json"]["captions"]) == 2
+            assert sample["reference.jpg"].shape == (64, 64, 3)
+            assert ("target.jpg" in sample) == (split != "test") == (sample["json"]["target"] is not None)
+        gallery = _read(tiny_shards, f"fashioniq/gallery-{split}")
+        assert {s["json"]["asin"] for s in gallery} == present
+
+
+def test_skipped_triplets_are_counted_and_manifest_names_inputs(tiny_shards, tiny_raw):
+    sizes = read_sizes(tiny_shards)
+    catalogue = fashioniq_catalogue(PRESETS["tiny"], seed=0)
+    for split in ("train", "val", "test"):
+        present = {i.asin for (g, s), part in catalogue.items() if s == split for i in part.images if i.present}
+        lost = [a for (g, s), part in catalogue.items() if s == split for t in part.triplets for a in (t.candidate, t.target) if a not in present]
+        assert sizes["skipped"].get(f"fashioniq/{split}", {"missing_images": 0})["missing_images"] == len(lost)
+    manifest = require_artifact(tiny_shards, "shards")
+    kinds = {ref.kind: ref for ref in manifest.inputs}
+    assert kinds["fashiongen-h5"].id.startswith("fingerprint:") and kinds["fashioniq-json"].id.startswith("fingerprint:")
+    assert kinds["raw-dataset"].id == require_artifact(tiny_raw).content_id
+    assert manifest.command.startswith("famevil")
+
+
+def test_resume_after_interruption_gives_the_same_artifact(tiny_raw, tiny_shards, tmp_path, monkeypatch):
+    out = tmp_path / "shards"
+    written = []
+
+    def interrupted_after_two(root, relative, samples):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(relative)
+        return real_write_shard(root, relative, samples)
+
+    real_write_shard = stages.prepare.write_shard
+    monkeypatch.setattr(stages.prepare, "write_shard", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(out, fashiongen=tiny_raw / "fashiongen", fashioniq=tiny_raw / "fashioniq", shard_size=16, workers=1)
+    assert not out.exists() and partial_path(out).is_dir()
+    monkeypatch.setattr(stages.prepare, "write_shard", real_write_shard)
+    result = prepare(out, fashiongen=tiny_raw / "fashiongen", fashioniq=tiny_raw / "fashioniq", shard_size=16, workers=2)
+    assert result.resumed_shards == 2
+    assert result.manifest.content_id == require_artifact(tiny_shards).content_id
+    assert not partial_path(out).exists()
+    with pytest.raises(FamevilError, match="already exists"):
+        prepare(out, fashiongen=tiny_raw / "fashiongen", shard_size=16)
+
+
+def test_hand_built_release_through_prepare(tmp_path):
+    fashiongen = tmp_path / "fg"
+    fashiongen.mkdir()
+    write_release_h5(fashiongen / "fashiongen_256_256_train.h5", [{"product_id": 1, "subcategory": b"SHIRTS"}, {"product_id": 1, "pose": b"id_gridfs_2"}])
+    write_release_h5(fashiongen / "fashiongen_256_256_validation.h5", [{"product_id": 2, "subcategory": b"VESTS", "category": b"JACKETS &amp; COATS"}])
+    fashioniq = tmp_path / "iq"
+    triplets = {
+        ("dress", "train"): [{"target": "B2", "candidate": "B1", "captions": ["is red", "is darker"]}, {"target": "B9", "candidate": "B1", "captions": ["x", "y"]}],
+        ("toptee", "test"): [{"candidate": "B3", "captions": ["is longer", "has sleeves"]}],
+    }
+    write_fashioniq(fashioniq, triplets, {"B1": ".jpg", "B2": ".png", "B3": ".jpg"}, {("dress", "train"): ["B1", "B2", "B9"]})
+    result = prepare(tmp_path / "shards", fashiongen=fashiongen, fashioniq=fashioniq, workers=1)
+    subsets = result.sizes["subsets"]
+    assert {k: v["samples"] for k, v in subsets.items()} == {
+        "fashiongen/train": 2, "fashiongen/val": 1, "fashioniq/train": 1, "fashioniq/test": 1, "fashioniq/gallery-train": 2,
+    }
+    assert subsets["fashiongen/train"]["products"] == 1
+    assert result.sizes["skipped"]["fashioniq/train"] == {"missing_images": 1, "examples": ["B9"]}
+    vocab = read_vocab(tmp_path / "shards")
+    assert vocab["subcategory"].names == ("SHIRTS", "VESTS") and vocab["subcategory"].num_train == 1
+    assert vocab["category"].names == ("SHIRTS", "JACKETS & COATS")
+    (sample,) = _read(tmp_path / "shards", "fashiongen/val")
+    assert sample["json"]["category"] == "JACKETS & COATS" and sample["json"]["subcategory_id"] == 1
+    (test,) = _read(tmp_path / "shards", "fashioniq/test")
+    assert test["json"]["target"] is None and np.asarray(test["reference.jpg"]).shape == (24, 20, 3)
+
+
+def test_fashiongen_only_and_fashioniq_only(tmp_path, tiny_raw):
+    only_iq = prepare(tmp_path / "iq", fashioniq=tiny_raw / "fashioniq", workers=1)
+    assert all(name.startswith("fashioniq/") for name in only_iq.sizes["subsets"])
+    assert not (tmp_path / "iq" / "vocab.json").exists()
+    only_fg = prepare(tmp_path / "fg", fashiongen=tiny_raw / "fashiongen", workers=1)
+    assert set(only_fg.sizes["subsets"]) == {"fashiongen/train", "fashiongen/val"}
+
+
+def _bad_fashiongen(tmp_path):
+    folder = tmp_path / "fg"
+    folder.mkdir()
+    return folder
+
+
+def _no_fashiongen_files(tmp_path):
+    return ["--fashiongen", _bad_fashiongen(tmp_path)], "holds neither fashiongen_256_256_train.h5"
+
+
+def _not_h5(tmp_path):
+    folder = _bad_fashiongen(tmp_path)
+    (folder / "fashiongen_256_256_train.h5").write_bytes(b"\x89PNG not an h5 at all")
+    return ["--fashiongen", folder], "fashiongen_256_256_train.h5: not an HDF5 file"
+
+
+def _missing_field(tmp_path):
+    folder = _bad_fashiongen(tmp_path)
+    write_release_h5(folder / "fashiongen_256_256_validation.h5", [{}], drop=("input_image",))
+    return ["--fashiongen", folder], "missing field 'input_image'"
+
+
+def _unreadable_image(tmp_path):
+    write_fashioniq(tmp_path / "iq", {("dress", "val"): [{"target": "B2", "candidate": "B1", "captions": ["a", "b"]}]}, {"B1": ".jpg", "B2": ".jpg"}, {})
+    (tmp_path / "iq" / "images" / "B2.jpg").write_bytes(b"truncated")
+    return ["--fashioniq", tmp_path / "iq"], "B2.jpg: unreadable image"
+
+
+def _malformed_json(tmp_path):
+    write_fashioniq(tmp_path / "iq", {}, {}, {("shirt", "val"): ["B1"]})
+    (tmp_path / "iq" / "captions" / "cap.shirt.train.json").write_text("[{")
+    return ["--fashioniq", tmp_path / "iq"], "cap.shirt.train.json: malformed JSON"
+
+
+def _no_usable_sample(tmp_path):
+    write_fashioniq(tmp_path / "iq", {("dress", "train"): [{"target": "B2", "candidate": "B1", "captions": ["a", "b"]}]}, {}, {("dress", "train"): ["B1"]})
+    return ["--fashioniq", tmp_path / "iq"], "no usable sample"
+
+
+def _missing_path(tmp_path):
+    return ["--fashioniq", tmp_path / "nowhere"], "nowhere: no such directory"
+
+
+def _no_source(tmp_path):
+    return [], "give --fashiongen DIR, --fashioniq DIR or both"
+
+
+@pytest.mark.parametrize(
+    "make_bad_input", [_no_fashiongen_files, _not_h5, _missing_field, _unreadable_image, _malformed_json, _no_usable_sample, _missing_path, _no_source]
+)
+def test_bad_input_is_one_clear_line_and_nothing_is_left_looking_complete(cli, tmp_path, make_bad_input):
+    arguments, message = make_bad_input(tmp_path)
+    out = tmp_path / "shards"
+    result = cli("prepare", *arguments, "--out", out, "--workers", 1)
+    assert result.exit_code == 1
+    last = result.stderr.strip().splitlines()[-1]  # a progress bar may precede it
+    assert last.startswith("error:") and message in last and result.stderr.count("error:") == 1
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_debug_flag_keeps_the_traceback(cli, tmp_path):
+    result = cli("--debug", "prepare", "--fashioniq", tmp_path / "nowhere", "--out", tmp_path / "shards")
+    assert result.exit_code == 1 and isinstance(result.exception, FamevilError)
+
+
+def test_sizes_json_lists_every_shard_once(tiny_shards):
+    sizes = json.loads((tiny_shards / "sizes.json").read_text())
+    listed = [shard["path"] for subset in sizes["subsets"].values() for shard in subset["shards"]]
+    on_disk = sorted(p.relative_to(tiny_shards).as_posix() for p in tiny_shards.rglob("*.tar"))
+    assert sorted(listed) == on_disk

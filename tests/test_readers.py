@@ -1,0 +1,90 @@
+"""The release readers against hand-built files in the public layouts, quirks included."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data_specs.errors import FamevilError
+from famevil.data.fashiongen import FashionGenFile, clean_text
+from famevil.data.fashioniq import image_index, read_image_split, read_triplets
+from tests.conftest import write_fashioniq, write_release_h5
+
+
+def test_clean_text_resolves_release_quirks():
+    raw = "Jacket in navy.<br>Cotton &amp; linen. Made in C\xf4te d'Ivoire.<BR/>Supplier: Cr&egrave;me   ".encode("latin-1")
+    assert clean_text(raw) == "Jacket in navy. Cotton & linen. Made in Côte d'Ivoire. Supplier: Crème"
+    assert clean_text(b"JACKETS &amp; COATS\x00\x00") == "JACKETS & COATS"
+
+
+def test_fashiongen_rows_are_streamed_with_clean_text(tmp_path):
+    path = tmp_path / "fashiongen_256_256_validation.h5"
+    rows = [
+        {"product_id": 7, "pose": b"id_gridfs_1", "description": b"Coat &amp; belt.<br>Wool.", "category": b"JACKETS &amp; COATS", "shade": 10},
+        {"product_id": 7, "pose": b"id_gridfs_2", "description": b"Coat &amp; belt.<br>Wool.", "category": b"JACKETS &amp; COATS", "shade": 20},
+        {"product_id": 9, "name": b"Caf\xe9 Tee", "subcategory": b"T-SHIRTS", "shade": 30},
+    ]
+    write_release_h5(path, rows)
+    with FashionGenFile(path) as release:
+        assert len(release) == 3 and release.image_shape == (16, 16, 3)
+        first, second = release.rows(0, 2)
+        assert (first.product_id, first.view, second.view) == (7, "id_gridfs_1", "id_gridfs_2")
+        assert first.description == "Coat & belt. Wool." and first.category == "JACKETS & COATS"
+        assert int(second.image[0, 0, 0]) == 20
+        (third,) = release.rows(2, 3)
+        assert third.title == "Café Tee" and third.subcategory == "T-SHIRTS"
+        assert list(release.product_ids(block=2)) == [7, 7, 9]
+        assert list(release.labels(block=2))[2] == ("SHIRTS", "T-SHIRTS")
+
+
+def test_fashiongen_without_optional_fields_reads_blank(tmp_path):
+    path = tmp_path / "fashiongen_256_256_train.h5"
+    write_release_h5(path, [{}], drop=("input_gender", "input_season"))
+    with FashionGenFile(path) as release:
+        (row,) = release.rows(0, 1)
+    assert row.gender == "" and row.season == "" and row.composition == "100% cotton"
+
+
+def test_fashiongen_missing_field_is_named(tmp_path):
+    path = tmp_path / "fashiongen_256_256_train.h5"
+    write_release_h5(path, [{}], drop=("input_description",))
+    with pytest.raises(FamevilError, match="missing field 'input_description'"):
+        FashionGenFile(path)
+
+
+def test_fashiongen_not_h5_is_refused(tmp_path):
+    path = tmp_path / "fashiongen_256_256_train.h5"
+    path.write_text("this is not hdf5")
+    with pytest.raises(FamevilError, match="not an HDF5 file"):
+        FashionGenFile(path)
+
+
+def test_fashioniq_triplets_splits_and_images(tmp_path):
+    triplets = {
+        ("dress", "val"): [{"target": "B2", "candidate": "B1", "captions": ["is red", "is darker"]}],
+        ("dress", "test"): [{"candidate": "B1", "captions": ["is longer", "has sleeves"]}],
+    }
+    write_fashioniq(tmp_path, triplets, {"B1": ".jpg", "B2": ".png"}, {("dress", "val"): ["B1", "B2"]})
+    (val,) = read_triplets(tmp_path, "dress", "val")
+    assert (val.candidate, val.target, val.captions) == ("B1", "B2", ("is red", "is darker"))
+    (test,) = read_triplets(tmp_path, "dress", "test")
+    assert test.target is None
+    assert read_image_split(tmp_path, "dress", "val") == ["B1", "B2"]
+    assert {asin: path.suffix for asin, path in image_index(tmp_path).items()} == {"B1": ".jpg", "B2": ".png"}
+
+
+def test_fashioniq_val_triplet_without_target_is_refused(tmp_path):
+    write_fashioniq(tmp_path, {("shirt", "val"): [{"candidate": "B1", "captions": ["a", "b"]}]}, {}, {})
+    with pytest.raises(FamevilError, match=r"cap\.shirt\.val\.json: entry 0: needs a string field 'target'"):
+        read_triplets(tmp_path, "shirt", "val")
+
+
+def test_fashioniq_malformed_json_names_file_and_line(tmp_path):
+    write_fashioniq(tmp_path, {}, {}, {})
+    (tmp_path / "captions" / "cap.toptee.train.json").write_text('[{"candidate": "B1",\n "captions": [}]')
+    with pytest.raises(FamevilError, match=r"cap\.toptee\.train\.json: malformed JSON at line 2"):
+        read_triplets(tmp_path, "toptee", "train")
+    (tmp_path / "captions" / "cap.toptee.val.json").write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(FamevilError, match="expected a JSON list"):
+        read_triplets(tmp_path, "toptee", "val")
