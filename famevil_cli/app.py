@@ -132,8 +132,8 @@ def inspect_artifact(path: Annotated[Path, typer.Argument(help="An artifact dire
     out_console.print(f"[bold]{path}[/]: {manifest.kind} (schema {manifest.schema_version}), famevil {manifest.famevil_version}, {manifest.created}", soft_wrap=True)
     out_console.print(f"id:      {manifest.content_id}", highlight=False)
     out_console.print(f"command: {manifest.command}", highlight=False, soft_wrap=True)
-    if manifest.inputs:
-        out_console.print(_table("made from", ["role", "kind", "id", "path"], [[i.role, i.kind, i.id[:27] + "…", i.path] for i in manifest.inputs]))
+    for ref in manifest.inputs:
+        out_console.print(f"from:    {ref.role} ({ref.kind}) {ref.id} at {ref.path}", highlight=False, soft_wrap=True)
     out_console.print_json(data=manifest.details)
 
 

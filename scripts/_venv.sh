@@ -12,8 +12,8 @@ stamp="$venv/.famevil-installed"
 want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1) $root $extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing famevil$extras into $venv (torch is large: a minute or two the first time)" >&2
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet --editable "$root$extras"
+    "$venv/bin/python" -m pip install -qq --upgrade pip
+    "$venv/bin/python" -m pip install -qq --editable "$root$extras"
     echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"

@@ -150,6 +150,7 @@ def prepare(
         for split, gallery in iq.galleries.items():
             sizes["subsets"][gallery_subset(split)] = {"samples": len(gallery), "groups": dict(Counter(i.group for i in gallery))}
 
+    inputs = list(dict.fromkeys(inputs))  # both sources may come from one `famevil synth` artifact
     check_destination(out, overwrite)
     plan = {"inputs": [asdict(ref) | {"path": None} for ref in inputs], "shard_size": shard_size, "sizes_schema": SIZES_SCHEMA_VERSION}
     partial, resuming = open_partial(out, plan)
@@ -184,7 +185,7 @@ def _input_refs(role: str, kind: str, directory: Path, files: list[Path]) -> lis
     if (parent / MANIFEST_FILE).is_file():
         made_by = read_manifest(parent)
         if made_by.kind == "raw-dataset":
-            refs.append(InputRef(role=f"{role}-origin", kind=made_by.kind, id=made_by.content_id, path=str(parent)))
+            refs.append(InputRef(role="origin", kind=made_by.kind, id=made_by.content_id, path=str(parent)))
     return refs
 
 

@@ -32,7 +32,7 @@ def test_synth_prepare_inspect_end_to_end(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "fashiongen/train" in result.stdout and "samples/s" in result.stdout
     result = cli("inspect", shards)
-    assert result.exit_code == 0 and "shards (schema 1)" in result.stdout and "raw-dataset" in result.stdout
+    assert result.exit_code == 0 and "shards (schema 1)" in result.stdout and "from:    origin (raw-dataset)" in result.stdout
     result = cli("synth", "--preset", "tiny", "--out", raw)
     assert result.exit_code == 1 and "already exists" in result.stderr
 
