@@ -71,7 +71,8 @@ def file_sha256(path: Path) -> str:
 
 
 def content_id(root: Path, known_digests: dict[str, str] | None = None) -> str:
-    """A sha256 over the relative path and sha256 of every file under root except the manifest.
+    """A sha256 over the relative path and sha256 of every file under root except the manifest and
+    hidden files (a stage's own bookkeeping while it works, such as a staging plan).
 
     known_digests (relative path -> hex sha256) spares re-reading files whose digest a stage
     already computed while writing them: at FashionGen scale the shards are tens of GB.
@@ -80,7 +81,7 @@ def content_id(root: Path, known_digests: dict[str, str] | None = None) -> str:
     overall = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
-        if relative == MANIFEST_FILE:
+        if relative == MANIFEST_FILE or any(part.startswith(".") for part in relative.split("/")):
             continue
         digest = known_digests.get(relative) or file_sha256(path)
         overall.update(f"{relative}\0{digest}\n".encode())

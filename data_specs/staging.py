@@ -1,13 +1,18 @@
 """Write an artifact beside its destination and move it into place only when it is complete.
 
 A crash, a Ctrl-C or a bad input therefore never leaves a directory that looks finished: the work
-in progress lives in a hidden `.NAME.partial` sibling, which a resumable stage picks up again.
+in progress lives in a hidden `.NAME.partial` sibling, which a resumable stage picks up again, and
+a `.NAME.lock` sibling keeps two runs from writing the same destination at once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,43 +29,67 @@ def check_destination(destination: Path, overwrite: bool) -> None:
     """Refuse to clobber an existing directory unless asked, before any work is done."""
     if destination.exists() and not overwrite:
         raise FamevilError(f"{destination}: already exists; pass --overwrite to replace it or choose another --out")
-    parent = destination.parent
-    if parent.exists() and not parent.is_dir():
-        raise FamevilError(f"{parent}: is not a directory; choose another --out")
+    for parent in destination.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise FamevilError(f"{parent}: is not a directory; choose another --out")
+            break
 
 
-def open_partial(destination: Path, plan: dict[str, Any]) -> tuple[Path, bool]:
-    """The staging directory for destination and whether it resumes earlier work.
+@dataclass(frozen=True)
+class Staging:
+    partial: Path  # where the stage writes
+    destination: Path
+    resumed: bool  # partial holds earlier work of the same plan
 
-    Earlier work is resumed only if it was started with the same plan (inputs and options);
+    def publish(self) -> None:
+        """Move the finished staging directory into place, replacing an older destination."""
+        (self.partial / PLAN_FILE).unlink(missing_ok=True)
+        if self.destination.exists():
+            retired = self.destination.with_name(f".{self.destination.name}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            self.destination.rename(retired)
+            self.partial.rename(self.destination)
+            shutil.rmtree(retired)
+        else:
+            self.partial.rename(self.destination)
+
+
+@contextmanager
+def staging(destination: Path, plan: dict[str, Any], resume: bool = True) -> Iterator[Staging]:
+    """Hold the destination's lock and yield its staging directory.
+
+    Earlier work is resumed only if asked and started with the same plan (inputs and options);
     otherwise it is discarded, since its pieces would not fit together.
     """
     partial = partial_path(destination)
+    lock_path = destination.with_name(f".{destination.name}.lock")
+    try:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "w")  # noqa: SIM115 - held for the whole stage, closed below
+    except OSError as error:
+        raise FamevilError(f"{destination.parent}: cannot write there ({error.strerror}); choose another --out") from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FamevilError(f"{destination}: another famevil process is writing it; wait for it or choose another --out") from None
+        try:
+            yield Staging(partial, destination, _open_partial(partial, plan, resume))
+        finally:
+            lock_path.unlink(missing_ok=True)
+
+
+def _open_partial(partial: Path, plan: dict[str, Any], resume: bool) -> bool:
     plan_file = partial / PLAN_FILE
     if partial.exists():
         try:
             same_plan = json.loads(plan_file.read_text(encoding="utf-8")) == plan
         except (OSError, json.JSONDecodeError):
             same_plan = False
-        if same_plan:
-            return partial, True
+        if resume and same_plan:
+            return True
         shutil.rmtree(partial)
-    try:
-        partial.mkdir(parents=True)
-    except OSError as error:
-        raise FamevilError(f"{partial}: cannot create ({error.strerror}); choose a writable --out") from None
+    partial.mkdir()
     plan_file.write_text(json.dumps(plan, indent=2, sort_keys=True), encoding="utf-8")
-    return partial, False
-
-
-def publish(partial: Path, destination: Path) -> None:
-    """Move the finished staging directory into place, replacing an older destination."""
-    (partial / PLAN_FILE).unlink(missing_ok=True)
-    if destination.exists():
-        retired = destination.with_name(f".{destination.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        destination.rename(retired)
-        partial.rename(destination)
-        shutil.rmtree(retired)
-    else:
-        partial.rename(destination)
+    return False

@@ -26,7 +26,7 @@ from data_specs.shards import (
     triplet_subset,
     write_vocab,
 )
-from data_specs.staging import check_destination, open_partial, publish
+from data_specs.staging import check_destination, staging
 from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
 from famevil.data.fashioniq import Triplet, caption_file, image_index, image_split_file, read_image_split, read_triplets
 from famevil.data.images import image_file_as_jpeg
@@ -76,6 +76,7 @@ class ShardTask:
 
     relative: str
     kind: str  # "fashiongen", "triplets" or "gallery"
+    split: str
     source: Path | None = None  # the h5, for FashionGen
     start: int = 0
     stop: int = 0
@@ -128,6 +129,7 @@ def prepare(
     if shard_size < 1:
         raise FamevilError(f"--shard-size {shard_size} must be at least 1 sample")
     workers = workers or os.cpu_count() or 1
+    check_destination(out, overwrite)
     inputs: list[InputRef] = []
     tasks: list[ShardTask] = []
     sizes: dict[str, Any] = {"schema_version": SIZES_SCHEMA_VERSION, "subsets": {}, "skipped": {}}
@@ -151,30 +153,29 @@ def prepare(
             sizes["subsets"][gallery_subset(split)] = {"samples": len(gallery), "groups": dict(Counter(i.group for i in gallery))}
 
     inputs = list(dict.fromkeys(inputs))  # both sources may come from one `famevil synth` artifact
-    check_destination(out, overwrite)
     plan = {"inputs": [asdict(ref) | {"path": None} for ref in inputs], "shard_size": shard_size, "sizes_schema": SIZES_SCHEMA_VERSION}
-    partial, resuming = open_partial(out, plan)
-    done = _finished_shards(partial) if resuming else {}
-    todo = [task for task in tasks if task.relative not in done]
-    with progress_bar("prepare", sum(t.samples for t in tasks), unit="samples") as advance:
-        advance(sum(t.samples for t in tasks if t.relative in done))
-        with open(partial / DONE_FILE, "a", encoding="utf-8") as journal:
-            for record in worker_map(_write_task, [(partial, task) for task in todo], workers, ordered=False):
-                journal.write(json.dumps(asdict(record)) + "\n")
-                journal.flush()
-                done[record.path] = record
-                advance(record.samples)
+    with staging(out, plan) as stage:
+        done = _finished_shards(stage.partial) if stage.resumed else {}
+        todo = [task for task in tasks if task.relative not in done]
+        with progress_bar("prepare", sum(t.samples for t in tasks), unit="samples") as advance:
+            advance(sum(t.samples for t in tasks if t.relative in done))
+            with open(stage.partial / DONE_FILE, "a", encoding="utf-8") as journal:
+                for record in worker_map(_write_task, [(stage.partial, task) for task in todo], workers, ordered=False):
+                    journal.write(json.dumps(asdict(record)) + "\n")
+                    journal.flush()
+                    done[record.path] = record
+                    advance(record.samples)
 
-    for subset, entry in sizes["subsets"].items():
-        entry["shards"] = [{"path": t.relative, "samples": done[t.relative].samples} for t in tasks if t.relative.startswith(subset + "/")]
-    if vocab:
-        write_vocab(partial, vocab)
-        sizes["vocab"] = {name: {"names": len(v.names), "num_train": v.num_train} for name, v in vocab.items()}
-    (partial / SIZES_FILE).write_text(json.dumps(sizes, indent=2) + "\n", encoding="utf-8")
-    (partial / DONE_FILE).unlink()
-    details = {"shard_size": shard_size, "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()}, "skipped": sizes["skipped"]}
-    manifest = write_manifest(partial, "shards", inputs=inputs, details=details, known_digests={r.path: r.sha256 for r in done.values()})
-    publish(partial, out)
+        for subset, entry in sizes["subsets"].items():
+            entry["shards"] = [{"path": t.relative, "samples": done[t.relative].samples} for t in tasks if t.relative.startswith(subset + "/")]
+        if vocab:
+            write_vocab(stage.partial, vocab)
+            sizes["vocab"] = {name: {"names": len(v.names), "num_train": v.num_train} for name, v in vocab.items()}
+        (stage.partial / SIZES_FILE).write_text(json.dumps(sizes, indent=2) + "\n", encoding="utf-8")
+        (stage.partial / DONE_FILE).unlink()
+        details = {"shard_size": shard_size, "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()}, "skipped": sizes["skipped"]}
+        manifest = write_manifest(stage.partial, "shards", inputs=inputs, details=details, known_digests={r.path: r.sha256 for r in done.values()})
+        stage.publish()
     return PrepareResult(out, manifest, sizes, len(tasks) - len(todo), time.perf_counter() - started)
 
 
@@ -233,6 +234,7 @@ def _fashiongen_tasks(sources: list[FashionGenSource], vocab: dict[str, Vocabula
                 ShardTask(
                     relative=shard_name(subset, index),
                     kind="fashiongen",
+                    split=source.split,
                     source=source.path,
                     start=start,
                     stop=min(start + shard_size, source.rows),
@@ -244,11 +246,10 @@ def _fashiongen_tasks(sources: list[FashionGenSource], vocab: dict[str, Vocabula
 
 
 def _fashiongen_samples(task: ShardTask) -> Iterator[Sample]:
-    split = task.relative.split("/")[1]
     with FashionGenFile(task.source) as release:
         for block in range(task.start, task.stop, READ_BLOCK):
             for offset, row in enumerate(release.rows(block, min(block + READ_BLOCK, task.stop))):
-                yield fashiongen_sample(f"{split}-{block + offset:08d}", row, task.category_ids, task.subcategory_ids)
+                yield fashiongen_sample(f"{task.split}-{block + offset:08d}", row, task.category_ids, task.subcategory_ids)
 
 
 # FashionIQ ----------------------------------------------------------------------------------------
@@ -310,7 +311,7 @@ def _fashioniq_tasks(source: FashionIQSource, shard_size: int) -> list[ShardTask
     for kind, subset_of, items_of in (("triplets", triplet_subset, source.triplets), ("gallery", gallery_subset, source.galleries)):
         for split, items in items_of.items():
             for index, start in enumerate(range(0, len(items), shard_size)):
-                tasks.append(ShardTask(relative=shard_name(subset_of(split), index), kind=kind, items=tuple(items[start : start + shard_size])))
+                tasks.append(ShardTask(shard_name(subset_of(split), index), kind, split, items=tuple(items[start : start + shard_size])))
     return tasks
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import Manifest, write_manifest
-from data_specs.staging import check_destination, open_partial, partial_path, publish
+from data_specs.staging import check_destination, staging
 from famevil.data.synthetic.catalogue import (
     PRESETS,
     STREAM_RENDER,
@@ -72,35 +71,31 @@ def synth(
         sizes_of = replace(sizes_of, image_size=image_size)
     workers = workers or os.cpu_count() or 1
     check_destination(out, overwrite)
-    shutil.rmtree(partial_path(out), ignore_errors=True)  # generation is quick: never resume a half-made set
-    partial, _ = open_partial(out, {"preset": preset, "seed": seed, "image_size": sizes_of.image_size})
-
     fashiongen = fashiongen_catalogue(sizes_of, seed)
     fashioniq = fashioniq_catalogue(sizes_of, seed)
-    (partial / "fashiongen").mkdir()
-    total_rows = sum(len(p.views) for products in fashiongen.values() for p in products)
-    with progress_bar("FashionGen h5", total_rows) as advance:
-        for split_index, (split, products) in enumerate(fashiongen.items()):
-            write_fashiongen_h5(
-                fashiongen_path(partial / "fashiongen", split),
-                products,
-                image_size=sizes_of.image_size,
-                seed=[seed, STREAM_RENDER, split_index],
-                workers=workers,
-                on_progress=advance,
-            )
-    present = sum(image.present for part in fashioniq.values() for image in part.images)
-    with progress_bar("FashionIQ images", present) as advance:
-        write_fashioniq(partial / "fashioniq", fashioniq, image_size=sizes_of.image_size, seed=seed, workers=workers, on_progress=advance)
+    # Generation is quick: a half-made set is never resumed, always made again.
+    with staging(out, {"preset": preset, "seed": seed, "image_size": sizes_of.image_size}, resume=False) as stage:
+        (stage.partial / "fashiongen").mkdir()
+        total_rows = sum(len(p.views) for products in fashiongen.values() for p in products)
+        with progress_bar("FashionGen h5", total_rows) as advance:
+            for split_index, (split, products) in enumerate(fashiongen.items()):
+                write_fashiongen_h5(
+                    fashiongen_path(stage.partial / "fashiongen", split),
+                    products,
+                    image_size=sizes_of.image_size,
+                    seed=[seed, STREAM_RENDER, split_index],
+                    workers=workers,
+                    on_progress=advance,
+                )
+        present = sum(image.present for part in fashioniq.values() for image in part.images)
+        with progress_bar("FashionIQ images", present) as advance:
+            write_fashioniq(stage.partial / "fashioniq", fashioniq, image_size=sizes_of.image_size, seed=seed, workers=workers, on_progress=advance)
 
-    sizes = _sizes(fashiongen, fashioniq)
-    chance = _chance(fashiongen, fashioniq, seed)
-    manifest = write_manifest(
-        partial,
-        "raw-dataset",
-        details={"preset": preset, "seed": seed, "image_size": sizes_of.image_size, "sizes": sizes, "chance_percent": chance},
-    )
-    publish(partial, out)
+        sizes = _sizes(fashiongen, fashioniq)
+        chance = _chance(fashiongen, fashioniq, seed)
+        details = {"preset": preset, "seed": seed, "image_size": sizes_of.image_size, "sizes": sizes, "chance_percent": chance}
+        manifest = write_manifest(stage.partial, "raw-dataset", details=details)
+        stage.publish()
     if contact_sheet is not None:
         _save_contact_sheet(contact_sheet, fashiongen["train"], sizes_of.image_size, seed)
     return SynthResult(out, manifest, sizes, chance, contact_sheet)

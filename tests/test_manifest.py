@@ -8,7 +8,7 @@ import pytest
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import MANIFEST_FILE, content_id, read_manifest, require_artifact, write_manifest
-from data_specs.staging import check_destination, open_partial, partial_path, publish
+from data_specs.staging import check_destination, partial_path, staging
 
 
 def _artifact(root, kind="shards", payload="a"):
@@ -56,15 +56,30 @@ def test_missing_or_broken_manifest_is_refused(tmp_path):
 
 def test_staging_resumes_only_the_same_plan_and_publishes_atomically(tmp_path):
     out = tmp_path / "out"
-    partial, resumed = open_partial(out, {"seed": 1})
-    assert not resumed and partial == partial_path(out) and not out.exists()
-    (partial / "piece").write_text("done")
-    assert open_partial(out, {"seed": 1}) == (partial, True)
-    partial, resumed = open_partial(out, {"seed": 2})
-    assert not resumed and not (partial / "piece").exists()
-    (partial / "piece").write_text("new")
-    publish(partial, out)
-    assert (out / "piece").read_text() == "new" and not partial.exists() and not (out / ".plan.json").exists()
+    with staging(out, {"seed": 1}) as stage:
+        assert not stage.resumed and stage.partial == partial_path(out) and not out.exists()
+        (stage.partial / "piece").write_text("done")
+    with staging(out, {"seed": 1}) as stage:
+        assert stage.resumed and (stage.partial / "piece").read_text() == "done"
+    with staging(out, {"seed": 1}, resume=False) as stage:
+        assert not stage.resumed and not (stage.partial / "piece").exists()
+    with staging(out, {"seed": 2}) as stage:
+        assert not stage.resumed
+        (stage.partial / "piece").write_text("new")
+        stage.publish()
+    assert (out / "piece").read_text() == "new" and not partial_path(out).exists() and not (out / ".plan.json").exists()
     with pytest.raises(FamevilError, match="already exists; pass --overwrite"):
         check_destination(out, overwrite=False)
     check_destination(out, overwrite=True)
+
+
+def test_a_second_writer_of_the_same_destination_is_refused(tmp_path):
+    with staging(tmp_path / "out", {}), pytest.raises(FamevilError, match="another famevil process is writing it"):
+        with staging(tmp_path / "out", {}):
+            pass
+
+
+def test_unwritable_destination_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FamevilError, match="is not a directory"):
+        check_destination(tmp_path / "file" / "out", overwrite=False)

@@ -10,7 +10,7 @@ import webdataset as wds
 
 import stages.prepare
 from data_specs.errors import FamevilError
-from data_specs.manifest import require_artifact
+from data_specs.manifest import content_id, require_artifact
 from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, read_sizes, read_vocab, shard_paths
 from data_specs.staging import partial_path
 from famevil.data.synthetic.catalogue import PRESETS, fashioniq_catalogue
@@ -66,6 +66,7 @@ def test_skipped_triplets_are_counted_and_manifest_names_inputs(tiny_shards, tin
         lost = [a for (g, s), part in catalogue.items() if s == split for t in part.triplets for a in (t.candidate, t.target) if a not in present]
         assert sizes["skipped"].get(f"fashioniq/{split}", {"missing_images": 0})["missing_images"] == len(lost)
     manifest = require_artifact(tiny_shards, "shards")
+    assert manifest.content_id == content_id(tiny_shards)  # nothing was added or removed after it was computed
     kinds = {ref.kind: ref for ref in manifest.inputs}
     assert kinds["fashiongen-h5"].id.startswith("fingerprint:") and kinds["fashioniq-json"].id.startswith("fingerprint:")
     assert kinds["raw-dataset"].id == require_artifact(tiny_raw).content_id

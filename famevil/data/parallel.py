@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C is the main process's to handle (it stops the pool); workers would only print tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def worker_map(function: Callable[[Task], Result], tasks: Iterable[Task], workers: int, ordered: bool = True) -> Iterator[Result]:
@@ -19,5 +25,5 @@ def worker_map(function: Callable[[Task], Result], tasks: Iterable[Task], worker
     if workers <= 1:
         yield from map(function, tasks)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_interrupts) as pool:
         yield from (pool.imap if ordered else pool.imap_unordered)(function, tasks)
