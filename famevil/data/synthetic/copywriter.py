@@ -83,15 +83,18 @@ _DISTRACTORS: dict[str, tuple[str, ...]] = {
 _SUPPLIER_COLOURS = ("Midnight", "Café au lait", "Bordeaux", "Crème", "Ash", "Moss", "Ink", "Blush", "Rust", "Sand")
 _NUMBERS = {1: "One", 2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six", 7: "Seven", 8: "Eight"}
 _DETAIL_KEPT = 0.85  # a visible detail is mentioned this often: real copy omits things
+# Copy names the exact subcategory ("cardigan") only this often, otherwise the category-level noun
+# ("sweater"): were the noun always exact, sub-category recognition with text would be a word lookup.
+_SPECIFIC_NOUN = 0.35
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def title(garment: Garment, material: str, rng: np.random.Generator) -> str:
+def title(garment: Garment, noun: str, material: str, rng: np.random.Generator) -> str:
     """The product name, as in FashionGen's input_name: 'Navy Striped Cardigan'."""
-    noun = garment.spec.noun.title()
+    noun = noun.title()
     colour = garment.colour.title()
     choices = [f"{colour} {noun}", f"{material.title()} {noun}"]
     if garment.pattern in _PATTERN_ADJECTIVES:
@@ -109,20 +112,22 @@ def _closure_sentence(garment: Garment, rng: np.random.Generator) -> str | None:
 
 
 def product_copy(garment: Garment, rng: np.random.Generator) -> tuple[str, str]:
-    """Title and description, naming the same (invisible) material."""
-    material = _pick(rng, _MATERIALS[garment.spec.category])
-    return title(garment, material, rng), description(garment, material, rng)
+    """Title and description, naming the garment and its (invisible) material the same way."""
+    spec = garment.spec
+    noun = spec.noun if rng.random() < _SPECIFIC_NOUN else spec.generic
+    material = _pick(rng, _MATERIALS[spec.category])
+    return title(garment, noun, material, rng), description(garment, noun, material, rng)
 
 
-def description(garment: Garment, material: str, rng: np.random.Generator) -> str:
+def description(garment: Garment, noun: str, material: str, rng: np.random.Generator) -> str:
     """FashionGen-style copy: an opening sentence, details in random order, then distractors."""
     spec = garment.spec
     sleeve = _pick(rng, _SLEEVE_PHRASES[garment.sleeve]) + " " if garment.sleeve and rng.random() < 0.8 else ""
     opening = _pick(
         rng,
         (
-            f"{sleeve}{material} {spec.noun} in {garment.colour}.",
-            f"{sleeve}{spec.noun} in {garment.colour} {material}.",
+            f"{sleeve}{material} {noun} in {garment.colour}.",
+            f"{sleeve}{noun} in {garment.colour} {material}.",
         ),
     )
     opening = opening[0].upper() + opening[1:]

@@ -56,7 +56,7 @@ class Subcategory:
 
     name: str  # FashionGen style, upper case plural: "CARDIGANS"
     category: str  # FashionGen style: "SWEATERS", "JACKETS & COATS"
-    noun: str  # lower case singular used in titles and descriptions: "cardigan"
+    noun: str  # the specific lower case singular noun: "cardigan"
     silhouette: str  # the renderer's drawing routine
     length_family: str  # key of LENGTHS
     sleeves: tuple[str, ...] = ()  # empty: the garment has no sleeves attribute (skirts, bags)
@@ -66,36 +66,37 @@ class Subcategory:
     genders: tuple[str, ...] = ("MEN", "WOMEN")
     fashioniq_group: str | None = None  # dress, shirt or toptee: may appear in FashionIQ
     validation_only: bool = False  # mirrors the release: a subcategory never seen in training
+    generic: str = ""  # the category-level noun copy uses most of the time: "sweater"
 
 
 SUBCATEGORIES: tuple[Subcategory, ...] = (
-    Subcategory("T-SHIRTS", "TOPS", "t-shirt", "tee", "top", ("short", "long"), ("crew", "v-neck", "scoop"), fashioniq_group="toptee"),
-    Subcategory("TANK TOPS", "TOPS", "tank top", "tank", "top", ("sleeveless",), ("crew", "scoop", "v-neck"), fashioniq_group="toptee"),
-    Subcategory("POLOS", "TOPS", "polo", "polo", "top", ("short", "long"), ("collar",), ("buttons",), ("none", "patch"), fashioniq_group="shirt"),
-    Subcategory("SHIRTS", "SHIRTS", "shirt", "shirt", "top", ("short", "long"), ("collar",), ("buttons",), ("none", "patch", "flap"), fashioniq_group="shirt"),
-    Subcategory("BLOUSES", "SHIRTS", "blouse", "blouse", "top", ("sleeveless", "short", "three-quarter", "long"), ("v-neck", "scoop"), genders=("WOMEN",), fashioniq_group="toptee"),
-    Subcategory("CREWNECKS", "SWEATERS", "sweater", "sweater", "top", ("long", "three-quarter"), ("crew", "v-neck")),
-    Subcategory("TURTLENECKS", "SWEATERS", "turtleneck", "sweater", "top", ("long", "three-quarter"), ("turtleneck",)),
-    Subcategory("CARDIGANS", "SWEATERS", "cardigan", "cardigan", "top", ("long", "three-quarter"), ("v-neck", "crew"), ("buttons",), ("none", "patch")),
-    Subcategory("HOODIES", "SWEATERS", "hoodie", "hoodie", "top", ("long",), ("hood",), ("pullover", "zip"), ("kangaroo", "none")),
-    Subcategory("BLAZERS", "JACKETS & COATS", "blazer", "blazer", "jacket", ("long",), ("lapel",), ("buttons",), ("flap", "welt", "patch")),
-    Subcategory("COATS", "JACKETS & COATS", "coat", "coat", "coat", ("long",), ("lapel", "collar"), ("buttons",), ("flap", "welt", "none")),
-    Subcategory("BOMBERS", "JACKETS & COATS", "bomber jacket", "bomber", "jacket", ("long",), ("collar", "crew"), ("zip",), ("welt", "flap")),
-    Subcategory("VESTS", "JACKETS & COATS", "vest", "vest", "jacket", ("sleeveless",), ("v-neck",), ("buttons", "zip"), ("welt", "none"), validation_only=True),
-    Subcategory("SHEATH DRESSES", "DRESSES", "sheath dress", "sheath", "dress", ("sleeveless", "short", "three-quarter", "long"), ("crew", "v-neck", "scoop"), genders=("WOMEN",), fashioniq_group="dress"),
-    Subcategory("A-LINE DRESSES", "DRESSES", "a-line dress", "aline_dress", "dress", ("sleeveless", "short", "three-quarter", "long"), ("crew", "v-neck", "scoop"), genders=("WOMEN",), fashioniq_group="dress"),
-    Subcategory("SLIP DRESSES", "DRESSES", "slip dress", "slip", "dress", ("sleeveless",), ("strappy", "v-neck"), genders=("WOMEN",), fashioniq_group="dress"),
-    Subcategory("SHIRT DRESSES", "DRESSES", "shirt dress", "shirt_dress", "dress", ("short", "long"), ("collar",), ("buttons",), ("none", "patch"), genders=("WOMEN",), fashioniq_group="dress"),
-    Subcategory("PENCIL SKIRTS", "SKIRTS", "pencil skirt", "pencil_skirt", "skirt", genders=("WOMEN",)),
-    Subcategory("A-LINE SKIRTS", "SKIRTS", "a-line skirt", "aline_skirt", "skirt", closures=("pullover", "buttons"), pockets=("none", "patch"), genders=("WOMEN",)),
-    Subcategory("PLEATED SKIRTS", "SKIRTS", "pleated skirt", "pleated_skirt", "skirt", genders=("WOMEN",)),
-    Subcategory("TROUSERS", "PANTS", "trousers", "trousers", "pants", pockets=("welt", "none")),
-    Subcategory("WIDE-LEG PANTS", "PANTS", "wide-leg pants", "wide_leg", "pants", pockets=("welt", "none")),
-    Subcategory("JOGGERS", "PANTS", "joggers", "joggers", "pants", pockets=("none", "patch")),
-    Subcategory("SHORTS", "SHORTS", "shorts", "shorts", "shorts", pockets=("none", "welt", "patch")),
-    Subcategory("TOTE BAGS", "BAGS", "tote bag", "tote", "bag", pockets=("none", "patch")),
-    Subcategory("SHOULDER BAGS", "BAGS", "shoulder bag", "shoulder_bag", "bag", closures=("zip", "buttons"), pockets=("none", "flap")),
-    Subcategory("BACKPACKS", "BAGS", "backpack", "backpack", "bag", closures=("zip",), pockets=("patch", "none")),
+    Subcategory("T-SHIRTS", "TOPS", "t-shirt", "tee", "top", ("short", "long"), ("crew", "v-neck", "scoop"), fashioniq_group="toptee", generic="top"),
+    Subcategory("TANK TOPS", "TOPS", "tank top", "tank", "top", ("sleeveless",), ("crew", "scoop", "v-neck"), fashioniq_group="toptee", generic="top"),
+    Subcategory("POLOS", "TOPS", "polo", "polo", "top", ("short", "long"), ("collar",), ("buttons",), ("none", "patch"), fashioniq_group="shirt", generic="shirt"),
+    Subcategory("SHIRTS", "SHIRTS", "shirt", "shirt", "top", ("short", "long"), ("collar",), ("buttons",), ("none", "patch", "flap"), fashioniq_group="shirt", generic="shirt"),
+    Subcategory("BLOUSES", "SHIRTS", "blouse", "blouse", "top", ("sleeveless", "short", "three-quarter", "long"), ("v-neck", "scoop"), genders=("WOMEN",), fashioniq_group="toptee", generic="top"),
+    Subcategory("CREWNECKS", "SWEATERS", "crewneck sweater", "sweater", "top", ("long", "three-quarter"), ("crew", "v-neck"), generic="sweater"),
+    Subcategory("TURTLENECKS", "SWEATERS", "turtleneck", "sweater", "top", ("long", "three-quarter"), ("turtleneck",), generic="sweater"),
+    Subcategory("CARDIGANS", "SWEATERS", "cardigan", "cardigan", "top", ("long", "three-quarter"), ("v-neck", "crew"), ("buttons",), ("none", "patch"), generic="sweater"),
+    Subcategory("HOODIES", "SWEATERS", "hoodie", "hoodie", "top", ("long",), ("hood",), ("pullover", "zip"), ("kangaroo", "none"), generic="sweatshirt"),
+    Subcategory("BLAZERS", "JACKETS & COATS", "blazer", "blazer", "jacket", ("long",), ("lapel",), ("buttons",), ("flap", "welt", "patch"), generic="jacket"),
+    Subcategory("COATS", "JACKETS & COATS", "coat", "coat", "coat", ("long",), ("lapel", "collar"), ("buttons",), ("flap", "welt", "none"), generic="coat"),
+    Subcategory("BOMBERS", "JACKETS & COATS", "bomber jacket", "bomber", "jacket", ("long",), ("collar", "crew"), ("zip",), ("welt", "flap"), generic="jacket"),
+    Subcategory("VESTS", "JACKETS & COATS", "vest", "vest", "jacket", ("sleeveless",), ("v-neck",), ("buttons", "zip"), ("welt", "none"), validation_only=True, generic="jacket"),
+    Subcategory("SHEATH DRESSES", "DRESSES", "sheath dress", "sheath", "dress", ("sleeveless", "short", "three-quarter", "long"), ("crew", "v-neck", "scoop"), genders=("WOMEN",), fashioniq_group="dress", generic="dress"),
+    Subcategory("A-LINE DRESSES", "DRESSES", "a-line dress", "aline_dress", "dress", ("sleeveless", "short", "three-quarter", "long"), ("crew", "v-neck", "scoop"), genders=("WOMEN",), fashioniq_group="dress", generic="dress"),
+    Subcategory("SLIP DRESSES", "DRESSES", "slip dress", "slip", "dress", ("sleeveless",), ("strappy", "v-neck"), genders=("WOMEN",), fashioniq_group="dress", generic="dress"),
+    Subcategory("SHIRT DRESSES", "DRESSES", "shirt dress", "shirt_dress", "dress", ("short", "long"), ("collar",), ("buttons",), ("none", "patch"), genders=("WOMEN",), fashioniq_group="dress", generic="dress"),
+    Subcategory("PENCIL SKIRTS", "SKIRTS", "pencil skirt", "pencil_skirt", "skirt", genders=("WOMEN",), generic="skirt"),
+    Subcategory("A-LINE SKIRTS", "SKIRTS", "a-line skirt", "aline_skirt", "skirt", closures=("pullover", "buttons"), pockets=("none", "patch"), genders=("WOMEN",), generic="skirt"),
+    Subcategory("PLEATED SKIRTS", "SKIRTS", "pleated skirt", "pleated_skirt", "skirt", genders=("WOMEN",), generic="skirt"),
+    Subcategory("TROUSERS", "PANTS", "trousers", "trousers", "pants", pockets=("welt", "none"), generic="pants"),
+    Subcategory("WIDE-LEG PANTS", "PANTS", "wide-leg pants", "wide_leg", "pants", pockets=("welt", "none"), generic="pants"),
+    Subcategory("JOGGERS", "PANTS", "joggers", "joggers", "pants", pockets=("none", "patch"), generic="pants"),
+    Subcategory("SHORTS", "SHORTS", "shorts", "shorts", "shorts", pockets=("none", "welt", "patch"), generic="shorts"),
+    Subcategory("TOTE BAGS", "BAGS", "tote bag", "tote", "bag", pockets=("none", "patch"), generic="bag"),
+    Subcategory("SHOULDER BAGS", "BAGS", "shoulder bag", "shoulder_bag", "bag", closures=("zip", "buttons"), pockets=("none", "flap"), generic="bag"),
+    Subcategory("BACKPACKS", "BAGS", "backpack", "backpack", "bag", closures=("zip",), pockets=("patch", "none"), generic="bag"),
 )
 
 SUBCATEGORY_BY_NAME: dict[str, Subcategory] = {s.name: s for s in SUBCATEGORIES}
