@@ -247,9 +247,8 @@ def _fashiongen_tasks(sources: list[FashionGenSource], vocab: dict[str, Vocabula
 
 def _fashiongen_samples(task: ShardTask) -> Iterator[Sample]:
     with FashionGenFile(task.source) as release:
-        for block in range(task.start, task.stop, READ_BLOCK):
-            for offset, row in enumerate(release.rows(block, min(block + READ_BLOCK, task.stop))):
-                yield fashiongen_sample(f"{task.split}-{block + offset:08d}", row, task.category_ids, task.subcategory_ids)
+        for index, row in enumerate(release.rows(task.start, task.stop, image_block=READ_BLOCK), start=task.start):
+            yield fashiongen_sample(f"{task.split}-{index:08d}", row, task.category_ids, task.subcategory_ids)
 
 
 # FashionIQ ----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 
 import numpy as np
 import pytest
@@ -203,3 +204,14 @@ def test_sizes_json_lists_every_shard_once(tiny_shards):
     listed = [shard["path"] for subset in sizes["subsets"].values() for shard in subset["shards"]]
     on_disk = sorted(p.relative_to(tiny_shards).as_posix() for p in tiny_shards.rglob("*.tar"))
     assert sorted(listed) == on_disk
+
+
+def test_shards_are_standard_tar_files(tiny_shards):
+    (first, *_) = shard_paths(tiny_shards, "fashioniq/val")
+    with tarfile.open(first) as tar:
+        members = tar.getmembers()
+        assert all(m.isfile() and m.mtime == 0 and m.mode == 0o444 for m in members)
+        names = [m.name for m in members]
+        assert names[0].endswith(".reference.jpg") and names[1].endswith(".json")
+        meta = json.loads(tar.extractfile(members[1]).read())
+    assert tuple(meta) == TRIPLET_FIELDS

@@ -28,12 +28,11 @@ def test_fashiongen_rows_are_streamed_with_clean_text(tmp_path):
     write_release_h5(path, rows)
     with FashionGenFile(path) as release:
         assert len(release) == 3 and release.image_shape == (16, 16, 3)
-        first, second = release.rows(0, 2)
+        first, second, third = release.rows(0, 3, image_block=2)  # crosses an image block boundary
         assert (first.product_id, first.view, second.view) == (7, "id_gridfs_1", "id_gridfs_2")
         assert first.description == "Coat & belt. Wool." and first.category == "JACKETS & COATS"
         assert int(second.image[0, 0, 0]) == 20
-        (third,) = release.rows(2, 3)
-        assert third.title == "Café Tee" and third.subcategory == "T-SHIRTS"
+        assert third.title == "Café Tee" and third.subcategory == "T-SHIRTS" and int(third.image[0, 0, 0]) == 30
         assert list(release.product_ids(block=2)) == [7, 7, 9]
         assert list(release.labels(block=2))[2] == ("SHIRTS", "T-SHIRTS")
 

@@ -103,27 +103,28 @@ class FashionGenFile:
     def text(self, field: str, start: int, stop: int) -> list[str]:
         return [clean_text(value) for value in np.asarray(self._h5[field][start:stop]).reshape(-1)]
 
-    def rows(self, start: int, stop: int) -> list[FashionGenRow]:
-        """Rows [start, stop), images included: the caller picks a slice that fits in memory."""
+    def rows(self, start: int, stop: int, image_block: int = 64) -> Iterator[FashionGenRow]:
+        """Rows [start, stop): text columns read in one go (kilobytes), images `image_block` rows at a
+        time (megabytes), so memory stays bounded and h5 calls few."""
         columns = {f: self.text(f, start, stop) for f in (*REQUIRED_TEXT_FIELDS, *self.optional_fields)}
         products = np.asarray(self._h5[PRODUCT_FIELD][start:stop]).reshape(-1)
-        images = self._h5[IMAGE_FIELD][start:stop]
         blank = [""] * (stop - start)
-        return [
-            FashionGenRow(
-                product_id=int(products[i]),
-                view=columns["input_pose"][i],
-                title=columns["input_name"][i],
-                description=columns["input_description"][i],
-                category=columns["input_category"][i],
-                subcategory=columns["input_subcategory"][i],
-                gender=columns.get("input_gender", blank)[i],
-                composition=columns.get("input_composition", blank)[i],
-                season=columns.get("input_season", blank)[i],
-                image=images[i],
-            )
-            for i in range(stop - start)
-        ]
+        for block in range(start, stop, image_block):
+            images = self._h5[IMAGE_FIELD][block : min(block + image_block, stop)]
+            for offset, image in enumerate(images):
+                i = block - start + offset
+                yield FashionGenRow(
+                    product_id=int(products[i]),
+                    view=columns["input_pose"][i],
+                    title=columns["input_name"][i],
+                    description=columns["input_description"][i],
+                    category=columns["input_category"][i],
+                    subcategory=columns["input_subcategory"][i],
+                    gender=columns.get("input_gender", blank)[i],
+                    composition=columns.get("input_composition", blank)[i],
+                    season=columns.get("input_season", blank)[i],
+                    image=image,
+                )
 
     def product_ids(self, block: int = 1 << 16) -> Iterator[int]:
         for start in range(0, len(self), block):

@@ -16,7 +16,7 @@ JPEG_QUALITY = 95
 def encode_jpeg(pixels: np.ndarray | Image.Image, quality: int = JPEG_QUALITY) -> bytes:
     image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
