@@ -6,7 +6,7 @@ the CPU for a fixed wall-clock budget, scored against chance on XMR, SCR and zer
 Trains a small open_clip CLIP (no pretrained weights) with the symmetric InfoNCE loss on FashionGen
 train (image, description) pairs until --seconds of training have passed, then prints, each next to
 its chance level: full-gallery cross-modal retrieval R@1/5/10 on FashionGen val, a linear probe for
-sub-categories on frozen image embeddings (accuracy, macro-F1), and zero-shot composed retrieval
+sub-categories on frozen image embeddings and one on the copy's words alone (accuracy, macro-F1), and zero-shot composed retrieval
 (reference image + modification text) R@10/50 per FashionIQ val group. Every number should sit
 clearly above chance and clearly below 100: a data set a toy model saturates can not rank real ones.
 """
@@ -14,6 +14,7 @@ clearly above chance and clearly below 100: a data set a toy model saturates can
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +119,16 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, classes: int, see
     return lambda x: probe((x - mean) / std)
 
 
+def bag_of_words(records: list[dict[str, Any]], vocabulary: dict[str, int]) -> torch.Tensor:
+    """Which training-vocabulary words each product's title and description use (0/1 features)."""
+    features = torch.zeros(len(records), len(vocabulary))
+    for i, record in enumerate(records):
+        for word in re.findall(r"[a-z0-9-]+", f"{record['title']} {record['description']}".lower()):
+            if word in vocabulary:
+                features[i, vocabulary[word]] = 1
+    return features
+
+
 def row(task: str, metric: str, value: float, chance: float) -> None:
     print(f"{task:<28}{metric:<12}{value:>8.2f}{chance:>10.2f}{value / chance:>9.1f}x")
 
@@ -170,6 +181,13 @@ def main() -> None:
     chance = scr_chance(train_y, val_y)
     row("SCR linear probe", "accuracy", 100 * accuracy(val_y, predicted), chance["accuracy"])
     row("SCR linear probe", "macro-F1", 100 * macro_f1(val_y, predicted), chance["macro_f1"])
+    # SCR from the copy alone: how much the words give away (FAME-ViL's SCR reads image and text).
+    words = {w: i for i, w in enumerate(sorted({w for r in train_records for w in re.findall(r"[a-z0-9-]+", f"{r['title']} {r['description']}".lower())}))}
+    text_probe = linear_probe(bag_of_words(train_records, words), torch.tensor(train_y), classes, args.seed)
+    with torch.no_grad():
+        predicted = text_probe(bag_of_words(val_records, words)).argmax(dim=1).tolist()
+    row("SCR text-only probe", "accuracy", 100 * accuracy(val_y, predicted), chance["accuracy"])
+    row("SCR text-only probe", "macro-F1", 100 * macro_f1(val_y, predicted), chance["macro_f1"])
 
     # TGIR, zero-shot: compose by adding the reference image and modification text embeddings.
     references = embed(model.encode_image, to_input(resize(triplet_images["reference.jpg"])))

@@ -92,8 +92,8 @@ def write_vocab(root: Path, vocabularies: dict[str, Vocabulary]) -> None:
     (root / VOCAB_FILE).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def read_vocab(root: Path) -> dict[str, Vocabulary]:
-    path = root / VOCAB_FILE
+def read_vocab(root: Path | str) -> dict[str, Vocabulary]:
+    path = Path(root) / VOCAB_FILE
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
         return {name: Vocabulary(tuple(v["names"]), int(v["num_train"])) for name, v in payload.items()}
@@ -101,8 +101,8 @@ def read_vocab(root: Path) -> dict[str, Vocabulary]:
         raise FamevilError(f"{path}: unreadable vocabulary ({error}); rebuild the shards with famevil prepare") from None
 
 
-def read_sizes(root: Path) -> dict[str, Any]:
-    path = root / SIZES_FILE
+def read_sizes(root: Path | str) -> dict[str, Any]:
+    path = Path(root) / SIZES_FILE
     try:
         sizes = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
@@ -112,8 +112,9 @@ def read_sizes(root: Path) -> dict[str, Any]:
     return sizes
 
 
-def shard_paths(root: Path, subset: str) -> list[Path]:
+def shard_paths(root: Path | str, subset: str) -> list[Path]:
     """The shard files of one subset, in order, as sizes.json lists them."""
+    root = Path(root)
     subsets = read_sizes(root)["subsets"]
     if subset not in subsets:
         present = ", ".join(sorted(subsets)) or "none"

@@ -153,19 +153,10 @@ def prepare(
             sizes["subsets"][gallery_subset(split)] = {"samples": len(gallery), "groups": dict(Counter(i.group for i in gallery))}
 
     inputs = list(dict.fromkeys(inputs))  # both sources may come from one `famevil synth` artifact
+    # Inputs are compared by id, not path: moved sources still resume.
     plan = {"inputs": [asdict(ref) | {"path": None} for ref in inputs], "shard_size": shard_size, "sizes_schema": SIZES_SCHEMA_VERSION}
     with staging(out, plan) as stage:
-        done = _finished_shards(stage.partial) if stage.resumed else {}
-        todo = [task for task in tasks if task.relative not in done]
-        with progress_bar("prepare", sum(t.samples for t in tasks), unit="samples") as advance:
-            advance(sum(t.samples for t in tasks if t.relative in done))
-            with open(stage.partial / DONE_FILE, "a", encoding="utf-8") as journal:
-                for record in worker_map(_write_task, [(stage.partial, task) for task in todo], workers, ordered=False):
-                    journal.write(json.dumps(asdict(record)) + "\n")
-                    journal.flush()
-                    done[record.path] = record
-                    advance(record.samples)
-
+        done, resumed = _write_shards(stage.partial, tasks, workers, resume=stage.resumed)
         for subset, entry in sizes["subsets"].items():
             entry["shards"] = [{"path": t.relative, "samples": done[t.relative].samples} for t in tasks if t.relative.startswith(subset + "/")]
         if vocab:
@@ -176,7 +167,7 @@ def prepare(
         details = {"shard_size": shard_size, "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()}, "skipped": sizes["skipped"]}
         manifest = write_manifest(stage.partial, "shards", inputs=inputs, details=details, known_digests={r.path: r.sha256 for r in done.values()})
         stage.publish()
-    return PrepareResult(out, manifest, sizes, len(tasks) - len(todo), time.perf_counter() - started)
+    return PrepareResult(out, manifest, sizes, resumed, time.perf_counter() - started)
 
 
 def _input_refs(role: str, kind: str, directory: Path, files: list[Path]) -> list[InputRef]:
@@ -193,9 +184,18 @@ def _input_refs(role: str, kind: str, directory: Path, files: list[Path]) -> lis
 # FashionGen ---------------------------------------------------------------------------------------
 
 
+def _refuse_artifact(flag: str, directory: Path, release_folder: str) -> None:
+    """A famevil artifact is not a release folder: say which folder was meant."""
+    if (directory / MANIFEST_FILE).is_file():
+        kind = read_manifest(directory).kind
+        hint = f"pass {directory / release_folder}" if kind == "raw-dataset" else f"point it at the raw {release_folder} release folder"
+        raise FamevilError(f"{flag} {directory}: is a famevil {kind!r} artifact, not a {release_folder} release folder; {hint}")
+
+
 def _open_fashiongen(directory: Path) -> list[FashionGenSource]:
     if not directory.is_dir():
         raise FamevilError(f"--fashiongen {directory}: no such directory; point it at the folder holding the FashionGen h5 files")
+    _refuse_artifact("--fashiongen", directory, "fashiongen")
     sources = []
     for split in FASHIONGEN_SPLITS:
         path = directory / RELEASE_FILES[split]
@@ -268,6 +268,7 @@ def _scan_fashioniq(directory: Path) -> FashionIQSource:
     """Read every caption and split file present and resolve images; skip what has no image."""
     if not directory.is_dir():
         raise FamevilError(f"--fashioniq {directory}: no such directory; point it at the folder holding captions/, image_splits/ and images/")
+    _refuse_artifact("--fashioniq", directory, "fashioniq")
     if not _fashioniq_json_files(directory):
         raise FamevilError(f"--fashioniq {directory}: no captions/cap.GROUP.SPLIT.json or image_splits/split.GROUP.SPLIT.json files found")
     images = image_index(directory)
@@ -331,6 +332,24 @@ def _write_task(job: tuple[Path, ShardTask]) -> ShardRecord:
     root, task = job
     samples = _fashiongen_samples(task) if task.kind == "fashiongen" else _fashioniq_samples(task)
     return write_shard(root, task.relative, samples)
+
+
+def _write_shards(partial: Path, tasks: list[ShardTask], workers: int, resume: bool) -> tuple[dict[str, ShardRecord], int]:
+    """Every shard's record, writing those an interrupted run did not finish; and how many it had.
+
+    Each finished shard is journaled at once, so a run killed at any point loses only the shards
+    its workers were writing."""
+    done = _finished_shards(partial) if resume else {}
+    todo = [task for task in tasks if task.relative not in done]
+    with progress_bar("prepare", sum(t.samples for t in tasks), unit="samples") as advance:
+        advance(sum(t.samples for t in tasks if t.relative in done))
+        with open(partial / DONE_FILE, "a", encoding="utf-8") as journal:
+            for record in worker_map(_write_task, [(partial, task) for task in todo], workers, ordered=False):
+                journal.write(json.dumps(asdict(record)) + "\n")
+                journal.flush()
+                done[record.path] = record
+                advance(record.samples)
+    return done, len(tasks) - len(todo)
 
 
 def _finished_shards(partial: Path) -> dict[str, ShardRecord]:

@@ -11,7 +11,7 @@ import webdataset as wds
 
 import stages.prepare
 from data_specs.errors import FamevilError
-from data_specs.manifest import content_id, require_artifact
+from data_specs.manifest import content_id, require_artifact, write_manifest
 from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, read_sizes, read_vocab, shard_paths
 from data_specs.staging import partial_path
 from famevil.data.synthetic.catalogue import PRESETS, fashioniq_catalogue
@@ -176,12 +176,18 @@ def _missing_path(tmp_path):
     return ["--fashioniq", tmp_path / "nowhere"], "nowhere: no such directory"
 
 
+def _synth_root_instead_of_its_fashiongen_folder(tmp_path):
+    (tmp_path / "raw").mkdir()
+    write_manifest(tmp_path / "raw", "raw-dataset", command="famevil synth --out raw")
+    return ["--fashiongen", tmp_path / "raw"], f"is a famevil 'raw-dataset' artifact, not a fashiongen release folder; pass {tmp_path / 'raw' / 'fashiongen'}"
+
+
 def _no_source(tmp_path):
     return [], "give --fashiongen DIR, --fashioniq DIR or both"
 
 
 @pytest.mark.parametrize(
-    "make_bad_input", [_no_fashiongen_files, _not_h5, _missing_field, _unreadable_image, _malformed_json, _no_usable_sample, _missing_path, _no_source]
+    "make_bad_input", [_no_fashiongen_files, _not_h5, _missing_field, _unreadable_image, _malformed_json, _no_usable_sample, _missing_path, _synth_root_instead_of_its_fashiongen_folder, _no_source]
 )
 def test_bad_input_is_one_clear_line_and_nothing_is_left_looking_complete(cli, tmp_path, make_bad_input):
     arguments, message = make_bad_input(tmp_path)

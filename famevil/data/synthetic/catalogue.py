@@ -233,7 +233,8 @@ def _asin(rng: np.random.Generator, taken: set[str]) -> str:
 
 def fashioniq_catalogue(preset: Preset, seed: int) -> dict[tuple[str, str], FashionIQSplit]:
     """Images and triplets per (group, split). Targets differ from their reference in one or two
-    attributes; half of them have a hard negative in the gallery that differs once more."""
+    attributes; four in five have one or two hard negatives in the gallery, each differing from the
+    target in one more attribute."""
     taken: set[str] = set()
     catalogue: dict[tuple[str, str], FashionIQSplit] = {}
     for group_index, group in enumerate(FASHIONIQ_GROUPS):
@@ -255,7 +256,7 @@ def fashioniq_catalogue(preset: Preset, seed: int) -> dict[tuple[str, str], Fash
                 candidate = reference_image.asin if reference_image else add(reference)
                 target, changed = modified(reference, rng, count=int(rng.integers(1, 3)))
                 target_asin = add(target)
-                if rng.random() < 0.5:
+                for _ in range(int(rng.choice((0, 1, 2), p=(0.2, 0.5, 0.3)))):
                     add(modified(target, rng, count=1, exclude=changed)[0])
                 captions = copywriter.relative_captions(reference, target, changed, rng)
                 triplets.append(FashionIQTriplet(candidate, target_asin, (captions[0], captions[1])))
