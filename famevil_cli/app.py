@@ -113,7 +113,10 @@ def prepare(
     )
     for subset, skipped in result.sizes["skipped"].items():
         examples = ", ".join(skipped.get("examples", []))
-        out_console.print(f"[yellow]skipped[/] in {subset}: {skipped['missing_images']} missing images" + (f" (e.g. {examples})" if examples else ""))
+        out_console.print(
+            f"[yellow]skipped[/] {skipped['samples']} samples of {subset}: {skipped['missing_images']} images missing" + (f" (e.g. {examples})" if examples else ""),
+            soft_wrap=True,
+        )
     for name, vocab in result.sizes.get("vocab", {}).items():
         out_console.print(f"{name} vocabulary: {vocab['names']} names, {vocab['num_train']} seen in training")
     resumed = f", {result.resumed_shards} shards resumed" if result.resumed_shards else ""

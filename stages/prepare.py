@@ -275,7 +275,8 @@ def _scan_fashioniq(directory: Path) -> FashionIQSource:
     source = FashionIQSource()
     for split in FASHIONIQ_SPLITS:
         usable: list[TripletItem] = []
-        missing: list[str] = []
+        missing: set[str] = set()
+        skipped = 0
         gallery: list[GalleryItem] = []
         missing_gallery = 0
         for group in FASHIONIQ_GROUPS:
@@ -283,7 +284,8 @@ def _scan_fashioniq(directory: Path) -> FashionIQSource:
                 for index, triplet in enumerate(read_triplets(directory, group, split)):
                     lost = [a for a in (triplet.candidate, triplet.target) if a is not None and a not in images]
                     if lost:
-                        missing += lost
+                        missing.update(lost)
+                        skipped += 1
                         continue
                     target = images[triplet.target] if triplet.target else None
                     usable.append(TripletItem(f"{split}-{group}-{index:06d}", triplet, images[triplet.candidate], target))
@@ -297,10 +299,10 @@ def _scan_fashioniq(directory: Path) -> FashionIQSource:
             source.triplets[split] = usable
         if gallery:
             source.galleries[split] = gallery
-        if missing:
-            source.skipped[triplet_subset(split)] = {"missing_images": len(missing), "examples": sorted(set(missing))[:SKIPPED_EXAMPLES]}
+        if skipped:
+            source.skipped[triplet_subset(split)] = {"samples": skipped, "missing_images": len(missing), "examples": sorted(missing)[:SKIPPED_EXAMPLES]}
         if missing_gallery:
-            source.skipped[gallery_subset(split)] = {"missing_images": missing_gallery}
+            source.skipped[gallery_subset(split)] = {"samples": missing_gallery, "missing_images": missing_gallery}
     if not source.triplets and not source.galleries:
         raise FamevilError(f"--fashioniq {directory}: no usable sample (every triplet and gallery image lacks its image file in images/)")
     return source

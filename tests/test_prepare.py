@@ -64,8 +64,11 @@ def test_skipped_triplets_are_counted_and_manifest_names_inputs(tiny_shards, tin
     catalogue = fashioniq_catalogue(PRESETS["tiny"], seed=0)
     for split in ("train", "val", "test"):
         present = {i.asin for (g, s), part in catalogue.items() if s == split for i in part.images if i.present}
-        lost = [a for (g, s), part in catalogue.items() if s == split for t in part.triplets for a in (t.candidate, t.target) if a not in present]
-        assert sizes["skipped"].get(f"fashioniq/{split}", {"missing_images": 0})["missing_images"] == len(lost)
+        triplets = [t for (g, s), part in catalogue.items() if s == split for t in part.triplets]
+        lost = {a for t in triplets for a in (t.candidate, t.target) if a not in present}
+        skipped = sum(t.candidate in lost or t.target in lost for t in triplets)
+        expected = {"samples": skipped, "missing_images": len(lost), "examples": sorted(lost)[:5]} if skipped else None
+        assert sizes["skipped"].get(f"fashioniq/{split}") == expected
     manifest = require_artifact(tiny_shards, "shards")
     assert manifest.content_id == content_id(tiny_shards)  # nothing was added or removed after it was computed
     kinds = {ref.kind: ref for ref in manifest.inputs}
@@ -115,7 +118,8 @@ def test_hand_built_release_through_prepare(tmp_path):
         "fashiongen/train": 2, "fashiongen/val": 1, "fashioniq/train": 1, "fashioniq/test": 1, "fashioniq/gallery-train": 2,
     }
     assert subsets["fashiongen/train"]["products"] == 1
-    assert result.sizes["skipped"]["fashioniq/train"] == {"missing_images": 1, "examples": ["B9"]}
+    assert result.sizes["skipped"]["fashioniq/train"] == {"samples": 1, "missing_images": 1, "examples": ["B9"]}
+    assert result.sizes["skipped"]["fashioniq/gallery-train"] == {"samples": 1, "missing_images": 1}
     vocab = read_vocab(tmp_path / "shards")
     assert vocab["subcategory"].names == ("SHIRTS", "VESTS") and vocab["subcategory"].num_train == 1
     assert vocab["category"].names == ("SHIRTS", "JACKETS & COATS")
