@@ -36,6 +36,13 @@ KINDS: dict[str, ArtifactKind] = {
             made_by="famevil prepare --fashiongen RAW/fashiongen --fashioniq RAW/fashioniq --out SHARDS",
             description="webdataset shards per task and split, label vocabularies and sizes",
         ),
+        ArtifactKind(
+            name="model",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil.model.checkpoint.save_checkpoint (teach and distill write their own kinds)",
+            description="a FAME-ViL checkpoint: model.safetensors, config.json",
+        ),
     )
 }
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
+from famevil.model.params import FASHIONGEN_SUBCATEGORIES, count_parameters
 from stages import prepare as prepare_stage
 from stages import synth as synth_stage
 
@@ -121,6 +122,37 @@ def prepare(
         out_console.print(f"{name} vocabulary: {vocab['names']} names, {vocab['num_train']} seen in training")
     resumed = f", {result.resumed_shards} shards resumed" if result.resumed_shards else ""
     out_console.print(f"{total} samples in {result.seconds:.1f} s ({total / result.seconds:.0f} samples/s{resumed})")
+
+
+@app.command()
+def params(
+    model: Annotated[str, typer.Option(help="open_clip architecture: ViT-B-16 (the paper's), famevil-tiny, ...")] = "ViT-B-16",
+    bottleneck: Annotated[int, typer.Option(help="Task-specific adapter bottleneck (paper: 64; ablations 128, 512).", min=1)] = 64,
+    xaa_bottleneck: Annotated[int | None, typer.Option(help="Cross-attention adapter bottleneck (default: --bottleneck).", min=1)] = None,
+    classes: Annotated[int, typer.Option(help="SCR classes (FashionGen: 121).", min=1)] = FASHIONGEN_SUBCATEGORIES,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of integer counts.")] = False,
+) -> None:
+    """Count the parameters of the multi-task model and of the four single-task models it replaces (Table 4).
+
+    The backbone, the shared cross-attention adapters, each task's adapters and head, the whole
+    multi-task model, the separate models counted as the paper counts them (fine-tuned CLIP plus its
+    head for XMR, TGIR and SCR; CLIP with text-side cross-attention and the language-model head for
+    FIC), and the saving. No weights are needed: the architecture decides.
+
+    Example (a second on a laptop CPU):
+
+        famevil params --model ViT-B-16 --bottleneck 64 --json
+    """
+    counts = _run(count_parameters, backbone=model, tsa_bottleneck=bottleneck, xaa_bottleneck=xaa_bottleneck, num_classes=classes)
+    if as_json:
+        out_console.print_json(data=counts)
+        return
+    rows = [["backbone (open_clip)", counts["backbone"]], ["cross-attention adapters (shared)", counts["xaa"]]]
+    rows += [[f"task-specific adapters: {task}", count] for task, count in counts["tsa"].items()]
+    rows += [[f"head: {task}", count] for task, count in counts["heads"].items()]
+    rows += [["multi-task model", counts["multitask_total"]], ["four single-task models", counts["separate_total"]]]
+    out_console.print(_table(f"{model}, bottleneck {bottleneck}", ["part", "parameters"], [[name, f"{n:,}"] for name, n in rows]))
+    out_console.print(f"saving: {counts['saving_percent']:.2f} %")
 
 
 @app.command("inspect")

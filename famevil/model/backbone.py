@@ -1,0 +1,89 @@
+"""The open_clip backbone: famevil's own tiny configs beside open_clip's, and weights from a tag or a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import open_clip
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from data_specs.errors import FamevilError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+open_clip.add_model_config(CONFIG_DIR)  # famevil-tiny, famevil-small, ... become open_clip model names
+
+
+def backbone_config(name: str) -> dict:
+    """The open_clip architecture config (embed_dim, vision_cfg, text_cfg) of a model name."""
+    config = open_clip.get_model_config(name)
+    if config is None:
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+        raise FamevilError(f"--model {name!r} is not an open_clip model config; try ViT-B-16 or one of famevil's: {known}")
+    return json.loads(json.dumps(config))  # a private copy: open_clip hands out its registry's dict
+
+
+def create_backbone(name: str, config: dict | None = None) -> open_clip.model.CLIP:
+    """A randomly initialised open_clip CLIP of the named architecture (or of `config`, an open_clip
+    architecture dict, as a checkpoint stores it)."""
+    config = config or backbone_config(name)
+    if "custom_text" in config or config.get("text_cfg", {}).get("hf_model_name"):
+        raise FamevilError(f"--model {name!r} has a custom text tower; famevil adapts OpenAI-style CLIP towers only")
+    if "multimodal_cfg" in config:
+        raise FamevilError(f"--model {name!r} is a captioning (CoCa) model; famevil adapts CLIP models only")
+    return open_clip.model.CLIP(**config)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Weights from a local .safetensors, .pt or .bin file. Pickles are read with weights_only=True,
+    so a checkpoint can carry tensors but no code."""
+    if not path.is_file():
+        raise FamevilError(f"{path}: no such weights file")
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    if path.suffix not in (".pt", ".pth", ".bin"):
+        raise FamevilError(f"{path}: unknown weights format; expected .safetensors, .pt, .pth or .bin")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError and RuntimeError alike
+        raise FamevilError(f"{path}: not loadable as plain tensors ({str(error).splitlines()[0]})") from None
+    for key in ("state_dict", "model"):  # training checkpoints wrap the weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise FamevilError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """load_state_dict(strict=True), with a one-line error that lists what does not fit."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        def listing(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "") if keys else "none"
+
+        raise FamevilError(
+            f"{source}: weights do not fit the architecture: missing keys: {listing(missing)}; unexpected keys: "
+            f"{listing(unexpected)}; wrong shapes: {listing(mismatched)}; check --model matches the checkpoint"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def load_pretrained(model: open_clip.model.CLIP, name: str, tag: str) -> None:
+    """Weights of an open_clip pretrained tag, through open_clip's own download and cache."""
+    if tag not in open_clip.list_pretrained_tags_by_model(name):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise FamevilError(f"--base {name}:{tag}: open_clip has no such pretrained tag (for {name}: {tags})")
+    try:
+        path = open_clip.download_pretrained(open_clip.get_pretrained_cfg(name, tag))
+    except Exception as error:  # hub and network errors come in many types
+        raise FamevilError(
+            f"--base {name}:{tag}: could not fetch the weights ({type(error).__name__}); this needs the internet or "
+            f"open_clip's local cache (HF_HOME); or pass a local checkpoint file"
+        ) from None
+    load_strict(model, read_state_dict(Path(path)), f"{name}:{tag}")

@@ -1,0 +1,73 @@
+"""Weights in and out.
+
+In: an open_clip pretrained tag (NAME:TAG), a local open_clip checkpoint (.pt, .bin, .safetensors),
+or a famevil checkpoint directory. Out: a famevil checkpoint directory (model.safetensors, config.json,
+manifest.json) and the backbone as a plain open_clip checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
+from famevil.model.backbone import load_pretrained, load_strict, read_state_dict
+from famevil.model.fame_vil import FameVil, FameVilConfig
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CHECKPOINT_KINDS = ("model",)  # teach and distill add theirs
+
+
+def save_checkpoint(model: FameVil, directory: Path, kind: str = "model", inputs: list[InputRef] | None = None, details: dict | None = None) -> Manifest:
+    """Write weights, config and manifest into an existing directory (a stage's staging directory)."""
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    save_file(state, directory / WEIGHTS_FILE)
+    config = {"famevil": model.config.to_dict(), "open_clip": model.backbone_config}
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return write_manifest(directory, kind, inputs=inputs or [], details=details or {})
+
+
+def load_checkpoint(directory: Path) -> FameVil:
+    """A famevil model from its checkpoint directory, weights loaded strictly."""
+    manifest = require_artifact(directory)
+    if manifest.kind not in CHECKPOINT_KINDS:
+        raise FamevilError(f"{directory}: is a {manifest.kind!r} artifact, not a model checkpoint ({', '.join(CHECKPOINT_KINDS)})")
+    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    model = FameVil(FameVilConfig.from_dict(config["famevil"]), architecture=config["open_clip"])
+    load_strict(model, load_file(directory / WEIGHTS_FILE), str(directory))
+    return model
+
+
+def load_base(model: FameVil, base: str) -> None:
+    """Load a backbone's weights: a famevil checkpoint directory, a local open_clip file, or NAME:TAG."""
+    path = Path(base)
+    if path.is_dir():
+        source = load_checkpoint(path)
+        load_strict(model.backbone, source.backbone.state_dict(), base)
+    elif path.suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        load_strict(model.backbone, read_state_dict(path), base)
+    elif ":" in base:
+        name, tag = base.split(":", 1)
+        if name != model.config.backbone:
+            raise FamevilError(f"--base {base}: is a {name} but the model is a {model.config.backbone}; pass --model {name}")
+        load_pretrained(model.backbone, name, tag)
+    else:
+        raise FamevilError(f"--base {base}: not a directory, a .pt/.bin/.safetensors file, or an open_clip NAME:TAG")
+
+
+def export_open_clip(model: FameVil, path: Path) -> None:
+    """The backbone as a plain open_clip checkpoint: `open_clip.create_model(name, pretrained=path)` loads it.
+
+    Adapters have no place in a plain CLIP, so this is the shared backbone alone: its embeddings
+    equal FAME-ViL's contrastive ones while the TSAs are still zero, and drift from them as they train.
+    """
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.backbone.state_dict().items()}
+    if path.suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save(state, path)

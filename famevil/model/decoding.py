@@ -1,0 +1,72 @@
+"""Caption decoding: greedy and beam search, with or without the key/value cache.
+
+The length limit is a setting (max_new_tokens), never the length of the references: the public code
+caps it at the longest reference in the batch, which leaks the answer's length.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from famevil.model.fame_vil import DecodingState, FameVil, LayerCache
+from famevil.model.objectives import PAD_TOKEN
+
+
+def special_tokens(model: FameVil) -> tuple[int, int]:
+    """(start of text, end of text): the two largest ids of CLIP's tokenizer."""
+    vocabulary = model.backbone.vocab_size
+    return vocabulary - 2, vocabulary - 1
+
+
+def _next_logits(model: FameVil, tokens: torch.Tensor, state: DecodingState, use_cache: bool, task: str) -> torch.Tensor:
+    """Logits for the token after `tokens` (all decoded so far, start of text included)."""
+    if use_cache:
+        return model.decode_step(tokens[:, state.length :], state, task)[:, -1]
+    # Without the cache the whole prefix runs again every step; the image side is still computed once.
+    fresh = DecodingState(state.image_keys_values, [LayerCache() for _ in state.caches])
+    return model.decode_step(tokens, fresh, task)[:, -1]
+
+
+@torch.no_grad()
+def generate(
+    model: FameVil,
+    images: torch.Tensor,
+    max_new_tokens: int = 40,
+    beams: int = 1,
+    use_cache: bool = True,
+    task: str = "fic",
+) -> list[list[int]]:
+    """Token ids of one caption per image, without start, end or padding tokens."""
+    start, end = special_tokens(model)
+    max_new_tokens = min(max_new_tokens, model.backbone.context_length - 1)
+    count = images.shape[0]
+    state = model.start_decoding(images, task)
+    rows = torch.arange(count, device=images.device).repeat_interleave(beams)
+    state.reorder(rows)
+    tokens = torch.full((count * beams, 1), start, dtype=torch.long, device=images.device)
+    # Beam b of image i starts at -inf except b = 0, so the first step does not pick one token beams times.
+    scores = torch.full((count, beams), float("-inf"), device=images.device)
+    scores[:, 0] = 0
+    finished = torch.zeros(count * beams, dtype=torch.bool, device=images.device)
+    for _ in range(max_new_tokens):
+        log_probs = _next_logits(model, tokens, state, use_cache, task).float().log_softmax(dim=-1)
+        # A finished beam continues with padding at no cost, and with nothing else.
+        log_probs[finished] = float("-inf")
+        log_probs[finished, PAD_TOKEN] = 0
+        vocabulary = log_probs.shape[-1]
+        candidates = (scores.view(-1, 1) + log_probs).view(count, beams * vocabulary)
+        scores, best = candidates.topk(beams, dim=-1)
+        chosen = (torch.arange(count, device=images.device)[:, None] * beams + best // vocabulary).flatten()
+        new_tokens = (best % vocabulary).flatten()
+        tokens = torch.cat([tokens[chosen], new_tokens[:, None]], dim=1)
+        state.reorder(chosen)
+        finished = finished[chosen] | (new_tokens == end)
+        if finished.all():
+            break
+    lengths = ((tokens != PAD_TOKEN) & (tokens != end)).sum(dim=1).view(count, beams)
+    best_beam = (scores / lengths.clamp(min=1)).argmax(dim=-1)  # length-normalised, so short is not favoured
+    captions = []
+    for image, beam in enumerate(best_beam.tolist()):
+        sequence = tokens[image * beams + beam, 1:].tolist()
+        captions.append([t for t in sequence[: sequence.index(end)] if t != PAD_TOKEN] if end in sequence else sequence)
+    return captions

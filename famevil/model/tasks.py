@@ -1,0 +1,67 @@
+"""The four tasks, declared once. The rest of famevil looks a task up here instead of branching on its name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from data_specs.errors import FamevilError
+from famevil.model import objectives
+
+CONTRASTIVE, FUSION, GENERATIVE = "contrastive", "fusion", "generative"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    aliases: tuple[str, ...]
+    mode: str  # how the towers run: CONTRASTIVE, FUSION or GENERATIVE
+    head: str  # what sits on top of the towers
+    loss: str  # the training objective, in words
+    objective: Callable  # (model, batch) -> loss tensor, from famevil.model.objectives
+    subset: str  # the shard subset it trains on (data_specs.shards)
+    fields: tuple[str, ...]  # the sample fields it reads
+    metric: str  # the headline metric it reports
+
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            "xmr", "cross-modal retrieval", ("retrieval", "cross-modal-retrieval"), CONTRASTIVE,
+            head="image and text projections with a learnable temperature",
+            loss="symmetric InfoNCE over the batch", objective=objectives.xmr_loss, subset="fashiongen",
+            fields=("jpg", "description", "product_id"), metric="xmr.random100.mean",
+        ),
+        Task(
+            "tgir", "text-guided image retrieval", ("composed-retrieval", "fashioniq"), FUSION,
+            head="composed query (fused reference image + fused text) against contrastive target embeddings",
+            loss="one-way InfoNCE, queries to targets", objective=objectives.tgir_loss, subset="fashioniq",
+            fields=("reference.jpg", "target.jpg", "captions"), metric="tgir.mean",
+        ),
+        Task(
+            "scr", "sub-category recognition", ("classification", "subcategory"), FUSION,
+            head="linear classifier on the fused image + text vector",
+            loss="cross-entropy", objective=objectives.scr_loss, subset="fashiongen",
+            fields=("jpg", "title", "description", "subcategory_id"), metric="scr.accuracy",
+        ),
+        Task(
+            "fic", "fashion image captioning", ("captioning", "caption"), GENERATIVE,
+            head="untied linear language-model head on the causal text tower",
+            loss="teacher-forced next-token cross-entropy, padding ignored", objective=objectives.fic_loss, subset="fashiongen",
+            fields=("jpg", "description"), metric="fic.cider",
+        ),
+    )
+}
+TASK_NAMES = tuple(TASKS)
+
+
+def find_task(name: str) -> Task:
+    """A task by name or alias ("captioning" is fic)."""
+    wanted = name.strip().lower()
+    for task in TASKS.values():
+        if wanted == task.name or wanted in task.aliases:
+            return task
+    choices = ", ".join(f"{t.name} ({', '.join(t.aliases)})" for t in TASKS.values())
+    raise FamevilError(f"unknown task {name!r}; choose one of: {choices}")

@@ -1,0 +1,235 @@
+"""The FAME-ViL model on open_clip: equivalence at initialisation, masks, task isolation, weights in and out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import open_clip
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import require_artifact
+from famevil.model.backbone import create_backbone, load_strict, read_state_dict
+from famevil.model.checkpoint import export_open_clip, load_base, load_checkpoint, save_checkpoint
+from famevil.model.decoding import generate
+from famevil.model.fame_vil import FameVil, FameVilConfig
+from famevil.model.objectives import caption_cross_entropy
+from famevil.model.params import count_parameters
+from famevil.model.tasks import TASK_NAMES, find_task
+
+TOKENIZE = open_clip.get_tokenizer("famevil-tiny")
+
+
+def _model(tasks=TASK_NAMES, seed=0) -> FameVil:
+    torch.manual_seed(seed)
+    return FameVil(FameVilConfig("famevil-tiny", tasks=tasks, num_classes=7)).eval()
+
+
+def _perturb(module: torch.nn.Module, seed: int = 1, scale: float = 0.05) -> None:
+    """Make zero-initialised adapters do something, so that a test of masks or isolation can fail."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+
+
+@pytest.fixture
+def inputs():
+    torch.manual_seed(3)
+    return torch.randn(3, 3, 32, 32), TOKENIZE(["a red dress with long sleeves", "black wool coat", "shorts"])
+
+
+@torch.no_grad()
+def test_every_mode_equals_plain_open_clip_at_initialisation(inputs):
+    images, tokens = inputs
+    model = _model()
+    clip = model.backbone
+    for task in TASK_NAMES:
+        assert torch.allclose(model.encode_image(images, task), clip.encode_image(images, normalize=True), atol=1e-5)
+        assert torch.allclose(model.encode_text(tokens, task), clip.encode_text(tokens, normalize=True), atol=1e-5)
+    image_vector, text_vector = model.fuse(images, tokens, "scr")
+    assert torch.allclose(image_vector, clip.encode_image(images), atol=1e-5)
+    assert torch.allclose(text_vector, clip.encode_text(tokens), atol=1e-5)
+    hidden = clip.transformer(clip.token_embedding(tokens) + clip.positional_embedding, attn_mask=clip.attn_mask)
+    expected = model.head("fic")(clip.ln_final(hidden))
+    assert torch.allclose(model.caption_logits(images, tokens), expected, atol=1e-4)
+
+
+@torch.no_grad()
+def test_causal_mask_in_generative_mode(inputs):
+    images, tokens = inputs
+    model = _model()
+    _perturb(model)
+    changed = tokens.clone()
+    changed[:, 4] = 1234  # token t + 1 = 4
+    before, after = model.caption_logits(images, tokens), model.caption_logits(images, changed)
+    assert torch.allclose(before[:, :4], after[:, :4], atol=1e-5)
+    assert not torch.allclose(before[:, 4:], after[:, 4:], atol=1e-3)
+
+
+@torch.no_grad()
+def test_padding_changes_nothing(inputs):
+    images, tokens = inputs
+    model = _model()
+    _perturb(model)
+    padded = tokens.clone()
+    padding = tokens == 0
+    padded[padding] = 777  # garbage where the tokenizer put padding
+    for fused, garbage in zip(model.fuse(images, tokens, "tgir"), model.fuse(images, padded, "tgir")):
+        assert torch.allclose(fused, garbage, atol=1e-5)
+    assert torch.allclose(model.encode_text(tokens, "xmr"), model.encode_text(padded, "xmr"), atol=1e-5)
+    real = ~padding
+    assert torch.allclose(model.caption_logits(images, tokens)[real], model.caption_logits(images, padded)[real], atol=1e-4)
+
+
+@torch.no_grad()
+def test_one_tasks_adapters_do_not_move_another_tasks_outputs(inputs):
+    images, tokens = inputs
+    model = _model()
+    _perturb(model.xaa)
+    before = {
+        "xmr": model.encode_image(images, "xmr"),
+        "tgir": model.composed(images, tokens, "tgir"),
+        "fic": model.caption_logits(images, tokens),
+    }
+    _perturb(model.tsa["scr"], seed=9)
+    assert torch.equal(model.encode_image(images, "xmr"), before["xmr"])
+    assert torch.equal(model.composed(images, tokens, "tgir"), before["tgir"])
+    assert torch.equal(model.caption_logits(images, tokens), before["fic"])
+    assert not torch.allclose(model.composed(images, tokens, "scr"), model.composed(images, tokens, "tgir"), atol=1e-4)
+
+
+def test_every_task_has_a_loss_that_trains(inputs):
+    images, tokens = inputs
+    model = _model()
+    model.train()
+    batch = {"images": images, "tokens": tokens, "targets": images.flip(0), "labels": torch.tensor([0, 3, 6])}
+    for task in TASK_NAMES:
+        loss = model.loss(task, batch)
+        loss.backward()
+        assert loss.ndim == 0 and torch.isfinite(loss)
+    assert model.tsa["fic"]["text"][0].up.weight.grad.abs().sum() > 0  # zero-initialised, yet trainable
+
+
+def test_caption_loss_ignores_padding():
+    logits = torch.randn(2, 5, 11)
+    targets = torch.tensor([[3, 4, 10, 0, 0], [5, 10, 0, 0, 0]])
+    other_logits = logits.clone()
+    other_logits[targets == 0] = torch.randn_like(other_logits[targets == 0])
+    assert torch.allclose(caption_cross_entropy(logits, targets), caption_cross_entropy(other_logits, targets))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("beams", [1, 3])
+def test_cached_and_uncached_decoding_give_the_same_tokens(inputs, beams):
+    images, _ = inputs
+    model = _model(tasks=("fic",))
+    _perturb(model, scale=0.1)
+    cached = generate(model, images, max_new_tokens=10, beams=beams, use_cache=True)
+    uncached = generate(model, images, max_new_tokens=10, beams=beams, use_cache=False)
+    assert cached == uncached
+    assert all(len(caption) <= 10 for caption in cached)
+
+
+def test_task_registry_and_aliases():
+    assert find_task("captioning").name == "fic" and find_task("retrieval").name == "xmr"
+    assert {find_task(name).mode for name in TASK_NAMES} == {"contrastive", "fusion", "generative"}
+    with pytest.raises(FamevilError, match="unknown task 'pose'; choose one of: xmr"):
+        find_task("pose")
+
+
+def test_strict_load_of_a_vit_b_16_open_clip_state_dict(tmp_path):
+    torch.manual_seed(0)
+    reference = create_backbone("ViT-B-16")
+    path = tmp_path / "vit-b-16.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
+    model = FameVil(FameVilConfig("ViT-B-16", tasks=("xmr",)))
+    load_base(model, str(path))
+    assert torch.equal(model.backbone.visual.conv1.weight, reference.visual.conv1.weight)
+
+
+def test_weights_that_do_not_fit_are_listed(tmp_path):
+    model = _model(tasks=("xmr",))
+    state = model.backbone.state_dict()
+    state["visual.extra.weight"] = torch.zeros(1)
+    del state["ln_final.bias"]
+    with pytest.raises(FamevilError, match=r"missing keys: ln_final\.bias; unexpected keys: visual\.extra\.weight"):
+        load_strict(model.backbone, state, "checkpoint.pt")
+
+
+class _NotATensor:
+    pass
+
+
+def test_pickles_are_read_with_weights_only(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": torch.zeros(2), "payload": _NotATensor()}, path)
+    with pytest.raises(FamevilError, match="evil.pt: not loadable as plain tensors"):
+        read_state_dict(path)
+    plain = tmp_path / "plain.bin"
+    torch.save({"state_dict": {"module.weight": torch.ones(2)}}, plain)
+    assert list(read_state_dict(plain)) == ["weight"]
+
+
+@torch.no_grad()
+def test_export_loads_back_into_open_clip_with_identical_embeddings(tmp_path, inputs):
+    images, tokens = inputs
+    model = _model()
+    _perturb(model.backbone)  # trained backbone weights, not the random initialisation, must travel
+    path = tmp_path / "exported.safetensors"
+    export_open_clip(model, path)
+    clip = open_clip.create_model("famevil-tiny", pretrained=str(path)).eval()
+    assert torch.allclose(clip.encode_image(images, normalize=True), model.encode_image(images, "xmr"), atol=1e-5)
+    assert torch.allclose(clip.encode_text(tokens, normalize=True), model.encode_text(tokens, "xmr"), atol=1e-5)
+
+
+@torch.no_grad()
+def test_checkpoint_directory_round_trip(tmp_path, inputs):
+    images, tokens = inputs
+    model = _model()
+    _perturb(model)
+    directory = tmp_path / "checkpoint"
+    directory.mkdir()
+    save_checkpoint(model, directory, details={"note": "test"})
+    assert sorted(p.name for p in directory.iterdir()) == ["config.json", "manifest.json", "model.safetensors"]
+    assert require_artifact(directory, "model").details == {"note": "test"}
+    loaded = load_checkpoint(directory).eval()
+    assert torch.equal(loaded.composed(images, tokens, "scr"), model.composed(images, tokens, "scr"))
+    other = _model(seed=5)
+    load_base(other, str(directory))  # a famevil directory as a base: its backbone only
+    assert torch.equal(other.backbone.token_embedding.weight, model.backbone.token_embedding.weight)
+
+
+def test_pretrained_tag_offline_is_a_clear_error():
+    code = (
+        "from famevil.model.backbone import create_backbone, load_pretrained\n"
+        "from data_specs.errors import FamevilError\n"
+        "try:\n    load_pretrained(create_backbone('ViT-B-16'), 'ViT-B-16', 'openai')\n"
+        "except FamevilError as error:\n    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert "could not fetch the weights" in result.stdout and "local checkpoint file" in result.stdout
+
+
+def test_parameter_accounting_adds_up():
+    counts = count_parameters("ViT-B-16", 64)
+    assert counts["backbone"] == 149_620_737  # open_clip's ViT-B-16
+    assert 0.013 < counts["tsa"]["xmr"] / counts["backbone"] < 0.014  # "about 1.35% of CLIP" per task
+    parts = counts["backbone"] + counts["xaa"] + sum(counts["tsa"].values()) + sum(counts["heads"].values())
+    assert counts["multitask_total"] == parts
+    assert counts["saving_percent"] == round(100 * (1 - parts / counts["separate_total"]), 2)
+    assert count_parameters("ViT-B-16", 64, xaa_bottleneck=128)["xaa"] > counts["xaa"]
+    assert count_parameters("ViT-B-16", 128)["tsa"]["scr"] > counts["tsa"]["scr"]
+
+
+def test_params_command_prints_json(cli):
+    result = cli("params", "--model", "famevil-tiny", "--bottleneck", 8, "--json")
+    assert result.exit_code == 0
+    counts = json.loads(result.stdout)
+    assert set(counts) == {"backbone", "xaa", "tsa", "heads", "multitask_total", "separate_total", "saving_percent"}
+    assert set(counts["tsa"]) == set(TASK_NAMES) and all(isinstance(v, int) for v in counts["tsa"].values())
