@@ -21,10 +21,10 @@ def special_tokens(model: FameVil) -> tuple[int, int]:
 def _next_logits(model: FameVil, tokens: torch.Tensor, state: DecodingState, use_cache: bool, task: str) -> torch.Tensor:
     """Logits for the token after `tokens` (all decoded so far, start of text included)."""
     if use_cache:
-        return model.decode_step(tokens[:, state.length :], state, task)[:, -1]
+        return model.decode_step(tokens[:, state.length :], state, task, last_only=True)
     # Without the cache the whole prefix runs again every step; the image side is still computed once.
     fresh = DecodingState(state.image_keys_values, [LayerCache() for _ in state.caches])
-    return model.decode_step(tokens, fresh, task)[:, -1]
+    return model.decode_step(tokens, fresh, task, last_only=True)
 
 
 @torch.no_grad()
@@ -41,8 +41,7 @@ def generate(
     max_new_tokens = min(max_new_tokens, model.backbone.context_length - 1)
     count = images.shape[0]
     state = model.start_decoding(images, task)
-    rows = torch.arange(count, device=images.device).repeat_interleave(beams)
-    state.reorder(rows)
+    state.repeat(beams)
     tokens = torch.full((count * beams, 1), start, dtype=torch.long, device=images.device)
     # Beam b of image i starts at -inf except b = 0, so the first step does not pick one token beams times.
     scores = torch.full((count, beams), float("-inf"), device=images.device)
@@ -59,7 +58,8 @@ def generate(
         chosen = (torch.arange(count, device=images.device)[:, None] * beams + best // vocabulary).flatten()
         new_tokens = (best % vocabulary).flatten()
         tokens = torch.cat([tokens[chosen], new_tokens[:, None]], dim=1)
-        state.reorder(chosen)
+        if beams > 1:
+            state.reorder(chosen)
         finished = finished[chosen] | (new_tokens == end)
         if finished.all():
             break

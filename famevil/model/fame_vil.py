@@ -72,8 +72,13 @@ class DecodingState:
     caches: list[LayerCache]
     length: int = 0
 
+    def repeat(self, times: int) -> None:
+        """Each image's row `times` times over, one per beam."""
+        self.image_keys_values = [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in self.image_keys_values]
+
     def reorder(self, rows: torch.Tensor) -> None:
-        self.image_keys_values = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.image_keys_values]
+        """Follow the beams that survived. Rows stay within their image's beams, whose image keys and
+        values are identical, so only the text caches move."""
         for cache in self.caches:
             cache.reorder(rows)
 
@@ -244,9 +249,10 @@ class FameVil(nn.Module):
         keys_values = [adapter.context_keys_values(h) for adapter, h in zip(xaa["text"], states)]
         return DecodingState(keys_values, [LayerCache() for _ in range(self.layers)])
 
-    def decode_step(self, tokens: torch.Tensor, state: DecodingState, task: str = "fic") -> torch.Tensor:
+    def decode_step(self, tokens: torch.Tensor, state: DecodingState, task: str = "fic", last_only: bool = False) -> torch.Tensor:
         """Next-token logits for `tokens`, which continue the text in `state` (all of it, when the
-        state is fresh and caches are not wanted); updates the state."""
+        state is fresh); updates the state. last_only: logits of the last position alone, which is
+        all decoding needs (the language-model head is the largest matrix of a small model)."""
         xaa = self._require_xaa()
         start, count = state.length, tokens.shape[1]
         mask = _causal_mask(count, start + count, tokens.device)
@@ -256,7 +262,7 @@ class FameVil(nn.Module):
             h = _self_attention(block, x, mask, cache)
             x = _feed_forward(block, h) + tsa(h) + cross(h, keys_values=keys_values)
         state.length += count
-        return self.head(task)(self.backbone.ln_final(x))
+        return self.head(task)(self.backbone.ln_final(x[:, -1] if last_only else x))
 
     def caption_logits(self, images: torch.Tensor, tokens: torch.Tensor, task: str = "fic") -> torch.Tensor:
         """Teacher-forced next-token logits (batch, length, vocabulary) for `tokens` given `images`."""
