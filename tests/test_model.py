@@ -60,11 +60,18 @@ def test_every_mode_equals_plain_open_clip_at_initialisation(inputs):
     assert torch.allclose(model.caption_logits(images, tokens), expected, atol=1e-4)
 
 
-@torch.no_grad()
-def test_causal_mask_in_generative_mode(inputs):
-    images, tokens = inputs
+@pytest.fixture
+def busy_model() -> FameVil:
+    """A model whose adapters all do something, so that a test of masks can fail."""
     model = _model()
     _perturb(model)
+    return model
+
+
+@torch.no_grad()
+def test_causal_mask_in_generative_mode(inputs, busy_model):
+    images, tokens = inputs
+    model = busy_model
     changed = tokens.clone()
     changed[:, 4] = 1234  # token t + 1 = 4
     before, after = model.caption_logits(images, tokens), model.caption_logits(images, changed)
@@ -73,10 +80,9 @@ def test_causal_mask_in_generative_mode(inputs):
 
 
 @torch.no_grad()
-def test_padding_changes_nothing(inputs):
+def test_padding_changes_nothing(inputs, busy_model):
     images, tokens = inputs
-    model = _model()
-    _perturb(model)
+    model = busy_model
     padded = tokens.clone()
     padding = tokens == 0
     padded[padding] = 777  # garbage where the tokenizer put padding
