@@ -12,7 +12,6 @@ cross-attends to the image tower's states of the same layer).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -22,8 +21,8 @@ from torch import nn
 from data_specs.errors import FamevilError
 from famevil.model.adapters import Adapter, CrossAttentionAdapter, attend
 from famevil.model.backbone import backbone_config, create_backbone
+from famevil.model.heads import HeadSizes
 
-CLIP_INITIAL_LOG_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature
 from famevil.model.tasks import CONTRASTIVE, TASK_NAMES, find_task
 
 
@@ -149,16 +148,8 @@ class FameVil(nn.Module):
             )
         else:
             self.xaa = None
-        embed_dim = self.backbone.text_projection.shape[1]
-        heads: dict[str, nn.Module] = {}
-        if "tgir" in self.tsa:  # xmr uses the backbone's own logit scale, as CLIP does
-            heads["tgir"] = _Temperature(CLIP_INITIAL_LOG_SCALE)
-        if "scr" in self.tsa:
-            if config.num_classes < 1:
-                raise FamevilError("an SCR head needs num_classes: the size of the shards' subcategory vocabulary")
-            heads["scr"] = nn.Linear(embed_dim, config.num_classes)
-        if "fic" in self.tsa:
-            heads["fic"] = nn.Linear(text_width, self.backbone.vocab_size)  # untied from the token embedding
+        sizes = HeadSizes(self.backbone.text_projection.shape[1], text_width, self.backbone.vocab_size, config.num_classes)
+        heads = {t.name: head for t in tasks if (head := t.build_head(sizes)) is not None}
         self.heads = nn.ModuleDict(heads)
 
     # Stems and pooling: open_clip's own code paths --------------------------------------------------
@@ -276,14 +267,3 @@ class FameVil(nn.Module):
         if task not in self.heads:
             raise FamevilError(f"this model has no {task!r} head (its heads: {', '.join(self.heads) or 'none'})")
         return self.heads[task]
-
-
-class _Temperature(nn.Module):
-    """A learnable logit scale, stored as its log like CLIP's."""
-
-    def __init__(self, log_scale: float):
-        super().__init__()
-        self.log_scale = nn.Parameter(torch.tensor(log_scale))
-
-    def forward(self) -> torch.Tensor:
-        return self.log_scale.exp()
