@@ -1,0 +1,75 @@
+"""Retrieval metrics against hand-built similarity matrices and a dense reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from famevil.metrics.retrieval import candidate_ranks, gallery_ranks, random100_candidates, ranks_from_scores, recall
+
+
+def test_ranks_on_a_hand_built_matrix_with_ties_and_several_positives():
+    scores = torch.tensor(
+        [
+            [0.9, 0.5, 0.1, 0.0],  # positive 0.5 beaten by 0.9: rank 1
+            [0.2, 0.8, 0.8, 0.0],  # positive 0.2 beaten by two: rank 2
+            [0.3, 0.3, 0.3, 0.3],  # all tied: ties count against the model, rank 3
+            [0.1, 0.7, 0.9, 0.8],  # two positives (0.7, 0.8): the best counts, beaten by 0.9: rank 1
+            [0.9, 0.8, 0.7, 0.6],  # no positive at all: never retrieved
+        ]
+    )
+    positive = torch.tensor(
+        [
+            [False, True, False, False],
+            [True, False, False, False],
+            [False, False, True, False],
+            [False, True, False, True],
+            [False, False, False, False],
+        ]
+    )
+    ranks = ranks_from_scores(scores, positive)
+    assert ranks.tolist() == [1, 2, 3, 1, 4]
+    assert recall(ranks, (1, 2, 4)) == pytest.approx({1: 0.0, 2: 40.0, 4: 80.0})
+
+
+def test_blocked_gallery_ranks_equal_a_dense_computation():
+    generator = torch.Generator().manual_seed(0)
+    queries, gallery = torch.randn(23, 8, generator=generator), torch.randn(31, 8, generator=generator)
+    query_groups = torch.randint(0, 9, (23,), generator=generator)
+    gallery_groups = torch.randint(0, 9, (31,), generator=generator)
+    query_groups[0] = 99  # a query with no positive in the gallery
+    ranks, top = gallery_ranks(queries, gallery, query_groups, gallery_groups, top=5, block=7)
+    dense = queries @ gallery.T
+    assert torch.equal(ranks, ranks_from_scores(dense, query_groups[:, None] == gallery_groups[None, :]))
+    assert torch.equal(top, dense.topk(5, dim=1).indices)
+    assert ranks[0] == 31
+
+
+def test_random100_negatives_share_the_subcategory_and_are_never_positives():
+    rng = np.random.default_rng(0)
+    subcategories = rng.choice(["a", "b", "c"], size=900)
+    products = rng.integers(0, 300, size=900)
+    chosen, candidates = random100_candidates(subcategories, products, seed=1, queries=50, negatives=100)
+    assert candidates.shape == (50, 101) and (candidates[:, 0] == chosen).all()
+    for row in candidates:
+        assert (subcategories[row[1:]] == subcategories[row[0]]).all()
+        assert (products[row[1:]] != products[row[0]]).all()
+        assert len(set(row[1:])) == 100
+    again = random100_candidates(subcategories, products, seed=1, queries=50)
+    other = random100_candidates(subcategories, products, seed=2, queries=50)
+    assert np.array_equal(again[1], candidates) and not np.array_equal(other[1], candidates)
+
+
+def test_random100_tops_up_from_other_subcategories_when_one_is_small():
+    subcategories = ["rare"] * 5 + ["common"] * 200
+    products = list(range(205))
+    _, candidates = random100_candidates(subcategories, products, seed=0, queries=205, negatives=100)
+    rare_query = next(row for row in candidates if row[0] < 5)
+    assert set(rare_query[1:5]) <= set(range(5)) and len(set(rare_query[1:])) == 100
+
+
+def test_candidate_ranks_rank_the_first_candidate():
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    candidates = torch.tensor([[[1.0, 0.0], [0.5, 0.0], [2.0, 0.0]], [[0.0, 1.0], [1.0, 0.0], [0.0, 0.5]]])
+    assert candidate_ranks(queries, candidates).tolist() == [1, 0]
