@@ -43,6 +43,13 @@ KINDS: dict[str, ArtifactKind] = {
             made_by="famevil.model.checkpoint.save_checkpoint (teach and distill write their own kinds)",
             description="a FAME-ViL checkpoint: model.safetensors, config.json",
         ),
+        ArtifactKind(
+            name="metrics",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil evaluate --model DIR --shards SHARDS --out EVAL",
+            description="metrics.json with the predictions behind it (captions.jsonl, retrieval.jsonl)",
+        ),
     )
 }
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
 from famevil.model.params import FASHIONGEN_SUBCATEGORIES, count_parameters
+from stages import evaluate as evaluate_stage
 from stages import prepare as prepare_stage
 from stages import synth as synth_stage
 
@@ -153,6 +154,49 @@ def params(
     rows += [["multi-task model", counts["multitask_total"]], ["four single-task models", counts["separate_total"]]]
     out_console.print(_table(f"{model}, bottleneck {bottleneck}", ["part", "parameters"], [[name, f"{n:,}"] for name, n in rows]))
     out_console.print(f"saving: {counts['saving_percent']:.2f} %")
+
+
+@app.command(help=inspect.cleandoc(evaluate_stage.evaluate.__doc__))
+def evaluate(
+    runs: Annotated[list[Path] | None, typer.Argument(help="With --compare: evaluation directories to print side by side.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(help="Directory to write; it appears only when complete.")] = None,
+    shards: Annotated[Path | None, typer.Option(help="A shards artifact (famevil prepare).")] = None,
+    model: Annotated[Path | None, typer.Option(help="A famevil checkpoint directory.")] = None,
+    base: Annotated[str | None, typer.Option(help="Instead of --model: open_clip NAME:TAG, a local checkpoint file, or a config name (random weights).")] = None,
+    arch: Annotated[str, typer.Option(help="The architecture of a local --base checkpoint file.")] = "ViT-B-16",
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: all the model has): xmr,tgir,scr,fic.")] = None,
+    beams: Annotated[int, typer.Option(help="Caption decoding: 1 is greedy, more is beam search.", min=1)] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="Caption length limit in tokens.", min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 64,
+    seed: Annotated[int, typer.Option(help="Fixes the random-100 draws (and random --base weights).")] = 0,
+    compare: Annotated[bool, typer.Option("--compare", help="Print earlier runs side by side with the paper's numbers, evaluate nothing.")] = False,
+    overwrite: OverwriteOption = False,
+) -> None:
+    if compare:
+        _print_comparison(runs or [])
+        return
+    if out is None or shards is None:
+        err_console.print("[bold red]error:[/] evaluate needs --out DIR and --shards DIR (or --compare DIR ...)")
+        raise typer.Exit(2)
+    task_list = [t for t in tasks.split(",") if t.strip()] if tasks else None
+    result = _run(
+        evaluate_stage.evaluate, out=out, shards=shards, model=model, base=base, arch=arch, tasks=task_list,
+        beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, overwrite=overwrite,
+    )
+    flat = evaluate_stage.flatten(result.metrics)
+    out_console.print(_table(f"{result.out}  ({result.manifest.content_id[:19]}…)", ["metric", "percent"], [[k, v if v is not None else "missing"] for k, v in flat.items()]))
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _print_comparison(runs: list[Path]) -> None:
+    if not runs:
+        err_console.print("[bold red]error:[/] --compare needs evaluation directories: famevil evaluate --compare DIR1 DIR2 ...")
+        raise typer.Exit(2)
+    flat = [evaluate_stage.flatten(_run(evaluate_stage.read_metrics, directory=run)) for run in runs]
+    names = sorted(set().union(*flat) | set(evaluate_stage.PAPER), key=lambda name: (name.split(".")[0], name))
+    rows = [[name, *[f.get(name, "") if f.get(name) is not None else "" for f in flat], evaluate_stage.PAPER.get(name, "")] for name in names]
+    out_console.print(_table("evaluation runs against the paper (FAME-ViL multi-task, percent)", ["metric", *[str(run) for run in runs], "paper"], rows))
 
 
 @app.command("inspect")

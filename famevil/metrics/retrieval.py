@@ -77,10 +77,14 @@ def random100_candidates(
     then `negatives` rows of other products of its subcategory).
 
     When a subcategory holds fewer negatives than asked (the small demo data set does), the rest are
-    drawn from other subcategories, so every query still faces the same number of candidates.
+    drawn from other subcategories, so every query still faces the same number of candidates; a
+    data set too small for that many negatives at all gets as many as its smallest pool allows
+    (the caller sees it in the candidates' width).
     """
     rng = np.random.default_rng(seed)
     subcategories, products = np.asarray(subcategories), np.asarray(products)
+    _, views = np.unique(products, return_counts=True)
+    negatives = min(negatives, len(products) - int(views.max()))
     chosen = rng.choice(len(products), size=min(queries, len(products)), replace=False)
     candidates = np.empty((len(chosen), negatives + 1), dtype=np.int64)
     for i, row in enumerate(chosen):

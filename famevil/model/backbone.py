@@ -25,6 +25,12 @@ def backbone_config(name: str) -> dict:
     return json.loads(json.dumps(config))  # a private copy: open_clip hands out its registry's dict
 
 
+def tokenizer(name: str):
+    """open_clip's tokenizer for the architecture (its bundled BPE vocabulary: nothing is downloaded)."""
+    backbone_config(name)  # a clear error for an unknown name
+    return open_clip.get_tokenizer(name)
+
+
 def create_backbone(name: str, config: dict | None = None) -> open_clip.model.CLIP:
     """A randomly initialised open_clip CLIP of the named architecture (or of `config`, an open_clip
     architecture dict, as a checkpoint stores it)."""

@@ -1,0 +1,161 @@
+"""Captioning metrics against pycocoevalcap called directly, with real Java (PTB tokenizer, METEOR).
+
+METEOR's JVM takes about 10 s to load its paraphrase table, so the file starts it twice in all:
+once inside caption_scores and once for the direct call; the other tests pass meteor=False.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from famevil.metrics import captioning
+from famevil.metrics.captioning import caption_scores, fallback_tokenize, ptb_tokenize
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer and METEOR need Java")
+
+REFERENCES = {
+    "img1": ["A red, sleeveless dress with a V-neck.", "Red sleeveless V-neck dress!"],
+    "img2": ["Blue denim jacket with silver buttons."],
+    "img3": ["Men's black leather boots (ankle height).", "Black leather ankle boots for men."],
+    "img4": ["White cotton T-shirt with a round neck."],
+    "img5": ["Striped wool scarf in grey and navy; fringed ends.", "Grey and navy striped scarf."],
+    "img6": ["Green silk blouse with long sleeves."],
+}
+CANDIDATES = {
+    "img1": "a red sleeveless dress with a v-neck",
+    "img2": "Blue denim jacket with silver buttons.",  # a perfect match
+    "img3": "BLACK LEATHER BOOTS, ANKLE HEIGHT",
+    "img4": "a white t-shirt in cotton",
+    "img5": "a striped grey scarf",
+    "img6": "",  # an empty caption
+}
+
+
+def java_children() -> list[int]:
+    """Our process's children that are Java programs (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and "java" in stat.read_text().split(")")[0]:
+                children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.fixture(scope="module")
+def java_run() -> captioning.CaptionScores:
+    return caption_scores(REFERENCES, CANDIDATES)
+
+
+@pytest.fixture(scope="module")
+def direct_run() -> dict[str, float]:
+    """The COCO caption evaluation's own steps on the same captions."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({k: [{"caption": c} for c in refs] for k, refs in REFERENCES.items()})
+    res = tokenizer.tokenize({k: [{"caption": c}] for k, c in CANDIDATES.items()})
+    with contextlib.redirect_stdout(io.StringIO()):
+        bleu, _ = Bleu(4).compute_score(gts, res)
+    meteor = Meteor()
+    scores = {
+        "bleu4": 100 * bleu[3],
+        "meteor": 100 * meteor.compute_score(gts, res)[0],
+        "rouge_l": 100 * Rouge().compute_score(gts, res)[0],
+        "cider": 100 * Cider().compute_score(gts, res)[0],
+    }
+    meteor.__del__()
+    return scores
+
+
+@needs_java
+def test_scores_equal_a_direct_pycocoevalcap_call(java_run, direct_run):
+    assert java_run.warnings == ()
+    for name, expected in direct_run.items():
+        assert getattr(java_run, name) == pytest.approx(expected, rel=1e-9), name
+    assert 0 < java_run.bleu4 < 100 and 0 < java_run.meteor < 100 and java_run.cider > 0
+
+
+@needs_java
+def test_no_java_process_outlives_the_scoring(java_run):
+    assert java_run.meteor is not None
+    assert java_children() == []
+
+
+@needs_java
+def test_perfect_and_garbage_candidates():
+    perfect = caption_scores(REFERENCES, {k: refs[0] for k, refs in REFERENCES.items()}, meteor=False)
+    assert perfect.bleu4 == pytest.approx(100, abs=1e-3)
+    assert perfect.rouge_l > 85 and perfect.cider > 300 and perfect.meteor is None
+    garbage = caption_scores(REFERENCES, {k: "zebra quantum spreadsheet" for k in REFERENCES}, meteor=False)
+    assert garbage.bleu4 < 1 and garbage.rouge_l < 1 and garbage.cider < 1
+
+
+@needs_java
+def test_without_java_meteor_is_left_out_and_the_rest_barely_moves(java_run, monkeypatch):
+    monkeypatch.setattr(captioning, "java_available", lambda: False)
+    scores = caption_scores(REFERENCES, CANDIDATES)
+    assert scores.meteor is None
+    assert len(scores.warnings) == 1 and "METEOR" in scores.warnings[0] and "tokeni" in scores.warnings[0]
+    # The stand-in tokenises these captions exactly as PTB does, so the difference measures 0.
+    for name in ("bleu4", "rouge_l", "cider"):
+        assert getattr(scores, name) == pytest.approx(getattr(java_run, name), abs=1.0), name
+
+
+@needs_java
+def test_the_stand_in_tokenizer_matches_ptb_on_ordinary_captions():
+    captions = [
+        "A Red-Dress, with 'pockets'... (cotton)!",
+        "don't stop; it's $5.00 / U.S.A.",
+        'She said "hello" -- then left.',
+        "Men's slim-fit jeans [blue] {new}",
+        "100% cotton, 1,000 threads: 10:30 am",
+        "H&M t-shirt w/ logo; size: XL?",
+        "the dress's hem, the boys' shirts, black/white stripes & dots #1",
+        "I'm sure you'll like it, we've seen they're nice; can't, won't, cannot",
+        "e.g. etc. v-neck, 3/4 sleeves; knee-length - wait ... what?!",
+        "50's style o'neill jacket,  `quoted`\t''double''",
+    ]
+    keyed = {str(i): [c] for i, c in enumerate(captions)}
+    assert fallback_tokenize(keyed) == ptb_tokenize(keyed)
+
+
+@needs_java
+def test_line_breaks_inside_a_caption_do_not_shift_captions():
+    # Java ends lines at \r and U+2028 too; pycocoevalcap only replaces \n.
+    assert ptb_tokenize({"a": ["red\rdress", "x\u2028y"], "b": ["Blue."]}) == {"a": ["red dress", "x y"], "b": ["blue"]}
+
+
+@needs_java
+def test_the_terminal_stays_clean(capfd):
+    caption_scores(REFERENCES, CANDIDATES, meteor=False)
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("java", [True, False])
+def test_empty_candidates_score_zero(java, monkeypatch):
+    if java and shutil.which("java") is None:
+        pytest.skip("needs Java")
+    monkeypatch.setattr(captioning, "java_available", lambda: java)
+    scores = caption_scores(REFERENCES, {k: "" for k in REFERENCES} | {"img2": "..."}, meteor=False)
+    assert (scores.bleu4, scores.rouge_l, scores.cider) == pytest.approx((0, 0, 0), abs=1e-6)
+
+
+def test_mismatched_keys_raise(monkeypatch):
+    monkeypatch.setattr(captioning, "java_available", lambda: False)
+    with pytest.raises(ValueError, match="no reference"):
+        caption_scores(REFERENCES, {"img1": "a red dress", "img99": "a hat"})
+    with pytest.raises(ValueError, match="no reference"):
+        caption_scores({"img1": []}, {"img1": "a red dress"})
+    with pytest.raises(ValueError, match="at least one"):
+        caption_scores(REFERENCES, {})

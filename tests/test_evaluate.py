@@ -1,0 +1,84 @@
+"""`famevil evaluate` end to end on the tiny synthetic shards, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import require_artifact
+from data_specs.shards import read_sizes
+from famevil.model.checkpoint import save_checkpoint
+from famevil.model.fame_vil import FameVil, FameVilConfig
+from stages.evaluate import evaluate, flatten
+from stages.prepare import prepare
+
+EXPECTED = {
+    "xmr.full": ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mean"],
+    "xmr.random100": ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mean"],
+    "tgir": ["dress_r10", "dress_r50", "shirt_r10", "shirt_r50", "toptee_r10", "toptee_r50", "avg_r10", "avg_r50", "mean"],
+    "scr": ["accuracy", "macro_f1"],
+    "fic": ["bleu4", "meteor", "rouge_l", "cider"],
+}
+
+
+@pytest.fixture(scope="module")
+def random_baseline(tiny_shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "random"
+    return evaluate(out, tiny_shards, base="famevil-tiny", batch_size=16, max_new_tokens=8, random100_runs=2)
+
+
+def test_metrics_json_has_every_protocol_in_percent(random_baseline):
+    payload = json.loads((random_baseline.out / "metrics.json").read_text())
+    metrics = payload["metrics"]
+    expected = {f"{group}.{name}" for group, names in EXPECTED.items() for name in names}
+    assert set(flatten(metrics)) == expected
+    assert all(value is None or 0 <= value <= 100 for value in flatten(metrics).values())
+    assert metrics["xmr"]["full"]["i2t_r1"] <= metrics["xmr"]["full"]["i2t_r5"] <= metrics["xmr"]["full"]["i2t_r10"]
+    assert any("random-100" in warning for warning in payload["warnings"])  # 30 images cannot give 100 negatives
+
+
+def test_the_artifact_names_its_inputs_and_keeps_the_predictions(random_baseline, tiny_shards):
+    manifest = require_artifact(random_baseline.out, "metrics")
+    assert {ref.role for ref in manifest.inputs} == {"base", "shards"}
+    assert next(ref for ref in manifest.inputs if ref.role == "shards").id == require_artifact(tiny_shards).content_id
+    assert sorted(p.name for p in random_baseline.out.iterdir()) == ["captions.jsonl", "manifest.json", "metrics.json", "retrieval.jsonl"]
+    captions = [json.loads(line) for line in (random_baseline.out / "captions.jsonl").read_text().splitlines()]
+    assert len(captions) == read_sizes(tiny_shards)["subsets"]["fashiongen/val"]["samples"]
+    assert set(captions[0]) == {"key", "generated", "references"}
+    retrieval = [json.loads(line) for line in (random_baseline.out / "retrieval.jsonl").read_text().splitlines()]
+    assert {line["task"] for line in retrieval} == {"xmr-i2t", "xmr-t2i", "tgir"}
+    assert all(len(line["top10"]) == 10 for line in retrieval)
+
+
+def test_a_checkpoint_evaluates_its_own_task_only(tiny_shards, tmp_path):
+    torch.manual_seed(0)
+    model = FameVil(FameVilConfig("famevil-tiny", tasks=("xmr",)))
+    (tmp_path / "teacher").mkdir()
+    save_checkpoint(model, tmp_path / "teacher")
+    result = evaluate(tmp_path / "eval", tiny_shards, model=tmp_path / "teacher", random100_runs=1)
+    assert set(result.metrics) == {"xmr"}
+    with pytest.raises(FamevilError, match="the model has no 'scr' adapters or head"):
+        evaluate(tmp_path / "eval-scr", tiny_shards, model=tmp_path / "teacher", tasks=["scr"])
+
+
+def test_shards_without_a_tasks_split_are_refused(tiny_raw, tmp_path):
+    prepare(tmp_path / "fg-only", fashiongen=tiny_raw / "fashiongen", workers=1)
+    with pytest.raises(FamevilError, match="has no 'fashioniq/val' subset, which tgir needs"):
+        evaluate(tmp_path / "eval", tmp_path / "fg-only", base="famevil-tiny", tasks=["tgir"])
+    assert not (tmp_path / "eval").exists()
+
+
+def test_an_output_holding_another_artifact_is_refused(tiny_shards, tiny_raw, tmp_path):
+    with pytest.raises(FamevilError, match="holds a 'shards' artifact; refusing to replace it"):
+        evaluate(tiny_shards, tiny_shards, base="famevil-tiny", overwrite=True)
+    with pytest.raises(FamevilError, match="is a 'raw-dataset' artifact, expected 'shards'"):
+        evaluate(tmp_path / "eval", tiny_raw, base="famevil-tiny")
+
+
+def test_compare_prints_runs_beside_the_paper(cli, random_baseline):
+    result = cli("evaluate", "--compare", random_baseline.out, random_baseline.out)
+    assert result.exit_code == 0
+    assert "paper" in result.stdout and "65.94" in result.stdout and "xmr.random100.i2t_r1" in result.stdout
