@@ -165,6 +165,7 @@ def evaluate(
     base: Annotated[str | None, typer.Option(help="Instead of --model: open_clip NAME:TAG, a local checkpoint file, or a config name (random weights).")] = None,
     arch: Annotated[str, typer.Option(help="The architecture of a local --base checkpoint file.")] = "ViT-B-16",
     tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: all the model has): xmr,tgir,scr,fic.")] = None,
+    split: Annotated[str, typer.Option(help="The shards' split to evaluate on: val or train.")] = "val",
     beams: Annotated[int, typer.Option(help="Caption decoding: 1 is greedy, more is beam search.", min=1)] = 1,
     max_new_tokens: Annotated[int, typer.Option(help="Caption length limit in tokens.", min=1)] = 40,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 64,
@@ -180,7 +181,7 @@ def evaluate(
         raise typer.Exit(2)
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks else None
     result = _run(
-        evaluate_stage.evaluate, out=out, shards=shards, model=model, base=base, arch=arch, tasks=task_list,
+        evaluate_stage.evaluate, out=out, shards=shards, model=model, base=base, arch=arch, tasks=task_list, split=split,
         beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, overwrite=overwrite,
     )
     flat = evaluate_stage.flatten(result.metrics)

@@ -53,6 +53,7 @@ def evaluate(
     base: str | None = None,
     arch: str = "ViT-B-16",
     tasks: list[str] | None = None,
+    split: str = "val",
     beams: int = 1,
     max_new_tokens: int = 40,
     batch_size: int = 64,
@@ -67,7 +68,8 @@ def evaluate(
     averaged over 5 seeded runs), I2T and T2I R@1/5/10. TGIR: R@10 and R@50 per FashionIQ group
     against the group's gallery. SCR: accuracy and macro-F1 (a subcategory seen only at test time
     counts against the model). FIC: BLEU-4, METEOR, ROUGE-L and CIDEr through pycocoevalcap; greedy
-    decoding, or beam search with --beams. All in percent, CIDEr x100, like the paper.
+    decoding, or beam search with --beams. All in percent, CIDEr x100, like the paper. --split val
+    (the default: FashionGen's validation file serves as its test split) or train.
 
     Give --model (a famevil checkpoint directory) or --base: an open_clip NAME:TAG, a local open_clip
     checkpoint (with --arch), or a config name such as famevil-tiny for random weights (zero-shot
@@ -90,17 +92,17 @@ def evaluate(
     for task in wanted:
         if task not in network.tsa:  # the registry gives every task of a model its head
             raise FamevilError(f"the model has no {task!r} adapters or head (its tasks: {', '.join(network.tsa)}); evaluate other --tasks")
-    _check_subsets(shards, wanted)
+    _check_subsets(shards, wanted, split)
     network.eval()
 
     metrics: dict[str, Any] = {}
     warnings: list[str] = []
     inputs = [model_ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
-    with staging(out, {"inputs": [ref.id for ref in inputs], "tasks": wanted}, resume=False) as stage, torch.no_grad():
+    with staging(out, {"inputs": [ref.id for ref in inputs], "tasks": wanted, "split": split}, resume=False) as stage, torch.no_grad():
         fashiongen_tasks = [t for t in wanted if t != "tgir"]
         retrieval_lines: list[dict] = []
         if fashiongen_tasks:
-            outputs = _fashiongen_pass(network, shards, fashiongen_tasks, batch_size, beams, max_new_tokens)
+            outputs = _fashiongen_pass(network, shards, split, fashiongen_tasks, batch_size, beams, max_new_tokens)
             if "xmr" in outputs:
                 metrics["xmr"] = _xmr_metrics(outputs, random100_runs, seed, retrieval_lines, warnings)
             if "scr" in outputs:
@@ -114,12 +116,12 @@ def evaluate(
                     for key, generated, reference in zip(outputs["keys"], outputs["fic"], outputs["descriptions"]):
                         captions.write(json.dumps({"key": key, "generated": generated, "references": [reference]}, ensure_ascii=False) + "\n")
         if "tgir" in wanted:
-            metrics["tgir"] = _tgir_metrics(network, shards, batch_size, retrieval_lines)
+            metrics["tgir"] = _tgir_metrics(network, shards, split, batch_size, retrieval_lines)
         with open(stage.partial / RETRIEVAL_FILE, "w", encoding="utf-8") as retrieval:
             retrieval.writelines(json.dumps(line) + "\n" for line in retrieval_lines)
         payload = {"schema_version": METRICS_SCHEMA_VERSION, "metrics": metrics, "warnings": warnings}
         (stage.partial / METRICS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        manifest = write_manifest(stage.partial, "metrics", inputs=inputs, details={"tasks": wanted, "beams": beams, "seed": seed})
+        manifest = write_manifest(stage.partial, "metrics", inputs=inputs, details={"tasks": wanted, "split": split, "beams": beams, "seed": seed})
         stage.publish()
     return EvaluateResult(out, manifest, metrics, tuple(warnings))
 
@@ -145,11 +147,13 @@ def _load_model(model: Path | None, base: str | None, arch: str, num_classes: in
     return network, ref
 
 
-def _check_subsets(shards: Path, tasks: list[str]) -> None:
+def _check_subsets(shards: Path, tasks: list[str], split: str) -> None:
     present = read_sizes(shards)["subsets"]
-    needed = {fashiongen_subset("val"): "FashionGen", triplet_subset("val"): "FashionIQ", gallery_subset("val"): "FashionIQ"}
+    needed = {fashiongen_subset(split): "FashionGen", triplet_subset(split): "FashionIQ", gallery_subset(split): "FashionIQ"}
+    if "tgir" in tasks and split == "test":
+        raise FamevilError("--split test: FashionIQ's test captions have no targets, so TGIR cannot be scored there; use --split val")
     for task in tasks:
-        for subset in ([triplet_subset("val"), gallery_subset("val")] if task == "tgir" else [fashiongen_subset("val")]):
+        for subset in ([triplet_subset(split), gallery_subset(split)] if task == "tgir" else [fashiongen_subset(split)]):
             if subset not in present:
                 raise FamevilError(
                     f"{shards}: has no {subset!r} subset, which {task} needs (present: {', '.join(sorted(present)) or 'none'}); "
@@ -162,17 +166,17 @@ def _image_size(network: FameVil) -> int:
     return size[0] if isinstance(size, tuple) else size
 
 
-def _fashiongen_pass(network: FameVil, shards: Path, tasks: list[str], batch_size: int, beams: int, max_new_tokens: int) -> dict[str, list]:
-    """One pass over the FashionGen validation shards: embeddings, class predictions and captions, batch by batch."""
+def _fashiongen_pass(network: FameVil, shards: Path, split: str, tasks: list[str], batch_size: int, beams: int, max_new_tokens: int) -> dict[str, list]:
+    """One pass over a FashionGen split's shards: embeddings, class predictions and captions, batch by batch."""
     transform = image_transform(_image_size(network), train=False)
     tokenize = tokenizer(network.config.backbone)
     outputs: dict[str, list] = {"keys": [], "products": [], "subcategories": [], "labels": [], "descriptions": []}
     outputs |= {task: [] for task in tasks}
     if "xmr" in tasks:
         outputs["xmr_texts"] = []
-    total = read_sizes(shards)["subsets"][fashiongen_subset("val")]["samples"]
-    with progress_bar(f"{', '.join(tasks)} on fashiongen/val", total) as advance:
-        for batch in batched(samples(shards, fashiongen_subset("val")), batch_size):
+    total = read_sizes(shards)["subsets"][fashiongen_subset(split)]["samples"]
+    with progress_bar(f"{', '.join(tasks)} on {fashiongen_subset(split)}", total) as advance:
+        for batch in batched(samples(shards, fashiongen_subset(split)), batch_size):
             images = torch.stack([transform(s["jpg"]) for s in batch])
             records = [s["json"] for s in batch]
             outputs["keys"] += [s["__key__"] for s in batch]
@@ -216,22 +220,22 @@ def _xmr_metrics(outputs: dict[str, list], runs: int, seed: int, retrieval_lines
     return {"full": full, "random100": random100}
 
 
-def _tgir_metrics(network: FameVil, shards: Path, batch_size: int, retrieval_lines: list[dict]) -> dict[str, float]:
+def _tgir_metrics(network: FameVil, shards: Path, split: str, batch_size: int, retrieval_lines: list[dict]) -> dict[str, float]:
     transform = image_transform(_image_size(network), train=False)
     tokenize = tokenizer(network.config.backbone)
     gallery: dict[str, tuple[list[str], list[torch.Tensor]]] = {}
     queries: dict[str, tuple[list[str], list[str], list[torch.Tensor]]] = {}
     sizes = read_sizes(shards)["subsets"]
-    total = sizes[gallery_subset("val")]["samples"] + sizes[triplet_subset("val")]["samples"]
-    with progress_bar("tgir on fashioniq/val", total) as advance:
-        for batch in batched(samples(shards, gallery_subset("val")), batch_size):
+    total = sizes[gallery_subset(split)]["samples"] + sizes[triplet_subset(split)]["samples"]
+    with progress_bar(f"tgir on {triplet_subset(split)}", total) as advance:
+        for batch in batched(samples(shards, gallery_subset(split)), batch_size):
             embeddings = network.encode_image(torch.stack([transform(s["jpg"]) for s in batch]), "tgir")
             for sample, embedding in zip(batch, embeddings):
                 asins, vectors = gallery.setdefault(sample["json"]["group"], ([], []))
                 asins.append(sample["json"]["asin"])
                 vectors.append(embedding)
             advance(len(batch))
-        for batch in batched(samples(shards, triplet_subset("val")), batch_size):
+        for batch in batched(samples(shards, triplet_subset(split)), batch_size):
             images = torch.stack([transform(s["reference.jpg"]) for s in batch])
             text = tokenize([", ".join(s["json"]["captions"]) for s in batch])
             composed = F.normalize(network.composed(images, text, "tgir"), dim=-1)
@@ -245,7 +249,7 @@ def _tgir_metrics(network: FameVil, shards: Path, batch_size: int, retrieval_lin
     for group, (keys, targets, vectors) in sorted(queries.items()):
         asins, candidates = gallery.get(group, ([], []))
         if not asins:
-            raise FamevilError(f"{shards}: the {group} triplets have no gallery images in {gallery_subset('val')!r}")
+            raise FamevilError(f"{shards}: the {group} triplets have no gallery images in {gallery_subset(split)!r}")
         index = {asin: i for i, asin in enumerate(asins)}
         # A target missing from the gallery can never be retrieved: group -1 matches nothing.
         target_groups = torch.tensor([index.get(t, -1) for t in targets])

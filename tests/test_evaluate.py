@@ -68,6 +68,10 @@ def test_shards_without_a_tasks_split_are_refused(tiny_raw, tmp_path):
     prepare(tmp_path / "fg-only", fashiongen=tiny_raw / "fashiongen", workers=1)
     with pytest.raises(FamevilError, match="has no 'fashioniq/val' subset, which tgir needs"):
         evaluate(tmp_path / "eval", tmp_path / "fg-only", base="famevil-tiny", tasks=["tgir"])
+    with pytest.raises(FamevilError, match="test captions have no targets"):
+        evaluate(tmp_path / "eval", tmp_path / "fg-only", base="famevil-tiny", tasks=["tgir"], split="test")
+    on_train = evaluate(tmp_path / "eval-train", tmp_path / "fg-only", base="famevil-tiny", tasks=["scr"], split="train")
+    assert set(on_train.metrics) == {"scr"} and require_artifact(on_train.out).details["split"] == "train"
     assert not (tmp_path / "eval").exists()
 
 
