@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import require_artifact
+from data_specs.manifest import famevil_version, require_artifact
 from famevil.model.params import FASHIONGEN_SUBCATEGORIES, count_parameters
 from stages import evaluate as evaluate_stage
 from stages import prepare as prepare_stage
@@ -33,8 +33,17 @@ _state = {"debug": False}
 Result = TypeVar("Result")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out_console.print(f"famevil {famevil_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)] = False,
+) -> None:
     _state["debug"] = debug
 
 

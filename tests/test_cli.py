@@ -43,3 +43,8 @@ def test_unknown_preset_and_bad_image_size(cli, tmp_path):
     result = cli("synth", "--image-size", 8, "--out", tmp_path / "raw")
     assert result.exit_code == 1 and "--image-size 8 is out of range" in result.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("famevil 0.")
