@@ -45,6 +45,7 @@ class FashionGenSource:
     path: Path
     rows: int
     products: int
+    labels: dict[str, frozenset[str]]  # "category" and "subcategory" -> the names this file uses
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ def _open_fashiongen(directory: Path) -> list[FashionGenSource]:
         path = directory / RELEASE_FILES[split]
         if path.exists():
             with FashionGenFile(path) as release:
-                sources.append(FashionGenSource(split, path, len(release), len(set(release.product_ids()))))
+                pairs = set(release.labels())
+                labels = {"category": frozenset(c for c, _ in pairs), "subcategory": frozenset(s for _, s in pairs)}
+                sources.append(FashionGenSource(split, path, len(release), len(set(release.product_ids())), labels))
     if not sources:
         expected = " or ".join(RELEASE_FILES.values())
         raise FamevilError(f"--fashiongen {directory}: holds neither {expected}; point it at the FashionGen release folder")
@@ -209,18 +212,11 @@ def _open_fashiongen(directory: Path) -> list[FashionGenSource]:
 
 
 def _fashiongen_vocabularies(sources: list[FashionGenSource]) -> dict[str, Vocabulary]:
-    """Category and subcategory names to ids, training names first (one pass over the text columns)."""
-    seen: dict[str, dict[str, set[str]]] = {"category": {}, "subcategory": {}}
-    for source in sources:
-        categories, subcategories = seen["category"].setdefault(source.split, set()), seen["subcategory"].setdefault(source.split, set())
-        with FashionGenFile(source.path) as release:
-            for category, subcategory in release.labels():
-                categories.add(category)
-                subcategories.add(subcategory)
+    """Category and subcategory names to ids, training names first."""
     vocab = {}
-    for name, by_split in seen.items():
-        train = by_split.get("train", set())
-        other = set().union(*(names for split, names in by_split.items() if split != "train"))
+    for name in ("category", "subcategory"):
+        train = set().union(*(s.labels[name] for s in sources if s.split == "train"))
+        other = set().union(*(s.labels[name] for s in sources if s.split != "train"))
         vocab[name] = Vocabulary.from_splits(train, other)
     return vocab
 
