@@ -15,6 +15,7 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, read_manifest, release_fingerprint, require_artifact, write_manifest
 from data_specs.shards import fashiongen_subset, gallery_subset, read_sizes, read_vocab, triplet_subset
 from data_specs.staging import check_destination, staging
+from famevil.data.examples import classification_text
 from famevil.data.loading import batched, image_transform, samples
 from famevil.metrics.captioning import caption_scores
 from famevil.metrics.classification import accuracy, macro_f1
@@ -188,7 +189,7 @@ def _fashiongen_pass(network: FameVil, shards: Path, split: str, tasks: list[str
                 outputs["xmr"].append(network.encode_image(images, "xmr"))
                 outputs["xmr_texts"].append(network.encode_text(tokenize([r["description"] for r in records]), "xmr"))
             if "scr" in tasks:
-                text = tokenize([f"{r['title']}. {r['description']}" for r in records])
+                text = tokenize([classification_text(r) for r in records])
                 outputs["scr"] += network.head("scr")(network.composed(images, text, "scr")).argmax(dim=-1).tolist()
             if "fic" in tasks:
                 ids = generate(network, images, max_new_tokens=max_new_tokens, beams=beams)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import webdataset as wds
 from torchvision.transforms import v2
 
 from data_specs.shards import shard_paths
+
+if TYPE_CHECKING:  # the task registry imports famevil.data.examples, beside this module
+    from famevil.model.tasks import Task
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -24,6 +27,36 @@ def image_transform(size: int, train: bool) -> Callable:
     else:
         geometry = [v2.Resize(round(size * 256 / 224), antialias=True), v2.CenterCrop(size)]
     return v2.Compose([v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(CLIP_MEAN, CLIP_STD)])
+
+
+def training_batches(
+    root: Path,
+    task: Task,
+    batch_size: int,
+    transform: Callable,
+    tokenize: Callable,
+    seed: int,
+    epoch: int,
+    batches_per_epoch: int,
+    shuffle_buffer: int = 1000,
+) -> wds.DataPipeline:
+    """One epoch of a task's training batches, read from its training shards without a sample list.
+
+    Shards are drawn with replacement, each process and data-loader worker with its own generator
+    (webdataset seeds it from the rank and the worker id), then samples are shuffled in a buffer.
+    Every generator is also seeded by (seed, epoch): the same seed and epoch give the same batches
+    again, so a resumed run can rebuild the epoch it stopped in and skip what it had consumed.
+    The epoch is `batches_per_epoch` batches per worker, whatever the shard sizes.
+    """
+    urls = [str(path) for path in shard_paths(root, f"{task.subset}/train")]
+    stream_seed = seed * 100_003 + epoch  # a different, reproducible draw every epoch
+    return wds.DataPipeline(
+        wds.ResampledShards(urls, seed=stream_seed, deterministic=True),
+        wds.tarfile_to_samples(),
+        wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), seed=stream_seed),
+        wds.decode("pil"),
+        wds.batched(batch_size, collation_fn=lambda batch: task.batch(batch, transform, tokenize), partial=False),
+    ).with_epoch(batches_per_epoch)
 
 
 def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:

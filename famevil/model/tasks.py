@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from data_specs.errors import FamevilError
+from famevil.data import examples
 from famevil.model import heads, objectives
 
 CONTRASTIVE, FUSION, GENERATIVE = "contrastive", "fusion", "generative"
@@ -23,6 +24,7 @@ class Task:
     objective: Callable  # (model, batch) -> loss tensor, from famevil.model.objectives
     subset: str  # the shard subset it trains on (data_specs.shards)
     fields: tuple[str, ...]  # the sample fields it reads
+    batch: Callable  # (samples, transform, tokenize) -> the tensors its objective reads, from famevil.data.examples
     metric: str  # the headline metric it reports
 
 
@@ -33,26 +35,26 @@ TASKS: dict[str, Task] = {
             "xmr", "cross-modal retrieval", ("retrieval", "cross-modal-retrieval"), CONTRASTIVE,
             head="image and text projections with a learnable temperature", build_head=heads.no_head,
             loss="symmetric InfoNCE over the batch", objective=objectives.xmr_loss, subset="fashiongen",
-            fields=("jpg", "description", "product_id"), metric="xmr.random100.mean",
+            fields=("jpg", "description", "product_id"), batch=examples.caption_batch, metric="xmr.random100.mean",
         ),
         Task(
             "tgir", "text-guided image retrieval", ("composed-retrieval", "fashioniq"), FUSION,
             head="composed query (fused reference image + fused text) against contrastive target embeddings",
             build_head=heads.temperature_head,
             loss="one-way InfoNCE, queries to targets", objective=objectives.tgir_loss, subset="fashioniq",
-            fields=("reference.jpg", "target.jpg", "captions"), metric="tgir.mean",
+            fields=("reference.jpg", "target.jpg", "captions"), batch=examples.triplet_batch, metric="tgir.mean",
         ),
         Task(
             "scr", "sub-category recognition", ("classification", "subcategory"), FUSION,
             head="linear classifier on the fused image + text vector", build_head=heads.classifier_head,
             loss="cross-entropy", objective=objectives.scr_loss, subset="fashiongen",
-            fields=("jpg", "title", "description", "subcategory_id"), metric="scr.accuracy",
+            fields=("jpg", "title", "description", "subcategory_id"), batch=examples.classification_batch, metric="scr.accuracy",
         ),
         Task(
             "fic", "fashion image captioning", ("captioning", "caption"), GENERATIVE,
             head="untied linear language-model head on the causal text tower", build_head=heads.language_model_head,
             loss="teacher-forced next-token cross-entropy, padding ignored", objective=objectives.fic_loss, subset="fashiongen",
-            fields=("jpg", "description"), metric="fic.cider",
+            fields=("jpg", "description"), batch=examples.caption_batch, metric="fic.cider",
         ),
     )
 }

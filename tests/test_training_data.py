@@ -1,0 +1,45 @@
+"""Training batches from shards: task tensors, and the same batches again for the same seed and epoch."""
+
+from __future__ import annotations
+
+import torch
+
+from famevil.data.loading import image_transform, training_batches
+from famevil.model.backbone import tokenizer
+from famevil.model.tasks import TASK_NAMES, find_task
+
+TRANSFORM = image_transform(32, train=True)
+TOKENIZE = tokenizer("famevil-tiny")
+
+
+def _batches(shards, task, seed=0, epoch=0, count=3):
+    torch.manual_seed(0)  # the random crops and flips; the order of samples is the pipeline's own
+    return list(training_batches(shards, find_task(task), 4, TRANSFORM, TOKENIZE, seed=seed, epoch=epoch, batches_per_epoch=count))
+
+
+def test_every_task_gets_the_tensors_its_objective_reads(tiny_shards):
+    expected = {"xmr": {"keys", "images", "tokens"}, "fic": {"keys", "images", "tokens"},
+                "scr": {"keys", "images", "tokens", "labels"}, "tgir": {"keys", "images", "tokens", "targets"}}
+    for task in TASK_NAMES:
+        batches = _batches(tiny_shards, task)
+        assert len(batches) == 3
+        batch = batches[0]
+        assert set(batch) == expected[task] and len(batch["keys"]) == 4
+        assert batch["images"].shape == (4, 3, 32, 32) and batch["tokens"].shape == (4, 77)
+
+
+def test_the_same_seed_and_epoch_give_the_same_batches(tiny_shards):
+    keys = lambda batches: [batch["keys"] for batch in batches]  # noqa: E731
+    first = _batches(tiny_shards, "xmr", seed=1, epoch=2)
+    assert keys(first) == keys(_batches(tiny_shards, "xmr", seed=1, epoch=2))
+    assert keys(first) != keys(_batches(tiny_shards, "xmr", seed=1, epoch=3))
+    assert keys(first) != keys(_batches(tiny_shards, "xmr", seed=2, epoch=2))
+
+
+def test_each_process_draws_its_own_batches(tiny_shards, monkeypatch):
+    draws = []
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        draws.append([batch["keys"] for batch in _batches(tiny_shards, "scr", count=4)])
+    assert draws[0] != draws[1]
