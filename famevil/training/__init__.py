@@ -1,0 +1,1 @@
+"""Training: option groups and presets (the loops live in stages/)."""
