@@ -28,8 +28,9 @@ import webdataset as wds
 from torchvision.transforms import v2
 
 from data_specs.shards import FASHIONIQ_GROUPS, read_vocab, shard_paths
-from famevil.metrics.chance import RECALL_KS, scr_chance, tgir_chance, xmr_chance
+from famevil.metrics.chance import scr_chance, tgir_chance, xmr_chance
 from famevil.metrics.classification import accuracy, macro_f1
+from famevil.metrics.retrieval import ranks_from_scores, recall
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)  # OpenAI CLIP statistics
 STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
@@ -92,12 +93,6 @@ def train(model: open_clip.model.CLIP, images: torch.Tensor, tokens: torch.Tenso
         f"logit scale {model.logit_scale.exp().item():.1f}"
     )
     model.eval()
-
-
-def recall(similarity: torch.Tensor, positive: torch.Tensor, k: int) -> float:
-    """Percent of queries (rows) with at least one positive among their k most similar candidates."""
-    top = similarity.topk(k, dim=1).indices
-    return 100 * positive.gather(1, top).any(dim=1).float().mean().item()
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, classes: int, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -167,8 +162,8 @@ def main() -> None:
     positive = products[:, None] == products[None, :]
     chance = xmr_chance(products.tolist())
     for name, similarity in (("XMR full I2T", images @ texts.T), ("XMR full T2I", texts @ images.T)):
-        for k in RECALL_KS:
-            row(name, f"R@{k}", recall(similarity, positive, k), chance[f"full_r{k}"])
+        for k, value in recall(ranks_from_scores(similarity, positive)).items():
+            row(name, f"R@{k}", value, chance[f"full_r{k}"])
 
     # SCR: a linear probe over the full vocabulary, so validation-only sub-categories count as misses.
     classes = len(read_vocab(args.shards)["subcategory"].names)
@@ -205,8 +200,8 @@ def main() -> None:
         targets = torch.tensor([asins.index(triplets[i]["target"]) if triplets[i]["target"] in asins else -1 for i in asked])
         positive = torch.arange(len(members))[None, :] == targets[:, None]
         similarity = queries[asked] @ candidates[members].T
-        for k in scores:
-            scores[k].append(recall(similarity, positive, k))
+        for k, value in recall(ranks_from_scores(similarity, positive), tuple(scores)).items():
+            scores[k].append(value)
             row(f"TGIR zero-shot {group}", f"R@{k}", scores[k][-1], chance[f"{group}_r{k}"])
     for k in scores:
         row("TGIR zero-shot average", f"R@{k}", float(np.mean(scores[k])), chance[f"avg_r{k}"])
