@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, Manifest, read_manifest, release_fingerprint, require_artifact, write_manifest
+from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, release_fingerprint, require_artifact, write_manifest
 from data_specs.shards import fashiongen_subset, gallery_subset, read_sizes, read_vocab, triplet_subset
 from data_specs.staging import check_destination, staging
 from famevil.data.examples import classification_text
@@ -21,7 +21,7 @@ from famevil.metrics.captioning import caption_scores
 from famevil.metrics.classification import accuracy, macro_f1
 from famevil.metrics.retrieval import RANDOM100_NEGATIVES, RECALL_KS, candidate_ranks, gallery_ranks, random100_candidates, recall
 from famevil.model.backbone import tokenizer
-from famevil.model.checkpoint import CHECKPOINT_KINDS, load_base, load_checkpoint
+from famevil.model.checkpoint import load_base, load_checkpoint, require_checkpoint
 from famevil.model.decoding import generate
 from famevil.model.fame_vil import FameVil, FameVilConfig
 from famevil.model.tasks import TASK_NAMES, find_task
@@ -82,8 +82,9 @@ def evaluate(
     """
     if (model is None) == (base is None):
         raise FamevilError("give exactly one of --model DIR (a famevil checkpoint) and --base WEIGHTS")
-    if out.exists() and (out / "manifest.json").is_file() and read_manifest(out).kind != "metrics":
-        raise FamevilError(f"--out {out}: holds a {read_manifest(out).kind!r} artifact; refusing to replace it with metrics, choose another --out")
+    held = read_manifest(out).kind if (out / MANIFEST_FILE).is_file() else None
+    if held not in (None, "metrics"):
+        raise FamevilError(f"--out {out}: holds a {held!r} artifact; refusing to replace it with metrics, choose another --out")
     check_destination(out, overwrite)
     shards_manifest = require_artifact(shards, "shards")
     vocab = read_vocab(shards)
@@ -129,9 +130,7 @@ def evaluate(
 
 def _load_model(model: Path | None, base: str | None, arch: str, num_classes: int) -> tuple[FameVil, InputRef]:
     if model is not None:
-        manifest = require_artifact(model)
-        if manifest.kind not in CHECKPOINT_KINDS:
-            raise FamevilError(f"--model {model}: is a {manifest.kind!r} artifact, not a model checkpoint")
+        manifest = require_checkpoint(model)
         return load_checkpoint(model), InputRef("model", manifest.kind, manifest.content_id, str(model))
     path = Path(base)
     if path.is_dir():

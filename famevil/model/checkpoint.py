@@ -32,11 +32,17 @@ def save_checkpoint(model: FameVil, directory: Path, kind: str = "model", inputs
     return write_manifest(directory, kind, inputs=inputs or [], details=details or {})
 
 
-def load_checkpoint(directory: Path) -> FameVil:
-    """A famevil model from its checkpoint directory, weights loaded strictly."""
+def require_checkpoint(directory: Path) -> Manifest:
+    """The manifest of a directory holding a model checkpoint of any kind (model, teacher, ...)."""
     manifest = require_artifact(directory)
     if manifest.kind not in CHECKPOINT_KINDS:
         raise FamevilError(f"{directory}: is a {manifest.kind!r} artifact, not a model checkpoint ({', '.join(CHECKPOINT_KINDS)})")
+    return manifest
+
+
+def load_checkpoint(directory: Path) -> FameVil:
+    """A famevil model from its checkpoint directory, weights loaded strictly."""
+    require_checkpoint(directory)
     config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
     model = FameVil(FameVilConfig.from_dict(config["famevil"]), architecture=config["open_clip"])
     load_strict(model, load_file(directory / WEIGHTS_FILE), str(directory))
