@@ -1,6 +1,6 @@
 """The registry of artifact kinds: what each is, which schema versions this famevil reads, and how to rebuild it.
 
-Later stages add their kinds here (teacher, teacher-outputs, student, metrics); nothing else changes.
+Each stage's kind is declared here; a new stage adds its own and nothing else changes.
 """
 
 from __future__ import annotations
@@ -42,6 +42,20 @@ KINDS: dict[str, ArtifactKind] = {
             readable_versions=(1,),
             made_by="famevil.model.checkpoint.save_checkpoint (teach and distill write their own kinds)",
             description="a FAME-ViL checkpoint: model.safetensors, config.json",
+        ),
+        ArtifactKind(
+            name="base",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil pretrain --shards SHARDS --out BASE",
+            description="a CLIP backbone trained contrastively from scratch on the shards' captions: the synthetic demo's stand-in for open_clip weights",
+        ),
+        ArtifactKind(
+            name="teacher",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil teach --task TASK --shards SHARDS --base BASE --out TEACHER",
+            description="a single-task FAME-ViL model with its training record: weights, configs, metrics.jsonl, resumable checkpoints",
         ),
         ArtifactKind(
             name="metrics",

@@ -25,6 +25,14 @@ def partial_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}.partial")
 
 
+def read_plan(destination: Path) -> dict[str, Any] | None:
+    """The plan an interrupted run of this destination was started with, if any."""
+    try:
+        return json.loads((partial_path(destination) / PLAN_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def check_destination(destination: Path, overwrite: bool) -> None:
     """Refuse to clobber an existing directory unless asked, before any work is done."""
     if destination.exists() and not overwrite:
@@ -75,21 +83,17 @@ def staging(destination: Path, plan: dict[str, Any], resume: bool = True) -> Ite
         except BlockingIOError:
             raise FamevilError(f"{destination}: another famevil process is writing it; wait for it or choose another --out") from None
         try:
-            yield Staging(partial, destination, _open_partial(partial, plan, resume))
+            yield Staging(partial, destination, _open_partial(destination, plan, resume))
         finally:
             lock_path.unlink(missing_ok=True)
 
 
-def _open_partial(partial: Path, plan: dict[str, Any], resume: bool) -> bool:
-    plan_file = partial / PLAN_FILE
+def _open_partial(destination: Path, plan: dict[str, Any], resume: bool) -> bool:
+    partial = partial_path(destination)
     if partial.exists():
-        try:
-            same_plan = json.loads(plan_file.read_text(encoding="utf-8")) == plan
-        except (OSError, json.JSONDecodeError):
-            same_plan = False
-        if resume and same_plan:
+        if resume and read_plan(destination) == plan:
             return True
         shutil.rmtree(partial)
     partial.mkdir()
-    plan_file.write_text(json.dumps(plan, indent=2, sort_keys=True), encoding="utf-8")
+    (partial / PLAN_FILE).write_text(json.dumps(plan, indent=2, sort_keys=True), encoding="utf-8")
     return False

@@ -14,10 +14,13 @@ from rich.table import Table
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import famevil_version, require_artifact
+from famevil.training.config import parse_overrides
 from famevil.model.params import FASHIONGEN_SUBCATEGORIES, count_parameters
 from stages import evaluate as evaluate_stage
 from stages import prepare as prepare_stage
 from stages import synth as synth_stage
+from stages import teach as teach_stage
+from stages.training import TrainingResult
 
 app = typer.Typer(
     name="famevil",
@@ -207,6 +210,56 @@ def _print_comparison(runs: list[Path]) -> None:
     names = sorted(set().union(*flat) | set(evaluate_stage.PAPER), key=lambda name: (name.split(".")[0], name))
     rows = [[name, *[f.get(name, "") if f.get(name) is not None else "" for f in flat], evaluate_stage.PAPER.get(name, "")] for name in names]
     out_console.print(_table("evaluation runs against the paper (FAME-ViL multi-task, percent)", ["metric", *[str(run) for run in runs], "paper"], rows))
+
+
+ShardsOption = Annotated[Path, typer.Option(help="A shards artifact (famevil prepare).")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a training option: NAME=VALUE (repeatable), e.g. --set batch_size=16.")]
+MaxStepsOption = Annotated[int | None, typer.Option(help="Optimiser updates (overrides the preset's max_steps).", min=1)]
+ResumeOption = Annotated[str | None, typer.Option(help="'auto' continues OUT's interrupted run; or a checkpoints/step-N folder to start from.")]
+
+
+def _training_overrides(assignments: list[str] | None, max_steps: int | None) -> dict:
+    overrides = _run(parse_overrides, assignments=assignments or [])
+    return overrides | ({"max_steps": max_steps} if max_steps else {})
+
+
+def _print_training(result: TrainingResult) -> None:
+    if result.manifest is None:  # processes other than the main one stay quiet
+        return
+    resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+    out_console.print(f"{result.out}: {result.manifest.kind}, {result.steps} updates in {result.seconds:.0f} s{resumed}; best weights from step {result.best_step}", soft_wrap=True)
+    if result.validation:
+        out_console.print(_table("validation of the best weights", ["metric", "value"], [[name, value] for name, value in result.validation.items()]))
+
+
+@app.command(help=inspect.cleandoc(teach_stage.teach.__doc__))
+def teach(
+    task: Annotated[str, typer.Option(help="xmr, tgir, scr or fic (or an alias: retrieval, fashioniq, classification, captioning).")],
+    shards: ShardsOption,
+    out: OutOption,
+    base: Annotated[str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")] = None,
+    preset: Annotated[str, typer.Option(help="Training options: paper, demo-cpu, or a .json file.")] = "demo-cpu",
+    set_: SetOption = None,
+    max_steps: MaxStepsOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    overrides = _training_overrides(set_, max_steps)
+    _print_training(_run(teach_stage.teach, task=task, shards=shards, out=out, base=base, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite))
+
+
+@app.command(help=inspect.cleandoc(teach_stage.pretrain.__doc__))
+def pretrain(
+    shards: ShardsOption,
+    out: OutOption,
+    preset: Annotated[str, typer.Option(help="Training options: demo-base, or a .json file.")] = "demo-base",
+    set_: SetOption = None,
+    max_steps: MaxStepsOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    overrides = _training_overrides(set_, max_steps)
+    _print_training(_run(teach_stage.pretrain, shards=shards, out=out, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite))
 
 
 @app.command("inspect")

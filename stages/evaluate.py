@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, release_fingerprint, require_artifact, write_manifest
+from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, require_artifact, write_manifest
 from data_specs.shards import fashiongen_subset, gallery_subset, read_sizes, read_vocab, triplet_subset
 from data_specs.staging import check_destination, staging
 from famevil.data.examples import classification_text
@@ -21,7 +21,7 @@ from famevil.metrics.captioning import caption_scores
 from famevil.metrics.classification import accuracy, macro_f1
 from famevil.metrics.retrieval import RANDOM100_NEGATIVES, RECALL_KS, candidate_ranks, gallery_ranks, random100_candidates, recall
 from famevil.model.backbone import tokenizer
-from famevil.model.checkpoint import load_base, load_checkpoint, require_checkpoint
+from famevil.model.checkpoint import base_reference, load_base, load_checkpoint, require_checkpoint
 from famevil.model.decoding import generate
 from famevil.model.fame_vil import FameVil, FameVilConfig
 from famevil.model.tasks import TASK_NAMES, find_task
@@ -95,37 +95,61 @@ def evaluate(
         if task not in network.tsa:  # the registry gives every task of a model its head
             raise FamevilError(f"the model has no {task!r} adapters or head (its tasks: {', '.join(network.tsa)}); evaluate other --tasks")
     _check_subsets(shards, wanted, split)
-    network.eval()
-
-    metrics: dict[str, Any] = {}
-    warnings: list[str] = []
     inputs = [model_ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
-    with staging(out, {"inputs": [ref.id for ref in inputs], "tasks": wanted, "split": split}, resume=False) as stage, torch.no_grad():
-        fashiongen_tasks = [t for t in wanted if t != "tgir"]
-        retrieval_lines: list[dict] = []
-        if fashiongen_tasks:
-            outputs = _fashiongen_pass(network, shards, split, fashiongen_tasks, batch_size, beams, max_new_tokens)
-            if "xmr" in outputs:
-                metrics["xmr"] = _xmr_metrics(outputs, random100_runs, seed, retrieval_lines, warnings)
-            if "scr" in outputs:
-                truth, predicted = outputs["labels"], outputs["scr"]
-                metrics["scr"] = {"accuracy": 100 * accuracy(truth, predicted), "macro_f1": 100 * macro_f1(truth, predicted)}
-            if "fic" in outputs:
-                scores = caption_scores({k: [d] for k, d in zip(outputs["keys"], outputs["descriptions"])}, dict(zip(outputs["keys"], outputs["fic"])))
-                metrics["fic"] = {"bleu4": scores.bleu4, "meteor": scores.meteor, "rouge_l": scores.rouge_l, "cider": scores.cider}
-                warnings += scores.warnings
-                with open(stage.partial / CAPTIONS_FILE, "w", encoding="utf-8") as captions:
-                    for key, generated, reference in zip(outputs["keys"], outputs["fic"], outputs["descriptions"]):
-                        captions.write(json.dumps({"key": key, "generated": generated, "references": [reference]}, ensure_ascii=False) + "\n")
-        if "tgir" in wanted:
-            metrics["tgir"] = _tgir_metrics(network, shards, split, batch_size, retrieval_lines)
+    with staging(out, {"inputs": [ref.id for ref in inputs], "tasks": wanted, "split": split}, resume=False) as stage:
+        measured = measure(network, shards, wanted, split, beams, max_new_tokens, batch_size, random100_runs, seed)
+        if measured.captions:
+            with open(stage.partial / CAPTIONS_FILE, "w", encoding="utf-8") as captions:
+                captions.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in measured.captions)
         with open(stage.partial / RETRIEVAL_FILE, "w", encoding="utf-8") as retrieval:
-            retrieval.writelines(json.dumps(line) + "\n" for line in retrieval_lines)
-        payload = {"schema_version": METRICS_SCHEMA_VERSION, "metrics": metrics, "warnings": warnings}
+            retrieval.writelines(json.dumps(line) + "\n" for line in measured.retrieval)
+        payload = {"schema_version": METRICS_SCHEMA_VERSION, "metrics": measured.metrics, "warnings": measured.warnings}
         (stage.partial / METRICS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         manifest = write_manifest(stage.partial, "metrics", inputs=inputs, details={"tasks": wanted, "split": split, "beams": beams, "seed": seed})
         stage.publish()
-    return EvaluateResult(out, manifest, metrics, tuple(warnings))
+    return EvaluateResult(out, manifest, measured.metrics, tuple(measured.warnings))
+
+
+@dataclass
+class Measurement:
+    metrics: dict[str, Any]
+    warnings: list[str]
+    captions: list[dict]  # FIC: key, generated, references
+    retrieval: list[dict]  # XMR and TGIR: each query's top 10
+
+
+def measure(
+    network: FameVil, shards: Path, tasks: list[str], split: str = "val", beams: int = 1, max_new_tokens: int = 40,
+    batch_size: int = 64, random100_runs: int = 5, seed: int = 0, show_progress: bool = True, meteor: bool = True,
+) -> Measurement:
+    """The metrics of a model in memory (evaluate's work without the files; training validates with it,
+    without METEOR, whose Java start-up costs seconds each time)."""
+    _check_subsets(shards, tasks, split)
+    was_training = network.training
+    network.eval()
+    measured = Measurement({}, [], [], [])
+    with torch.no_grad():
+        fashiongen_tasks = [t for t in tasks if t != "tgir"]
+        if fashiongen_tasks:
+            outputs = _fashiongen_pass(network, shards, split, fashiongen_tasks, batch_size, beams, max_new_tokens, show_progress)
+            if "xmr" in outputs:
+                measured.metrics["xmr"] = _xmr_metrics(outputs, random100_runs, seed, measured.retrieval, measured.warnings)
+            if "scr" in outputs:
+                truth, predicted = outputs["labels"], outputs["scr"]
+                measured.metrics["scr"] = {"accuracy": 100 * accuracy(truth, predicted), "macro_f1": 100 * macro_f1(truth, predicted)}
+            if "fic" in outputs:
+                references = {key: [description] for key, description in zip(outputs["keys"], outputs["descriptions"])}
+                scores = caption_scores(references, dict(zip(outputs["keys"], outputs["fic"])), meteor=meteor)
+                measured.metrics["fic"] = {"bleu4": scores.bleu4, "meteor": scores.meteor, "rouge_l": scores.rouge_l, "cider": scores.cider}
+                measured.warnings += scores.warnings
+                measured.captions += [
+                    {"key": key, "generated": generated, "references": [reference]}
+                    for key, generated, reference in zip(outputs["keys"], outputs["fic"], outputs["descriptions"])
+                ]
+        if "tgir" in tasks:
+            measured.metrics["tgir"] = _tgir_metrics(network, shards, split, batch_size, measured.retrieval, show_progress)
+    network.train(was_training)
+    return measured
 
 
 def _load_model(model: Path | None, base: str | None, arch: str, num_classes: int) -> tuple[FameVil, InputRef]:
@@ -135,12 +159,11 @@ def _load_model(model: Path | None, base: str | None, arch: str, num_classes: in
     path = Path(base)
     if path.is_dir():
         raise FamevilError(f"--base {base}: a famevil checkpoint directory is evaluated with --model {base}")
-    if path.is_file():
-        name, ref = arch, InputRef("base", "open_clip-file", release_fingerprint([path]), base)
-    elif ":" in base:
-        name, ref = base.split(":", 1)[0], InputRef("base", "open_clip-tag", f"open_clip:{base}", base)
+    if path.is_file() or ":" in base:
+        name, ref = (arch if path.is_file() else base.split(":", 1)[0]), base_reference(base, arch)
     else:
-        name, ref = base, InputRef("base", "random-weights", f"random:{base}:seed{torch.initial_seed()}", base)
+        name, ref = base, base_reference(None, base)
+        ref = InputRef(ref.role, ref.kind, f"{ref.id}:seed{torch.initial_seed()}", ref.path)
     network = FameVil(FameVilConfig(name, tasks=TASK_NAMES, num_classes=num_classes))
     if path.is_file() or ":" in base:
         load_base(network, base)
@@ -166,7 +189,9 @@ def _image_size(network: FameVil) -> int:
     return size[0] if isinstance(size, tuple) else size
 
 
-def _fashiongen_pass(network: FameVil, shards: Path, split: str, tasks: list[str], batch_size: int, beams: int, max_new_tokens: int) -> dict[str, list]:
+def _fashiongen_pass(
+    network: FameVil, shards: Path, split: str, tasks: list[str], batch_size: int, beams: int, max_new_tokens: int, show_progress: bool
+) -> dict[str, list]:
     """One pass over a FashionGen split's shards: embeddings, class predictions and captions, batch by batch."""
     transform = image_transform(_image_size(network), train=False)
     tokenize = tokenizer(network.config.backbone)
@@ -175,7 +200,7 @@ def _fashiongen_pass(network: FameVil, shards: Path, split: str, tasks: list[str
     if "xmr" in tasks:
         outputs["xmr_texts"] = []
     total = read_sizes(shards)["subsets"][fashiongen_subset(split)]["samples"]
-    with progress_bar(f"{', '.join(tasks)} on {fashiongen_subset(split)}", total) as advance:
+    with progress_bar(f"{', '.join(tasks)} on {fashiongen_subset(split)}", total, enabled=show_progress) as advance:
         for batch in batched(samples(shards, fashiongen_subset(split)), batch_size):
             images = torch.stack([transform(s["jpg"]) for s in batch])
             records = [s["json"] for s in batch]
@@ -220,14 +245,14 @@ def _xmr_metrics(outputs: dict[str, list], runs: int, seed: int, retrieval_lines
     return {"full": full, "random100": random100}
 
 
-def _tgir_metrics(network: FameVil, shards: Path, split: str, batch_size: int, retrieval_lines: list[dict]) -> dict[str, float]:
+def _tgir_metrics(network: FameVil, shards: Path, split: str, batch_size: int, retrieval_lines: list[dict], show_progress: bool) -> dict[str, float]:
     transform = image_transform(_image_size(network), train=False)
     tokenize = tokenizer(network.config.backbone)
     gallery: dict[str, tuple[list[str], list[torch.Tensor]]] = {}
     queries: dict[str, tuple[list[str], list[str], list[torch.Tensor]]] = {}
     sizes = read_sizes(shards)["subsets"]
     total = sizes[gallery_subset(split)]["samples"] + sizes[triplet_subset(split)]["samples"]
-    with progress_bar(f"tgir on {triplet_subset(split)}", total) as advance:
+    with progress_bar(f"tgir on {triplet_subset(split)}", total, enabled=show_progress) as advance:
         for batch in batched(samples(shards, gallery_subset(split)), batch_size):
             embeddings = network.encode_image(torch.stack([transform(s["jpg"]) for s in batch]), "tgir")
             for sample, embedding in zip(batch, embeddings):

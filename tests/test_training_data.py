@@ -7,6 +7,7 @@ import torch
 from famevil.data.loading import image_transform, training_batches
 from famevil.model.backbone import tokenizer
 from famevil.model.tasks import TASK_NAMES, find_task
+from famevil.training.streams import TaskStream
 
 TRANSFORM = image_transform(32, train=True)
 TOKENIZE = tokenizer("famevil-tiny")
@@ -43,3 +44,21 @@ def test_each_process_draws_its_own_batches(tiny_shards, monkeypatch):
         monkeypatch.setenv("WORLD_SIZE", "2")
         draws.append([batch["keys"] for batch in _batches(tiny_shards, "scr", count=4)])
     assert draws[0] != draws[1]
+
+
+def test_a_stream_restored_from_its_saved_place_continues_with_the_same_batches(tiny_shards):
+    def stream() -> TaskStream:  # two loader workers, three batches each per epoch: eight batches cross an epoch
+        return TaskStream(lambda epoch: training_batches(tiny_shards, find_task("scr"), 4, TRANSFORM, TOKENIZE, 0, epoch, 3), workers=2)
+
+    uninterrupted = [next(s) for s in [stream()] for _ in range(8)]
+    first = stream()
+    for _ in range(5):
+        next(first)
+    resumed = stream()
+    resumed.load_state_dict(first.state_dict())
+    torch.manual_seed(123)  # the global generator's state does not matter to the data
+    for expected in uninterrupted[5:]:
+        batch = next(resumed)
+        assert batch["keys"] == expected["keys"]
+        assert torch.equal(batch["images"], expected["images"])  # the same crops and flips too
+    assert resumed.state_dict() == {"epoch": 1, "consumed": 2}

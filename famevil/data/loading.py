@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,23 +47,36 @@ def training_batches(
     (webdataset seeds it from the rank and the worker id), then samples are shuffled in a buffer.
     Every generator is also seeded by (seed, epoch): the same seed and epoch give the same batches
     again, so a resumed run can rebuild the epoch it stopped in and skip what it had consumed.
+    Random augmentation draws from a generator seeded by the batch's keys, not from torch's global
+    one, so skipping batches leaves the training generator (dropout) where a resumed run needs it.
     The epoch is `batches_per_epoch` batches per worker, whatever the shard sizes.
     """
     urls = [str(path) for path in shard_paths(root, f"{task.subset}/train")]
     stream_seed = seed * 100_003 + epoch  # a different, reproducible draw every epoch
+
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(zlib.crc32(" ".join(sample["__key__"] for sample in batch).encode()) + stream_seed)
+            return task.batch(batch, transform, tokenize)
+
     return wds.DataPipeline(
         wds.ResampledShards(urls, seed=stream_seed, deterministic=True),
         wds.tarfile_to_samples(),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), seed=stream_seed),
         wds.decode("pil"),
-        wds.batched(batch_size, collation_fn=lambda batch: task.batch(batch, transform, tokenize), partial=False),
+        wds.batched(batch_size, collation_fn=collate, partial=False),
     ).with_epoch(batches_per_epoch)
 
 
+def _every_shard(urls: Iterator[dict]) -> Iterator[dict]:
+    return urls
+
+
 def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:
-    """Every sample of a subset in shard order, images decoded to PIL."""
+    """Every sample of a subset in shard order, images decoded to PIL, all in this one process (also
+    under a multi-process launch, where only the main process evaluates)."""
     urls = [str(path) for path in shard_paths(root, subset)]
-    yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil")
+    yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False, nodesplitter=_every_shard).decode("pil")
 
 
 def batched(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -14,21 +14,28 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
+from data_specs.manifest import InputRef, Manifest, release_fingerprint, require_artifact, write_manifest
 from famevil.model.backbone import load_pretrained, load_strict, read_state_dict
 from famevil.model.fame_vil import FameVil, FameVilConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-CHECKPOINT_KINDS = ("model",)  # teach and distill add theirs
+CHECKPOINT_KINDS = ("model", "base", "teacher", "student")
+
+
+def save_weights(model: FameVil, directory: Path) -> None:
+    """model.safetensors and config.json, each written beside its final name and renamed into place,
+    so that a run killed while saving keeps the previous pair."""
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    save_file(state, directory / f".{WEIGHTS_FILE}.tmp")
+    (directory / f".{WEIGHTS_FILE}.tmp").replace(directory / WEIGHTS_FILE)
+    config = {"famevil": model.config.to_dict(), "open_clip": model.backbone_config}
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def save_checkpoint(model: FameVil, directory: Path, kind: str = "model", inputs: list[InputRef] | None = None, details: dict | None = None) -> Manifest:
     """Write weights, config and manifest into an existing directory (a stage's staging directory)."""
-    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
-    save_file(state, directory / WEIGHTS_FILE)
-    config = {"famevil": model.config.to_dict(), "open_clip": model.backbone_config}
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    save_weights(model, directory)
     return write_manifest(directory, kind, inputs=inputs or [], details=details or {})
 
 
@@ -49,11 +56,29 @@ def load_checkpoint(directory: Path) -> FameVil:
     return model
 
 
+def base_reference(base: str | None, architecture: str) -> InputRef:
+    """How a manifest names the weights a model started from."""
+    if base is None:
+        return InputRef("base", "random-weights", f"random:{architecture}", architecture)
+    path = Path(base)
+    if path.is_dir():
+        manifest = require_checkpoint(path)
+        return InputRef("base", manifest.kind, manifest.content_id, base)
+    if path.is_file():
+        return InputRef("base", "open_clip-file", release_fingerprint([path]), base)
+    return InputRef("base", "open_clip-tag", f"open_clip:{base}", base)
+
+
 def load_base(model: FameVil, base: str) -> None:
     """Load a backbone's weights: a famevil checkpoint directory, a local open_clip file, or NAME:TAG."""
     path = Path(base)
     if path.is_dir():
         source = load_checkpoint(path)
+        if source.config.backbone != model.config.backbone:
+            raise FamevilError(
+                f"--base {base}: holds a {source.config.backbone} backbone but the model is a {model.config.backbone}; "
+                f"pass --set model={source.config.backbone} (or the matching --arch)"
+            )
         load_strict(model.backbone, source.backbone.state_dict(), base)
     elif path.suffix in (".pt", ".pth", ".bin", ".safetensors"):
         load_strict(model.backbone, read_state_dict(path), base)

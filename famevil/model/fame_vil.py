@@ -259,9 +259,14 @@ class FameVil(nn.Module):
         """Teacher-forced next-token logits (batch, length, vocabulary) for `tokens` given `images`."""
         return self.decode_step(tokens, self.start_decoding(images, task), task)
 
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's logits on a batch (see famevil.model.objectives). Training calls the model, not
+        its methods, so that a DistributedDataParallel wrapper sees the forward pass and syncs gradients."""
+        return find_task(task).logits(self, batch)
+
     def loss(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The task's training loss on a batch (see famevil.model.objectives for the batch fields)."""
-        return find_task(task).objective(self, batch)
+        """The task's training loss on a batch."""
+        return find_task(task).objective(self(task, batch), batch)
 
     def head(self, task: str) -> nn.Module:
         if task not in self.heads:

@@ -32,22 +32,44 @@ def caption_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_TOKEN)
 
 
-def xmr_loss(model: FameVil, batch: Batch) -> torch.Tensor:
+# Each task in two halves: its logits (what the model computes; distillation compares these with a
+# teacher's) and its loss on those logits.
+
+
+def xmr_logits(model: FameVil, batch: Batch) -> torch.Tensor:
+    """Image-to-text similarities, scaled by CLIP's temperature (B images x B texts)."""
     images = model.encode_image(batch["images"], "xmr")
     texts = model.encode_text(batch["tokens"], "xmr")
-    return symmetric_info_nce(model.backbone.logit_scale.exp() * images @ texts.T)
+    return model.backbone.logit_scale.exp() * images @ texts.T
 
 
-def tgir_loss(model: FameVil, batch: Batch) -> torch.Tensor:
+def xmr_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    return symmetric_info_nce(logits)
+
+
+def tgir_logits(model: FameVil, batch: Batch) -> torch.Tensor:
+    """Composed-query-to-target similarities (B queries x B targets)."""
     queries = F.normalize(model.composed(batch["images"], batch["tokens"], "tgir"), dim=-1)
     targets = model.encode_image(batch["targets"], "tgir")
-    return info_nce(model.head("tgir")() * queries @ targets.T)
+    return model.head("tgir")() * queries @ targets.T
 
 
-def scr_loss(model: FameVil, batch: Batch) -> torch.Tensor:
-    return F.cross_entropy(model.head("scr")(model.composed(batch["images"], batch["tokens"], "scr")), batch["labels"])
+def tgir_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    return info_nce(logits)
 
 
-def fic_loss(model: FameVil, batch: Batch) -> torch.Tensor:
-    tokens = batch["tokens"]
-    return caption_cross_entropy(model.caption_logits(batch["images"], tokens[:, :-1]), tokens[:, 1:])
+def scr_logits(model: FameVil, batch: Batch) -> torch.Tensor:
+    return model.head("scr")(model.composed(batch["images"], batch["tokens"], "scr"))
+
+
+def scr_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    return F.cross_entropy(logits, batch["labels"])
+
+
+def fic_logits(model: FameVil, batch: Batch) -> torch.Tensor:
+    """Teacher-forced next-token logits (B, L-1, vocabulary): position t predicts token t+1."""
+    return model.caption_logits(batch["images"], batch["tokens"][:, :-1])
+
+
+def fic_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    return caption_cross_entropy(logits, batch["tokens"][:, 1:])

@@ -21,7 +21,8 @@ class Task:
     head: str  # what sits on top of the towers, in words
     build_head: Callable  # (heads.HeadSizes) -> module or None, from famevil.model.heads
     loss: str  # the training objective, in words
-    objective: Callable  # (model, batch) -> loss tensor, from famevil.model.objectives
+    logits: Callable  # (model, batch) -> the logits its loss (and distillation) reads, from famevil.model.objectives
+    objective: Callable  # (logits, batch) -> loss tensor, from famevil.model.objectives
     subset: str  # the shard subset it trains on (data_specs.shards)
     fields: tuple[str, ...]  # the sample fields it reads
     batch: Callable  # (samples, transform, tokenize) -> the tensors its objective reads, from famevil.data.examples
@@ -34,26 +35,26 @@ TASKS: dict[str, Task] = {
         Task(
             "xmr", "cross-modal retrieval", ("retrieval", "cross-modal-retrieval"), CONTRASTIVE,
             head="image and text projections with a learnable temperature", build_head=heads.no_head,
-            loss="symmetric InfoNCE over the batch", objective=objectives.xmr_loss, subset="fashiongen",
+            loss="symmetric InfoNCE over the batch", logits=objectives.xmr_logits, objective=objectives.xmr_loss, subset="fashiongen",
             fields=("jpg", "description", "product_id"), batch=examples.caption_batch, metric="xmr.random100.mean",
         ),
         Task(
             "tgir", "text-guided image retrieval", ("composed-retrieval", "fashioniq"), FUSION,
             head="composed query (fused reference image + fused text) against contrastive target embeddings",
             build_head=heads.temperature_head,
-            loss="one-way InfoNCE, queries to targets", objective=objectives.tgir_loss, subset="fashioniq",
+            loss="one-way InfoNCE, queries to targets", logits=objectives.tgir_logits, objective=objectives.tgir_loss, subset="fashioniq",
             fields=("reference.jpg", "target.jpg", "captions"), batch=examples.triplet_batch, metric="tgir.mean",
         ),
         Task(
             "scr", "sub-category recognition", ("classification", "subcategory"), FUSION,
             head="linear classifier on the fused image + text vector", build_head=heads.classifier_head,
-            loss="cross-entropy", objective=objectives.scr_loss, subset="fashiongen",
+            loss="cross-entropy", logits=objectives.scr_logits, objective=objectives.scr_loss, subset="fashiongen",
             fields=("jpg", "title", "description", "subcategory_id"), batch=examples.classification_batch, metric="scr.accuracy",
         ),
         Task(
             "fic", "fashion image captioning", ("captioning", "caption"), GENERATIVE,
             head="untied linear language-model head on the causal text tower", build_head=heads.language_model_head,
-            loss="teacher-forced next-token cross-entropy, padding ignored", objective=objectives.fic_loss, subset="fashiongen",
+            loss="teacher-forced next-token cross-entropy, padding ignored", logits=objectives.fic_logits, objective=objectives.fic_loss, subset="fashiongen",
             fields=("jpg", "description"), batch=examples.caption_batch, metric="fic.cider",
         ),
     )

@@ -33,8 +33,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     mixed_precision: str = "no"  # "no" or "bf16" (GPUs)
     batches_per_epoch: int = 100  # per process: the data stream is endless, epochs are for reshuffling and resume
-    eval_every: int = 100  # updates between validations
-    keep_checkpoints: int = 2  # resumable states kept besides the best and the last weights
+    eval_every: int = 100  # updates between validations; 0 validates once, at the end
+    checkpoint_every: int = 100  # updates between resumable states (checkpoints/step-N); the last step always saves one
+    keep_checkpoints: int = 2  # resumable states kept (the newest); the best weights are kept apart
     early_stopping: int = 0  # validations without improvement before stopping; 0 never stops
     workers: int = 0  # data-loader worker processes per training process
     seed: int = 0  # initialisation, data order and augmentation

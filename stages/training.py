@@ -1,0 +1,309 @@
+"""The training loop that pretrain, teach and distill share, in Accelerate's idiom: set_seed, build,
+one prepare(), accumulate(), save_state/load_state. The same code runs in one CPU process, on one GPU,
+and under `accelerate launch` on several processes, GPUs or nodes (a shared filesystem for --out).
+
+A run writes into OUT's staging directory (.OUT.partial) and publishes OUT when it ends:
+
+    model.safetensors, config.json   the best weights by validation (the last, without validation)
+    train_config.json                the resolved training options
+    metrics.jsonl                    one line per update (loss, lr, samples/s) and per validation
+    checkpoints/step-NNNNNN/         Accelerate states to resume from (the newest few, the last included)
+    manifest.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import gather_object, set_seed
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import InputRef, Manifest, write_manifest
+from data_specs.staging import check_destination, partial_path, read_plan, staging
+from famevil.model.checkpoint import save_weights
+from famevil.model.fame_vil import FameVil
+from famevil.training.config import TrainConfig
+from famevil.training.optim import build_optimizer, build_scheduler
+from famevil.training.sampling import TaskSampler
+from famevil.training.streams import TaskStream
+from stages.progress import console, progress_bar
+
+METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
+STATE_PREFIX = "step-"
+
+Batch = dict[str, Any]
+# (model as prepared, task, batch on the device) -> (loss to minimise, its parts for the log)
+LossFunction = Callable[[torch.nn.Module, str, Batch], tuple[torch.Tensor, dict[str, float]]]
+# (the unwrapped model) -> flat validation metrics, e.g. {"xmr.random100.mean": 41.2}
+Validation = Callable[[FameVil], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a stage asks the loop for."""
+
+    kind: str  # the artifact kind to publish: base, teacher, student
+    out: Path
+    config: TrainConfig
+    inputs: list[InputRef]  # recorded in the manifest and in the plan a resume must match
+    details: dict[str, Any]  # the stage's own facts for the manifest (task, sampling, ...)
+    resume: str | None = None  # None, "auto" (OUT's interrupted run) or a checkpoints/step-N directory
+    overwrite: bool = False
+    selection_metric: str | None = None  # the validation metric that picks the best weights (higher is better)
+    title: str = "train"  # the progress bar's label
+
+
+@dataclass
+class RunState:
+    """Everything besides model, optimiser and scheduler that a resumed run needs; saved in each checkpoint."""
+
+    sampler: TaskSampler
+    streams: dict[str, TaskStream]
+    step: int = 0
+    best_value: float = -math.inf
+    best_step: int = 0
+    validations_without_gain: int = 0
+    seconds: float = 0.0  # training time before this process started (resumes add up)
+    best_validation: dict[str, float] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        counters = {name: getattr(self, name) for name in ("step", "best_value", "best_step", "validations_without_gain", "seconds", "best_validation")}
+        return counters | {"sampler": self.sampler.state_dict(), "streams": {task: s.state_dict() for task, s in self.streams.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("step", "best_value", "best_step", "validations_without_gain", "seconds", "best_validation"):
+            setattr(self, name, state[name])
+        self.sampler.load_state_dict(state["sampler"])
+        for task, stream in self.streams.items():
+            stream.load_state_dict(state["streams"][task])
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    out: Path
+    manifest: Manifest | None  # None on processes other than the main one
+    steps: int
+    seconds: float
+    best_step: int
+    validation: dict[str, float]  # the best weights' validation metrics (empty without validation)
+    resumed_from: int  # the step a resumed run started at; 0 for a fresh one
+
+
+def fit(job: Job, build_model: Callable[[], FameVil], streams: dict[str, TaskStream], sampler: TaskSampler, loss_function: LossFunction, validate: Validation | None) -> TrainingResult:
+    """Train build_model()'s trainable parameters for job.config.max_steps updates and publish job.out."""
+    config = job.config
+    accelerator = Accelerator(
+        # Accelerate joins CPU-only processes over gloo only when told they are CPU processes.
+        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        mixed_precision=config.mixed_precision,
+        step_scheduler_with_optimizer=False,  # the schedule counts optimiser updates, whatever the process count
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # other tasks' adapters sit idle
+    )
+    main = accelerator.is_main_process
+    plan = {"kind": job.kind, "inputs": [ref.id for ref in job.inputs], "config": config.to_dict(), "details": job.details}
+    plan = json.loads(json.dumps(plan))  # as it reads back from the plan file
+    with ExitStack() as stack:
+        if main:
+            resume_from = _prepare_destination(job, plan)
+            stage = stack.enter_context(staging(job.out, plan, resume=resume_from is not None))
+            (stage.partial / CHECKPOINTS).mkdir(exist_ok=True)
+            (stage.partial / TRAIN_CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+        accelerator.wait_for_everyone()
+        workdir = partial_path(job.out)
+        resume_from = _resume_point(job, workdir)  # every rank reads the same shared directory
+
+        set_seed(config.seed)
+        if main:
+            console.print(f"{job.title}: seed {config.seed}, {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision {config.mixed_precision}")
+        model = build_model()
+        model.train()
+        optimizer = build_optimizer(model, config)
+        scheduler = build_scheduler(optimizer, config)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        state = RunState(sampler, streams)
+        accelerator.register_for_checkpointing(state)
+        if resume_from is not None:
+            accelerator.load_state(str(resume_from))
+            if main:
+                _truncate_log(workdir / METRICS_LOG, state.step)
+                console.print(f"{job.title}: resumed at step {state.step} from {resume_from}")
+        started_at = state.step
+
+        _train(job, accelerator, model, optimizer, scheduler, state, loss_function, validate, workdir)
+        replicas = gather_object([_weights_digest(accelerator.unwrap_model(model))])
+
+        if main:
+            if validate is None or state.best_step == 0:  # nothing validated: the last weights are the result
+                save_weights(accelerator.unwrap_model(model), workdir)
+            details = job.details | {
+                "steps": state.step, "best_step": state.best_step, "validation": state.best_validation if validate else {},
+                "processes": accelerator.num_processes, "seed": config.seed, "train_seconds": round(state.seconds, 1),
+                "replica_digests": replicas,  # one per process: equal unless the replicas drifted apart
+            }
+            manifest = write_manifest(workdir, job.kind, inputs=job.inputs, details=details)
+            stage.publish()
+        accelerator.wait_for_everyone()
+    if not main:
+        return TrainingResult(job.out, None, state.step, state.seconds, state.best_step, {}, started_at)
+    return TrainingResult(job.out, manifest, state.step, state.seconds, state.best_step, details["validation"], started_at)
+
+
+def _prepare_destination(job: Job, plan: dict[str, Any]) -> Path | None:
+    """Refuse what would lose work or clobber an artifact; say where a resume starts (main process only)."""
+    check_destination(job.out, job.overwrite)
+    interrupted = _newest_state(partial_path(job.out))
+    earlier_plan = read_plan(job.out)
+    if job.resume == "auto" and interrupted is not None and earlier_plan != plan:
+        raise FamevilError(
+            f"{job.out}: the interrupted run was started with other inputs or options; rerun its exact command "
+            "with --resume auto, or pass --overwrite to start again"
+        )
+    if job.resume is None and interrupted is not None and not job.overwrite:
+        raise FamevilError(
+            f"{job.out}: an interrupted run of it stopped at {interrupted.name}; "
+            "pass --resume auto to continue it, or --overwrite to start again"
+        )
+    return _resume_point(job, partial_path(job.out))
+
+
+def _resume_point(job: Job, workdir: Path) -> Path | None:
+    if job.resume is None:
+        return None
+    if job.resume == "auto":
+        return _newest_state(workdir)
+    chosen = Path(job.resume)
+    if not (chosen / "custom_checkpoint_0.pkl").is_file():
+        raise FamevilError(f"--resume {chosen}: not a training state (a checkpoints/{STATE_PREFIX}N folder of a famevil run); use --resume auto")
+    return chosen
+
+
+def _newest_state(workdir: Path) -> Path | None:
+    states = sorted((workdir / CHECKPOINTS).glob(f"{STATE_PREFIX}*"))
+    return states[-1] if states else None
+
+
+def _truncate_log(log: Path, step: int) -> None:
+    """Drop the lines an interrupted run wrote after the state it resumes from; they will be written again."""
+    if log.is_file():
+        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if json.loads(line)["step"] <= step]
+        log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def _train(job: Job, accelerator: Accelerator, model, optimizer, scheduler, state: RunState, loss_function: LossFunction, validate: Validation | None, workdir: Path) -> None:
+    config = job.config
+    main = accelerator.is_main_process
+    samples_per_update = config.batch_size * config.gradient_accumulation * accelerator.num_processes
+    log = open(workdir / METRICS_LOG, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
+    try:
+        with progress_bar(job.title, config.max_steps, unit="samples", enabled=main) as advance:
+            advance(state.step)
+            while state.step < config.max_steps:
+                started = time.perf_counter()
+                losses: dict[str, list[float]] = {}
+                for _ in range(config.gradient_accumulation):
+                    task = next(state.sampler)
+                    batch = _to_device(next(state.streams[task]), accelerator.device)
+                    with accelerator.accumulate(model), accelerator.autocast():
+                        loss, parts = loss_function(model, task, batch)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and config.grad_clip > 0:
+                            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                        optimizer.step()
+                        if accelerator.sync_gradients:
+                            scheduler.step()
+                        optimizer.zero_grad()
+                    for name, value in parts.items():
+                        losses.setdefault(name, []).append(value)
+                state.step += 1
+                elapsed = time.perf_counter() - started
+                state.seconds += elapsed
+                record = {"step": state.step, **_mean_losses(accelerator, losses)}
+                record |= {f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups}
+                record["samples_per_s"] = round(samples_per_update / elapsed, 2)
+                if main:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                shown = {name: f"{value:.4g}" for name, value in record.items() if name.startswith("loss")}
+                advance(1, **shown, lr=f"{record.get('lr_adapters', record.get('lr_backbone')):.2e}")
+
+                last = state.step == config.max_steps
+                if validate is not None and (last or (config.eval_every and state.step % config.eval_every == 0)):
+                    _validate(job, accelerator, model, state, validate, log, workdir)
+                    last = last or accelerator.check_trigger()  # early stopping, decided on the main process
+                if last or state.step % config.checkpoint_every == 0:
+                    _save_state(accelerator, state, workdir, config.keep_checkpoints)
+                if last:
+                    break
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _mean_losses(accelerator: Accelerator, losses: dict[str, list[float]]) -> dict[str, float]:
+    """Each loss part averaged over micro-batches and processes (a task no process drew this step is left out)."""
+    names = sorted(losses)
+    return {name: round(float(accelerator.reduce(torch.tensor(sum(losses[name]) / len(losses[name]), device=accelerator.device), "mean")), 5) for name in names}
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    return {name: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value for name, value in batch.items()}
+
+
+def _validate(job: Job, accelerator: Accelerator, model, state: RunState, validate: Validation, log, workdir: Path) -> None:
+    """Validate on the main process; keep the weights if they are the best so far; maybe stop early."""
+    if accelerator.is_main_process:
+        metrics = validate(accelerator.unwrap_model(model))
+        log.write(json.dumps({"step": state.step, "validation": metrics}) + "\n")
+        log.flush()
+        value = metrics[job.selection_metric]
+        console.print(f"{job.title}: step {state.step} validation {job.selection_metric} = {value:.2f}" + (" (best)" if value > state.best_value else ""))
+        if value > state.best_value:
+            state.best_value, state.best_step, state.validations_without_gain = value, state.step, 0
+            state.best_validation = metrics
+            save_weights(accelerator.unwrap_model(model), workdir)
+        else:
+            state.validations_without_gain += 1
+            if job.config.early_stopping and state.validations_without_gain >= job.config.early_stopping:
+                console.print(f"{job.title}: stopping early, no gain in {state.validations_without_gain} validations")
+                accelerator.set_trigger()
+    accelerator.wait_for_everyone()
+
+
+def _save_state(accelerator: Accelerator, state: RunState, workdir: Path, keep: int) -> None:
+    """A resumable state, written under a temporary name and renamed, so a run killed while saving
+    resumes from the previous one; then only the newest `keep` are kept."""
+    checkpoints = workdir / CHECKPOINTS
+    name = f"{STATE_PREFIX}{state.step:06d}"
+    temporary = checkpoints / f".{name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(checkpoints / name, ignore_errors=True)
+        temporary.rename(checkpoints / name)
+        for stale in sorted(checkpoints.glob(f"{STATE_PREFIX}*"))[: -max(1, keep)]:
+            shutil.rmtree(stale)
+    accelerator.wait_for_everyone()

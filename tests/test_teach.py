@@ -1,0 +1,147 @@
+"""famevil teach and pretrain: a whole stage at tiny scale, resume, two processes, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import read_manifest
+from famevil.model.checkpoint import load_checkpoint
+from famevil.training.streams import TaskStream
+from stages.prepare import prepare
+from stages.teach import pretrain, teach
+
+# A 2-layer backbone, small batches, a learning rate that moves it within a dozen updates.
+TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "workers": 0}
+STATE_FILES = {"custom_checkpoint_0.pkl", "model.safetensors", "optimizer.bin", "random_states_0.pkl", "scheduler.bin"}
+
+
+def _files(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
+
+
+def _losses(run: Path, task: str) -> list[float]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [line[f"loss_{task}"] for line in lines if f"loss_{task}" in line]
+
+
+@pytest.mark.parametrize("task", ["xmr", "tgir", "scr", "fic"])
+def test_each_task_trains_and_writes_exactly_its_files(tiny_shards, tmp_path, task):
+    out = tmp_path / task
+    result = teach(task, tiny_shards, out, overrides=TINY | {"max_steps": 14, "eval_every": 0, "checkpoint_every": 5, "keep_checkpoints": 2})
+
+    losses = _losses(out, task)
+    assert len(losses) == 14
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, losses
+    states = {f"checkpoints/step-{step:06d}/{name}" for step in (10, 14) for name in STATE_FILES}
+    assert _files(out) == {"manifest.json", "config.json", "model.safetensors", "train_config.json", "metrics.jsonl"} | states
+    manifest = read_manifest(out)
+    assert manifest.kind == "teacher" and manifest.details["task"] == task
+    assert [(ref.role, ref.kind) for ref in manifest.inputs] == [("base", "random-weights"), ("shards", "shards")]
+    assert manifest.inputs[1].id == read_manifest(tiny_shards).content_id
+    assert manifest.details["steps"] == 14 and manifest.details["best_step"] == 14
+    assert result.validation and all(key.startswith(f"{task}.") for key in result.validation)
+    assert json.loads((out / "train_config.json").read_text())["max_steps"] == 14
+    assert list(load_checkpoint(out).tsa) == [task]
+
+
+def test_pretrained_base_trains_only_the_backbone_and_feeds_a_teacher(tiny_shards, tmp_path):
+    base = tmp_path / "base"
+    pretrain(tiny_shards, base, overrides=TINY | {"max_steps": 3, "eval_every": 0, "checkpoint_every": 3})
+    trained = load_checkpoint(base)
+    assert read_manifest(base).kind == "base"
+    assert all(float(p.detach().abs().sum()) == 0 for n, p in trained.tsa.named_parameters() if n.endswith("up.weight"))  # adapters still zero
+
+    teacher = tmp_path / "teacher"
+    teach("captioning", tiny_shards, teacher, base=str(base), overrides=TINY | {"max_steps": 1, "eval_every": 0, "checkpoint_every": 1})
+    assert read_manifest(teacher).inputs[0].kind == "base"
+    assert read_manifest(teacher).inputs[0].id == read_manifest(base).content_id
+    assert read_manifest(teacher).details["task"] == "fic"
+
+
+def test_an_interrupted_run_resumed_ends_with_the_same_weights(tiny_shards, tmp_path, monkeypatch):
+    options = TINY | {"max_steps": 8, "eval_every": 4, "checkpoint_every": 3, "keep_checkpoints": 5}
+    teach("scr", tiny_shards, tmp_path / "whole", overrides=options)
+
+    calls = {"n": 0}
+    original = TaskStream.__next__
+
+    def interrupted_at_the_sixth_batch(self):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of step 6, after the step-3 state was saved
+        return original(self)
+
+    monkeypatch.setattr(TaskStream, "__next__", interrupted_at_the_sixth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        teach("scr", tiny_shards, tmp_path / "resumed", overrides=options)
+    monkeypatch.setattr(TaskStream, "__next__", original)
+    assert not (tmp_path / "resumed").exists()
+    with pytest.raises(FamevilError, match="--resume auto"):  # without --resume, the interrupted run is not thrown away
+        teach("scr", tiny_shards, tmp_path / "resumed", overrides=options)
+    result = teach("scr", tiny_shards, tmp_path / "resumed", overrides=options, resume="auto")
+
+    assert result.resumed_from == 3
+    for name in ("model.safetensors", "checkpoints/step-000008/model.safetensors"):
+        whole, resumed = load_file(tmp_path / "whole" / name), load_file(tmp_path / "resumed" / name)
+        assert whole.keys() == resumed.keys()
+        for key in whole:
+            assert (whole[key] - resumed[key]).abs().max() <= 1e-6, key
+    strip = lambda run: [{k: v for k, v in json.loads(line).items() if k != "samples_per_s"} for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "resumed") == strip(tmp_path / "whole")
+
+
+def test_two_processes_end_with_the_same_weights(tiny_shards, tmp_path):
+    out = tmp_path / "teacher"
+    overrides = [f"--set={name}={value}" for name, value in (TINY | {"eval_every": 2, "checkpoint_every": 2}).items()]
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        "-m", "famevil_cli", "teach", "--task", "tgir", "--shards", str(tiny_shards), "--out", str(out), "--max-steps", "4", *overrides,
+    ]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    details = read_manifest(out).details
+    assert details["processes"] == 2
+    digests = details["replica_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in (out / "checkpoints" / "step-000004").iterdir()}
+
+
+def test_bad_input_is_refused_before_training(tiny_shards, tiny_raw, tmp_path, cli):
+    teach_args = ["teach", "--task", "xmr", "--set", "model=famevil-tiny", "--max-steps", "1"]
+
+    wrong_kind = tmp_path / "metrics-not-shards"
+    shutil.copytree(tiny_shards, wrong_kind)
+    manifest = json.loads((wrong_kind / "manifest.json").read_text())
+    (wrong_kind / "manifest.json").write_text(json.dumps(manifest | {"kind": "metrics"}))
+    result = cli(*teach_args, "--shards", wrong_kind, "--out", tmp_path / "a")
+    assert result.exit_code == 1 and "famevil prepare" in result.stderr and "Traceback" not in result.stderr
+
+    (wrong_kind / "manifest.json").write_text(json.dumps(manifest | {"schema_version": 99}))
+    result = cli(*teach_args, "--shards", wrong_kind, "--out", tmp_path / "a")
+    assert result.exit_code == 1 and "schema" in result.stderr
+
+    fashiongen_only = tmp_path / "fashiongen-only"
+    prepare(fashiongen_only, fashiongen=tiny_raw / "fashiongen", shard_size=64, workers=1)
+    result = cli("teach", "--task", "tgir", "--shards", fashiongen_only, "--out", tmp_path / "b")
+    assert result.exit_code == 1 and "fashioniq/train" in result.stderr and "--fashioniq" in result.stderr
+
+    result = cli(*teach_args, "--shards", tiny_shards, "--out", tmp_path / "c", "--set", "learning_rate=1")
+    assert result.exit_code == 1 and "unknown training option 'learning_rate'" in result.stderr
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = cli(*teach_args, "--shards", tiny_shards, "--out", blocker / "teacher")
+    assert result.exit_code == 1 and "is not a directory" in result.stderr
+    result = cli(*teach_args, "--shards", tiny_shards, "--out", "/proc/famevil-teacher")
+    assert result.exit_code == 1 and "cannot write there" in result.stderr
+    assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
