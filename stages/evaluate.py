@@ -15,7 +15,7 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, require_artifact, write_manifest
 from data_specs.shards import fashiongen_subset, gallery_subset, read_sizes, read_vocab, triplet_subset
 from data_specs.staging import check_destination, staging
-from famevil.data.examples import classification_text
+from famevil.data.examples import classification_text, text_tokens
 from famevil.data.loading import batched, image_transform, samples
 from famevil.metrics.captioning import caption_scores
 from famevil.metrics.classification import accuracy, macro_f1
@@ -211,9 +211,9 @@ def _fashiongen_pass(
             outputs["descriptions"] += [r["description"] for r in records]
             if "xmr" in tasks:
                 outputs["xmr"].append(network.encode_image(images, "xmr"))
-                outputs["xmr_texts"].append(network.encode_text(tokenize([r["description"] for r in records]), "xmr"))
+                outputs["xmr_texts"].append(network.encode_text(text_tokens([r["description"] for r in records], tokenize), "xmr"))
             if "scr" in tasks:
-                text = tokenize([classification_text(r) for r in records])
+                text = text_tokens([classification_text(r) for r in records], tokenize)
                 outputs["scr"] += network.head("scr")(network.composed(images, text, "scr")).argmax(dim=-1).tolist()
             if "fic" in tasks:
                 ids = generate(network, images, max_new_tokens=max_new_tokens, beams=beams)
@@ -262,7 +262,7 @@ def _tgir_metrics(network: FameVil, shards: Path, split: str, batch_size: int, r
             advance(len(batch))
         for batch in batched(samples(shards, triplet_subset(split)), batch_size):
             images = torch.stack([transform(s["reference.jpg"]) for s in batch])
-            text = tokenize([", ".join(s["json"]["captions"]) for s in batch])
+            text = text_tokens([", ".join(s["json"]["captions"]) for s in batch], tokenize)
             composed = F.normalize(network.composed(images, text, "tgir"), dim=-1)
             for sample, query in zip(batch, composed):
                 keys, targets, vectors = queries.setdefault(sample["json"]["group"], ([], [], []))

@@ -14,11 +14,12 @@ from safetensors.torch import save_file
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
+from famevil.data.examples import text_tokens
 from famevil.model.backbone import create_backbone, load_strict, read_state_dict
 from famevil.model.checkpoint import export_open_clip, load_base, load_checkpoint, save_checkpoint
 from famevil.model.decoding import generate
 from famevil.model.fame_vil import FameVil, FameVilConfig
-from famevil.model.objectives import caption_cross_entropy
+from famevil.model.objectives import caption_targets
 from famevil.model.params import count_parameters
 from famevil.model.tasks import TASK_NAMES, find_task
 
@@ -122,12 +123,18 @@ def test_every_task_has_a_loss_that_trains(inputs):
     assert model.tsa["fic"]["text"][0].up.weight.grad.abs().sum() > 0  # zero-initialised, yet trainable
 
 
-def test_caption_loss_ignores_padding():
-    logits = torch.randn(2, 5, 11)
-    targets = torch.tensor([[3, 4, 10, 0, 0], [5, 10, 0, 0, 0]])
-    other_logits = logits.clone()
-    other_logits[targets == 0] = torch.randn_like(other_logits[targets == 0])
-    assert torch.allclose(caption_cross_entropy(logits, targets), caption_cross_entropy(other_logits, targets))
+@torch.no_grad()
+def test_caption_loss_reads_real_next_tokens_only(inputs):
+    images, tokens = inputs
+    model = _model(("fic",))
+    _perturb(model)
+    _, real, targets = caption_targets(tokens)
+    logits = model("fic", {"images": images, "tokens": tokens})
+    assert logits.shape == (int(real.sum()), model.backbone.vocab_size) and len(targets) == real.sum()
+    every_position = model.caption_logits(images, tokens[:, :-1])
+    assert torch.allclose(logits, every_position[real], atol=1e-4)
+    expected = torch.nn.functional.cross_entropy(every_position.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=0)
+    assert torch.allclose(model.loss("fic", {"images": images, "tokens": tokens}), expected, atol=1e-5)
 
 
 @torch.no_grad()
@@ -239,3 +246,15 @@ def test_params_command_prints_json(cli):
     counts = json.loads(result.stdout)
     assert set(counts) == {"backbone", "xaa", "tsa", "heads", "multitask_total", "separate_total", "saving_percent"}
     assert set(counts["tsa"]) == set(TASK_NAMES) and all(isinstance(v, int) for v in counts["tsa"].values())
+
+
+@torch.no_grad()
+def test_cutting_the_padding_columns_changes_no_output(inputs):
+    images, tokens = inputs
+    cut = text_tokens(["a red dress with long sleeves", "black wool coat", "shorts"], TOKENIZE)
+    assert cut.shape[1] < tokens.shape[1] and torch.equal(cut, tokens[:, : cut.shape[1]])
+    model = _model()
+    _perturb(model)
+    assert torch.allclose(model.encode_text(cut, "xmr"), model.encode_text(tokens, "xmr"), atol=1e-5)
+    assert torch.allclose(model.composed(images, cut, "scr"), model.composed(images, tokens, "scr"), atol=1e-5)
+    assert torch.allclose(model.caption_logits(images, cut), model.caption_logits(images, tokens)[:, : cut.shape[1]], atol=1e-4)

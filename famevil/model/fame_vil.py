@@ -240,10 +240,13 @@ class FameVil(nn.Module):
         keys_values = [adapter.context_keys_values(h) for adapter, h in zip(xaa["text"], states)]
         return DecodingState(keys_values, [LayerCache() for _ in range(self.layers)])
 
-    def decode_step(self, tokens: torch.Tensor, state: DecodingState, task: str = "fic", last_only: bool = False) -> torch.Tensor:
+    def decode_step(
+        self, tokens: torch.Tensor, state: DecodingState, task: str = "fic", last_only: bool = False, where: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Next-token logits for `tokens`, which continue the text in `state` (all of it, when the
-        state is fresh); updates the state. last_only: logits of the last position alone, which is
-        all decoding needs (the language-model head is the largest matrix of a small model)."""
+        state is fresh); updates the state. The language-model head is the largest matrix of a small
+        model, so it runs only where needed: last_only, the last position (decoding); where, the
+        positions a boolean (batch, length) mask selects, packed into (selected, vocabulary)."""
         xaa = self._require_xaa()
         start, count = state.length, tokens.shape[1]
         mask = _causal_mask(count, start + count, tokens.device)
@@ -253,11 +256,16 @@ class FameVil(nn.Module):
             h = _self_attention(block, x, mask, cache)
             x = _feed_forward(block, h) + tsa(h) + cross(h, keys_values=keys_values)
         state.length += count
-        return self.head(task)(self.backbone.ln_final(x[:, -1] if last_only else x))
+        if last_only:
+            x = x[:, -1]
+        elif where is not None:
+            x = x[where]
+        return self.head(task)(self.backbone.ln_final(x))
 
-    def caption_logits(self, images: torch.Tensor, tokens: torch.Tensor, task: str = "fic") -> torch.Tensor:
-        """Teacher-forced next-token logits (batch, length, vocabulary) for `tokens` given `images`."""
-        return self.decode_step(tokens, self.start_decoding(images, task), task)
+    def caption_logits(self, images: torch.Tensor, tokens: torch.Tensor, task: str = "fic", where: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced next-token logits (batch, length, vocabulary) for `tokens` given `images`;
+        with `where`, only the selected positions', packed (selected, vocabulary)."""
+        return self.decode_step(tokens, self.start_decoding(images, task), task, where=where)
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The task's logits on a batch (see famevil.model.objectives). Training calls the model, not

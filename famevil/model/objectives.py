@@ -27,9 +27,12 @@ def symmetric_info_nce(logits: torch.Tensor) -> torch.Tensor:
     return (info_nce(logits) + info_nce(logits.T)) / 2
 
 
-def caption_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy over real tokens only: padding neither trains nor counts."""
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_TOKEN)
+def caption_targets(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher forcing: the input positions (all but the last), where the next token is a real one
+    (padding neither trains nor counts), and those next tokens, packed."""
+    inputs, following = tokens[:, :-1], tokens[:, 1:]
+    real = following != PAD_TOKEN
+    return inputs, real, following[real]
 
 
 # Each task in two halves: its logits (what the model computes; distillation compares these with a
@@ -67,9 +70,10 @@ def scr_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 def fic_logits(model: FameVil, batch: Batch) -> torch.Tensor:
-    """Teacher-forced next-token logits (B, L-1, vocabulary): position t predicts token t+1."""
-    return model.caption_logits(batch["images"], batch["tokens"][:, :-1])
+    """Teacher-forced next-token logits at the positions whose next token is real, packed (N, vocabulary)."""
+    inputs, real, _ = caption_targets(batch["tokens"])
+    return model.caption_logits(batch["images"], inputs, where=real)
 
 
 def fic_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    return caption_cross_entropy(logits, batch["tokens"][:, 1:])
+    return F.cross_entropy(logits, caption_targets(batch["tokens"])[2])
