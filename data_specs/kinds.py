@@ -58,6 +58,20 @@ KINDS: dict[str, ArtifactKind] = {
             description="a single-task FAME-ViL model with its training record: weights, configs, metrics.jsonl, resumable checkpoints",
         ),
         ArtifactKind(
+            name="teacher-outputs",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil dump --teacher TEACHER --shards SHARDS --out OUTPUTS",
+            description="a teacher's outputs on its task's training shards, by sample key (outputs/*.safetensors)",
+        ),
+        ArtifactKind(
+            name="student",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil distill --teacher-outputs OUTPUTS ... --shards SHARDS --base BASE --out STUDENT",
+            description="the multi-task FAME-ViL model (four tasks, one backbone) with its training record",
+        ),
+        ArtifactKind(
             name="metrics",
             schema_version=1,
             readable_versions=(1,),

@@ -16,6 +16,8 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import famevil_version, require_artifact
 from famevil.training.config import parse_overrides
 from famevil.model.params import FASHIONGEN_SUBCATEGORIES, count_parameters
+from stages import distill as distill_stage
+from stages import dump as dump_stage
 from stages import evaluate as evaluate_stage
 from stages import prepare as prepare_stage
 from stages import synth as synth_stage
@@ -260,6 +262,43 @@ def pretrain(
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
     _print_training(_run(teach_stage.pretrain, shards=shards, out=out, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite))
+
+
+@app.command(help=inspect.cleandoc(dump_stage.dump.__doc__))
+def dump(
+    teacher: Annotated[Path, typer.Option(help="A teacher directory (famevil teach).")],
+    shards: ShardsOption,
+    out: OutOption,
+    top_k: Annotated[int, typer.Option(help="FIC: next-token log-probabilities kept per position.", min=1)] = 8,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.", min=1)] = 64,
+    overwrite: OverwriteOption = False,
+) -> None:
+    result = _run(dump_stage.dump, teacher=teacher, shards=shards, out=out, top_k=top_k, batch_size=batch_size, overwrite=overwrite)
+    resumed = f" ({result.resumed_shards} shards resumed)" if result.resumed_shards else ""
+    out_console.print(f"{result.out}: {result.task} teacher outputs for {result.samples} samples, {result.bytes_per_sample:,.0f} bytes per sample{resumed}")
+
+
+@app.command(help=inspect.cleandoc(distill_stage.distill.__doc__))
+def distill(
+    shards: ShardsOption,
+    out: OutOption,
+    teacher_outputs: Annotated[list[Path] | None, typer.Option("--teacher-outputs", help="A famevil dump directory; one per task (repeat the option).")] = None,
+    base: Annotated[str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")] = None,
+    preset: Annotated[str, typer.Option(help="Training options: paper, demo-cpu, or a .json file.")] = "demo-cpu",
+    set_: SetOption = None,
+    max_steps: MaxStepsOption = None,
+    sampling: Annotated[str, typer.Option(help="Task sampling: size (proportional to training-set size), uniform or round-robin.")] = "size",
+    kd_weight: Annotated[float, typer.Option(help="Weight of the distillation loss; 0 trains the multi-task baseline.", min=0)] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 1.0,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    overrides = _training_overrides(set_, max_steps)
+    result = _run(
+        distill_stage.distill, shards=shards, out=out, teacher_outputs=teacher_outputs, base=base, preset=preset, overrides=overrides,
+        sampling=sampling, kd_weight=kd_weight, temperature=temperature, resume=resume, overwrite=overwrite,
+    )
+    _print_training(result)
 
 
 @app.command("inspect")

@@ -20,7 +20,7 @@ from famevil.training.config import TrainConfig, load_config
 from famevil.training.sampling import TaskSampler
 from famevil.training.streams import TaskStream
 from stages.evaluate import flatten, measure
-from stages.training import Job, TrainingResult, fit
+from stages.training import SCORE, Job, TrainingResult, fit
 
 
 def teach(
@@ -48,13 +48,13 @@ def teach(
     """
     chosen = find_task(task)
     config = load_config(preset, overrides)
-    shards_manifest = _check_shards(shards, [chosen])
-    num_classes, vocabularies = _labels(shards)
+    shards_manifest = check_shards(shards, [chosen])
+    num_classes, vocabularies = subcategory_labels(shards)
     model_config = FameVilConfig(config.model, (chosen.name,), config.tsa_bottleneck, config.xaa_bottleneck, num_classes=num_classes, vocabularies=vocabularies)
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     job = Job(
         "teacher", out, config, inputs, {"task": chosen.name}, resume, overwrite,
-        selection_metric=chosen.metric, title=f"teach {chosen.name}",
+        title=f"teach {chosen.name}",
     )
     return fit(
         job,
@@ -81,11 +81,11 @@ def pretrain(shards: Path, out: Path, preset: str = "demo-base", overrides: dict
     """
     xmr = find_task("xmr")
     config = load_config(preset, overrides)
-    shards_manifest = _check_shards(shards, [xmr])
+    shards_manifest = check_shards(shards, [xmr])
     model_config = FameVilConfig(config.model, (xmr.name,), config.tsa_bottleneck, config.xaa_bottleneck)
     job = Job(
         "base", out, config, [InputRef("shards", "shards", shards_manifest.content_id, str(shards))], {"task": xmr.name, "adapters": "frozen at zero"},
-        resume, overwrite, selection_metric=xmr.metric, title="pretrain",
+        resume, overwrite, title="pretrain",
     )
     return fit(
         job,
@@ -126,12 +126,14 @@ def task_loss(model: torch.nn.Module, task: str, batch: dict[str, Any]) -> tuple
 
 
 def validation(shards: Path, tasks: list[str], config: TrainConfig, model: FameVil) -> dict[str, float]:
-    """The tasks' validation metrics through evaluate's code (greedy captions, one random-100 draw, no METEOR)."""
+    """The tasks' validation metrics through evaluate's code (greedy captions, one random-100 draw, no
+    METEOR), and their `score`: the mean of each task's headline metric, which picks the best weights."""
     measured = measure(model, shards, tasks, "val", batch_size=2 * config.batch_size, random100_runs=1, seed=config.seed, meteor=False)
-    return flatten(measured.metrics)
+    metrics = flatten(measured.metrics)
+    return metrics | {SCORE: sum(metrics[find_task(task).metric] for task in tasks) / len(tasks)}
 
 
-def _check_shards(shards: Path, tasks: list[Task]):
+def check_shards(shards: Path, tasks: list[Task]):
     """The shards' manifest, once every task's training and validation subsets are known to be there."""
     manifest = require_artifact(shards, "shards")
     present = read_sizes(shards)["subsets"]
@@ -146,7 +148,7 @@ def _check_shards(shards: Path, tasks: list[Task]):
     return manifest
 
 
-def _labels(shards: Path) -> tuple[int, dict[str, list[str]]]:
+def subcategory_labels(shards: Path) -> tuple[int, dict[str, list[str]]]:
     """SCR's classes: the subcategories seen in training, in the shards' id order (FashionIQ-only shards have none)."""
     subcategories = read_vocab(shards).get("subcategory")
     if subcategories is None:

@@ -41,12 +41,13 @@ from famevil.training.streams import TaskStream
 from stages.progress import console, progress_bar
 
 METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
+SCORE = "score"  # the validation value that picks the best weights (higher is better)
 STATE_PREFIX = "step-"
 
 Batch = dict[str, Any]
 # (model as prepared, task, batch on the device) -> (loss to minimise, its parts for the log)
 LossFunction = Callable[[torch.nn.Module, str, Batch], tuple[torch.Tensor, dict[str, float]]]
-# (the unwrapped model) -> flat validation metrics, e.g. {"xmr.random100.mean": 41.2}
+# (the unwrapped model) -> flat validation metrics with a SCORE, e.g. {"xmr.random100.mean": 41.2, "score": 41.2}
 Validation = Callable[[FameVil], dict[str, float]]
 
 
@@ -61,7 +62,6 @@ class Job:
     details: dict[str, Any]  # the stage's own facts for the manifest (task, sampling, ...)
     resume: str | None = None  # None, "auto" (OUT's interrupted run) or a checkpoints/step-N directory
     overwrite: bool = False
-    selection_metric: str | None = None  # the validation metric that picks the best weights (higher is better)
     title: str = "train"  # the progress bar's label
 
 
@@ -276,8 +276,8 @@ def _validate(job: Job, accelerator: Accelerator, model, state: RunState, valida
         metrics = validate(accelerator.unwrap_model(model))
         log.write(json.dumps({"step": state.step, "validation": metrics}) + "\n")
         log.flush()
-        value = metrics[job.selection_metric]
-        console.print(f"{job.title}: step {state.step} validation {job.selection_metric} = {value:.2f}" + (" (best)" if value > state.best_value else ""))
+        value = metrics[SCORE]
+        console.print(f"{job.title}: step {state.step} validation {SCORE} = {value:.2f}" + (" (best)" if value > state.best_value else ""))
         if value > state.best_value:
             state.best_value, state.best_step, state.validations_without_gain = value, state.step, 0
             state.best_validation = metrics

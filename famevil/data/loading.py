@@ -75,8 +75,12 @@ def _every_shard(urls: Iterator[dict]) -> Iterator[dict]:
 def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:
     """Every sample of a subset in shard order, images decoded to PIL, all in this one process (also
     under a multi-process launch, where only the main process evaluates)."""
-    urls = [str(path) for path in shard_paths(root, subset)]
-    yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False, nodesplitter=_every_shard).decode("pil")
+    yield from shard_samples(shard_paths(root, subset))
+
+
+def shard_samples(shards: list[Path]) -> Iterator[dict[str, Any]]:
+    """Every sample of these shard files, in order, images decoded to PIL."""
+    yield from wds.WebDataset([str(path) for path in shards], shardshuffle=False, empty_check=False, nodesplitter=_every_shard).decode("pil")
 
 
 def batched(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

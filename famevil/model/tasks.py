@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from data_specs.errors import FamevilError
 from famevil.data import examples
-from famevil.model import heads, objectives
+from famevil.model import distillation, heads, objectives
 
 CONTRASTIVE, FUSION, GENERATIVE = "contrastive", "fusion", "generative"
 
@@ -26,6 +26,8 @@ class Task:
     subset: str  # the shard subset it trains on (data_specs.shards)
     fields: tuple[str, ...]  # the sample fields it reads
     batch: Callable  # (samples, transform, tokenize) -> the tensors its objective reads, from famevil.data.examples
+    signals: Callable  # (teacher, batch, top_k) -> what `famevil dump` stores per sample, from famevil.model.distillation
+    distillation: Callable  # (student logits, stored signals, batch, temperature) -> distillation loss, likewise
     metric: str  # the headline metric it reports
 
 
@@ -36,26 +38,30 @@ TASKS: dict[str, Task] = {
             "xmr", "cross-modal retrieval", ("retrieval", "cross-modal-retrieval"), CONTRASTIVE,
             head="image and text projections with a learnable temperature", build_head=heads.no_head,
             loss="symmetric InfoNCE over the batch", logits=objectives.xmr_logits, objective=objectives.xmr_loss, subset="fashiongen",
-            fields=("jpg", "description", "product_id"), batch=examples.caption_batch, metric="xmr.random100.mean",
+            fields=("jpg", "description", "product_id"), batch=examples.caption_batch,
+            signals=distillation.xmr_signals, distillation=distillation.xmr_distillation, metric="xmr.random100.mean",
         ),
         Task(
             "tgir", "text-guided image retrieval", ("composed-retrieval", "fashioniq"), FUSION,
             head="composed query (fused reference image + fused text) against contrastive target embeddings",
             build_head=heads.temperature_head,
             loss="one-way InfoNCE, queries to targets", logits=objectives.tgir_logits, objective=objectives.tgir_loss, subset="fashioniq",
-            fields=("reference.jpg", "target.jpg", "captions"), batch=examples.triplet_batch, metric="tgir.mean",
+            fields=("reference.jpg", "target.jpg", "captions"), batch=examples.triplet_batch,
+            signals=distillation.tgir_signals, distillation=distillation.tgir_distillation, metric="tgir.mean",
         ),
         Task(
             "scr", "sub-category recognition", ("classification", "subcategory"), FUSION,
             head="linear classifier on the fused image + text vector", build_head=heads.classifier_head,
             loss="cross-entropy", logits=objectives.scr_logits, objective=objectives.scr_loss, subset="fashiongen",
-            fields=("jpg", "title", "description", "subcategory_id"), batch=examples.classification_batch, metric="scr.accuracy",
+            fields=("jpg", "title", "description", "subcategory_id"), batch=examples.classification_batch,
+            signals=distillation.scr_signals, distillation=distillation.scr_distillation, metric="scr.accuracy",
         ),
         Task(
             "fic", "fashion image captioning", ("captioning", "caption"), GENERATIVE,
             head="untied linear language-model head on the causal text tower", build_head=heads.language_model_head,
             loss="teacher-forced next-token cross-entropy, padding ignored", logits=objectives.fic_logits, objective=objectives.fic_loss, subset="fashiongen",
-            fields=("jpg", "description"), batch=examples.caption_batch, metric="fic.cider",
+            fields=("jpg", "description"), batch=examples.caption_batch,
+            signals=distillation.fic_signals, distillation=distillation.fic_distillation, metric="fic.cider",
         ),
     )
 }

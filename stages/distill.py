@@ -1,0 +1,136 @@
+"""famevil distill: one multi-task student from four teachers' stored outputs (multi-teacher distillation)."""
+
+from __future__ import annotations
+
+import tarfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from webdataset.tariterators import base_plus_ext
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import InputRef, require_artifact
+from data_specs.shards import read_sizes, shard_paths
+from famevil.data.teacher_outputs import TeacherOutputs
+from famevil.model.backbone import backbone_config
+from famevil.model.checkpoint import base_reference
+from famevil.model.fame_vil import FameVilConfig
+from famevil.model.tasks import TASK_NAMES, find_task
+from famevil.training.config import load_config
+from famevil.training.sampling import TaskSampler
+from stages.teach import build_model, check_shards, subcategory_labels, task_stream, validation
+from stages.training import Job, TrainingResult, fit
+
+
+def distill(
+    shards: Path,
+    out: Path,
+    teacher_outputs: list[Path] | None = None,
+    base: str | None = None,
+    preset: str = "demo-cpu",
+    overrides: dict[str, Any] | None = None,
+    sampling: str = "size",
+    kd_weight: float = 1.0,
+    temperature: float = 1.0,
+    resume: str | None = None,
+    overwrite: bool = False,
+) -> TrainingResult:
+    """Train one multi-task model (shared backbone and cross-attention adapters, four task adapters,
+    four heads) from the teachers' stored outputs, as FAME-ViL's multi-teacher distillation does.
+
+    Each iteration draws one task (--sampling size: in proportion to its training-set size, the
+    paper's default; uniform; round-robin) and minimises that task's loss plus --kd-weight times the
+    distillation loss against its teacher: KL between the in-batch similarity distributions (XMR both
+    ways, TGIR query to target), soft class labels (SCR), per-token soft labels over the teacher's
+    top-k (FIC), at --temperature. --kd-weight 0 trains the plain multi-task baseline and needs no
+    teacher outputs. Same options, resume and outputs as famevil teach.
+
+    Example (a few minutes on a laptop CPU, after famevil dump for the four teachers):
+
+        famevil distill --shards runs/demo/shards --base runs/demo/base --out runs/demo/student \\
+            --teacher-outputs runs/demo/outputs-xmr --teacher-outputs runs/demo/outputs-tgir \\
+            --teacher-outputs runs/demo/outputs-scr --teacher-outputs runs/demo/outputs-fic
+    """
+    if kd_weight < 0 or temperature <= 0:
+        raise FamevilError(f"--kd-weight {kd_weight} --temperature {temperature}: the weight must be >= 0 and the temperature > 0")
+    config = load_config(preset, overrides)
+    tasks = [find_task(name) for name in TASK_NAMES]
+    shards_manifest = check_shards(shards, tasks)
+    teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
+    num_classes, vocabularies = subcategory_labels(shards)
+    model_config = FameVilConfig(config.model, TASK_NAMES, config.tsa_bottleneck, config.xaa_bottleneck, num_classes=num_classes, vocabularies=vocabularies)
+    sizes = {task.name: read_sizes(shards)["subsets"][f"{task.subset}/train"]["samples"] for task in tasks}
+    sampler = TaskSampler(sizes, sampling, seed=config.seed)
+    inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
+    inputs += teacher_refs
+    details = {
+        "tasks": list(TASK_NAMES), "sampling": sampling, "task_probabilities": {t: round(p, 4) for t, p in sampler.probabilities.items()},
+        "kd_weight": kd_weight, "temperature": temperature,
+    }
+    job = Job("student", out, config, inputs, details, resume, overwrite, title="distill" if teachers else "multi-task baseline")
+    return fit(
+        job,
+        partial(build_model, model_config, base),
+        {task.name: task_stream(shards, task, config) for task in tasks},
+        sampler,
+        partial(distillation_loss, teachers, kd_weight, temperature),
+        partial(validation, shards, list(TASK_NAMES), config),
+    )
+
+
+def distillation_loss(
+    teachers: dict[str, TeacherOutputs], kd_weight: float, temperature: float, model: torch.nn.Module, task: str, batch: dict[str, Any]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The task's loss plus kd_weight times the distillation loss against the task's teacher."""
+    described = find_task(task)
+    logits = model(task, batch)
+    task_loss = described.objective(logits, batch)
+    if task not in teachers:
+        return task_loss, {f"loss_{task}": task_loss.item()}
+    signals = teachers[task].gather(batch["keys"], logits.device)
+    kd_loss = described.distillation(logits, signals, batch, temperature)
+    return task_loss + kd_weight * kd_loss, {f"loss_{task}": task_loss.item(), f"kd_{task}": kd_loss.item()}
+
+
+def _teacher_outputs(paths: list[Path], shards: Path, shards_id: str, student_backbone: str) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
+    """Each task's teacher outputs, checked against the shards before any training step, and their references."""
+    student_text = backbone_config(student_backbone)["text_cfg"]
+    found: dict[str, TeacherOutputs] = {}
+    references: list[InputRef] = []
+    for path in paths:
+        manifest = require_artifact(path, "teacher-outputs")
+        task = manifest.details["task"]
+        if task in found:
+            raise FamevilError(f"--teacher-outputs {path}: a second set for {task} (the first: {found[task].root}); give one per task")
+        made_from = next(ref for ref in manifest.inputs if ref.role == "shards")
+        if made_from.id != shards_id:
+            raise FamevilError(
+                f"--teacher-outputs {path}: was dumped from other shards ({made_from.path}, id {made_from.id[:19]}…) than --shards {shards}; "
+                f"rerun famevil dump --shards {shards}"
+            )
+        if (manifest.details["vocab_size"], manifest.details["context_length"]) != (student_text["vocab_size"], student_text.get("context_length", 77)):
+            raise FamevilError(f"--teacher-outputs {path}: its teacher ({manifest.details['teacher_backbone']}) tokenises text differently from the student ({student_backbone})")
+        outputs = TeacherOutputs(path)
+        _check_keys(outputs, shards, find_task(task).subset, path)
+        found[task] = outputs
+        references.append(InputRef(f"teacher-outputs:{task}", "teacher-outputs", manifest.content_id, str(path)))
+    missing = [task for task in TASK_NAMES if task not in found]
+    if missing:
+        raise FamevilError(
+            f"no --teacher-outputs for {', '.join(missing)}; dump a teacher of each task (famevil dump), "
+            "or pass --kd-weight 0 for the multi-task baseline without teachers"
+        )
+    return found, references
+
+
+def _check_keys(outputs: TeacherOutputs, shards: Path, subset: str, path: Path) -> None:
+    """The outputs hold exactly the training samples of the shards, shard by shard (read from the tar headers)."""
+    for shard in shard_paths(shards, f"{subset}/train"):
+        with tarfile.open(shard) as tar:
+            keys = list(dict.fromkeys(base_plus_ext(name)[0] for name in tar.getnames()))  # webdataset's own grouping
+        stored = outputs.keys_by_shard.get(shard.name.removesuffix(".tar"))
+        if stored != keys:
+            problem = "no outputs" if stored is None else f"{len(stored)} outputs for {len(keys)} samples" if len(stored) != len(keys) else "other sample keys"
+            raise FamevilError(f"--teacher-outputs {path}: {problem} for shard {shard.name}; rerun famevil dump on these shards")

@@ -1,0 +1,177 @@
+"""famevil dump and distill: stored teacher outputs rebuild the teacher's distributions; a student
+trains on all four tasks from them; bad teacher outputs are refused before any step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import read_manifest
+from data_specs.shards import shard_paths
+from famevil.data.loading import image_transform, shard_samples
+from famevil.data.teacher_outputs import TeacherOutputs, output_path, read_keys, write_outputs
+from famevil.model.backbone import tokenizer
+from famevil.model.checkpoint import load_checkpoint
+from famevil.model.distillation import tgir_teacher_logits, xmr_teacher_logits
+from famevil.model.objectives import caption_targets
+from famevil.model.tasks import TASK_NAMES, find_task
+from famevil.training.sampling import TaskSampler
+from stages.distill import distill
+from stages.dump import dump
+from stages.evaluate import evaluate
+from stages.teach import teach
+
+TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "eval_every": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_dumps(tiny_shards, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """Each task: a teacher trained for three updates, and its dumped outputs."""
+    root = tmp_path_factory.mktemp("teachers")
+    made = {}
+    for task in TASK_NAMES:
+        teacher, outputs = root / f"teacher-{task}", root / f"outputs-{task}"
+        teach(task, tiny_shards, teacher, overrides=TINY | {"max_steps": 3, "checkpoint_every": 3})
+        dump(teacher, tiny_shards, outputs, top_k=5, batch_size=16)
+        made[task] = (teacher, outputs)
+    return made
+
+
+def _first_batch(shards: Path, task_name: str, teacher) -> dict:
+    task = find_task(task_name)
+    samples = [s for _, s in zip(range(8), shard_samples(shard_paths(shards, f"{task.subset}/train")))]
+    transform = image_transform(teacher.backbone_config["vision_cfg"]["image_size"], train=False)
+    return task.batch(samples, transform, tokenizer(teacher.config.backbone))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_stored_outputs_rebuild_the_teachers_own_distributions(tiny_shards, tiny_dumps, task):
+    teacher_dir, outputs_dir = tiny_dumps[task]
+    teacher = load_checkpoint(teacher_dir).eval()
+    batch = _first_batch(tiny_shards, task, teacher)
+    own = teacher(task, batch)
+    stored = TeacherOutputs(outputs_dir)
+    signals = stored.gather(batch["keys"])
+    if task in ("xmr", "tgir"):
+        rebuilt = (xmr_teacher_logits if task == "xmr" else tgir_teacher_logits)(signals)
+        assert torch.allclose(F.softmax(rebuilt, -1), F.softmax(own, -1), atol=2e-3)
+        assert torch.allclose(F.softmax(rebuilt.T, -1), F.softmax(own.T, -1), atol=2e-3)
+    elif task == "scr":
+        assert torch.allclose(F.softmax(signals["logits"].float(), -1), F.softmax(own, -1), atol=2e-3)
+    else:
+        _, real, _ = caption_targets(batch["tokens"])
+        length = real.shape[1]
+        expected_logprobs, expected_ids = own.log_softmax(-1).topk(5, dim=-1)  # own: packed real positions
+        assert torch.equal(signals["ids"][:, :length][real].long(), expected_ids)
+        assert torch.allclose(signals["logprobs"][:, :length][real].float(), expected_logprobs, atol=2e-2)
+
+    manifest = read_manifest(outputs_dir)
+    assert manifest.kind == "teacher-outputs" and manifest.details["task"] == task
+    assert [ref.role for ref in manifest.inputs] == ["teacher", "shards"]
+    assert len(stored) == manifest.details["samples"] == sum(1 for _ in shard_samples(shard_paths(tiny_shards, f"{find_task(task).subset}/train")))
+    assert {p.name for p in (outputs_dir / "outputs").iterdir()} == {f"{p.stem}.safetensors" for p in shard_paths(tiny_shards, f"{find_task(task).subset}/train")}
+    assert manifest.details["bytes_per_sample"] < 10_000
+
+
+def test_a_dump_resumes_shard_by_shard(tiny_shards, tiny_dumps, tmp_path):
+    teacher, outputs = tiny_dumps["scr"]
+    partial = tmp_path / ".again.partial"
+    shutil.copytree(outputs, partial)
+    first = next(iter(sorted((partial / "outputs").iterdir())))
+    (partial / "outputs" / "stale-marker").write_text("")
+    (partial / "manifest.json").unlink()
+    for other in sorted((partial / "outputs").glob("*.safetensors"))[1:]:
+        other.unlink()
+    (partial / "outputs" / "stale-marker").unlink()
+    (partial / ".plan.json").write_text(json.dumps({"inputs": [ref.id for ref in read_manifest(outputs).inputs], "top_k": 5}))
+    result = dump(teacher, tiny_shards, tmp_path / "again", top_k=5, batch_size=16)
+    assert result.resumed_shards == 1 and first.name in {p.name for p in (tmp_path / "again" / "outputs").iterdir()}
+    assert read_manifest(tmp_path / "again").details["samples"] == read_manifest(outputs).details["samples"]
+
+
+def test_a_short_distillation_trains_all_four_tasks_from_one_checkpoint(tiny_shards, tiny_dumps, tmp_path):
+    out = tmp_path / "student"
+    outputs = [tiny_dumps[task][1] for task in TASK_NAMES]
+    result = distill(tiny_shards, out, outputs, overrides=TINY | {"max_steps": 32, "checkpoint_every": 32}, sampling="round-robin")
+
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    drawn = Counter(name.removeprefix("loss_") for line in lines for name in line if name.startswith("loss_"))
+    assert drawn == {task: 8 for task in TASK_NAMES}
+    for task in TASK_NAMES:
+        for part in ("loss", "kd"):
+            values = [line[f"{part}_{task}"] for line in lines if f"{part}_{task}" in line]
+            assert sum(values[-3:]) < sum(values[:3]), (part, task, values)
+    manifest = read_manifest(out)
+    assert manifest.kind == "student" and manifest.details["kd_weight"] == 1.0
+    assert [ref.role for ref in manifest.inputs] == ["base", "shards", *[f"teacher-outputs:{task}" for task in TASK_NAMES]]
+    assert set(result.validation) >= {find_task(task).metric for task in TASK_NAMES}
+
+    evaluation = evaluate(tmp_path / "eval", tiny_shards, model=out)
+    assert set(evaluation.metrics) == set(TASK_NAMES)
+
+
+def test_the_baseline_needs_no_teachers(tiny_shards, tmp_path):
+    result = distill(tiny_shards, tmp_path / "baseline", kd_weight=0, overrides=TINY | {"max_steps": 4, "checkpoint_every": 4})
+    lines = (tmp_path / "baseline" / "metrics.jsonl").read_text()
+    assert "kd_" not in lines and result.manifest.details["kd_weight"] == 0
+    assert [ref.role for ref in result.manifest.inputs] == ["base", "shards"]
+
+
+def test_bad_teacher_outputs_are_refused_before_any_step(tiny_shards, tiny_dumps, tmp_path):
+    outputs = {task: tiny_dumps[task][1] for task in TASK_NAMES}
+    run = lambda paths: distill(tiny_shards, tmp_path / "student", paths, overrides=TINY | {"max_steps": 1})
+
+    with pytest.raises(FamevilError, match="no --teacher-outputs for scr"):
+        run([outputs[t] for t in TASK_NAMES if t != "scr"])
+    with pytest.raises(FamevilError, match="a second set for xmr"):
+        run([*outputs.values(), outputs["xmr"]])
+
+    other_shards = tmp_path / "outputs-from-other-shards"
+    shutil.copytree(outputs["fic"], other_shards)
+    manifest = json.loads((other_shards / "manifest.json").read_text())
+    manifest["inputs"][1]["id"] = "sha256:" + "0" * 64
+    (other_shards / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FamevilError, match="dumped from other shards"):
+        run([outputs["xmr"], outputs["tgir"], outputs["scr"], other_shards])
+
+    missing_rows = tmp_path / "outputs-missing-rows"
+    shutil.copytree(outputs["scr"], missing_rows)
+    first = sorted((missing_rows / "outputs").glob("*.safetensors"))[0]
+    kept = TeacherOutputs(missing_rows)
+    keys = read_keys(first)[:-1]
+    write_outputs(first, keys, kept.gather(keys))
+    with pytest.raises(FamevilError, match=f"for shard {first.stem}.tar"):
+        run([outputs["xmr"], outputs["tgir"], missing_rows, outputs["fic"]])
+    with pytest.raises(FamevilError, match="teacher-outputs"):
+        run([*[outputs[t] for t in ("xmr", "tgir", "scr")], tiny_dumps["fic"][0]])  # a teacher, not its outputs
+    assert not (tmp_path / "student").exists() and not (tmp_path / ".student.partial").exists()
+
+
+def test_task_sampling_draws_the_intended_frequencies():
+    sizes = {"xmr": 3000, "tgir": 900, "scr": 3000, "fic": 3000}
+    draws = 40_000
+    for strategy, expected in (("size", {t: s / 9900 for t, s in sizes.items()}), ("uniform", {t: 0.25 for t in sizes})):
+        sampler = TaskSampler(sizes, strategy, seed=0)
+        counts = Counter(next(sampler) for _ in range(draws))
+        for task, probability in expected.items():
+            standard_error = (probability * (1 - probability) / draws) ** 0.5
+            assert abs(counts[task] / draws - probability) < 4 * standard_error, (strategy, task, counts)
+    round_robin = TaskSampler(sizes, "round-robin")
+    assert [next(round_robin) for _ in range(6)] == ["xmr", "tgir", "scr", "fic", "xmr", "tgir"]
+
+    sampler = TaskSampler(sizes, "size", seed=3)
+    for _ in range(17):
+        next(sampler)
+    restored = TaskSampler(sizes, "size", seed=99)
+    restored.load_state_dict(json.loads(json.dumps(sampler.state_dict())))  # as a checkpoint stores it
+    assert [next(restored) for _ in range(50)] == [next(sampler) for _ in range(50)]
+    with pytest.raises(FamevilError, match="--sampling"):
+        TaskSampler(sizes, "ias")
