@@ -20,6 +20,7 @@ import time
 import open_clip
 import torch
 import torch.nn.functional as F
+from timing import interleaved  # benchmarks/timing.py, beside this script
 
 from famevil.model.decoding import generate
 from famevil.model.fame_vil import FameVil, FameVilConfig
@@ -36,20 +37,6 @@ def _seconds(step, steps: int) -> float:
         step()
         times.append(time.perf_counter() - began)
     return statistics.median(times)
-
-
-def _interleaved(reference, step, steps: int) -> tuple[float, float]:
-    """Median seconds of `step` and its median ratio to `reference`, timed in alternation so that a
-    busy or throttled machine slows both alike."""
-    reference(), step()
-    pairs = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        reference()
-        middle = time.perf_counter()
-        step()
-        pairs.append((middle - began, time.perf_counter() - middle))
-    return statistics.median(b for _, b in pairs), statistics.median(b / a for a, b in pairs)
 
 
 def _training_step(model: torch.nn.Module, loss_of) -> callable:
@@ -86,7 +73,7 @@ def main() -> None:
         print(f"\n{name}: forward + backward, seconds per sample (and against plain open_clip, steps interleaved)")
         print(f"  {'open_clip contrastive':<28}{_seconds(plain_step, args.steps) / args.batch_size:9.4f}   1.00x")
         for label, task in (("FAME-ViL contrastive (xmr)", "xmr"), ("FAME-ViL fusion (scr)", "scr"), ("FAME-ViL generative (fic)", "fic")):
-            seconds, ratio = _interleaved(plain_step, _training_step(model, lambda task=task: model.loss(task, batch)), args.steps)
+            _, seconds, ratio = interleaved(plain_step, _training_step(model, lambda task=task: model.loss(task, batch)), args.steps)
             print(f"  {label:<28}{seconds / args.batch_size:9.4f}   {ratio:.2f}x")
 
         model.eval()

@@ -20,6 +20,7 @@ from stages import distill as distill_stage
 from stages import dump as dump_stage
 from stages import evaluate as evaluate_stage
 from stages import prepare as prepare_stage
+from stages import report as report_stage
 from stages import synth as synth_stage
 from stages import teach as teach_stage
 from stages.training import TrainingResult
@@ -275,7 +276,7 @@ def dump(
 ) -> None:
     result = _run(dump_stage.dump, teacher=teacher, shards=shards, out=out, top_k=top_k, batch_size=batch_size, overwrite=overwrite)
     resumed = f" ({result.resumed_shards} shards resumed)" if result.resumed_shards else ""
-    out_console.print(f"{result.out}: {result.task} teacher outputs for {result.samples} samples, {result.bytes_per_sample:,.0f} bytes per sample{resumed}")
+    out_console.print(f"{result.out}: {result.task} teacher outputs for {result.samples} samples, {result.bytes_per_sample:,.0f} bytes per sample{resumed}", soft_wrap=True)
 
 
 @app.command(help=inspect.cleandoc(distill_stage.distill.__doc__))
@@ -299,6 +300,27 @@ def distill(
         sampling=sampling, kd_weight=kd_weight, temperature=temperature, resume=resume, overwrite=overwrite,
     )
     _print_training(result)
+
+
+@app.command(help=inspect.cleandoc(report_stage.report.__doc__))
+def report(
+    teacher: Annotated[list[Path], typer.Option("--teacher", help="A teacher's evaluation directory (famevil evaluate); one per task.")],
+    student: Annotated[Path, typer.Option(help="The distilled student's evaluation directory.")],
+    baseline: Annotated[Path | None, typer.Option(help="The multi-task baseline's evaluation directory (distill --kd-weight 0).")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a README) instead.")] = False,
+) -> None:
+    result = _run(report_stage.report, teachers=teacher, student=student, baseline=baseline)
+
+    def cells(row: list) -> list[str]:  # the last column is a difference: signed
+        values = [f"{v:.2f}" if isinstance(v, float) else "" if v is None else str(v) for v in row]
+        return values[:-1] + [f"{row[-1]:+.2f}" if isinstance(row[-1], float) else values[-1]]
+
+    if markdown:
+        out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False)
+        for row in result.rows:
+            out_console.print("| " + " | ".join(cells(row)) + " |", highlight=False)
+        return
+    out_console.print(_table("teachers, student and baseline (percent; CIDEr x100)", ["metric", *result.columns], [cells(row) for row in result.rows]))
 
 
 @app.command("inspect")

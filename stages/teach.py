@@ -108,6 +108,7 @@ def build_model(model_config: FameVilConfig, base: str | None) -> FameVil:
     model = FameVil(model_config)
     if base is not None:
         load_base(model, base)
+    model.start_language_head_from_embeddings()
     return model
 
 

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
 from famevil.model.checkpoint import load_checkpoint
+from famevil.model.tasks import find_task
 from famevil.training.streams import TaskStream
 from stages.prepare import prepare
 from stages.teach import pretrain, teach
@@ -48,7 +49,8 @@ def test_each_task_trains_and_writes_exactly_its_files(tiny_shards, tmp_path, ta
     assert [(ref.role, ref.kind) for ref in manifest.inputs] == [("base", "random-weights"), ("shards", "shards")]
     assert manifest.inputs[1].id == read_manifest(tiny_shards).content_id
     assert manifest.details["steps"] == 14 and manifest.details["best_step"] == 14
-    assert result.validation and all(key.startswith(f"{task}.") for key in result.validation)
+    assert all(key.startswith(f"{task}.") for key in result.validation if key != "score")
+    assert result.validation["score"] == result.validation[find_task(task).metric]
     assert json.loads((out / "train_config.json").read_text())["max_steps"] == 14
     assert list(load_checkpoint(out).tsa) == [task]
 
@@ -145,3 +147,10 @@ def test_bad_input_is_refused_before_training(tiny_shards, tiny_raw, tmp_path, c
     result = cli(*teach_args, "--shards", tiny_shards, "--out", "/proc/famevil-teacher")
     assert result.exit_code == 1 and "cannot write there" in result.stderr
     assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(tiny_shards, tmp_path):
+    frozen = TINY | {"lr_backbone": 0.0, "lr_adapters": 0.0, "max_steps": 10, "eval_every": 1, "checkpoint_every": 10, "early_stopping": 2}
+    result = teach("xmr", tiny_shards, tmp_path / "teacher", overrides=frozen)
+    assert result.steps == 3 and result.best_step == 1  # validations at 2 and 3 gained nothing over 1
+    assert (tmp_path / "teacher" / "checkpoints" / "step-000003").is_dir()

@@ -276,6 +276,15 @@ class FameVil(nn.Module):
         """The task's training loss on a batch."""
         return find_task(task).objective(self(task, batch), batch)
 
+    @torch.no_grad()
+    def start_language_head_from_embeddings(self) -> None:
+        """Copy the backbone's token embedding into the captioning head (which stays untied): a caption
+        head that starts from the word vectors the text tower was trained with learns in far fewer
+        steps than one from noise. Call after loading the backbone's weights."""
+        if "fic" in self.heads:
+            self.heads["fic"].weight.copy_(self.backbone.token_embedding.weight)
+            self.heads["fic"].bias.zero_()
+
     def head(self, task: str) -> nn.Module:
         if task not in self.heads:
             raise FamevilError(f"this model has no {task!r} head (its heads: {', '.join(self.heads) or 'none'})")

@@ -1,0 +1,85 @@
+"""Benchmark: samples/s of whole training steps (forward, backward, AdamW update) of a teacher against
+plain open_clip's contrastive step, and of the distilling student against the teacher, on one batch.
+
+    python benchmarks/training_step.py --shards runs/demo/shards [--model famevil-small] [--batch-size 32] [--steps 5]
+
+The batch is real: the first training batch of each task from the shards, through the training
+transform. A teacher step is what `famevil teach` runs per update (the task's loss on a single-task
+model, AdamW over the backbone and the task's adapters and head). The plain step is open_clip's own
+CLIP loss on the same images and captions with AdamW over the same backbone. A distill step is what
+`famevil distill` runs (the multi-task student's task loss plus the distillation loss against
+teacher outputs read from a dump written here by the real `famevil dump` storage code). Steps are
+timed in alternation with their reference, so a busy machine slows both alike; medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from timing import interleaved  # benchmarks/timing.py, beside this script
+
+from famevil.data.loading import image_transform, training_batches
+from famevil.data.teacher_outputs import TeacherOutputs, write_outputs
+from famevil.model.backbone import tokenizer
+from famevil.model.fame_vil import FameVil, FameVilConfig
+from famevil.model.objectives import symmetric_info_nce
+from famevil.model.tasks import TASK_NAMES, find_task
+from stages.distill import distillation_loss
+
+
+def _update(model: torch.nn.Module, loss_of) -> callable:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_of().backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards", type=Path, required=True)
+    parser.add_argument("--model", default="famevil-small")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    tokenize = tokenizer(args.model)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch {args.batch_size}, random weights")
+    student = FameVil(FameVilConfig(args.model, TASK_NAMES, num_classes=30)).train()
+    size = student.backbone_config["vision_cfg"]["image_size"]
+    print(f"{'task':<6}{'open_clip':>12}{'teacher':>12}{'teacher/open_clip':>19}{'distill':>12}{'distill/teacher':>17}   (samples/s)")
+    for name in TASK_NAMES:
+        task = find_task(name)
+        batch = next(iter(training_batches(args.shards, task, args.batch_size, image_transform(size, train=True), tokenize, 0, 0, 1)))
+        teacher = FameVil(FameVilConfig(args.model, (name,), num_classes=30)).train()
+        clip = teacher.backbone
+
+        def plain_loss():  # TGIR's batch: the reference images and the modification captions
+            image = F.normalize(clip.encode_image(batch["images"]), dim=-1)
+            text = F.normalize(clip.encode_text(batch["tokens"]), dim=-1)
+            return symmetric_info_nce(clip.logit_scale.exp() * image @ text.T)
+
+        with tempfile.TemporaryDirectory() as dump, torch.no_grad():
+            (Path(dump) / "outputs").mkdir()
+            write_outputs(Path(dump) / "outputs" / "shard-000000.safetensors", batch["keys"], task.signals(teacher.eval(), batch, 8))
+            outputs = {name: TeacherOutputs(Path(dump))}
+        teacher.train()
+        plain_step = _update(clip, plain_loss)
+        teacher_step = _update(teacher, lambda: teacher.loss(name, batch))
+        distill_step = _update(student, lambda: distillation_loss(outputs, 1.0, 1.0, student, name, batch)[0])
+        plain_s, teacher_s, teacher_ratio = interleaved(plain_step, teacher_step, args.steps)
+        _, distill_s, distill_ratio = interleaved(teacher_step, distill_step, args.steps)
+        n = args.batch_size
+        print(f"{name:<6}{n / plain_s:12.1f}{n / teacher_s:12.1f}{1 / teacher_ratio:18.2f}x{n / distill_s:12.1f}{1 / distill_ratio:16.2f}x")
+    print("ratios are of samples/s: below 1 means slower than the reference")
+
+
+if __name__ == "__main__":
+    main()
