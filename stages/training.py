@@ -146,10 +146,10 @@ def fit(job: Job, build_model: Callable[[], FameVil], streams: dict[str, TaskStr
         replicas = gather_object([_weights_digest(accelerator.unwrap_model(model))])
 
         if main:
-            if validate is None or state.best_step == 0:  # nothing validated: the last weights are the result
+            if state.best_step == 0:  # nothing validated: the last weights are the result
                 save_weights(accelerator.unwrap_model(model), workdir)
             details = job.details | {
-                "steps": state.step, "best_step": state.best_step, "validation": state.best_validation if validate else {},
+                "steps": state.step, "best_step": state.best_step, "validation": state.best_validation,
                 "processes": accelerator.num_processes, "seed": config.seed, "train_seconds": round(state.seconds, 1),
                 "replica_digests": replicas,  # one per process: equal unless the replicas drifted apart
             }
@@ -240,7 +240,7 @@ def _train(job: Job, accelerator: Accelerator, model, optimizer, scheduler, stat
                 advance(1, **shown, lr=f"{record.get('lr_adapters', record.get('lr_backbone')):.2e}")
 
                 last = state.step == config.max_steps
-                if validate is not None and (last or (config.eval_every and state.step % config.eval_every == 0)):
+                if validate is not None and config.eval_every and (last or state.step % config.eval_every == 0):
                     _validate(job, accelerator, model, state, validate, log, workdir)
                     last = last or accelerator.check_trigger()  # early stopping, decided on the main process
                 if last or state.step % config.checkpoint_every == 0:

@@ -100,7 +100,7 @@ def test_a_dump_resumes_shard_by_shard(tiny_shards, tiny_dumps, tmp_path):
 def test_a_short_distillation_trains_all_four_tasks_from_one_checkpoint(tiny_shards, tiny_dumps, tmp_path):
     out = tmp_path / "student"
     outputs = [tiny_dumps[task][1] for task in TASK_NAMES]
-    result = distill(tiny_shards, out, outputs, overrides=TINY | {"max_steps": 32, "checkpoint_every": 32}, sampling="round-robin")
+    result = distill(tiny_shards, out, outputs, overrides=TINY | {"max_steps": 32, "eval_every": 32, "checkpoint_every": 32}, sampling="round-robin")
 
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     drawn = Counter(name.removeprefix("loss_") for line in lines for name in line if name.startswith("loss_"))

@@ -26,7 +26,7 @@ def test_the_paper_script_runs_every_stage_with_its_flags(tiny_raw, tiny_shards,
     preset = tmp_path / "tiny.json"
     preset.write_text(json.dumps(TINY_PRESET))
     environment = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1", "COLUMNS": "200",
         "FASHIONGEN": str(tiny_raw / "fashiongen"), "FASHIONIQ": str(tiny_raw / "fashioniq"), "GPUS": "2", "BASE": str(base),
         "TEACHER_PRESET": str(preset), "STUDENT_PRESET": str(preset), "TGIR_STEPS": "2",
     }

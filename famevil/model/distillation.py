@@ -43,13 +43,17 @@ def scr_signals(model: FameVil, batch: Batch, top_k: int) -> Signals:
 
 
 def fic_signals(model: FameVil, batch: Batch, top_k: int) -> Signals:
-    """Top-k log-probabilities and ids at every input position, padded to the tokenizer's context
-    (padding positions are never read: the student's own tokens say which positions are real)."""
-    inputs = batch["tokens"][:, :-1]
-    logprobs, ids = model.caption_logits(batch["images"], inputs).log_softmax(dim=-1).topk(top_k, dim=-1)
+    """Top-k log-probabilities and ids at each position whose next token is real, in rows padded to
+    the tokenizer's context (other positions stay zero and are never read: the student's own tokens
+    say which positions are real)."""
+    inputs, real, _ = caption_targets(batch["tokens"])
+    logprobs, ids = model.caption_logits(batch["images"], inputs, where=real).log_softmax(dim=-1).topk(top_k, dim=-1)
     positions = model.backbone.context_length - 1
-    pad = (0, 0, 0, positions - inputs.shape[1])
-    return {"logprobs": F.pad(logprobs, pad).half(), "ids": F.pad(ids, pad).int()}
+    stored_logprobs = torch.zeros(len(inputs), positions, top_k, dtype=torch.half, device=inputs.device)
+    stored_ids = torch.zeros(len(inputs), positions, top_k, dtype=torch.int32, device=inputs.device)
+    stored_logprobs[:, : inputs.shape[1]][real] = logprobs.half()
+    stored_ids[:, : inputs.shape[1]][real] = ids.int()
+    return {"logprobs": stored_logprobs, "ids": stored_ids}
 
 
 def xmr_teacher_logits(signals: Signals) -> torch.Tensor:

@@ -33,7 +33,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     mixed_precision: str = "no"  # "no" or "bf16" (GPUs)
     batches_per_epoch: int = 100  # per process: the data stream is endless, epochs are for reshuffling and resume
-    eval_every: int = 100  # updates between validations; 0 validates once, at the end
+    eval_every: int = 100  # updates between validations, and one at the end; 0: none, the last weights are kept
     checkpoint_every: int = 100  # updates between resumable states (checkpoints/step-N); the last step always saves one
     keep_checkpoints: int = 2  # resumable states kept (the newest); the best weights are kept apart
     early_stopping: int = 0  # validations without improvement before stopping; 0 never stops
