@@ -230,7 +230,8 @@ def _print_training(result: TrainingResult) -> None:
     if result.manifest is None:  # processes other than the main one stay quiet
         return
     resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
-    out_console.print(f"{result.out}: {result.manifest.kind}, {result.steps} updates in {result.seconds:.0f} s{resumed}; best weights from step {result.best_step}", soft_wrap=True)
+    kept = f"the best weights, from step {result.best_step}" if result.best_step else "the last weights (no validation)"
+    out_console.print(f"{result.out}: {result.manifest.kind}, {result.steps} updates in {result.seconds:.0f} s{resumed}; kept {kept}", soft_wrap=True)
     if result.validation:
         out_console.print(_table("validation of the best weights", ["metric", "value"], [[name, value] for name, value in result.validation.items()]))
 

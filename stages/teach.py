@@ -75,7 +75,7 @@ def pretrain(shards: Path, out: Path, preset: str = "demo-base", overrides: dict
     zero adapters computes exactly what open_clip computes). Real CLIP weights come from 400M+ web
     image-text pairs; this base has seen only the demo's training split, for a few minutes.
 
-    Example (about two minutes on a laptop CPU):
+    Example (about a minute and a half on a laptop CPU):
 
         famevil pretrain --shards runs/demo/shards --out runs/demo/base
     """
