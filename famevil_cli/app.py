@@ -317,9 +317,9 @@ def report(
         return values[:-1] + [f"{row[-1]:+.2f}" if isinstance(row[-1], float) else values[-1]]
 
     if markdown:
-        out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False)
+        out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False, soft_wrap=True)
         for row in result.rows:
-            out_console.print("| " + " | ".join(cells(row)) + " |", highlight=False)
+            out_console.print("| " + " | ".join(cells(row)) + " |", highlight=False, soft_wrap=True)
         return
     out_console.print(_table("teachers, student and baseline (percent; CIDEr x100)", ["metric", *result.columns], [cells(row) for row in result.rows]))
 
