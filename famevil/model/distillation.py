@@ -95,5 +95,6 @@ def fic_distillation(student_logits: torch.Tensor, signals: Signals, batch: Batc
     length = inputs.shape[1]
     ids = signals["ids"][:, :length][real].long()
     teacher = F.softmax(signals["logprobs"][:, :length][real].float() / temperature, dim=-1)
-    student = F.log_softmax(student_logits / temperature, dim=-1).gather(1, ids)
+    # The student's FIC logits are log-probabilities already; at temperature 1 they need no second softmax.
+    student = (student_logits if temperature == 1 else F.log_softmax(student_logits / temperature, dim=-1)).gather(1, ids)
     return (teacher * (teacher.clamp_min(1e-12).log() - student)).sum(dim=-1).mean() * temperature**2

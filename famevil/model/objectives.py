@@ -70,10 +70,12 @@ def scr_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 def fic_logits(model: FameVil, batch: Batch) -> torch.Tensor:
-    """Teacher-forced next-token logits at the positions whose next token is real, packed (N, vocabulary)."""
+    """Teacher-forced next-token log-probabilities at the positions whose next token is real, packed
+    (N, vocabulary). Normalised once here, since the cross-entropy and the distillation term both
+    read them and the vocabulary-wide softmax is the costliest step of a small model."""
     inputs, real, _ = caption_targets(batch["tokens"])
-    return model.caption_logits(batch["images"], inputs, where=real)
+    return F.log_softmax(model.caption_logits(batch["images"], inputs, where=real), dim=-1)
 
 
-def fic_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    return F.cross_entropy(logits, caption_targets(batch["tokens"])[2])
+def fic_loss(log_probs: torch.Tensor, batch: Batch) -> torch.Tensor:
+    return F.nll_loss(log_probs, caption_targets(batch["tokens"])[2])
