@@ -29,8 +29,9 @@ class DumpResult:
 
 
 def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int = 64, overwrite: bool = False) -> DumpResult:
-    """Run a teacher once over its task's training shards and store, by sample key, what distillation
-    needs to rebuild the teacher's distributions for any batch: image and text embeddings (XMR),
+    """Run a teacher once over its task's training shards and store its outputs by sample key, for distillation.
+
+    Stored is what rebuilds the teacher's distributions for any batch: image and text embeddings (XMR),
     composed-query and target embeddings (TGIR), each with the teacher's temperature; class logits
     (SCR); the top-k next-token log-probabilities and ids at every caption position (FIC, --top-k).
     Half precision; images through the evaluation transform (the teacher's view of the clean image).

@@ -67,9 +67,10 @@ def teach(
 
 
 def pretrain(shards: Path, out: Path, preset: str = "demo-base", overrides: dict[str, Any] | None = None, resume: str | None = None, overwrite: bool = False) -> TrainingResult:
-    """Pre-train a CLIP backbone contrastively from scratch on the shards' training images and
-    descriptions: the synthetic demo's stand-in for open_clip's pretrained weights, which teach and
-    distill then take as --base.
+    """Pre-train a CLIP backbone from scratch on the shards: the synthetic demo's stand-in for CLIP weights.
+
+    Contrastive training on the shards' training images and descriptions; teach and distill then
+    take the result as --base, as they would take open_clip's pretrained weights.
 
     It is the XMR objective with the adapters held at zero, which is plain CLIP training (FAME-ViL with
     zero adapters computes exactly what open_clip computes). Real CLIP weights come from 400M+ web
