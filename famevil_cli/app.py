@@ -218,6 +218,7 @@ def _print_comparison(runs: list[Path]) -> None:
 ShardsOption = Annotated[Path, typer.Option(help="A shards artifact (famevil prepare).")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a training option: NAME=VALUE (repeatable), e.g. --set batch_size=16.")]
 MaxStepsOption = Annotated[int | None, typer.Option(help="Optimiser updates (overrides the preset's max_steps).", min=1)]
+BaseOption = Annotated[str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")]
 ResumeOption = Annotated[str | None, typer.Option(help="'auto' continues OUT's interrupted run; or a checkpoints/step-N folder to start from.")]
 
 
@@ -241,7 +242,7 @@ def teach(
     task: Annotated[str, typer.Option(help="xmr, tgir, scr or fic (or an alias: retrieval, fashioniq, classification, captioning).")],
     shards: ShardsOption,
     out: OutOption,
-    base: Annotated[str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")] = None,
+    base: BaseOption = None,
     preset: Annotated[str, typer.Option(help="Training options: paper, demo-cpu, or a .json file.")] = "demo-cpu",
     set_: SetOption = None,
     max_steps: MaxStepsOption = None,
@@ -285,7 +286,7 @@ def distill(
     shards: ShardsOption,
     out: OutOption,
     teacher_outputs: Annotated[list[Path] | None, typer.Option("--teacher-outputs", help="A famevil dump directory; one per task (repeat the option).")] = None,
-    base: Annotated[str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")] = None,
+    base: BaseOption = None,
     preset: Annotated[str, typer.Option(help="Training options: paper, demo-cpu, or a .json file.")] = "demo-cpu",
     set_: SetOption = None,
     max_steps: MaxStepsOption = None,

@@ -61,7 +61,8 @@ def distill(
     teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
     num_classes, vocabularies = subcategory_labels(shards)
     model_config = FameVilConfig(config.model, TASK_NAMES, config.tsa_bottleneck, config.xaa_bottleneck, num_classes=num_classes, vocabularies=vocabularies)
-    sizes = {task.name: read_sizes(shards)["subsets"][f"{task.subset}/train"]["samples"] for task in tasks}
+    subsets = read_sizes(shards)["subsets"]
+    sizes = {task.name: subsets[f"{task.subset}/train"]["samples"] for task in tasks}
     sampler = TaskSampler(sizes, sampling, seed=config.seed)
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     inputs += teacher_refs

@@ -46,7 +46,8 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     shards_manifest = require_artifact(shards, "shards")
     task = find_task(teacher_manifest.details["task"])
     subset = f"{task.subset}/train"
-    if subset not in read_sizes(shards)["subsets"]:
+    subsets = read_sizes(shards)["subsets"]
+    if subset not in subsets:
         raise FamevilError(f"{shards}: has no {subset!r} subset, which the {task.name} teacher is dumped on; prepare it with famevil prepare")
     if top_k < 1:
         raise FamevilError(f"--top-k {top_k}: must be at least 1")
@@ -60,7 +61,7 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     resumed_shards = 0
     with staging(out, plan) as stage, torch.no_grad():
         (stage.partial / OUTPUTS_DIR).mkdir(exist_ok=True)
-        with progress_bar(f"dump {task.name}", read_sizes(shards)["subsets"][subset]["samples"], unit="samples") as advance:
+        with progress_bar(f"dump {task.name}", subsets[subset]["samples"], unit="samples") as advance:
             for shard in files:
                 destination = output_path(stage.partial, shard)
                 if destination.is_file():

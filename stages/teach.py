@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,14 +57,7 @@ def teach(
         "teacher", out, config, inputs, {"task": chosen.name}, resume, overwrite,
         title=f"teach {chosen.name}",
     )
-    return fit(
-        job,
-        partial(build_model, model_config, base),
-        {chosen.name: task_stream(shards, chosen, config)},
-        TaskSampler({chosen.name: 1}, seed=config.seed),
-        task_loss,
-        partial(validation, shards, [chosen.name], config),
-    )
+    return _fit_one_task(job, partial(build_model, model_config, base), chosen, shards, config)
 
 
 def pretrain(shards: Path, out: Path, preset: str = "demo-base", overrides: dict[str, Any] | None = None, resume: str | None = None, overwrite: bool = False) -> TrainingResult:
@@ -88,13 +82,13 @@ def pretrain(shards: Path, out: Path, preset: str = "demo-base", overrides: dict
         "base", out, config, [InputRef("shards", "shards", shards_manifest.content_id, str(shards))], {"task": xmr.name, "adapters": "frozen at zero"},
         resume, overwrite, title="pretrain",
     )
+    return _fit_one_task(job, partial(_backbone_only, model_config), xmr, shards, config)
+
+
+def _fit_one_task(job: Job, build: Callable[[], FameVil], task: Task, shards: Path, config: TrainConfig) -> TrainingResult:
     return fit(
-        job,
-        partial(_backbone_only, model_config),
-        {xmr.name: task_stream(shards, xmr, config)},
-        TaskSampler({xmr.name: 1}, seed=config.seed),
-        task_loss,
-        partial(validation, shards, [xmr.name], config),
+        job, build, {task.name: task_stream(shards, task, config)}, TaskSampler({task.name: 1}, seed=config.seed),
+        task_loss, partial(validation, shards, [task.name], config),
     )
 
 

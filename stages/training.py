@@ -101,7 +101,7 @@ class TrainingResult:
     resumed_from: int  # the step a resumed run started at; 0 for a fresh one
 
 
-def fit(job: Job, build_model: Callable[[], FameVil], streams: dict[str, TaskStream], sampler: TaskSampler, loss_function: LossFunction, validate: Validation | None) -> TrainingResult:
+def fit(job: Job, build_model: Callable[[], FameVil], streams: dict[str, TaskStream], sampler: TaskSampler, loss_function: LossFunction, validate: Validation) -> TrainingResult:
     """Train build_model()'s trainable parameters for job.config.max_steps updates and publish job.out."""
     config = job.config
     accelerator = Accelerator(
@@ -202,7 +202,7 @@ def _truncate_log(log: Path, step: int) -> None:
         log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def _train(job: Job, accelerator: Accelerator, model, optimizer, scheduler, state: RunState, loss_function: LossFunction, validate: Validation | None, workdir: Path) -> None:
+def _train(job: Job, accelerator: Accelerator, model, optimizer, scheduler, state: RunState, loss_function: LossFunction, validate: Validation, workdir: Path) -> None:
     config = job.config
     main = accelerator.is_main_process
     samples_per_update = config.batch_size * config.gradient_accumulation * accelerator.num_processes
@@ -240,7 +240,7 @@ def _train(job: Job, accelerator: Accelerator, model, optimizer, scheduler, stat
                 advance(1, **shown, lr=f"{record.get('lr_adapters', record.get('lr_backbone')):.2e}")
 
                 last = state.step == config.max_steps
-                if validate is not None and config.eval_every and (last or state.step % config.eval_every == 0):
+                if config.eval_every and (last or state.step % config.eval_every == 0):
                     _validate(job, accelerator, model, state, validate, log, workdir)
                     last = last or accelerator.check_trigger()  # early stopping, decided on the main process
                 if last or state.step % config.checkpoint_every == 0:
