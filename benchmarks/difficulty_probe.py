@@ -145,8 +145,10 @@ def main() -> None:
     val_images, val_records = load(args.shards, "fashiongen/val", ("jpg",))
     triplet_images, triplets = load(args.shards, "fashioniq/val", ("reference.jpg",))
     gallery_images, gallery = load(args.shards, "fashioniq/gallery-val", ("jpg",))
-    print(f"loaded {len(train_records)} train, {len(val_records)} val, {len(triplets)} triplets, "
-          f"{len(gallery)} gallery images in {time.perf_counter() - started:.0f} s")
+    print(
+        f"loaded {len(train_records)} train, {len(val_records)} val, {len(triplets)} triplets, "
+        f"{len(gallery)} gallery images in {time.perf_counter() - started:.0f} s"
+    )
 
     tokenize = open_clip.get_tokenizer("ViT-B-32")  # the bundled BPE vocabulary: nothing downloads
     model = build_model(args.image_size)

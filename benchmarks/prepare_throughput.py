@@ -12,6 +12,7 @@ and the peak memory (PSS) of prepare's whole process tree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import threading
@@ -55,10 +56,8 @@ class PeakMemory:
             main = me.memory_full_info().pss
             children = 0
             for child in me.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):  # a child may exit between listing and reading
                     children += child.memory_full_info().pss
-                except psutil.NoSuchProcess:
-                    pass
             self.peak_main, self.peak_total = max(self.peak_main, main), max(self.peak_total, main + children)
             time.sleep(0.02)
 

@@ -48,8 +48,10 @@ def main() -> None:
     i2t, _ = gallery_ranks(images, texts, products, products)
     t2i, _ = gallery_ranks(texts, images, products, products)
     seconds = time.perf_counter() - began
-    print(f"blocked, {args.images} x {args.images}, both directions: {seconds:.1f} s, peak RSS {_peak_rss_mib():.0f} MiB "
-          f"(embeddings and interpreter before it: {baseline:.0f} MiB); I2T R@1/5/10 {list(recall(i2t).values())}")
+    print(
+        f"blocked, {args.images} x {args.images}, both directions: {seconds:.1f} s, peak RSS {_peak_rss_mib():.0f} MiB "
+        f"(embeddings and interpreter before it: {baseline:.0f} MiB); I2T R@1/5/10 {list(recall(i2t).values())}"
+    )
 
     small_images, small_texts, small_products = images[: args.dense_size], texts[: args.dense_size], products[: args.dense_size]
     blocked, _ = gallery_ranks(small_images, small_texts, small_products, small_products)
@@ -57,8 +59,10 @@ def main() -> None:
     scores = small_images @ small_texts.T
     dense = ranks_from_scores(scores, small_products[:, None] == small_products[None, :])
     dense_seconds = time.perf_counter() - began
-    print(f"dense, {args.dense_size} x {args.dense_size}, one direction: {dense_seconds:.2f} s, peak RSS {_peak_rss_mib():.0f} MiB; "
-          f"same ranks as blocked: {torch.equal(dense, blocked)}")
+    print(
+        f"dense, {args.dense_size} x {args.dense_size}, one direction: {dense_seconds:.2f} s, peak RSS {_peak_rss_mib():.0f} MiB; "
+        f"same ranks as blocked: {torch.equal(dense, blocked)}"
+    )
     scale = (args.images / args.dense_size) ** 2
     print(f"a dense {args.images} x {args.images} matrix alone would need {scale * scores.numel() * 4 / 2**30:.1f} GiB per direction")
 

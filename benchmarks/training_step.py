@@ -24,10 +24,11 @@ from timing import interleaved  # benchmarks/timing.py, beside this script
 
 from famevil.data.loading import image_transform, training_batches
 from famevil.data.teacher_outputs import TeacherOutputs, write_outputs
+from famevil.losses import symmetric_info_nce
 from famevil.model.backbone import tokenizer
-from famevil.model.fame_vil import FameVil, FameVilConfig
-from famevil.model.objectives import symmetric_info_nce
-from famevil.model.tasks import TASK_NAMES, find_task
+from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
+from famevil.tasks import TASKS, task_names
+from famevil.tasks.base import Task
 from stages.distill import distillation_loss
 
 
@@ -42,6 +43,39 @@ def _update(model: torch.nn.Module, loss_of) -> callable:
     return step
 
 
+def _time_task(task: Task, student: MultiTaskModel, args: argparse.Namespace) -> None:
+    """One row: the task's teacher step against open_clip's, and the distillation step against the teacher's."""
+    name = task.name
+    classes = student.config.vocabularies
+    size = student.backbone_config["vision_cfg"]["image_size"]
+    tokenize = tokenizer(args.model)
+    batch = next(iter(training_batches(args.shards, task.train_subset(), task.batch, args.batch_size, image_transform(size, train=True), tokenize, 0, 0, 1)))
+    teacher = MultiTaskModel(ModelConfig(args.model, (name,), vocabularies=classes)).train()
+    clip = teacher.backbone
+
+    # open_clip's text tower takes its whole context (77 positions); famevil's batches are cut
+    # after their longest text, which changes no output (tests/test_model.py) but saves work.
+    full_tokens = F.pad(batch["tokens"], (0, clip.context_length - batch["tokens"].shape[1]))
+
+    def plain_loss():  # TGIR's batch: the reference images and the modification captions
+        image = F.normalize(clip.encode_image(batch["images"]), dim=-1)
+        text = F.normalize(clip.encode_text(full_tokens), dim=-1)
+        return symmetric_info_nce(clip.logit_scale.exp() * image @ text.T)
+
+    with tempfile.TemporaryDirectory() as dump, torch.no_grad():
+        (Path(dump) / "outputs").mkdir()
+        write_outputs(Path(dump) / "outputs" / "shard-000000.safetensors", batch["keys"], task.signals(teacher.eval(), teacher.head(name), batch, 8))
+        outputs = {name: TeacherOutputs(Path(dump))}
+    teacher.train()
+    plain_step = _update(clip, plain_loss)
+    teacher_step = _update(teacher, lambda: task_loss(teacher, name, batch)[0])
+    distill_step = _update(student, lambda: distillation_loss(outputs, 1.0, 1.0, student, name, batch)[0])
+    plain_s, teacher_s, teacher_ratio = interleaved(plain_step, teacher_step, args.steps)
+    teacher_again_s, distill_s, distill_ratio = interleaved(teacher_step, distill_step, args.steps)
+    n = args.batch_size
+    print(f"{name:<6}{n / plain_s:10.1f}{n / teacher_s:10.1f}{teacher_ratio:10.2f}x   |{n / teacher_again_s:10.1f}{n / distill_s:10.1f}{distill_ratio:10.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards", type=Path, required=True)
@@ -50,39 +84,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
-    tokenize = tokenizer(args.model)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch {args.batch_size}, random weights")
-    student = FameVil(FameVilConfig(args.model, TASK_NAMES, num_classes=30)).train()
-    size = student.backbone_config["vision_cfg"]["image_size"]
+    classes = {"subcategory": [f"class {i}" for i in range(30)]}
+    student = MultiTaskModel(ModelConfig(args.model, task_names(), vocabularies=classes)).train()
     print(f"{'':<6}{'samples/s':>20}{'time':>11}    |{'samples/s':>20}{'time':>11}")
     print(f"{'task':<6}{'open_clip':>10}{'teacher':>10}{'ratio':>11}    |{'teacher':>10}{'distill':>10}{'ratio':>11}")
-    for name in TASK_NAMES:
-        task = find_task(name)
-        batch = next(iter(training_batches(args.shards, task, args.batch_size, image_transform(size, train=True), tokenize, 0, 0, 1)))
-        teacher = FameVil(FameVilConfig(args.model, (name,), num_classes=30)).train()
-        clip = teacher.backbone
-
-        # open_clip's text tower takes its whole context (77 positions); famevil's batches are cut
-        # after their longest text, which changes no output (tests/test_model.py) but saves work.
-        full_tokens = F.pad(batch["tokens"], (0, clip.context_length - batch["tokens"].shape[1]))
-
-        def plain_loss():  # TGIR's batch: the reference images and the modification captions
-            image = F.normalize(clip.encode_image(batch["images"]), dim=-1)
-            text = F.normalize(clip.encode_text(full_tokens), dim=-1)
-            return symmetric_info_nce(clip.logit_scale.exp() * image @ text.T)
-
-        with tempfile.TemporaryDirectory() as dump, torch.no_grad():
-            (Path(dump) / "outputs").mkdir()
-            write_outputs(Path(dump) / "outputs" / "shard-000000.safetensors", batch["keys"], task.signals(teacher.eval(), batch, 8))
-            outputs = {name: TeacherOutputs(Path(dump))}
-        teacher.train()
-        plain_step = _update(clip, plain_loss)
-        teacher_step = _update(teacher, lambda: teacher.loss(name, batch))
-        distill_step = _update(student, lambda: distillation_loss(outputs, 1.0, 1.0, student, name, batch)[0])
-        plain_s, teacher_s, teacher_ratio = interleaved(plain_step, teacher_step, args.steps)
-        teacher_again_s, distill_s, distill_ratio = interleaved(teacher_step, distill_step, args.steps)
-        n = args.batch_size
-        print(f"{name:<6}{n / plain_s:10.1f}{n / teacher_s:10.1f}{teacher_ratio:10.2f}x   |{n / teacher_again_s:10.1f}{n / distill_s:10.1f}{distill_ratio:10.2f}x")
+    for task in TASKS.values():
+        _time_task(task, student, args)
     print("samples/s from each pair's own alternating run; time ratios: above 1 means slower than the reference")
 
 

@@ -138,9 +138,7 @@ def read_manifest(root: Path) -> Manifest:
     if not root.is_dir():
         raise FamevilError(f"{root}: no such directory")
     if not path.is_file():
-        raise FamevilError(
-            f"{root}: not a famevil artifact (no {MANIFEST_FILE}); it may be incomplete or made by something else"
-        )
+        raise FamevilError(f"{root}: not a famevil artifact (no {MANIFEST_FILE}); it may be incomplete or made by something else")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         inputs = tuple(InputRef(**item) for item in raw.pop("inputs", []))
@@ -164,12 +162,8 @@ def require_artifact(root: Path, kind: str | None = None) -> Manifest:
     expected = artifact_kind(kind or manifest.kind)
     rebuild = f"rebuild it with: {expected.made_by}"
     if manifest.kind != expected.name:
-        raise FamevilError(
-            f"{root}: is a {manifest.kind!r} artifact, expected {kind!r} ({expected.description}); {rebuild}"
-        )
+        raise FamevilError(f"{root}: is a {manifest.kind!r} artifact, expected {kind!r} ({expected.description}); {rebuild}")
     if manifest.schema_version not in expected.readable_versions:
         readable = ", ".join(map(str, expected.readable_versions))
-        raise FamevilError(
-            f"{root}: {expected.name!r} schema version {manifest.schema_version} is not one this famevil reads ({readable}); {rebuild}"
-        )
+        raise FamevilError(f"{root}: {expected.name!r} schema version {manifest.schema_version} is not one this famevil reads ({readable}); {rebuild}")
     return manifest

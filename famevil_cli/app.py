@@ -14,8 +14,9 @@ from rich.table import Table
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import famevil_version, require_artifact
-from famevil.training.config import parse_overrides
-from famevil.model.params import FASHIONGEN_SUBCATEGORIES, count_parameters
+from famevil.params import FASHIONGEN_SUBCATEGORIES, count_parameters
+from famevil.tasks import TASKS, task_names
+from famevil.training.config import PRESET_NAMES, parse_overrides
 from stages import distill as distill_stage
 from stages import dump as dump_stage
 from stages import evaluate as evaluate_stage
@@ -92,7 +93,9 @@ def synth(
     overwrite: OverwriteOption = False,
 ) -> None:
     err_console.print(f"synth: preset {preset}, seed {seed}")
-    result = _run(synth_stage.synth, out=out, preset=preset, seed=seed, image_size=image_size, workers=workers, contact_sheet=contact_sheet, overwrite=overwrite)
+    result = _run(
+        synth_stage.synth, out=out, preset=preset, seed=seed, image_size=image_size, workers=workers, contact_sheet=contact_sheet, overwrite=overwrite
+    )
     fashiongen, fashioniq = result.sizes["fashiongen"], result.sizes["fashioniq"]
     out_console.print(
         _table(
@@ -103,7 +106,11 @@ def synth(
         )
     )
     out_console.print(
-        _table("chance level on the evaluation splits (percent)", ["task", "metric", "chance"], [[task, metric, value] for task, values in result.chance.items() for metric, value in values.items()])
+        _table(
+            "chance level on the evaluation splits (percent)",
+            ["task", "metric", "chance"],
+            [[task, metric, value] for task, values in result.chance.items() for metric, value in values.items()],
+        )
     )
     if result.contact_sheet:
         out_console.print(f"contact sheet: {result.contact_sheet}")
@@ -131,7 +138,8 @@ def prepare(
     for subset, skipped in result.sizes["skipped"].items():
         examples = ", ".join(skipped.get("examples", []))
         out_console.print(
-            f"[yellow]skipped[/] {skipped['samples']} samples of {subset}: {skipped['missing_images']} images missing" + (f" (e.g. {examples})" if examples else ""),
+            f"[yellow]skipped[/] {skipped['samples']} samples of {subset}: {skipped['missing_images']} images missing"
+            + (f" (e.g. {examples})" if examples else ""),
             soft_wrap=True,
         )
     for name, vocab in result.sizes.get("vocab", {}).items():
@@ -177,9 +185,11 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Directory to write; it appears only when complete.")] = None,
     shards: Annotated[Path | None, typer.Option(help="A shards artifact (famevil prepare).")] = None,
     model: Annotated[Path | None, typer.Option(help="A famevil checkpoint directory.")] = None,
-    base: Annotated[str | None, typer.Option(help="Instead of --model: open_clip NAME:TAG, a local checkpoint file, or a config name (random weights).")] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Instead of --model: open_clip NAME:TAG, a local checkpoint file, or a config name (random weights).")
+    ] = None,
     arch: Annotated[str, typer.Option(help="The architecture of a local --base checkpoint file.")] = "ViT-B-16",
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks (default: all the model has): xmr,tgir,scr,fic.")] = None,
+    tasks: Annotated[str | None, typer.Option(help=f"Comma-separated tasks (default: all the model has): {','.join(task_names())}.")] = None,
     split: Annotated[str, typer.Option(help="The shards' split to evaluate on: val or train.")] = "val",
     beams: Annotated[int, typer.Option(help="Caption decoding: 1 is greedy, more is beam search.", min=1)] = 1,
     max_new_tokens: Annotated[int, typer.Option(help="Caption length limit in tokens.", min=1)] = 40,
@@ -196,11 +206,24 @@ def evaluate(
         raise typer.Exit(2)
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks else None
     result = _run(
-        evaluate_stage.evaluate, out=out, shards=shards, model=model, base=base, arch=arch, tasks=task_list, split=split,
-        beams=beams, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, overwrite=overwrite,
+        evaluate_stage.evaluate,
+        out=out,
+        shards=shards,
+        model=model,
+        base=base,
+        arch=arch,
+        tasks=task_list,
+        split=split,
+        beams=beams,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        overwrite=overwrite,
     )
     flat = evaluate_stage.flatten(result.metrics)
-    out_console.print(_table(f"{result.out}  ({result.manifest.content_id[:19]}…)", ["metric", "percent"], [[k, v if v is not None else "missing"] for k, v in flat.items()]))
+    out_console.print(
+        _table(f"{result.out}  ({result.manifest.content_id[:19]}…)", ["metric", "percent"], [[k, v if v is not None else "missing"] for k, v in flat.items()])
+    )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}")
 
@@ -210,15 +233,18 @@ def _print_comparison(runs: list[Path]) -> None:
         err_console.print("[bold red]error:[/] --compare needs evaluation directories: famevil evaluate --compare DIR1 DIR2 ...")
         raise typer.Exit(2)
     flat = [evaluate_stage.flatten(_run(evaluate_stage.read_metrics, directory=run)) for run in runs]
-    names = sorted(set().union(*flat) | set(evaluate_stage.PAPER), key=lambda name: (name.split(".")[0], name))
-    rows = [[name, *[f.get(name, "") if f.get(name) is not None else "" for f in flat], evaluate_stage.PAPER.get(name, "")] for name in names]
+    paper = evaluate_stage.paper_figures()
+    names = sorted(set().union(*flat) | set(paper), key=lambda name: (name.split(".")[0], name))
+    rows = [[name, *[f.get(name, "") if f.get(name) is not None else "" for f in flat], paper.get(name, "")] for name in names]
     out_console.print(_table("evaluation runs against the paper (FAME-ViL multi-task, percent)", ["metric", *[str(run) for run in runs], "paper"], rows))
 
 
 ShardsOption = Annotated[Path, typer.Option(help="A shards artifact (famevil prepare).")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a training option: NAME=VALUE (repeatable), e.g. --set batch_size=16.")]
 MaxStepsOption = Annotated[int | None, typer.Option(help="Optimiser updates (overrides the preset's max_steps).", min=1)]
-BaseOption = Annotated[str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")]
+BaseOption = Annotated[
+    str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")
+]
 ResumeOption = Annotated[str | None, typer.Option(help="'auto' continues OUT's interrupted run; or a checkpoints/step-N folder to start from.")]
 
 
@@ -239,25 +265,27 @@ def _print_training(result: TrainingResult) -> None:
 
 @app.command(help=inspect.cleandoc(teach_stage.teach.__doc__))
 def teach(
-    task: Annotated[str, typer.Option(help="xmr, tgir, scr or fic (or an alias: retrieval, fashioniq, classification, captioning).")],
+    task: Annotated[str, typer.Option(help="One of: " + "; ".join(f"{t.name} ({', '.join(t.aliases)}): {t.title}" for t in TASKS.values()) + ".")],
     shards: ShardsOption,
     out: OutOption,
     base: BaseOption = None,
-    preset: Annotated[str, typer.Option(help="Training options: paper, demo-cpu, or a .json file.")] = "demo-cpu",
+    preset: Annotated[str, typer.Option(help=f"Training options: one of {', '.join(PRESET_NAMES)}, or a .json file.")] = "demo-cpu",
     set_: SetOption = None,
     max_steps: MaxStepsOption = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
-    _print_training(_run(teach_stage.teach, task=task, shards=shards, out=out, base=base, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite))
+    _print_training(
+        _run(teach_stage.teach, task=task, shards=shards, out=out, base=base, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite)
+    )
 
 
 @app.command(help=inspect.cleandoc(teach_stage.pretrain.__doc__))
 def pretrain(
     shards: ShardsOption,
     out: OutOption,
-    preset: Annotated[str, typer.Option(help="Training options: demo-base, or a .json file.")] = "demo-base",
+    preset: Annotated[str, typer.Option(help=f"Training options: one of {', '.join(PRESET_NAMES)}, or a .json file.")] = "demo-base",
     set_: SetOption = None,
     max_steps: MaxStepsOption = None,
     resume: ResumeOption = None,
@@ -278,7 +306,9 @@ def dump(
 ) -> None:
     result = _run(dump_stage.dump, teacher=teacher, shards=shards, out=out, top_k=top_k, batch_size=batch_size, overwrite=overwrite)
     resumed = f" ({result.resumed_shards} shards resumed)" if result.resumed_shards else ""
-    out_console.print(f"{result.out}: {result.task} teacher outputs for {result.samples} samples, {result.bytes_per_sample:,.0f} bytes per sample{resumed}", soft_wrap=True)
+    out_console.print(
+        f"{result.out}: {result.task} teacher outputs for {result.samples} samples, {result.bytes_per_sample:,.0f} bytes per sample{resumed}", soft_wrap=True
+    )
 
 
 @app.command(help=inspect.cleandoc(distill_stage.distill.__doc__))
@@ -287,7 +317,7 @@ def distill(
     out: OutOption,
     teacher_outputs: Annotated[list[Path] | None, typer.Option("--teacher-outputs", help="A famevil dump directory; one per task (repeat the option).")] = None,
     base: BaseOption = None,
-    preset: Annotated[str, typer.Option(help="Training options: paper, demo-cpu, or a .json file.")] = "demo-cpu",
+    preset: Annotated[str, typer.Option(help=f"Training options: one of {', '.join(PRESET_NAMES)}, or a .json file.")] = "demo-cpu",
     set_: SetOption = None,
     max_steps: MaxStepsOption = None,
     sampling: Annotated[str, typer.Option(help="Task sampling: size (proportional to training-set size), uniform or round-robin.")] = "size",
@@ -298,8 +328,18 @@ def distill(
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
     result = _run(
-        distill_stage.distill, shards=shards, out=out, teacher_outputs=teacher_outputs, base=base, preset=preset, overrides=overrides,
-        sampling=sampling, kd_weight=kd_weight, temperature=temperature, resume=resume, overwrite=overwrite,
+        distill_stage.distill,
+        shards=shards,
+        out=out,
+        teacher_outputs=teacher_outputs,
+        base=base,
+        preset=preset,
+        overrides=overrides,
+        sampling=sampling,
+        kd_weight=kd_weight,
+        temperature=temperature,
+        resume=resume,
+        overwrite=overwrite,
     )
     _print_training(result)
 
@@ -334,7 +374,9 @@ def inspect_artifact(path: Annotated[Path, typer.Argument(help="An artifact dire
         famevil inspect runs/demo/shards
     """
     manifest = _run(require_artifact, root=path)
-    out_console.print(f"[bold]{path}[/]: {manifest.kind} (schema {manifest.schema_version}), famevil {manifest.famevil_version}, {manifest.created}", soft_wrap=True)
+    out_console.print(
+        f"[bold]{path}[/]: {manifest.kind} (schema {manifest.schema_version}), famevil {manifest.famevil_version}, {manifest.created}", soft_wrap=True
+    )
     out_console.print(f"id:      {manifest.content_id}", highlight=False)
     out_console.print(f"command: {manifest.command}", highlight=False, soft_wrap=True)
     for ref in manifest.inputs:

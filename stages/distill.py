@@ -12,15 +12,16 @@ from webdataset.tariterators import base_plus_ext
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, require_artifact
-from data_specs.shards import read_sizes, shard_paths
+from data_specs.shards import read_sizes, read_vocab, shard_paths
+from famevil.checkpoint import base_reference
 from famevil.data.teacher_outputs import TeacherOutputs
 from famevil.model.backbone import backbone_config
-from famevil.model.checkpoint import base_reference
-from famevil.model.fame_vil import FameVilConfig
-from famevil.model.tasks import TASK_NAMES, find_task
+from famevil.multitask import ModelConfig, task_loss
+from famevil.tasks import TASKS, find_task, task_names
 from famevil.training.config import load_config
 from famevil.training.sampling import TaskSampler
-from stages.teach import build_model, check_shards, subcategory_labels, task_stream, validation
+from stages.evaluate import training_vocabularies
+from stages.teach import build_model, check_shards, task_stream, validation
 from stages.training import Job, TrainingResult, fit
 
 
@@ -37,8 +38,8 @@ def distill(
     resume: str | None = None,
     overwrite: bool = False,
 ) -> TrainingResult:
-    """Train one multi-task model (shared backbone and cross-attention adapters, four task adapters,
-    four heads) from the teachers' stored outputs, as FAME-ViL's multi-teacher distillation does.
+    """Train one multi-task model (shared backbone and cross-attention adapters, one task adapter set and
+    one head per task) from the teachers' stored outputs, as FAME-ViL's multi-teacher distillation does.
 
     Each iteration draws one task (--sampling size: in proportion to its training-set size, the
     paper's default; uniform; round-robin) and minimises that task's loss plus --kd-weight times the
@@ -56,19 +57,21 @@ def distill(
     if kd_weight < 0 or temperature <= 0:
         raise FamevilError(f"--kd-weight {kd_weight} --temperature {temperature}: the weight must be >= 0 and the temperature > 0")
     config = load_config(preset, overrides)
-    tasks = [find_task(name) for name in TASK_NAMES]
+    tasks = list(TASKS.values())
+    names = task_names()
     shards_manifest = check_shards(shards, tasks)
     teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
-    num_classes, vocabularies = subcategory_labels(shards)
-    model_config = FameVilConfig(config.model, TASK_NAMES, config.tsa_bottleneck, config.xaa_bottleneck, num_classes=num_classes, vocabularies=vocabularies)
-    subsets = read_sizes(shards)["subsets"]
-    sizes = {task.name: subsets[f"{task.subset}/train"]["samples"] for task in tasks}
-    sampler = TaskSampler(sizes, sampling, seed=config.seed)
+    model_config = ModelConfig(config.model, names, config.tsa_bottleneck, config.xaa_bottleneck, vocabularies=training_vocabularies(read_vocab(shards)))
+    sizes = read_sizes(shards)
+    sampler = TaskSampler({task.name: task.training_size(sizes) for task in tasks}, sampling, seed=config.seed)
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     inputs += teacher_refs
     details = {
-        "tasks": list(TASK_NAMES), "sampling": sampling, "task_probabilities": {t: round(p, 4) for t, p in sampler.probabilities.items()},
-        "kd_weight": kd_weight, "temperature": temperature,
+        "tasks": list(names),
+        "sampling": sampling,
+        "task_probabilities": {t: round(p, 4) for t, p in sampler.probabilities.items()},
+        "kd_weight": kd_weight,
+        "temperature": temperature,
     }
     job = Job("student", out, config, inputs, details, resume, overwrite, title="distill" if teachers else "multi-task baseline")
     return fit(
@@ -77,7 +80,7 @@ def distill(
         {task.name: task_stream(shards, task, config) for task in tasks},
         sampler,
         partial(distillation_loss, teachers, kd_weight, temperature),
-        partial(validation, shards, list(TASK_NAMES), config),
+        partial(validation, shards, list(names), config),
     )
 
 
@@ -85,14 +88,12 @@ def distillation_loss(
     teachers: dict[str, TeacherOutputs], kd_weight: float, temperature: float, model: torch.nn.Module, task: str, batch: dict[str, Any]
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The task's loss plus kd_weight times the distillation loss against the task's teacher."""
-    described = find_task(task)
-    logits = model(task, batch)
-    task_loss = described.objective(logits, batch)
+    loss, logits = task_loss(model, task, batch)
     if task not in teachers:
-        return task_loss, {f"loss_{task}": task_loss.item()}
+        return loss, {f"loss_{task}": loss.item()}
     signals = teachers[task].gather(batch["keys"], logits.device)
-    kd_loss = described.distillation(logits, signals, batch, temperature)
-    return task_loss + kd_weight * kd_loss, {f"loss_{task}": task_loss.item(), f"kd_{task}": kd_loss.item()}
+    kd_loss = find_task(task).distillation(logits, signals, batch, temperature)
+    return loss + kd_weight * kd_loss, {f"loss_{task}": loss.item(), f"kd_{task}": kd_loss.item()}
 
 
 def _teacher_outputs(paths: list[Path], shards: Path, shards_id: str, student_backbone: str) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
@@ -112,12 +113,14 @@ def _teacher_outputs(paths: list[Path], shards: Path, shards_id: str, student_ba
                 f"rerun famevil dump --shards {shards}"
             )
         if (manifest.details["vocab_size"], manifest.details["context_length"]) != (student_text["vocab_size"], student_text.get("context_length", 77)):
-            raise FamevilError(f"--teacher-outputs {path}: its teacher ({manifest.details['teacher_backbone']}) tokenises text differently from the student ({student_backbone})")
+            raise FamevilError(
+                f"--teacher-outputs {path}: its teacher ({manifest.details['teacher_backbone']}) tokenises text differently from the student ({student_backbone})"
+            )
         outputs = TeacherOutputs(path)
-        _check_keys(outputs, shards, find_task(task).subset, path)
+        _check_keys(outputs, shards, find_task(task).train_subset(), path)
         found[task] = outputs
         references.append(InputRef(f"teacher-outputs:{task}", "teacher-outputs", manifest.content_id, str(path)))
-    missing = [task for task in TASK_NAMES if task not in found]
+    missing = [task for task in task_names() if task not in found]
     if missing:
         raise FamevilError(
             f"no --teacher-outputs for {', '.join(missing)}; dump a teacher of each task (famevil dump), "
@@ -128,7 +131,7 @@ def _teacher_outputs(paths: list[Path], shards: Path, shards_id: str, student_ba
 
 def _check_keys(outputs: TeacherOutputs, shards: Path, subset: str, path: Path) -> None:
     """The outputs hold exactly the training samples of the shards, shard by shard (read from the tar headers)."""
-    for shard in shard_paths(shards, f"{subset}/train"):
+    for shard in shard_paths(shards, subset):
         with tarfile.open(shard) as tar:
             keys = list(dict.fromkeys(base_plus_ext(name)[0] for name in tar.getnames()))  # webdataset's own grouping
         stored = outputs.keys_by_shard.get(shard.name.removesuffix(".tar"))

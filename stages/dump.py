@@ -11,12 +11,14 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
 from data_specs.shards import read_sizes, shard_paths
 from data_specs.staging import check_destination, staging
+from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import batched, image_transform, shard_samples
 from famevil.data.teacher_outputs import OUTPUTS_DIR, output_path, read_keys, write_outputs
 from famevil.model.backbone import tokenizer
-from famevil.model.checkpoint import load_checkpoint
-from famevil.model.tasks import find_task
+from famevil.tasks import find_task
+from famevil.tasks.base import check_coverage
 from stages.progress import progress_bar
+
 
 @dataclass(frozen=True)
 class DumpResult:
@@ -45,10 +47,9 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     teacher_manifest = require_artifact(teacher, "teacher")
     shards_manifest = require_artifact(shards, "shards")
     task = find_task(teacher_manifest.details["task"])
-    subset = f"{task.subset}/train"
+    check_coverage(shards, [task], train=True, evaluate_on=None)
+    subset = task.train_subset()
     subsets = read_sizes(shards)["subsets"]
-    if subset not in subsets:
-        raise FamevilError(f"{shards}: has no {subset!r} subset, which the {task.name} teacher is dumped on; prepare it with famevil prepare")
     if top_k < 1:
         raise FamevilError(f"--top-k {top_k}: must be at least 1")
     model = load_checkpoint(teacher).eval()
@@ -71,7 +72,7 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
                 parts: dict[str, list[torch.Tensor]] = {}
                 for samples in batched(shard_samples([shard]), batch_size):
                     batch = task.batch(samples, transform, tokenize)
-                    for name, value in task.signals(model, batch, top_k).items():
+                    for name, value in task.signals(model, model.head(task.name), batch, top_k).items():
                         parts.setdefault(name, []).append(value)
                     keys += batch["keys"]
                     advance(len(samples))
@@ -79,8 +80,12 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
         samples = sum(len(read_keys(output_path(stage.partial, shard))) for shard in files)
         stored = sum(path.stat().st_size for path in (stage.partial / OUTPUTS_DIR).glob("*.safetensors"))
         details = {
-            "task": task.name, "top_k": top_k, "samples": samples, "bytes_per_sample": round(stored / max(1, samples), 1),
-            "teacher_backbone": model.config.backbone, "vocab_size": backbone["text_cfg"]["vocab_size"],
+            "task": task.name,
+            "top_k": top_k,
+            "samples": samples,
+            "bytes_per_sample": round(stored / max(1, samples), 1),
+            "teacher_backbone": model.config.backbone,
+            "vocab_size": backbone["text_cfg"]["vocab_size"],
             "context_length": backbone["text_cfg"]["context_length"],
         }
         manifest = write_manifest(stage.partial, "teacher-outputs", inputs=inputs, details=details)

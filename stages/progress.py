@@ -49,8 +49,13 @@ def progress_bar(description: str, total: int, unit: str = "images", enabled: bo
             progress.remove_task(task)
         return
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
-        TimeElapsedColumn(), TimeRemainingColumn(), _FieldsColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        _FieldsColumn(),
     )
     with Progress(*columns, console=console) as progress:
         _open.append(progress)

@@ -11,21 +11,9 @@ from safetensors import safe_open
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.model.checkpoint import WEIGHTS_FILE
+from famevil.checkpoint import WEIGHTS_FILE
+from famevil.tasks import TASKS
 from stages.evaluate import flatten, read_metrics
-
-# The rows: (task, metric key in metrics.json, label). Percent; CIDEr x100, as the paper prints them.
-HEADLINES = (
-    ("xmr", "xmr.random100.i2t_r1", "XMR I2T R@1 (random 100)"),
-    ("xmr", "xmr.random100.t2i_r1", "XMR T2I R@1 (random 100)"),
-    ("xmr", "xmr.random100.mean", "XMR mean R (random 100)"),
-    ("tgir", "tgir.avg_r10", "TGIR avg R@10"),
-    ("tgir", "tgir.avg_r50", "TGIR avg R@50"),
-    ("scr", "scr.accuracy", "SCR accuracy"),
-    ("scr", "scr.macro_f1", "SCR macro-F1"),
-    ("fic", "fic.bleu4", "FIC BLEU-4"),
-    ("fic", "fic.cider", "FIC CIDEr"),
-)
 
 
 @dataclass(frozen=True)
@@ -56,7 +44,8 @@ def report(teachers: list[Path], student: Path, baseline: Path | None = None) ->
     baseline_metrics = flatten(read_metrics(baseline)) if baseline else None
     columns = ["single-task teachers", "distilled student", *(["multi-task baseline"] if baseline else []), "student - teacher"]
     rows: list[list[str | float | None]] = []
-    for task, key, label in HEADLINES:
+    headlines = [(task.name, f"{task.name}.{key}", label) for task in TASKS.values() for key, label in task.report_rows]  # percent; CIDEr x100
+    for task, key, label in headlines:
         teacher_value = by_task.get(task, {}).get(key)
         student_value = student_metrics.get(key)
         gain = student_value - teacher_value if None not in (student_value, teacher_value) else None
@@ -73,4 +62,4 @@ def _parameters(evaluation: Path) -> int:
     if model is None or not (Path(model.path) / WEIGHTS_FILE).is_file():
         raise FamevilError(f"{evaluation}: was not made from a famevil checkpoint that is still at its recorded path")
     with safe_open(Path(model.path) / WEIGHTS_FILE, framework="pt") as weights:
-        return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+        return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118 - a safe_open handle is not iterable

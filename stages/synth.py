@@ -23,7 +23,8 @@ from famevil.data.synthetic.catalogue import (
 from famevil.data.synthetic.release import fashiongen_path, write_fashiongen_h5, write_fashioniq
 from famevil.data.synthetic.render import contact_sheet as draw_contact_sheet
 from famevil.data.synthetic.render import render_garment
-from famevil.metrics.chance import fic_chance, scr_chance, tgir_chance, xmr_chance
+from famevil.tasks import TASKS
+from famevil.tasks.base import DatasetFacts
 from stages.progress import progress_bar
 
 CONTACT_SHEET_PRODUCTS = 48
@@ -109,7 +110,7 @@ def _sizes(fashiongen: dict[str, list[Product]], fashioniq: dict[tuple[str, str]
             "images": sum(len(p.views) for p in products),
             "subcategories": len({p.garment.subcategory for p in products}),
         }
-    for (group, split), part in fashioniq.items():
+    for (_group, split), part in fashioniq.items():
         entry = sizes["fashioniq"].setdefault(split, {"triplets": 0, "images": 0, "missing_images": 0})
         entry["triplets"] += len(part.triplets)
         entry["images"] += len(part.images)
@@ -121,13 +122,16 @@ def _chance(fashiongen: dict[str, list[Product]], fashioniq: dict[tuple[str, str
     """Chance levels on the evaluation splits (FashionGen validation, FashionIQ val)."""
     train_rows = [p for p in fashiongen["train"] for _ in p.views]
     val_rows = [p for p in fashiongen["val"] for _ in p.views]
-    galleries = {group: sum(image.present for image in part.images) for (group, split), part in fashioniq.items() if split == "val"}
-    return {
-        "xmr": xmr_chance([p.product_id for p in val_rows]),
-        "tgir": tgir_chance(galleries),
-        "scr": scr_chance([p.garment.subcategory for p in train_rows], [p.garment.subcategory for p in val_rows]),
-        "fic": fic_chance([p.description for p in train_rows], [p.description for p in val_rows], seed),
-    }
+    facts = DatasetFacts(
+        train_subcategories=[p.garment.subcategory for p in train_rows],
+        val_subcategories=[p.garment.subcategory for p in val_rows],
+        val_product_ids=[p.product_id for p in val_rows],
+        train_descriptions=[p.description for p in train_rows],
+        val_descriptions=[p.description for p in val_rows],
+        gallery_sizes={group: sum(image.present for image in part.images) for (group, split), part in fashioniq.items() if split == "val"},
+        seed=seed,
+    )
+    return {task.name: chance for task in TASKS.values() if (chance := task.chance(facts)) is not None}
 
 
 def _save_contact_sheet(path: Path, products: list[Product], image_size: int, seed: int) -> None:

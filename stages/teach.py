@@ -9,19 +9,21 @@ from typing import Any
 
 import torch
 
-from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, require_artifact
-from data_specs.shards import read_sizes, read_vocab
+from data_specs.manifest import InputRef, Manifest, require_artifact
+from data_specs.shards import read_vocab
+from famevil.checkpoint import base_reference, load_base
 from famevil.data.loading import image_transform, training_batches
 from famevil.model.backbone import backbone_config, tokenizer
-from famevil.model.checkpoint import base_reference, load_base
-from famevil.model.fame_vil import FameVil, FameVilConfig
-from famevil.model.tasks import Task, find_task
+from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
+from famevil.tasks import find_task
+from famevil.tasks.base import Task, check_coverage
 from famevil.training.config import TrainConfig, load_config
 from famevil.training.sampling import TaskSampler
 from famevil.training.streams import TaskStream
-from stages.evaluate import flatten, measure
+from stages.evaluate import flatten, measure, training_vocabularies
 from stages.training import SCORE, Job, TrainingResult, fit
+
+PRETRAINING_TASK = "retrieval"  # the demo base is trained as plain CLIP is: contrastive image-text retrieval
 
 
 def teach(
@@ -50,17 +52,26 @@ def teach(
     chosen = find_task(task)
     config = load_config(preset, overrides)
     shards_manifest = check_shards(shards, [chosen])
-    num_classes, vocabularies = subcategory_labels(shards)
-    model_config = FameVilConfig(config.model, (chosen.name,), config.tsa_bottleneck, config.xaa_bottleneck, num_classes=num_classes, vocabularies=vocabularies)
+    model_config = ModelConfig(
+        config.model, (chosen.name,), config.tsa_bottleneck, config.xaa_bottleneck, vocabularies=training_vocabularies(read_vocab(shards))
+    )
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     job = Job(
-        "teacher", out, config, inputs, {"task": chosen.name}, resume, overwrite,
+        "teacher",
+        out,
+        config,
+        inputs,
+        {"task": chosen.name},
+        resume,
+        overwrite,
         title=f"teach {chosen.name}",
     )
     return _fit_one_task(job, partial(build_model, model_config, base), chosen, shards, config)
 
 
-def pretrain(shards: Path, out: Path, preset: str = "demo-base", overrides: dict[str, Any] | None = None, resume: str | None = None, overwrite: bool = False) -> TrainingResult:
+def pretrain(
+    shards: Path, out: Path, preset: str = "demo-base", overrides: dict[str, Any] | None = None, resume: str | None = None, overwrite: bool = False
+) -> TrainingResult:
     """Pre-train a CLIP backbone from scratch on the shards: the synthetic demo's stand-in for CLIP weights.
 
     Contrastive training on the shards' training images and descriptions; teach and distill then
@@ -74,36 +85,46 @@ def pretrain(shards: Path, out: Path, preset: str = "demo-base", overrides: dict
 
         famevil pretrain --shards runs/demo/shards --out runs/demo/base
     """
-    xmr = find_task("xmr")
+    retrieval = find_task(PRETRAINING_TASK)
     config = load_config(preset, overrides)
-    shards_manifest = check_shards(shards, [xmr])
-    model_config = FameVilConfig(config.model, (xmr.name,), config.tsa_bottleneck, config.xaa_bottleneck)
+    shards_manifest = check_shards(shards, [retrieval])
+    model_config = ModelConfig(config.model, (retrieval.name,), config.tsa_bottleneck, config.xaa_bottleneck)
     job = Job(
-        "base", out, config, [InputRef("shards", "shards", shards_manifest.content_id, str(shards))], {"task": xmr.name, "adapters": "frozen at zero"},
-        resume, overwrite, title="pretrain",
+        "base",
+        out,
+        config,
+        [InputRef("shards", "shards", shards_manifest.content_id, str(shards))],
+        {"task": retrieval.name, "adapters": "frozen at zero"},
+        resume,
+        overwrite,
+        title="pretrain",
     )
-    return _fit_one_task(job, partial(_backbone_only, model_config), xmr, shards, config)
+    return _fit_one_task(job, partial(_backbone_only, model_config), retrieval, shards, config)
 
 
-def _fit_one_task(job: Job, build: Callable[[], FameVil], task: Task, shards: Path, config: TrainConfig) -> TrainingResult:
+def _fit_one_task(job: Job, build: Callable[[], MultiTaskModel], task: Task, shards: Path, config: TrainConfig) -> TrainingResult:
     return fit(
-        job, build, {task.name: task_stream(shards, task, config)}, TaskSampler({task.name: 1}, seed=config.seed),
-        task_loss, partial(validation, shards, [task.name], config),
+        job,
+        build,
+        {task.name: task_stream(shards, task, config)},
+        TaskSampler({task.name: 1}, seed=config.seed),
+        logged_task_loss,
+        partial(validation, shards, [task.name], config),
     )
 
 
-def _backbone_only(model_config: FameVilConfig) -> FameVil:
-    model = FameVil(model_config)
+def _backbone_only(model_config: ModelConfig) -> MultiTaskModel:
+    model = MultiTaskModel(model_config)
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith("backbone.")
     return model
 
 
-def build_model(model_config: FameVilConfig, base: str | None) -> FameVil:
-    model = FameVil(model_config)
+def build_model(model_config: ModelConfig, base: str | None) -> MultiTaskModel:
+    model = MultiTaskModel(model_config)
     if base is not None:
         load_base(model, base)
-    model.start_language_head_from_embeddings()
+    model.init_heads_from_backbone()
     return model
 
 
@@ -111,42 +132,34 @@ def task_stream(shards: Path, task: Task, config: TrainConfig) -> TaskStream:
     """The task's resampled training batches, with the paper's training transform."""
     transform = image_transform(backbone_config(config.model)["vision_cfg"]["image_size"], train=True)
     epoch_batches = partial(
-        training_batches, shards, task, config.batch_size, transform, tokenizer(config.model), config.seed, batches_per_epoch=config.batches_per_epoch
+        training_batches,
+        shards,
+        task.train_subset(),
+        task.batch,
+        config.batch_size,
+        transform,
+        tokenizer(config.model),
+        config.seed,
+        batches_per_epoch=config.batches_per_epoch,
     )
     return TaskStream(lambda epoch: epoch_batches(epoch=epoch), workers=config.workers)
 
 
-def task_loss(model: torch.nn.Module, task: str, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-    loss = find_task(task).objective(model(task, batch), batch)
+def logged_task_loss(model: torch.nn.Module, task: str, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    loss, _ = task_loss(model, task, batch)
     return loss, {f"loss_{task}": loss.item()}
 
 
-def validation(shards: Path, tasks: list[str], config: TrainConfig, model: FameVil) -> dict[str, float]:
+def validation(shards: Path, tasks: list[str], config: TrainConfig, model: MultiTaskModel) -> dict[str, float]:
     """The tasks' validation metrics through evaluate's code (greedy captions, one random-100 draw, no
     METEOR), and their `score`: the mean of each task's headline metric, which picks the best weights."""
     measured = measure(model, shards, tasks, "val", batch_size=2 * config.batch_size, random100_runs=1, seed=config.seed, meteor=False)
     metrics = flatten(measured.metrics)
-    return metrics | {SCORE: sum(metrics[find_task(task).metric] for task in tasks) / len(tasks)}
+    return metrics | {SCORE: sum(metrics[f"{task}.{find_task(task).headline}"] for task in tasks) / len(tasks)}
 
 
-def check_shards(shards: Path, tasks: list[Task]):
+def check_shards(shards: Path, tasks: list[Task]) -> Manifest:
     """The shards' manifest, once every task's training and validation subsets are known to be there."""
     manifest = require_artifact(shards, "shards")
-    present = read_sizes(shards)["subsets"]
-    for task in tasks:
-        for subset in (f"{task.subset}/train", f"{task.subset}/val"):
-            if present.get(subset, {}).get("samples", 0) < 1:
-                source = "--fashioniq" if task.subset == "fashioniq" else "--fashiongen"
-                raise FamevilError(
-                    f"{shards}: has no {subset!r} samples, which {task.name} ({task.title}) trains or validates on; "
-                    f"prepare it with famevil prepare {source} ..."
-                )
+    check_coverage(shards, tasks, train=True, evaluate_on="val")
     return manifest
-
-
-def subcategory_labels(shards: Path) -> tuple[int, dict[str, list[str]]]:
-    """SCR's classes: the subcategories seen in training, in the shards' id order (FashionIQ-only shards have none)."""
-    subcategories = read_vocab(shards).get("subcategory")
-    if subcategories is None:
-        return 0, {}
-    return subcategories.num_train, {"subcategory": list(subcategories.names[: subcategories.num_train])}

@@ -30,10 +30,10 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import gather_object, set_seed
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, Manifest, write_manifest
+from data_specs.manifest import InputRef, Manifest, famevil_version, write_manifest
 from data_specs.staging import check_destination, partial_path, read_plan, staging
-from famevil.model.checkpoint import save_weights
-from famevil.model.fame_vil import FameVil
+from famevil.checkpoint import save_weights
+from famevil.multitask import MultiTaskModel
 from famevil.training.config import TrainConfig
 from famevil.training.optim import build_optimizer, build_scheduler
 from famevil.training.sampling import TaskSampler
@@ -43,12 +43,13 @@ from stages.progress import console, progress_bar
 METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
 SCORE = "score"  # the validation value that picks the best weights (higher is better)
 STATE_PREFIX = "step-"
+STATE_MARKER = "famevil-state.json"  # written last into each saved state: famevil's own proof that the state is whole
 
 Batch = dict[str, Any]
 # (model as prepared, task, batch on the device) -> (loss to minimise, its parts for the log)
 LossFunction = Callable[[torch.nn.Module, str, Batch], tuple[torch.Tensor, dict[str, float]]]
 # (the unwrapped model) -> flat validation metrics with a SCORE, e.g. {"xmr.random100.mean": 41.2, "score": 41.2}
-Validation = Callable[[FameVil], dict[str, float]]
+Validation = Callable[[MultiTaskModel], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ class TrainingResult:
     resumed_from: int  # the step a resumed run started at; 0 for a fresh one
 
 
-def fit(job: Job, build_model: Callable[[], FameVil], streams: dict[str, TaskStream], sampler: TaskSampler, loss_function: LossFunction, validate: Validation) -> TrainingResult:
+def fit(
+    job: Job, build_model: Callable[[], MultiTaskModel], streams: dict[str, TaskStream], sampler: TaskSampler, loss_function: LossFunction, validate: Validation
+) -> TrainingResult:
     """Train build_model()'s trainable parameters for job.config.max_steps updates and publish job.out."""
     config = job.config
     accelerator = Accelerator(
@@ -127,7 +130,9 @@ def fit(job: Job, build_model: Callable[[], FameVil], streams: dict[str, TaskStr
 
         set_seed(config.seed)
         if main:
-            console.print(f"{job.title}: seed {config.seed}, {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision {config.mixed_precision}")
+            console.print(
+                f"{job.title}: seed {config.seed}, {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision {config.mixed_precision}"
+            )
         model = build_model()
         model.train()
         optimizer = build_optimizer(model, config)
@@ -149,8 +154,12 @@ def fit(job: Job, build_model: Callable[[], FameVil], streams: dict[str, TaskStr
             if state.best_step == 0:  # nothing validated: the last weights are the result
                 save_weights(accelerator.unwrap_model(model), workdir)
             details = job.details | {
-                "steps": state.step, "best_step": state.best_step, "validation": state.best_validation,
-                "processes": accelerator.num_processes, "seed": config.seed, "train_seconds": round(state.seconds, 1),
+                "steps": state.step,
+                "best_step": state.best_step,
+                "validation": state.best_validation,
+                "processes": accelerator.num_processes,
+                "seed": config.seed,
+                "train_seconds": round(state.seconds, 1),
                 "replica_digests": replicas,  # one per process: equal unless the replicas drifted apart
             }
             manifest = write_manifest(workdir, job.kind, inputs=job.inputs, details=details)
@@ -173,8 +182,7 @@ def _prepare_destination(job: Job, plan: dict[str, Any]) -> Path | None:
         )
     if job.resume is None and interrupted is not None and not job.overwrite:
         raise FamevilError(
-            f"{job.out}: an interrupted run of it stopped at {interrupted.name}; "
-            "pass --resume auto to continue it, or --overwrite to start again"
+            f"{job.out}: an interrupted run of it stopped at {interrupted.name}; pass --resume auto to continue it, or --overwrite to start again"
         )
     return _resume_point(job, partial_path(job.out))
 
@@ -185,13 +193,13 @@ def _resume_point(job: Job, workdir: Path) -> Path | None:
     if job.resume == "auto":
         return _newest_state(workdir)
     chosen = Path(job.resume)
-    if not (chosen / "custom_checkpoint_0.pkl").is_file():
+    if not (chosen / STATE_MARKER).is_file():
         raise FamevilError(f"--resume {chosen}: not a training state (a checkpoints/{STATE_PREFIX}N folder of a famevil run); use --resume auto")
     return chosen
 
 
 def _newest_state(workdir: Path) -> Path | None:
-    states = sorted((workdir / CHECKPOINTS).glob(f"{STATE_PREFIX}*"))
+    states = sorted(state for state in (workdir / CHECKPOINTS).glob(f"{STATE_PREFIX}*") if (state / STATE_MARKER).is_file())
     return states[-1] if states else None
 
 
@@ -202,7 +210,9 @@ def _truncate_log(log: Path, step: int) -> None:
         log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def _train(job: Job, accelerator: Accelerator, model, optimizer, scheduler, state: RunState, loss_function: LossFunction, validate: Validation, workdir: Path) -> None:
+def _train(
+    job: Job, accelerator: Accelerator, model, optimizer, scheduler, state: RunState, loss_function: LossFunction, validate: Validation, workdir: Path
+) -> None:
     config = job.config
     main = accelerator.is_main_process
     samples_per_update = config.batch_size * config.gradient_accumulation * accelerator.num_processes
@@ -302,6 +312,8 @@ def _save_state(accelerator: Accelerator, state: RunState, workdir: Path, keep: 
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        marker = {"step": state.step, "processes": accelerator.num_processes, "famevil_version": famevil_version()}
+        (temporary / STATE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         shutil.rmtree(checkpoints / name, ignore_errors=True)
         temporary.rename(checkpoints / name)
         for stale in sorted(checkpoints.glob(f"{STATE_PREFIX}*"))[: -max(1, keep)]:

@@ -15,9 +15,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from famevil.tasks import task_names
 from famevil_cli.app import app
+from stages.dump import dump
 from stages.prepare import prepare
 from stages.synth import synth
+from stages.teach import teach
+
+TASK_NAMES = task_names()  # the built-in tasks (a test may register more for a while)
+# Training options for 2-layer models on the tiny preset: seconds per run.
+TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "eval_every": 0}
 
 
 def write_release_h5(path: Path, rows: list[dict], image_size: int = 16, drop: tuple[str, ...] = ()) -> None:
@@ -77,3 +84,16 @@ def cli():
     """Run `famevil ARGS...` in-process; returns click's Result (exit_code, stdout, stderr)."""
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def tiny_dumps(tiny_shards, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """Each built-in task: a teacher trained for three updates, and its dumped outputs."""
+    root = tmp_path_factory.mktemp("teachers")
+    made = {}
+    for task in TASK_NAMES:
+        teacher, outputs = root / f"teacher-{task}", root / f"outputs-{task}"
+        teach(task, tiny_shards, teacher, overrides=TINY | {"max_steps": 3, "checkpoint_every": 3})
+        dump(teacher, tiny_shards, outputs, top_k=5, batch_size=16)
+        made[task] = (teacher, outputs)
+    return made

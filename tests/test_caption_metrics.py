@@ -1,7 +1,8 @@
 """Captioning metrics against pycocoevalcap called directly, with real Java (PTB tokenizer, METEOR).
 
 METEOR's JVM takes about 10 s to load its paraphrase table, so the file starts it twice in all:
-once inside caption_scores and once for the direct call; the other tests pass meteor=False.
+once inside caption_scores and once for the direct call; the other tests pass meteor=False. The
+tests that need METEOR are marked slow.
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ def java_run() -> captioning.CaptionScores:
 @pytest.fixture(scope="module")
 def direct_run() -> dict[str, float]:
     """The COCO caption evaluation's own steps on the same captions."""
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
-    from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    from pycocoevalcap.bleu.bleu import Bleu  # noqa: PLC0415 - heavy imports only where the fixture runs
+    from pycocoevalcap.cider.cider import Cider  # noqa: PLC0415
+    from pycocoevalcap.meteor.meteor import Meteor  # noqa: PLC0415
+    from pycocoevalcap.rouge.rouge import Rouge  # noqa: PLC0415
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: PLC0415
 
     tokenizer = PTBTokenizer()
     gts = tokenizer.tokenize({k: [{"caption": c} for c in refs] for k, refs in REFERENCES.items()})
@@ -78,6 +79,7 @@ def direct_run() -> dict[str, float]:
     return scores
 
 
+@pytest.mark.slow  # two METEOR JVMs: about 25 s on two cores
 @needs_java
 def test_scores_equal_a_direct_pycocoevalcap_call(java_run, direct_run):
     assert java_run.warnings == ()
@@ -86,6 +88,7 @@ def test_scores_equal_a_direct_pycocoevalcap_call(java_run, direct_run):
     assert 0 < java_run.bleu4 < 100 and 0 < java_run.meteor < 100 and java_run.cider > 0
 
 
+@pytest.mark.slow  # METEOR's JVM (java_run)
 @needs_java
 def test_no_java_process_outlives_the_scoring(java_run):
     assert java_run.meteor is not None
@@ -93,14 +96,19 @@ def test_no_java_process_outlives_the_scoring(java_run):
 
 
 @needs_java
-def test_perfect_and_garbage_candidates():
+def test_perfect_candidates():
     perfect = caption_scores(REFERENCES, {k: refs[0] for k, refs in REFERENCES.items()}, meteor=False)
     assert perfect.bleu4 == pytest.approx(100, abs=1e-3)
     assert perfect.rouge_l > 85 and perfect.cider > 300 and perfect.meteor is None
+
+
+@needs_java
+def test_garbage_candidates():
     garbage = caption_scores(REFERENCES, {k: "zebra quantum spreadsheet" for k in REFERENCES}, meteor=False)
     assert garbage.bleu4 < 1 and garbage.rouge_l < 1 and garbage.cider < 1
 
 
+@pytest.mark.slow  # METEOR's JVM (java_run)
 @needs_java
 def test_without_java_meteor_is_left_out_and_the_rest_barely_moves(java_run, monkeypatch):
     monkeypatch.setattr(captioning, "java_available", lambda: False)
@@ -151,11 +159,16 @@ def test_empty_candidates_score_zero(java, monkeypatch):
     assert (scores.bleu4, scores.rouge_l, scores.cider) == pytest.approx((0, 0, 0), abs=1e-6)
 
 
-def test_mismatched_keys_raise(monkeypatch):
+@pytest.mark.parametrize(
+    "references, candidates, message",
+    [
+        (REFERENCES, {"img1": "a red dress", "img99": "a hat"}, "no reference"),
+        ({"img1": []}, {"img1": "a red dress"}, "no reference"),
+        (REFERENCES, {}, "at least one"),
+    ],
+    ids=["unknown-key", "empty-references", "no-candidates"],
+)
+def test_mismatched_keys_raise(monkeypatch, references, candidates, message):
     monkeypatch.setattr(captioning, "java_available", lambda: False)
-    with pytest.raises(ValueError, match="no reference"):
-        caption_scores(REFERENCES, {"img1": "a red dress", "img99": "a hat"})
-    with pytest.raises(ValueError, match="no reference"):
-        caption_scores({"img1": []}, {"img1": "a red dress"})
-    with pytest.raises(ValueError, match="at least one"):
-        caption_scores(REFERENCES, {})
+    with pytest.raises(ValueError, match=message):
+        caption_scores(references, candidates)

@@ -37,11 +37,17 @@ def test_synth_prepare_inspect_end_to_end(cli, tmp_path):
     assert result.exit_code == 1 and "already exists" in result.stderr
 
 
-def test_unknown_preset_and_bad_image_size(cli, tmp_path):
-    result = cli("synth", "--preset", "huge", "--out", tmp_path / "raw")
-    assert result.exit_code == 1 and "--preset 'huge' is unknown; choose one of tiny, demo, bench" in result.stderr
-    result = cli("synth", "--image-size", 8, "--out", tmp_path / "raw")
-    assert result.exit_code == 1 and "--image-size 8 is out of range" in result.stderr
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (("--preset", "huge"), "--preset 'huge' is unknown; choose one of tiny, demo, bench"),
+        (("--image-size", 8), "--image-size 8 is out of range"),
+    ],
+    ids=["unknown-preset", "bad-image-size"],
+)
+def test_unknown_preset_and_bad_image_size(cli, tmp_path, option, message):
+    result = cli("synth", *option, "--out", tmp_path / "raw")
+    assert result.exit_code == 1 and message in result.stderr
     assert not (tmp_path / "raw").exists()
 
 

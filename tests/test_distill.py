@@ -3,6 +3,7 @@ trains on all four tasks from them; bad teacher outputs are refused before any s
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections import Counter
@@ -15,42 +16,27 @@ import torch.nn.functional as F
 from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
 from data_specs.shards import shard_paths
+from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import image_transform, shard_samples
-from famevil.data.teacher_outputs import TeacherOutputs, output_path, read_keys, write_outputs
+from famevil.data.teacher_outputs import TeacherOutputs, read_keys, write_outputs
 from famevil.model.backbone import tokenizer
-from famevil.model.checkpoint import load_checkpoint
-from famevil.model.distillation import tgir_teacher_logits, xmr_teacher_logits
-from famevil.model.objectives import caption_targets
-from famevil.model.tasks import TASK_NAMES, find_task
+from famevil.tasks import find_task
+from famevil.tasks.fic import caption_targets
 from famevil.training.sampling import TaskSampler
 from stages.distill import distill
 from stages.dump import dump
 from stages.evaluate import evaluate
-from stages.teach import teach
-
-TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "eval_every": 0}
-
-
-@pytest.fixture(scope="session")
-def tiny_dumps(tiny_shards, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """Each task: a teacher trained for three updates, and its dumped outputs."""
-    root = tmp_path_factory.mktemp("teachers")
-    made = {}
-    for task in TASK_NAMES:
-        teacher, outputs = root / f"teacher-{task}", root / f"outputs-{task}"
-        teach(task, tiny_shards, teacher, overrides=TINY | {"max_steps": 3, "checkpoint_every": 3})
-        dump(teacher, tiny_shards, outputs, top_k=5, batch_size=16)
-        made[task] = (teacher, outputs)
-    return made
+from tests.conftest import TASK_NAMES, TINY
 
 
 def _first_batch(shards: Path, task_name: str, teacher) -> dict:
     task = find_task(task_name)
-    samples = [s for _, s in zip(range(8), shard_samples(shard_paths(shards, f"{task.subset}/train")))]
+    samples = list(itertools.islice(shard_samples(shard_paths(shards, task.train_subset())), 8))
     transform = image_transform(teacher.backbone_config["vision_cfg"]["image_size"], train=False)
     return task.batch(samples, transform, tokenizer(teacher.config.backbone))
 
 
+@pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture)
 @torch.no_grad()
 @pytest.mark.parametrize("task", TASK_NAMES)
 def test_stored_outputs_rebuild_the_teachers_own_distributions(tiny_shards, tiny_dumps, task):
@@ -61,7 +47,7 @@ def test_stored_outputs_rebuild_the_teachers_own_distributions(tiny_shards, tiny
     stored = TeacherOutputs(outputs_dir)
     signals = stored.gather(batch["keys"])
     if task in ("xmr", "tgir"):
-        rebuilt = (xmr_teacher_logits if task == "xmr" else tgir_teacher_logits)(signals)
+        rebuilt = find_task(task).teacher_logits(signals)
         assert torch.allclose(F.softmax(rebuilt, -1), F.softmax(own, -1), atol=2e-3)
         assert torch.allclose(F.softmax(rebuilt.T, -1), F.softmax(own.T, -1), atol=2e-3)
     elif task == "scr":
@@ -76,11 +62,12 @@ def test_stored_outputs_rebuild_the_teachers_own_distributions(tiny_shards, tiny
     manifest = read_manifest(outputs_dir)
     assert manifest.kind == "teacher-outputs" and manifest.details["task"] == task
     assert [ref.role for ref in manifest.inputs] == ["teacher", "shards"]
-    assert len(stored) == manifest.details["samples"] == sum(1 for _ in shard_samples(shard_paths(tiny_shards, f"{find_task(task).subset}/train")))
-    assert {p.name for p in (outputs_dir / "outputs").iterdir()} == {f"{p.stem}.safetensors" for p in shard_paths(tiny_shards, f"{find_task(task).subset}/train")}
+    assert len(stored) == manifest.details["samples"] == sum(1 for _ in shard_samples(shard_paths(tiny_shards, find_task(task).train_subset())))
+    assert {p.name for p in (outputs_dir / "outputs").iterdir()} == {f"{p.stem}.safetensors" for p in shard_paths(tiny_shards, find_task(task).train_subset())}
     assert manifest.details["bytes_per_sample"] < 10_000
 
 
+@pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture)
 def test_a_dump_resumes_shard_by_shard(tiny_shards, tiny_dumps, tmp_path):
     teacher, outputs = tiny_dumps["scr"]
     partial = tmp_path / ".again.partial"
@@ -97,6 +84,7 @@ def test_a_dump_resumes_shard_by_shard(tiny_shards, tiny_dumps, tmp_path):
     assert read_manifest(tmp_path / "again").details["samples"] == read_manifest(outputs).details["samples"]
 
 
+@pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture)
 def test_a_short_distillation_trains_all_four_tasks_from_one_checkpoint(tiny_shards, tiny_dumps, tmp_path):
     out = tmp_path / "student"
     outputs = [tiny_dumps[task][1] for task in TASK_NAMES]
@@ -112,7 +100,7 @@ def test_a_short_distillation_trains_all_four_tasks_from_one_checkpoint(tiny_sha
     manifest = read_manifest(out)
     assert manifest.kind == "student" and manifest.details["kd_weight"] == 1.0
     assert [ref.role for ref in manifest.inputs] == ["base", "shards", *[f"teacher-outputs:{task}" for task in TASK_NAMES]]
-    assert set(result.validation) >= {find_task(task).metric for task in TASK_NAMES}
+    assert set(result.validation) >= {f"{task}.{find_task(task).headline}" for task in TASK_NAMES}
 
     evaluation = evaluate(tmp_path / "eval", tiny_shards, model=out)
     assert set(evaluation.metrics) == set(TASK_NAMES)
@@ -125,33 +113,41 @@ def test_the_baseline_needs_no_teachers(tiny_shards, tmp_path):
     assert [ref.role for ref in result.manifest.inputs] == ["base", "shards"]
 
 
-def test_bad_teacher_outputs_are_refused_before_any_step(tiny_shards, tiny_dumps, tmp_path):
-    outputs = {task: tiny_dumps[task][1] for task in TASK_NAMES}
-    run = lambda paths: distill(tiny_shards, tmp_path / "student", paths, overrides=TINY | {"max_steps": 1})
-
-    with pytest.raises(FamevilError, match="no --teacher-outputs for scr"):
-        run([outputs[t] for t in TASK_NAMES if t != "scr"])
-    with pytest.raises(FamevilError, match="a second set for xmr"):
-        run([*outputs.values(), outputs["xmr"]])
-
-    other_shards = tmp_path / "outputs-from-other-shards"
-    shutil.copytree(outputs["fic"], other_shards)
-    manifest = json.loads((other_shards / "manifest.json").read_text())
+def _from_other_shards(outputs: dict[str, Path], tmp_path: Path) -> Path:
+    copy = tmp_path / "outputs-from-other-shards"
+    shutil.copytree(outputs["fic"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
     manifest["inputs"][1]["id"] = "sha256:" + "0" * 64
-    (other_shards / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(FamevilError, match="dumped from other shards"):
-        run([outputs["xmr"], outputs["tgir"], outputs["scr"], other_shards])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
 
-    missing_rows = tmp_path / "outputs-missing-rows"
-    shutil.copytree(outputs["scr"], missing_rows)
-    first = sorted((missing_rows / "outputs").glob("*.safetensors"))[0]
-    kept = TeacherOutputs(missing_rows)
+
+def _missing_a_row(outputs: dict[str, Path], tmp_path: Path) -> Path:
+    copy = tmp_path / "outputs-missing-rows"
+    shutil.copytree(outputs["scr"], copy)
+    first = sorted((copy / "outputs").glob("*.safetensors"))[0]
     keys = read_keys(first)[:-1]
-    write_outputs(first, keys, kept.gather(keys))
-    with pytest.raises(FamevilError, match=f"for shard {first.stem}.tar"):
-        run([outputs["xmr"], outputs["tgir"], missing_rows, outputs["fic"]])
-    with pytest.raises(FamevilError, match="teacher-outputs"):
-        run([*[outputs[t] for t in ("xmr", "tgir", "scr")], tiny_dumps["fic"][0]])  # a teacher, not its outputs
+    write_outputs(first, keys, TeacherOutputs(copy).gather(keys))
+    return copy
+
+
+# (case, the --teacher-outputs made from (each task's outputs, each task's teacher, tmp_path), what the error says)
+BAD_OUTPUTS = [
+    ("one task missing", lambda o, t, d: [o[task] for task in TASK_NAMES if task != "scr"], "no --teacher-outputs for scr"),
+    ("two sets for a task", lambda o, t, d: [*o.values(), o["xmr"]], "a second set for xmr"),
+    ("outputs of other shards", lambda o, t, d: [o["xmr"], o["tgir"], o["scr"], _from_other_shards(o, d)], "dumped from other shards"),
+    ("a shard with a row missing", lambda o, t, d: [o["xmr"], o["tgir"], _missing_a_row(o, d), o["fic"]], r"for shard \S+\.tar"),
+    ("a teacher instead of its outputs", lambda o, t, d: [o["xmr"], o["tgir"], o["scr"], t["fic"]], "teacher-outputs"),
+]
+
+
+@pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture)
+@pytest.mark.parametrize(("paths", "says"), [case[1:] for case in BAD_OUTPUTS], ids=[case[0] for case in BAD_OUTPUTS])
+def test_bad_teacher_outputs_are_refused_before_any_step(tiny_shards, tiny_dumps, tmp_path, paths, says):
+    outputs = {task: made[1] for task, made in tiny_dumps.items()}
+    teachers = {task: made[0] for task, made in tiny_dumps.items()}
+    with pytest.raises(FamevilError, match=says):
+        distill(tiny_shards, tmp_path / "student", paths(outputs, teachers, tmp_path), overrides=TINY | {"max_steps": 1})
     assert not (tmp_path / "student").exists() and not (tmp_path / ".student.partial").exists()
 
 

@@ -10,8 +10,8 @@ import torch
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
 from data_specs.shards import read_sizes
-from famevil.model.checkpoint import save_checkpoint
-from famevil.model.fame_vil import FameVil, FameVilConfig
+from famevil.checkpoint import save_checkpoint
+from famevil.multitask import ModelConfig, MultiTaskModel
 from stages.evaluate import evaluate, flatten
 from stages.prepare import prepare
 
@@ -30,6 +30,7 @@ def random_baseline(tiny_shards, tmp_path_factory):
     return evaluate(out, tiny_shards, base="famevil-tiny", batch_size=16, max_new_tokens=8, random100_runs=2)
 
 
+@pytest.mark.slow  # a random model evaluated on every protocol (the random_baseline fixture)
 def test_metrics_json_has_every_protocol_in_percent(random_baseline):
     payload = json.loads((random_baseline.out / "metrics.json").read_text())
     metrics = payload["metrics"]
@@ -40,6 +41,7 @@ def test_metrics_json_has_every_protocol_in_percent(random_baseline):
     assert any("random-100" in warning for warning in payload["warnings"])  # 30 images cannot give 100 negatives
 
 
+@pytest.mark.slow  # a random model evaluated on every protocol (the random_baseline fixture)
 def test_the_artifact_names_its_inputs_and_keeps_the_predictions(random_baseline, tiny_shards):
     manifest = require_artifact(random_baseline.out, "metrics")
     assert {ref.role for ref in manifest.inputs} == {"base", "shards"}
@@ -55,7 +57,7 @@ def test_the_artifact_names_its_inputs_and_keeps_the_predictions(random_baseline
 
 def test_a_checkpoint_evaluates_its_own_task_only(tiny_shards, tmp_path):
     torch.manual_seed(0)
-    model = FameVil(FameVilConfig("famevil-tiny", tasks=("xmr",)))
+    model = MultiTaskModel(ModelConfig("famevil-tiny", tasks=("xmr",)))
     (tmp_path / "teacher").mkdir()
     save_checkpoint(model, tmp_path / "teacher")
     result = evaluate(tmp_path / "eval", tiny_shards, model=tmp_path / "teacher", random100_runs=1)
@@ -66,7 +68,7 @@ def test_a_checkpoint_evaluates_its_own_task_only(tiny_shards, tmp_path):
 
 def test_shards_without_a_tasks_split_are_refused(tiny_raw, tmp_path):
     prepare(tmp_path / "fg-only", fashiongen=tiny_raw / "fashiongen", workers=1)
-    with pytest.raises(FamevilError, match="has no 'fashioniq/val' subset, which tgir needs"):
+    with pytest.raises(FamevilError, match="has no 'fashioniq/gallery-val' samples, which tgir .text-guided image retrieval. needs"):
         evaluate(tmp_path / "eval", tmp_path / "fg-only", base="famevil-tiny", tasks=["tgir"])
     with pytest.raises(FamevilError, match="test captions have no targets"):
         evaluate(tmp_path / "eval", tmp_path / "fg-only", base="famevil-tiny", tasks=["tgir"], split="test")
@@ -82,7 +84,21 @@ def test_an_output_holding_another_artifact_is_refused(tiny_shards, tiny_raw, tm
         evaluate(tmp_path / "eval", tiny_raw, base="famevil-tiny")
 
 
+@pytest.mark.slow  # a random model evaluated on every protocol (the random_baseline fixture)
 def test_compare_prints_runs_beside_the_paper(cli, random_baseline):
     result = cli("evaluate", "--compare", random_baseline.out, random_baseline.out)
     assert result.exit_code == 0
     assert "paper" in result.stdout and "65.94" in result.stdout and "xmr.random100.i2t_r1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("base", "says"),
+    [
+        ("hf-hub:org/name", "--base hf-hub:org/name: 'hf-hub' is not an open_clip model config"),
+        ("no-such-model", "--base: 'no-such-model' is not an open_clip model config"),
+    ],
+)
+def test_a_bad_base_names_the_base_flag(tiny_shards, tmp_path, cli, base, says):
+    result = cli("evaluate", "--base", base, "--shards", tiny_shards, "--out", tmp_path / "eval")
+    assert result.exit_code == 1 and says in result.stderr and "--model" not in result.stderr
+    assert not (tmp_path / "eval").exists()

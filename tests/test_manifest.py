@@ -43,15 +43,26 @@ def test_unknown_schema_version_is_refused(tmp_path):
         require_artifact(tmp_path / "s", "shards")
 
 
-def test_missing_or_broken_manifest_is_refused(tmp_path):
+def _no_manifest(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FamevilError, match="not a famevil artifact.*rebuild it with: famevil synth"):
-        require_artifact(tmp_path / "empty", "raw-dataset")
+    return tmp_path / "empty", "raw-dataset", "not a famevil artifact.*rebuild it with: famevil synth"
+
+
+def _broken_manifest(tmp_path):
+    (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / MANIFEST_FILE).write_text("{")
-    with pytest.raises(FamevilError, match="unreadable manifest"):
-        require_artifact(tmp_path / "empty")
-    with pytest.raises(FamevilError, match="no such directory"):
-        require_artifact(tmp_path / "nowhere", "shards")
+    return tmp_path / "empty", None, "unreadable manifest"
+
+
+def _no_directory(tmp_path):
+    return tmp_path / "nowhere", "shards", "no such directory"
+
+
+@pytest.mark.parametrize("make_bad_artifact", [_no_manifest, _broken_manifest, _no_directory])
+def test_missing_or_broken_manifest_is_refused(tmp_path, make_bad_artifact):
+    root, kind, message = make_bad_artifact(tmp_path)
+    with pytest.raises(FamevilError, match=message):
+        require_artifact(root, kind)
 
 
 def test_staging_resumes_only_the_same_plan_and_publishes_atomically(tmp_path):
@@ -74,9 +85,8 @@ def test_staging_resumes_only_the_same_plan_and_publishes_atomically(tmp_path):
 
 
 def test_a_second_writer_of_the_same_destination_is_refused(tmp_path):
-    with staging(tmp_path / "out", {}), pytest.raises(FamevilError, match="another famevil process is writing it"):
-        with staging(tmp_path / "out", {}):
-            pass
+    with staging(tmp_path / "out", {}), pytest.raises(FamevilError, match="another famevil process is writing it"), staging(tmp_path / "out", {}):
+        pass
 
 
 def test_unwritable_destination_is_refused(tmp_path):

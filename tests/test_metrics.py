@@ -18,10 +18,13 @@ def test_macro_f1_by_hand():
     assert accuracy(truth, predicted) == pytest.approx(4 / 6)
 
 
-def test_recall_chance_matches_the_hypergeometric_formula():
-    for gallery, positives, k in [(10, 1, 1), (101, 1, 10), (50, 3, 5), (7, 3, 6)]:
-        expected = 1 - comb(gallery - positives, k) / comb(gallery, k)
-        assert recall_chance(gallery, positives, k) == pytest.approx(expected)
+@pytest.mark.parametrize("gallery, positives, k", [(10, 1, 1), (101, 1, 10), (50, 3, 5), (7, 3, 6)])
+def test_recall_chance_matches_the_hypergeometric_formula(gallery, positives, k):
+    expected = 1 - comb(gallery - positives, k) / comb(gallery, k)
+    assert recall_chance(gallery, positives, k) == pytest.approx(expected)
+
+
+def test_recall_chance_is_one_when_k_exceeds_the_gallery():
     assert recall_chance(5, 1, 10) == 1.0
 
 

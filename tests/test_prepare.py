@@ -24,51 +24,58 @@ def _read(shards, subset):
     return list(wds.WebDataset(urls, shardshuffle=False).decode("rgb"))
 
 
-def test_fashiongen_shards_read_back_with_webdataset(tiny_shards, tiny_raw):
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_fashiongen_shards_read_back_with_webdataset(tiny_shards, tiny_raw, split):
     sizes = read_sizes(tiny_shards)
     vocab = read_vocab(tiny_shards)
     raw_sizes = require_artifact(tiny_raw).details["sizes"]["fashiongen"]
-    for split in ("train", "val"):
-        samples = _read(tiny_shards, f"fashiongen/{split}")
-        assert len(samples) == sizes["subsets"][f"fashiongen/{split}"]["samples"] == raw_sizes[split]["images"]
-        assert len({s["__key__"] for s in samples}) == len(samples)
-        assert len({s["json"]["product_id"] for s in samples}) == raw_sizes[split]["products"]
-        for sample in samples:
-            assert sample["jpg"].shape == (64, 64, 3)
-            assert tuple(sample["json"]) == FASHIONGEN_FIELDS
-            assert vocab["subcategory"].names[sample["json"]["subcategory_id"]] == sample["json"]["subcategory"]
-            assert vocab["category"].names[sample["json"]["category_id"]] == sample["json"]["category"]
-            if split == "train":
-                assert sample["json"]["subcategory_id"] < vocab["subcategory"].num_train
+    samples = _read(tiny_shards, f"fashiongen/{split}")
+    assert len(samples) == sizes["subsets"][f"fashiongen/{split}"]["samples"] == raw_sizes[split]["images"]
+    assert len({s["__key__"] for s in samples}) == len(samples)
+    assert len({s["json"]["product_id"] for s in samples}) == raw_sizes[split]["products"]
+    for sample in samples:
+        assert sample["jpg"].shape == (64, 64, 3)
+        assert tuple(sample["json"]) == FASHIONGEN_FIELDS
+        assert vocab["subcategory"].names[sample["json"]["subcategory_id"]] == sample["json"]["subcategory"]
+        assert vocab["category"].names[sample["json"]["category_id"]] == sample["json"]["category"]
+        if split == "train":
+            assert sample["json"]["subcategory_id"] < vocab["subcategory"].num_train
+
+
+def test_validation_only_labels_come_after_every_training_label(tiny_shards):
+    vocab = read_vocab(tiny_shards)
     vests = vocab["subcategory"].index()["VESTS"]
     assert vests >= vocab["subcategory"].num_train  # validation-only: after every training label
 
 
-def test_fashioniq_shards_read_back_with_webdataset(tiny_shards):
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_fashioniq_shards_read_back_with_webdataset(tiny_shards, split):
     catalogue = fashioniq_catalogue(PRESETS["tiny"], seed=0)
-    for split in ("train", "val", "test"):
-        samples = _read(tiny_shards, f"fashioniq/{split}")
-        present = {i.asin for (g, s), part in catalogue.items() if s == split for i in part.images if i.present}
-        usable = [t for (g, s), part in catalogue.items() if s == split for t in part.triplets if t.candidate in present and t.target in present]
-        assert len(samples) == len(usable)
-        for sample in samples:
-            assert tuple(sample["json"]) == TRIPLET_FIELDS and len(sample["json"]["captions"]) == 2
-            assert sample["reference.jpg"].shape == (64, 64, 3)
-            assert ("target.jpg" in sample) == (split != "test") == (sample["json"]["target"] is not None)
-        gallery = _read(tiny_shards, f"fashioniq/gallery-{split}")
-        assert {s["json"]["asin"] for s in gallery} == present
+    samples = _read(tiny_shards, f"fashioniq/{split}")
+    present = {i.asin for (g, s), part in catalogue.items() if s == split for i in part.images if i.present}
+    usable = [t for (g, s), part in catalogue.items() if s == split for t in part.triplets if t.candidate in present and t.target in present]
+    assert len(samples) == len(usable)
+    for sample in samples:
+        assert tuple(sample["json"]) == TRIPLET_FIELDS and len(sample["json"]["captions"]) == 2
+        assert sample["reference.jpg"].shape == (64, 64, 3)
+        assert ("target.jpg" in sample) == (split != "test") == (sample["json"]["target"] is not None)
+    gallery = _read(tiny_shards, f"fashioniq/gallery-{split}")
+    assert {s["json"]["asin"] for s in gallery} == present
 
 
-def test_skipped_triplets_are_counted_and_manifest_names_inputs(tiny_shards, tiny_raw):
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_skipped_triplets_are_counted(tiny_shards, split):
     sizes = read_sizes(tiny_shards)
     catalogue = fashioniq_catalogue(PRESETS["tiny"], seed=0)
-    for split in ("train", "val", "test"):
-        present = {i.asin for (g, s), part in catalogue.items() if s == split for i in part.images if i.present}
-        triplets = [t for (g, s), part in catalogue.items() if s == split for t in part.triplets]
-        lost = {a for t in triplets for a in (t.candidate, t.target) if a not in present}
-        skipped = sum(t.candidate in lost or t.target in lost for t in triplets)
-        expected = {"samples": skipped, "missing_images": len(lost), "examples": sorted(lost)[:5]} if skipped else None
-        assert sizes["skipped"].get(f"fashioniq/{split}") == expected
+    present = {i.asin for (g, s), part in catalogue.items() if s == split for i in part.images if i.present}
+    triplets = [t for (g, s), part in catalogue.items() if s == split for t in part.triplets]
+    lost = {a for t in triplets for a in (t.candidate, t.target) if a not in present}
+    skipped = sum(t.candidate in lost or t.target in lost for t in triplets)
+    expected = {"samples": skipped, "missing_images": len(lost), "examples": sorted(lost)[:5]} if skipped else None
+    assert sizes["skipped"].get(f"fashioniq/{split}") == expected
+
+
+def test_manifest_names_inputs(tiny_shards, tiny_raw):
     manifest = require_artifact(tiny_shards, "shards")
     assert manifest.content_id == content_id(tiny_shards)  # nothing was added or removed after it was computed
     kinds = {ref.kind: ref for ref in manifest.inputs}
@@ -108,14 +115,21 @@ def test_hand_built_release_through_prepare(tmp_path):
     write_release_h5(fashiongen / "fashiongen_256_256_validation.h5", [{"product_id": 2, "subcategory": b"VESTS", "category": b"JACKETS &amp; COATS"}])
     fashioniq = tmp_path / "iq"
     triplets = {
-        ("dress", "train"): [{"target": "B2", "candidate": "B1", "captions": ["is red", "is darker"]}, {"target": "B9", "candidate": "B1", "captions": ["x", "y"]}],
+        ("dress", "train"): [
+            {"target": "B2", "candidate": "B1", "captions": ["is red", "is darker"]},
+            {"target": "B9", "candidate": "B1", "captions": ["x", "y"]},
+        ],
         ("toptee", "test"): [{"candidate": "B3", "captions": ["is longer", "has sleeves"]}],
     }
     write_fashioniq(fashioniq, triplets, {"B1": ".jpg", "B2": ".png", "B3": ".jpg"}, {("dress", "train"): ["B1", "B2", "B9"]})
     result = prepare(tmp_path / "shards", fashiongen=fashiongen, fashioniq=fashioniq, workers=1)
     subsets = result.sizes["subsets"]
     assert {k: v["samples"] for k, v in subsets.items()} == {
-        "fashiongen/train": 2, "fashiongen/val": 1, "fashioniq/train": 1, "fashioniq/test": 1, "fashioniq/gallery-train": 2,
+        "fashiongen/train": 2,
+        "fashiongen/val": 1,
+        "fashioniq/train": 1,
+        "fashioniq/test": 1,
+        "fashioniq/gallery-train": 2,
     }
     assert subsets["fashiongen/train"]["products"] == 1
     assert result.sizes["skipped"]["fashioniq/train"] == {"samples": 1, "missing_images": 1, "examples": ["B9"]}
@@ -191,7 +205,18 @@ def _no_source(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make_bad_input", [_no_fashiongen_files, _not_h5, _missing_field, _unreadable_image, _malformed_json, _no_usable_sample, _missing_path, _synth_root_instead_of_its_fashiongen_folder, _no_source]
+    "make_bad_input",
+    [
+        _no_fashiongen_files,
+        _not_h5,
+        _missing_field,
+        _unreadable_image,
+        _malformed_json,
+        _no_usable_sample,
+        _missing_path,
+        _synth_root_instead_of_its_fashiongen_folder,
+        _no_source,
+    ],
 )
 def test_bad_input_is_one_clear_line_and_nothing_is_left_looking_complete(cli, tmp_path, make_bad_input):
     arguments, message = make_bad_input(tmp_path)

@@ -79,11 +79,16 @@ def test_fashioniq_val_triplet_without_target_is_refused(tmp_path):
         read_triplets(tmp_path, "shirt", "val")
 
 
-def test_fashioniq_malformed_json_names_file_and_line(tmp_path):
+@pytest.mark.parametrize(
+    "split, content, message",
+    [
+        ("train", '[{"candidate": "B1",\n "captions": [}]', r"cap\.toptee\.train\.json: malformed JSON at line 2"),
+        ("val", json.dumps({"not": "a list"}), "expected a JSON list"),
+    ],
+    ids=["malformed", "not-a-list"],
+)
+def test_fashioniq_bad_caption_file_names_file_and_line(tmp_path, split, content, message):
     write_fashioniq(tmp_path, {}, {}, {})
-    (tmp_path / "captions" / "cap.toptee.train.json").write_text('[{"candidate": "B1",\n "captions": [}]')
-    with pytest.raises(FamevilError, match=r"cap\.toptee\.train\.json: malformed JSON at line 2"):
-        read_triplets(tmp_path, "toptee", "train")
-    (tmp_path / "captions" / "cap.toptee.val.json").write_text(json.dumps({"not": "a list"}))
-    with pytest.raises(FamevilError, match="expected a JSON list"):
-        read_triplets(tmp_path, "toptee", "val")
+    (tmp_path / "captions" / f"cap.toptee.{split}.json").write_text(content)
+    with pytest.raises(FamevilError, match=message):
+        read_triplets(tmp_path, "toptee", split)

@@ -10,13 +10,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from data_specs.manifest import read_manifest
 from stages.teach import pretrain
 
+pytestmark = pytest.mark.slow  # the whole pipeline, with accelerate launching two processes per training stage
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PRESET = {
-    "model": "famevil-tiny", "batch_size": 8, "max_steps": 2, "warmup_steps": 1, "lr_backbone": 1e-4, "lr_adapters": 1e-3,
-    "batches_per_epoch": 4, "eval_every": 0, "checkpoint_every": 2, "mixed_precision": "no", "workers": 0,
+    "model": "famevil-tiny",
+    "batch_size": 8,
+    "max_steps": 2,
+    "warmup_steps": 1,
+    "lr_backbone": 1e-4,
+    "lr_adapters": 1e-3,
+    "batches_per_epoch": 4,
+    "eval_every": 0,
+    "checkpoint_every": 2,
+    "mixed_precision": "no",
+    "workers": 0,
 }
 
 
@@ -26,9 +39,16 @@ def test_the_paper_script_runs_every_stage_with_its_flags(tiny_raw, tiny_shards,
     preset = tmp_path / "tiny.json"
     preset.write_text(json.dumps(TINY_PRESET))
     environment = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1", "COLUMNS": "200",
-        "FASHIONGEN": str(tiny_raw / "fashiongen"), "FASHIONIQ": str(tiny_raw / "fashioniq"), "GPUS": "2", "BASE": str(base),
-        "TEACHER_PRESET": str(preset), "STUDENT_PRESET": str(preset), "TGIR_STEPS": "2",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
+        "FASHIONGEN": str(tiny_raw / "fashiongen"),
+        "FASHIONIQ": str(tiny_raw / "fashioniq"),
+        "GPUS": "2",
+        "BASE": str(base),
+        "TEACHER_PRESET": str(preset),
+        "STUDENT_PRESET": str(preset),
+        "TGIR_STEPS": "2",
     }
     run = tmp_path / "paper"
     finished = subprocess.run(["bash", ROOT / "scripts" / "paper.sh", run], env=environment, capture_output=True, text=True, timeout=1200)

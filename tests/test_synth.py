@@ -6,6 +6,7 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 from PIL import Image
 
 from data_specs.manifest import content_id, require_artifact
@@ -15,14 +16,14 @@ from famevil.data.synthetic.taxonomy import SUBCATEGORIES
 from stages.synth import synth
 
 
-def test_fashiongen_h5_has_the_release_layout(tiny_raw):
-    for name in ("fashiongen_256_256_train.h5", "fashiongen_256_256_validation.h5"):
-        with h5py.File(tiny_raw / "fashiongen" / name, "r") as h5:
-            n = h5["input_image"].shape[0]
-            assert h5["input_image"].shape == (n, 64, 64, 3) and h5["input_image"].dtype == np.uint8
-            assert h5["input_productID"].shape == (n, 1)
-            for field in ALL_TEXT_FIELDS:
-                assert h5[field].shape == (n, 1) and h5[field].dtype.kind == "S", field  # fixed-width bytes
+@pytest.mark.parametrize("name", ["fashiongen_256_256_train.h5", "fashiongen_256_256_validation.h5"])
+def test_fashiongen_h5_has_the_release_layout(tiny_raw, name):
+    with h5py.File(tiny_raw / "fashiongen" / name, "r") as h5:
+        n = h5["input_image"].shape[0]
+        assert h5["input_image"].shape == (n, 64, 64, 3) and h5["input_image"].dtype == np.uint8
+        assert h5["input_productID"].shape == (n, 1)
+        for field in ALL_TEXT_FIELDS:
+            assert h5[field].shape == (n, 1) and h5[field].dtype.kind == "S", field  # fixed-width bytes
 
 
 def test_fashiongen_text_carries_the_release_quirks_and_reads_back_clean(tiny_raw):
@@ -65,7 +66,12 @@ def test_fashioniq_layout_targets_and_missing_images(tiny_raw):
     assert test and all("target" not in entry and len(entry["captions"]) == 2 for entry in test)
     val = json.loads((root / "captions" / "cap.shirt.val.json").read_text())
     assert all(entry["target"] != entry["candidate"] for entry in val)
-    listed = {a for g in ("dress", "shirt", "toptee") for s in ("train", "val", "test") for a in json.loads((root / "image_splits" / f"split.{g}.{s}.json").read_text())}
+    listed = {
+        a
+        for g in ("dress", "shirt", "toptee")
+        for s in ("train", "val", "test")
+        for a in json.loads((root / "image_splits" / f"split.{g}.{s}.json").read_text())
+    }
     on_disk = {p.stem for p in (root / "images").glob("*.png")}
     assert on_disk <= listed
     catalogue = fashioniq_catalogue(PRESETS["tiny"], seed=0)

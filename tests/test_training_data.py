@@ -6,7 +6,7 @@ import torch
 
 from famevil.data.loading import image_transform, training_batches
 from famevil.model.backbone import tokenizer
-from famevil.model.tasks import TASK_NAMES, find_task
+from famevil.tasks import find_task, task_names
 from famevil.training.streams import TaskStream
 
 TRANSFORM = image_transform(32, train=True)
@@ -15,13 +15,19 @@ TOKENIZE = tokenizer("famevil-tiny")
 
 def _batches(shards, task, seed=0, epoch=0, count=3):
     torch.manual_seed(0)  # the random crops and flips; the order of samples is the pipeline's own
-    return list(training_batches(shards, find_task(task), 4, TRANSFORM, TOKENIZE, seed=seed, epoch=epoch, batches_per_epoch=count))
+    return list(
+        training_batches(shards, find_task(task).train_subset(), find_task(task).batch, 4, TRANSFORM, TOKENIZE, seed=seed, epoch=epoch, batches_per_epoch=count)
+    )
 
 
 def test_every_task_gets_the_tensors_its_objective_reads(tiny_shards):
-    expected = {"xmr": {"keys", "images", "tokens"}, "fic": {"keys", "images", "tokens"},
-                "scr": {"keys", "images", "tokens", "labels"}, "tgir": {"keys", "images", "tokens", "targets"}}
-    for task in TASK_NAMES:
+    expected = {
+        "xmr": {"keys", "images", "tokens"},
+        "fic": {"keys", "images", "tokens"},
+        "scr": {"keys", "images", "tokens", "labels"},
+        "tgir": {"keys", "images", "tokens", "targets"},
+    }
+    for task in task_names():
         batches = _batches(tiny_shards, task)
         assert len(batches) == 3
         batch = batches[0]
@@ -49,7 +55,9 @@ def test_each_process_draws_its_own_batches(tiny_shards, monkeypatch):
 
 def test_a_stream_restored_from_its_saved_place_continues_with_the_same_batches(tiny_shards):
     def stream() -> TaskStream:  # two loader workers, three batches each per epoch: eight batches cross an epoch
-        return TaskStream(lambda epoch: training_batches(tiny_shards, find_task("scr"), 4, TRANSFORM, TOKENIZE, 0, epoch, 3), workers=2)
+        return TaskStream(
+            lambda epoch: training_batches(tiny_shards, find_task("scr").train_subset(), find_task("scr").batch, 4, TRANSFORM, TOKENIZE, 0, epoch, 3), workers=2
+        )
 
     uninterrupted = [next(s) for s in [stream()] for _ in range(8)]
     first = stream()

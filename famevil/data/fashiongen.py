@@ -73,19 +73,13 @@ class FashionGenFile:
         present = set(self._h5.keys())
         missing = [f for f in (IMAGE_FIELD, PRODUCT_FIELD, *REQUIRED_TEXT_FIELDS) if f not in present]
         if missing:
-            raise FamevilError(
-                f"{self.path}: missing field {missing[0]!r} (has: {', '.join(sorted(present)) or 'nothing'}); is this a FashionGen h5?"
-            )
+            raise FamevilError(f"{self.path}: missing field {missing[0]!r} (has: {', '.join(sorted(present)) or 'nothing'}); is this a FashionGen h5?")
         images = self._h5[IMAGE_FIELD]
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise FamevilError(
-                f"{self.path}: field {IMAGE_FIELD!r} is {images.dtype}{images.shape}, expected uint8 (N, H, W, 3)"
-            )
+            raise FamevilError(f"{self.path}: field {IMAGE_FIELD!r} is {images.dtype}{images.shape}, expected uint8 (N, H, W, 3)")
         for field in (PRODUCT_FIELD, *REQUIRED_TEXT_FIELDS, *self.optional_fields):
             if self._h5[field].shape[0] != images.shape[0]:
-                raise FamevilError(
-                    f"{self.path}: field {field!r} has {self._h5[field].shape[0]} rows but {IMAGE_FIELD!r} has {images.shape[0]}"
-                )
+                raise FamevilError(f"{self.path}: field {field!r} has {self._h5[field].shape[0]} rows but {IMAGE_FIELD!r} has {images.shape[0]}")
         if images.shape[0] == 0:
             raise FamevilError(f"{self.path}: holds no rows; nothing to prepare")
 
@@ -134,7 +128,7 @@ class FashionGenFile:
         """(category, subcategory) of every row, read a column block at a time (no images)."""
         for start in range(0, len(self), block):
             stop = min(start + block, len(self))
-            yield from zip(self.text("input_category", start, stop), self.text("input_subcategory", start, stop))
+            yield from zip(self.text("input_category", start, stop), self.text("input_subcategory", start, stop), strict=True)
 
     def close(self) -> None:
         self._h5.close()

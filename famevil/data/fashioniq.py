@@ -1,5 +1,7 @@
 """Reading the FashionIQ release as it is published.
 
+The release folder holds:
+
     captions/cap.{group}.{split}.json       [{"candidate": asin, "target": asin, "captions": [two strings]}, ...]
                                             (the test split has no "target")
     image_splits/split.{group}.{split}.json [asin, ...]: the images of that group and split

@@ -5,16 +5,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import webdataset as wds
 from torchvision.transforms import v2
 
 from data_specs.shards import shard_paths
-
-if TYPE_CHECKING:  # the task registry imports famevil.data.examples, beside this module
-    from famevil.model.tasks import Task
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -32,7 +29,8 @@ def image_transform(size: int, train: bool) -> Callable:
 
 def training_batches(
     root: Path,
-    task: Task,
+    subset: str,
+    make_batch: Callable[[list[dict[str, Any]], Callable, Callable], dict[str, Any]],
     batch_size: int,
     transform: Callable,
     tokenize: Callable,
@@ -41,7 +39,8 @@ def training_batches(
     batches_per_epoch: int,
     shuffle_buffer: int = 1000,
 ) -> wds.DataPipeline:
-    """One epoch of a task's training batches, read from its training shards without a sample list.
+    """One epoch of training batches from a subset's shards, without a sample list; make_batch(samples,
+    transform, tokenize) turns samples into a task's tensors.
 
     Shards are drawn with replacement, each process and data-loader worker with its own generator
     (webdataset seeds it from the rank and the worker id), then samples are shuffled in a buffer.
@@ -51,13 +50,13 @@ def training_batches(
     one, so skipping batches leaves the training generator (dropout) where a resumed run needs it.
     The epoch is `batches_per_epoch` batches per worker, whatever the shard sizes.
     """
-    urls = [str(path) for path in shard_paths(root, f"{task.subset}/train")]
+    urls = [str(path) for path in shard_paths(root, subset)]
     stream_seed = seed * 100_003 + epoch  # a different, reproducible draw every epoch
 
     def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(zlib.crc32(" ".join(sample["__key__"] for sample in batch).encode()) + stream_seed)
-            return task.batch(batch, transform, tokenize)
+            return make_batch(batch, transform, tokenize)
 
     return wds.DataPipeline(
         wds.ResampledShards(urls, seed=stream_seed, deterministic=True),

@@ -47,7 +47,7 @@ class TeacherOutputs:
         for path in files:
             with safe_open(path, framework="pt") as handle:
                 shard_keys = json.loads(handle.metadata()["keys"])
-                for name in handle.keys():
+                for name in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
                     parts.setdefault(name, []).append(handle.get_tensor(name))
             self.keys_by_shard[path.stem] = shard_keys
             keys += shard_keys

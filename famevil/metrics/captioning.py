@@ -48,9 +48,7 @@ def java_available() -> bool:
     return shutil.which("java") is not None
 
 
-def caption_scores(
-    references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], *, meteor: bool = True
-) -> CaptionScores:
+def caption_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str], *, meteor: bool = True) -> CaptionScores:
     """Score one generated caption per image key against that image's reference captions.
 
     As in the COCO evaluation, only the candidates' keys are scored (extra reference keys are ignored)

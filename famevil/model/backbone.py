@@ -13,15 +13,18 @@ from torch import nn
 from data_specs.errors import FamevilError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+PAD_TOKEN = 0  # open_clip's tokenizer pads with 0; start and end of text are its two largest ids
 open_clip.add_model_config(CONFIG_DIR)  # famevil-tiny, famevil-small, ... become open_clip model names
 
 
-def backbone_config(name: str) -> dict:
-    """The open_clip architecture config (embed_dim, vision_cfg, text_cfg) of a model name."""
+def backbone_config(name: str, option: str = "--set model") -> dict:
+    """The open_clip architecture config (embed_dim, vision_cfg, text_cfg) of a model name; `option`
+    is how the user gave the name, for the error."""
     config = open_clip.get_model_config(name)
     if config is None:
         known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
-        raise FamevilError(f"--model {name!r} is not an open_clip model config; try ViT-B-16 or one of famevil's: {known}")
+        hub = "; open_clip's hf-hub: and local-dir: schemas are not supported yet: pass a local checkpoint file" if name in ("hf-hub", "local-dir") else ""
+        raise FamevilError(f"{option}: {name!r} is not an open_clip model config; try ViT-B-16 or one of famevil's: {known}{hub}")
     return json.loads(json.dumps(config))  # a private copy: open_clip hands out its registry's dict
 
 
@@ -70,6 +73,7 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
     unexpected = sorted(set(state) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     if missing or unexpected or mismatched:
+
         def listing(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "") if keys else "none"
 

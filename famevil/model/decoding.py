@@ -7,9 +7,10 @@ caps it at the longest reference in the batch, which leaks the answer's length.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
+from famevil.model.backbone import PAD_TOKEN
 from famevil.model.fame_vil import DecodingState, FameVil, LayerCache
-from famevil.model.objectives import PAD_TOKEN
 
 
 def special_tokens(model: FameVil) -> tuple[int, int]:
@@ -18,29 +19,31 @@ def special_tokens(model: FameVil) -> tuple[int, int]:
     return vocabulary - 2, vocabulary - 1
 
 
-def _next_logits(model: FameVil, tokens: torch.Tensor, state: DecodingState, use_cache: bool, task: str) -> torch.Tensor:
+def _next_logits(model: FameVil, head: nn.Module, tokens: torch.Tensor, state: DecodingState, use_cache: bool, adapters: str) -> torch.Tensor:
     """Logits for the token after `tokens` (all decoded so far, start of text included)."""
     if use_cache:
-        return model.decode_step(tokens[:, state.length :], state, task, last_only=True)
+        return head(model.decode_step(tokens[:, state.length :], state, adapters, last_only=True))
     # Without the cache the whole prefix runs again every step; the image side is still computed once.
     fresh = DecodingState(state.image_keys_values, [LayerCache() for _ in state.caches])
-    return model.decode_step(tokens, fresh, task, last_only=True)
+    return head(model.decode_step(tokens, fresh, adapters, last_only=True))
 
 
 @torch.no_grad()
 def generate(
     model: FameVil,
+    head: nn.Module,
     images: torch.Tensor,
+    adapters: str,
     max_new_tokens: int = 40,
     beams: int = 1,
     use_cache: bool = True,
-    task: str = "fic",
 ) -> list[list[int]]:
-    """Token ids of one caption per image, without start, end or padding tokens."""
+    """Token ids of one caption per image, without start, end or padding tokens: the text tower with
+    `adapters` cross-attends to the images, and `head` maps its states to next-token logits."""
     start, end = special_tokens(model)
     max_new_tokens = min(max_new_tokens, model.backbone.context_length - 1)
     count = images.shape[0]
-    state = model.start_decoding(images, task)
+    state = model.start_decoding(images, adapters)
     state.repeat(beams)
     tokens = torch.full((count * beams, 1), start, dtype=torch.long, device=images.device)
     # Beam b of image i starts at -inf except b = 0, so the first step does not pick one token beams times.
@@ -48,7 +51,7 @@ def generate(
     scores[:, 0] = 0
     finished = torch.zeros(count * beams, dtype=torch.bool, device=images.device)
     for _ in range(max_new_tokens):
-        log_probs = _next_logits(model, tokens, state, use_cache, task).float().log_softmax(dim=-1)
+        log_probs = _next_logits(model, head, tokens, state, use_cache, adapters).float().log_softmax(dim=-1)
         # A finished beam continues with padding at no cost, and with nothing else.
         log_probs[finished] = float("-inf")
         log_probs[finished, PAD_TOKEN] = 0

@@ -1,5 +1,8 @@
-"""FAME-ViL around an open_clip CLIP: the backbone's modules and weights stay open_clip's; the adapters and
-heads sit beside them, and the towers are stepped block by block so that the adapters can join in.
+"""FAME-ViL around an open_clip CLIP: the backbone's modules and weights stay open_clip's; the adapters sit
+beside them, and the towers are stepped block by block so that the adapters can join in.
+
+This is the plain network: towers, adapters and three modes. It knows nothing of tasks; a task picks
+its set of task-specific adapters by name and puts its own head on top (famevil.multitask).
 
 In every block, with h' the state after self-attention and its residual:
 
@@ -12,7 +15,7 @@ cross-attends to the image tower's states of the same layer).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,27 +24,16 @@ from torch import nn
 from data_specs.errors import FamevilError
 from famevil.model.adapters import Adapter, CrossAttentionAdapter, attend
 from famevil.model.backbone import backbone_config, create_backbone
-from famevil.model.heads import HeadSizes
-
-from famevil.model.tasks import CONTRASTIVE, TASK_NAMES, find_task
 
 
 @dataclass(frozen=True)
 class FameVilConfig:
     backbone: str  # an open_clip model name: ViT-B-16, famevil-tiny, ...
-    tasks: tuple[str, ...] = TASK_NAMES  # tasks that get a TSA and a head
+    adapter_sets: tuple[str, ...]  # one set of task-specific adapters (TSA) per name, in every block of both towers
+    cross_attention: bool = True  # build the shared cross-attention adapters (fusion and generative modes need them)
     tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
     xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
     adapter_dropout: float = 0.1
-    num_classes: int = 0  # SCR classes: the shards' subcategory vocabulary size
-    vocabularies: dict = field(default_factory=dict)  # label names, kept so a checkpoint is self-contained
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"tasks": list(self.tasks)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FameVilConfig:
-        return cls(**(values | {"tasks": tuple(values["tasks"])}))
 
 
 class LayerCache:
@@ -113,10 +105,9 @@ class FameVil(nn.Module):
     def __init__(self, config: FameVilConfig, architecture: dict | None = None):
         """architecture: the open_clip config of the backbone; by default, that of config.backbone."""
         super().__init__()
-        self.config = config
-        tasks = [find_task(name) for name in config.tasks]
-        if not tasks:
-            raise FamevilError("a FAME-ViL model needs at least one task")
+        if not config.adapter_sets:
+            raise FamevilError("a FAME-ViL model needs at least one set of task-specific adapters")
+        self.backbone_name = config.backbone
         self.backbone_config = architecture or backbone_config(config.backbone)
         self.backbone = create_backbone(config.backbone, self.backbone_config)
         vision, text = self.backbone.visual.transformer, self.backbone.transformer
@@ -132,25 +123,24 @@ class FameVil(nn.Module):
         def tower_adapters(width: int) -> nn.ModuleList:
             return nn.ModuleList(Adapter(width, config.tsa_bottleneck, config.adapter_dropout) for _ in range(self.layers))
 
-        self.tsa = nn.ModuleDict({t.name: nn.ModuleDict({"vision": tower_adapters(vision_width), "text": tower_adapters(text_width)}) for t in tasks})
-        if any(t.mode != CONTRASTIVE for t in tasks):
+        self.tsa = nn.ModuleDict(
+            {name: nn.ModuleDict({"vision": tower_adapters(vision_width), "text": tower_adapters(text_width)}) for name in config.adapter_sets}
+        )
+        if config.cross_attention:
             self.xaa = nn.ModuleDict(
                 {
                     "vision": nn.ModuleList(
-                        CrossAttentionAdapter(vision_width, text_width, vision_heads, config.xaa_bottleneck, config.adapter_dropout)
-                        for _ in range(self.layers)
+                        CrossAttentionAdapter(vision_width, text_width, vision_heads, config.xaa_bottleneck, config.adapter_dropout) for _ in range(self.layers)
                     ),
                     "text": nn.ModuleList(
-                        CrossAttentionAdapter(text_width, vision_width, text_heads, config.xaa_bottleneck, config.adapter_dropout)
-                        for _ in range(self.layers)
+                        CrossAttentionAdapter(text_width, vision_width, text_heads, config.xaa_bottleneck, config.adapter_dropout) for _ in range(self.layers)
                     ),
                 }
             )
         else:
             self.xaa = None
-        sizes = HeadSizes(self.backbone.text_projection.shape[1], text_width, self.backbone.vocab_size, config.num_classes)
-        heads = {t.name: head for t in tasks if (head := t.build_head(sizes)) is not None}
-        self.heads = nn.ModuleDict(heads)
+        self.embed_dim = self.backbone.text_projection.shape[1]  # the projected image and text vectors
+        self.text_width = text_width
 
     # Stems and pooling: open_clip's own code paths --------------------------------------------------
 
@@ -172,33 +162,33 @@ class FameVil(nn.Module):
         projection = self.backbone.text_projection
         return projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection
 
-    def _task_adapters(self, task: str, tower: str) -> nn.ModuleList:
-        if task not in self.tsa:
-            raise FamevilError(f"this model has no {task!r} adapters (its tasks: {', '.join(self.tsa)})")
-        return self.tsa[task][tower]
+    def _task_adapters(self, adapters: str, tower: str) -> nn.ModuleList:
+        if adapters not in self.tsa:
+            raise FamevilError(f"this model has no {adapters!r} adapters (its tasks: {', '.join(self.tsa)})")
+        return self.tsa[adapters][tower]
 
     def _blocks(self, tower: str) -> nn.ModuleList:
         return (self.backbone.visual.transformer if tower == "vision" else self.backbone.transformer).resblocks
 
     # Contrastive mode ----------------------------------------------------------------------------
 
-    def _run_tower(self, tower: str, x: torch.Tensor, task: str, mask: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _run_tower(self, tower: str, x: torch.Tensor, adapters: str, mask: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One tower alone; returns its output and each layer's h' (what the other tower attends to)."""
         states = []
-        for block, adapter in zip(self._blocks(tower), self._task_adapters(task, tower)):
+        for block, adapter in zip(self._blocks(tower), self._task_adapters(adapters, tower), strict=True):
             h = _self_attention(block, x, mask)
             states.append(h)
             x = _feed_forward(block, h) + adapter(h)
         return x, states
 
-    def encode_image(self, images: torch.Tensor, task: str, normalize: bool = True) -> torch.Tensor:
-        x, _ = self._run_tower("vision", self._image_stem(images), task, None)
+    def encode_image(self, images: torch.Tensor, adapters: str, normalize: bool = True) -> torch.Tensor:
+        x, _ = self._run_tower("vision", self._image_stem(images), adapters, None)
         vector = self._image_vector(x)
         return F.normalize(vector, dim=-1) if normalize else vector
 
-    def encode_text(self, tokens: torch.Tensor, task: str, normalize: bool = True) -> torch.Tensor:
+    def encode_text(self, tokens: torch.Tensor, adapters: str, normalize: bool = True) -> torch.Tensor:
         causal = _causal_mask(tokens.shape[1], tokens.shape[1], tokens.device)
-        x, _ = self._run_tower("text", self._text_stem(tokens), task, causal)
+        x, _ = self._run_tower("text", self._text_stem(tokens), adapters, causal)
         vector = self._text_vector(x, tokens)
         return F.normalize(vector, dim=-1) if normalize else vector
 
@@ -206,19 +196,23 @@ class FameVil(nn.Module):
 
     def _require_xaa(self) -> nn.ModuleDict:
         if self.xaa is None:
-            raise FamevilError("this model has no cross-attention adapters: none of its tasks fuses the towers")
+            raise FamevilError("this model has no cross-attention adapters: none of its tasks fuses the towers or generates text")
         return self.xaa
 
-    def fuse(self, images: torch.Tensor, tokens: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def fuse(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and text vectors of both towers run together, each cross-attending to the other."""
         xaa = self._require_xaa()
         vision_x, text_x = self._image_stem(images), self._text_stem(tokens)
         causal = _causal_mask(tokens.shape[1], tokens.shape[1], tokens.device)
         real_tokens = _real_tokens(tokens)
         layers = zip(
-            self._blocks("vision"), self._blocks("text"),
-            self._task_adapters(task, "vision"), self._task_adapters(task, "text"),
-            xaa["vision"], xaa["text"],
+            self._blocks("vision"),
+            self._blocks("text"),
+            self._task_adapters(adapters, "vision"),
+            self._task_adapters(adapters, "text"),
+            xaa["vision"],
+            xaa["text"],
+            strict=True,
         )
         for vision_block, text_block, vision_tsa, text_tsa, vision_xaa, text_xaa in layers:
             vision_h, text_h = _self_attention(vision_block, vision_x, None), _self_attention(text_block, text_x, causal)
@@ -226,32 +220,33 @@ class FameVil(nn.Module):
             text_x = _feed_forward(text_block, text_h) + text_tsa(text_h) + text_xaa(text_h, vision_h)
         return self._image_vector(vision_x), self._text_vector(text_x, tokens)
 
-    def composed(self, images: torch.Tensor, tokens: torch.Tensor, task: str) -> torch.Tensor:
-        """The fused image vector plus the fused text vector: TGIR's query and SCR's classifier input."""
-        image_vector, text_vector = self.fuse(images, tokens, task)
+    def composed(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str) -> torch.Tensor:
+        """The fused image vector plus the fused text vector (a composed query, a classifier's input)."""
+        image_vector, text_vector = self.fuse(images, tokens, adapters)
         return image_vector + text_vector
 
     # Generative mode -----------------------------------------------------------------------------
 
-    def start_decoding(self, images: torch.Tensor, task: str = "fic") -> DecodingState:
+    def start_decoding(self, images: torch.Tensor, adapters: str) -> DecodingState:
         """Run the image tower once and keep, per layer, the keys and values the text side attends to."""
         xaa = self._require_xaa()
-        _, states = self._run_tower("vision", self._image_stem(images), task, None)
-        keys_values = [adapter.context_keys_values(h) for adapter, h in zip(xaa["text"], states)]
+        _, states = self._run_tower("vision", self._image_stem(images), adapters, None)
+        keys_values = [adapter.context_keys_values(h) for adapter, h in zip(xaa["text"], states, strict=True)]
         return DecodingState(keys_values, [LayerCache() for _ in range(self.layers)])
 
     def decode_step(
-        self, tokens: torch.Tensor, state: DecodingState, task: str = "fic", last_only: bool = False, where: torch.Tensor | None = None
+        self, tokens: torch.Tensor, state: DecodingState, adapters: str, last_only: bool = False, where: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Next-token logits for `tokens`, which continue the text in `state` (all of it, when the
-        state is fresh); updates the state. The language-model head is the largest matrix of a small
-        model, so it runs only where needed: last_only, the last position (decoding); where, the
-        positions a boolean (batch, length) mask selects, packed into (selected, vocabulary)."""
+        """The text tower's final states (after its last LayerNorm, where a language-model head reads)
+        for `tokens`, which continue the text in `state` (all of it, when the state is fresh); updates
+        the state. A vocabulary-wide head is the largest matrix of a small model, so only the states it
+        needs come back: last_only, the last position's (decoding); where, the positions a boolean
+        (batch, length) mask selects, packed into (selected, width)."""
         xaa = self._require_xaa()
         start, count = state.length, tokens.shape[1]
         mask = _causal_mask(count, start + count, tokens.device)
         x = self._text_stem(tokens, start)
-        layers = zip(self._blocks("text"), self._task_adapters(task, "text"), xaa["text"], state.image_keys_values, state.caches)
+        layers = zip(self._blocks("text"), self._task_adapters(adapters, "text"), xaa["text"], state.image_keys_values, state.caches, strict=True)
         for block, tsa, cross, keys_values, cache in layers:
             h = _self_attention(block, x, mask, cache)
             x = _feed_forward(block, h) + tsa(h) + cross(h, keys_values=keys_values)
@@ -260,32 +255,9 @@ class FameVil(nn.Module):
             x = x[:, -1]
         elif where is not None:
             x = x[where]
-        return self.head(task)(self.backbone.ln_final(x))
+        return self.backbone.ln_final(x)
 
-    def caption_logits(self, images: torch.Tensor, tokens: torch.Tensor, task: str = "fic", where: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced next-token logits (batch, length, vocabulary) for `tokens` given `images`;
-        with `where`, only the selected positions', packed (selected, vocabulary)."""
-        return self.decode_step(tokens, self.start_decoding(images, task), task, where=where)
-
-    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The task's logits on a batch (see famevil.model.objectives). Training calls the model, not
-        its methods, so that a DistributedDataParallel wrapper sees the forward pass and syncs gradients."""
-        return find_task(task).logits(self, batch)
-
-    def loss(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The task's training loss on a batch."""
-        return find_task(task).objective(self(task, batch), batch)
-
-    @torch.no_grad()
-    def start_language_head_from_embeddings(self) -> None:
-        """Copy the backbone's token embedding into the captioning head (which stays untied): a caption
-        head that starts from the word vectors the text tower was trained with learns in far fewer
-        steps than one from noise. Call after loading the backbone's weights."""
-        if "fic" in self.heads:
-            self.heads["fic"].weight.copy_(self.backbone.token_embedding.weight)
-            self.heads["fic"].bias.zero_()
-
-    def head(self, task: str) -> nn.Module:
-        if task not in self.heads:
-            raise FamevilError(f"this model has no {task!r} head (its heads: {', '.join(self.heads) or 'none'})")
-        return self.heads[task]
+    def caption_states(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str, where: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced final text states (batch, length, width) for `tokens` given `images`; with
+        `where`, only the selected positions', packed (selected, width)."""
+        return self.decode_step(tokens, self.start_decoding(images, adapters), adapters, where=where)

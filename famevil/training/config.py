@@ -6,13 +6,17 @@ A run saves the resolved options it used, so the preset file changing later chan
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from data_specs.errors import FamevilError
 
 PRESET_DIR = Path(__file__).parent / "presets"
+SET_SOURCE = "--set"  # the source of values typed on the command line; any other source is a preset file's path
 
 
 @dataclass(frozen=True)
@@ -24,14 +28,14 @@ class TrainConfig:
     gradient_accumulation: int = 1  # micro-batches per optimiser update
     max_steps: int = 300  # optimiser updates
     warmup_steps: int = 30  # linear warm-up from 0, then the schedule
-    schedule: str = "cosine"  # "cosine" to 0, or "step": x0.1 at each of decay_steps
+    schedule: Literal["cosine", "step"] = "cosine"  # "cosine" to 0, or "step": x0.1 at each of decay_steps
     decay_steps: tuple[int, ...] = ()  # with schedule "step"
     lr_backbone: float = 1e-5  # CLIP's own weights
     lr_adapters: float = 1e-3  # adapters and heads: 100x the backbone's, as in the paper
     weight_decay: float = 1e-5
     adam_eps: float = 1e-8
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-    mixed_precision: str = "no"  # "no" or "bf16" (GPUs)
+    mixed_precision: Literal["no", "bf16"] = "no"  # "bf16" on GPUs
     batches_per_epoch: int = 100  # per process: the data stream is endless, epochs are for reshuffling and resume
     eval_every: int = 100  # updates between validations, and one at the end; 0: none, the last weights are kept
     checkpoint_every: int = 100  # updates between resumable states (checkpoints/step-N); the last step always saves one
@@ -47,7 +51,7 @@ class TrainConfig:
 PRESET_NAMES = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
 
 
-def load_config(preset: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(preset: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """A preset by name (or a JSON file of the same fields), then overrides, each checked by name and type."""
     path = Path(preset) if preset.endswith(".json") else PRESET_DIR / f"{preset}.json"
     if not path.is_file():
@@ -56,35 +60,143 @@ def load_config(preset: str, overrides: dict[str, Any] | None = None) -> TrainCo
         values = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise FamevilError(f"{path}: malformed JSON at line {error.lineno} ({error.msg})") from None
-    return _apply(TrainConfig(), {**values, **(overrides or {})}, str(path))
+    # Two passes, so that an error names where the bad value came from.
+    from_preset = _apply(TrainConfig(), values, str(path))
+    return _apply(from_preset, overrides or {}, SET_SOURCE)
 
 
-def _apply(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConfig:
-    known = {field.name: field for field in fields(TrainConfig)}
+def _apply(config: TrainConfig, values: Mapping[str, Any], source: str) -> TrainConfig:
+    known = [field.name for field in fields(TrainConfig)]
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise FamevilError(f"{source}: unknown training option {unknown[0]!r}; the options are: {', '.join(known)}")
-    converted = {}
-    for name, value in values.items():
-        default = getattr(config, name)
-        try:
-            converted[name] = tuple(int(v) for v in value) if isinstance(default, tuple) else type(default)(value)
-        except (TypeError, ValueError):
-            raise FamevilError(f"{source}: option {name!r} = {value!r} is not a {type(default).__name__}") from None
-    resolved = replace(config, **converted)
-    if resolved.schedule not in ("cosine", "step"):
-        raise FamevilError(f"{source}: schedule {resolved.schedule!r} is not one of cosine, step")
-    if resolved.mixed_precision not in ("no", "bf16"):
-        raise FamevilError(f"{source}: mixed_precision {resolved.mixed_precision!r} is not one of no, bf16")
-    return resolved
+    return replace(config, **convert_options(TrainConfig, values, source))
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, str]:
-    """`--set name=value` pairs; values stay strings until the dataclass converts them."""
+    """`--set name=value` pairs; values stay strings until load_config converts them to each field's type."""
     overrides = {}
     for assignment in assignments:
         name, separator, value = assignment.partition("=")
         if not separator or not name:
             raise FamevilError(f"--set {assignment!r}: expected NAME=VALUE, for example --set max_steps=50")
-        overrides[name.strip()] = value.split(",") if "," in value else value
+        overrides[name.strip()] = value
     return overrides
+
+
+def convert_options(options: type, values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Each value converted to the declared type of its field in the dataclass `options`.
+
+    Declared types may be int, float, bool, str, a Literal of strings, tuple[X, ...] of those, and X | None.
+    Values from --set (source SET_SOURCE) are strings; values from a JSON file (source: its path) come typed.
+    """
+    declared = get_type_hints(options)
+    defaults = {field.name: field.default for field in fields(options)}
+    return {name: _convert_option(name, value, declared[name], defaults[name], source) for name, value in values.items()}
+
+
+def _convert_option(name: str, value: Any, declared: Any, default: Any, source: str) -> Any:
+    try:
+        return _convert(value, declared)
+    except (TypeError, ValueError):
+        raise FamevilError(_refusal(name, value, declared, default, source)) from None
+
+
+def _refusal(name: str, value: Any, declared: Any, default: Any, source: str) -> str:
+    """One line: where the value came from, what the option takes, and an example in the same syntax."""
+    example = default if default not in (MISSING, None, ()) else _sample(declared)
+    if source == SET_SOURCE:
+        return f"--set {name}={value!r}: {name} takes {_in_words(declared)}, e.g. --set {name}={_as_set_text(example)}"
+    return f'{source}: "{name}": {json.dumps(value)}: {name} takes {_in_words(declared)}, e.g. "{name}": {json.dumps(example)}'
+
+
+def _convert(value: Any, declared: Any) -> Any:
+    origin, args = get_origin(declared), get_args(declared)
+    if origin in (Union, UnionType):
+        return None if _means_none(value) else _convert(value, _optional_inner(declared))
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise ValueError(value)
+    if origin is tuple:  # tuple[X, ...]
+        return tuple(_convert(item, args[0]) for item in _items(value))
+    return _SCALARS[declared](value)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool | float):  # int() would quietly turn true into 1 and 1.5 into 1
+        raise TypeError(value)
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError(value)
+    number = float(value)
+    if not math.isfinite(number):  # no option means anything at nan or inf
+        raise ValueError(value)
+    return number
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ValueError(value)  # bool() would take any non-empty text, "false" included, for true
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+_SCALARS = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "true/false values"), str: ("text", "texts")}
+_SAMPLES = {int: (20, 40), float: (0.5, 0.25), bool: (True, False), str: ("a", "b")}  # for fields whose default is no example
+
+
+def _items(value: Any) -> list:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",")] if value.strip() else []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _means_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))
+
+
+def _optional_inner(declared: Any) -> Any:
+    """X from X | None."""
+    return next(arg for arg in get_args(declared) if arg is not type(None))
+
+
+def _in_words(declared: Any) -> str:
+    origin, args = get_origin(declared), get_args(declared)
+    if origin in (Union, UnionType):
+        return f"{_in_words(_optional_inner(declared))} or none"
+    if origin is Literal:
+        return f"one of {', '.join(args)}"
+    if origin is tuple:
+        return f"a list of {_WORDS[args[0]][1]}"
+    return _WORDS[declared][0]
+
+
+def _sample(declared: Any) -> Any:
+    origin, args = get_origin(declared), get_args(declared)
+    if origin in (Union, UnionType):
+        return _sample(_optional_inner(declared))
+    if origin is Literal:
+        return args[0]
+    if origin is tuple:
+        return _SAMPLES[args[0]]
+    return _SAMPLES[declared][0]
+
+
+def _as_set_text(value: Any) -> str:
+    """A value as one would type it after --set NAME=."""
+    if isinstance(value, tuple):
+        return ",".join(_as_set_text(item) for item in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -243,7 +243,8 @@ def fashioniq_catalogue(preset: Preset, seed: int) -> dict[tuple[str, str], Fash
             rng = np.random.default_rng([seed, STREAM_FASHIONIQ, group_index, split_index])
             images: list[FashionIQImage] = []
 
-            def add(garment: Garment) -> str:
+            def add(garment: Garment, rng: np.random.Generator = rng, images: list[FashionIQImage] = images) -> str:
+                # this iteration's rng and images bound here (B023); add is only called within the iteration
                 present = rng.random() >= preset.missing_image_rate
                 images.append(FashionIQImage(_asin(rng, taken), garment, present))
                 return images[-1].asin

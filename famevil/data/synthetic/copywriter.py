@@ -137,9 +137,7 @@ def description(garment: Garment, noun: str, material: str, rng: np.random.Gener
         _pick(rng, _NECKLINE_SENTENCES[garment.neckline]) if garment.neckline else None,
         _closure_sentence(garment, rng),
         _pick(rng, _POCKET_SENTENCES[garment.pockets]) if garment.pockets != "none" else None,
-        _pick(rng, _LENGTH_SENTENCES[(spec.length_family, garment.length)])
-        if (spec.length_family, garment.length) in _LENGTH_SENTENCES
-        else None,
+        _pick(rng, _LENGTH_SENTENCES[(spec.length_family, garment.length)]) if (spec.length_family, garment.length) in _LENGTH_SENTENCES else None,
     ]
     kept = [d for d in details if d is not None and rng.random() < _DETAIL_KEPT]
     rng.shuffle(kept)

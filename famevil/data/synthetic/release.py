@@ -39,9 +39,7 @@ def release_text(text: str, rng: np.random.Generator) -> bytes:
 
 def _render_block(task: tuple[list[tuple[Garment, str]], int, list[int]]) -> np.ndarray:
     items, size, seed = task
-    return np.stack(
-        [render_garment(garment, view, size, np.random.default_rng([*seed, i])) for i, (garment, view) in enumerate(items)]
-    )
+    return np.stack([render_garment(garment, view, size, np.random.default_rng([*seed, i])) for i, (garment, view) in enumerate(items)])
 
 
 def write_fashiongen_h5(
@@ -68,8 +66,7 @@ def write_fashiongen_h5(
         "input_season": [p.season.encode("latin-1") for p, _ in rows],
     }
     blocks = [
-        ([(p.garment, view) for p, view in rows[start : start + RENDER_BLOCK]], image_size, [*seed, 1, start])
-        for start in range(0, len(rows), RENDER_BLOCK)
+        ([(p.garment, view) for p, view in rows[start : start + RENDER_BLOCK]], image_size, [*seed, 1, start]) for start in range(0, len(rows), RENDER_BLOCK)
     ]
     with h5py.File(path, "w") as h5:
         for field, values in text.items():

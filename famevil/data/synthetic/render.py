@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -135,15 +135,21 @@ def pockets(sk: Sketch, kind: str, spots: Sequence[tuple[float, float, float, fl
             sk.line([(cx - w / 2 + 0.008, hem), (cx + w / 2 - 0.008, hem)], "fold", 0.003)
         if kind == "flap":
             top = cy - h / 2 - 0.006
-            sk.panel([(cx - w / 2 - 0.006, top), (cx + w / 2 + 0.006, top), (cx + w / 2 + 0.006, top + 0.4 * h),
-                      (cx, top + 0.52 * h), (cx - w / 2 - 0.006, top + 0.4 * h)])
+            sk.panel(
+                [
+                    (cx - w / 2 - 0.006, top),
+                    (cx + w / 2 + 0.006, top),
+                    (cx + w / 2 + 0.006, top + 0.4 * h),
+                    (cx, top + 0.52 * h),
+                    (cx - w / 2 - 0.006, top + 0.4 * h),
+                ]
+            )
             sk.dot((cx, top + 0.4 * h), 0.006)
         elif kind == "welt":
             sk.fill(rect(cx, cy, w, 0.011), "lining")
             sk.line([(cx - w / 2, cy + 0.007), (cx + w / 2, cy + 0.007)], "ink", 0.003)
         elif kind == "kangaroo":
-            sk.panel([(cx - w / 2, cy + h / 2), (cx + w / 2, cy + h / 2), (cx + w / 2 - 0.05, cy - h / 2),
-                      (cx - w / 2 + 0.05, cy - h / 2)])
+            sk.panel([(cx - w / 2, cy + h / 2), (cx + w / 2, cy + h / 2), (cx + w / 2 - 0.05, cy - h / 2), (cx - w / 2 + 0.05, cy - h / 2)])
             for side in (-1, 1):
                 sk.line([(cx + side * (w / 2 - 0.05), cy - h / 2), (cx + side * w / 2, cy + h / 4)], "ink", 0.006)
 
@@ -174,8 +180,7 @@ def neck_curve(kind: str, top: float, half: float, depth: float) -> list[Point]:
 
 def back_neck(top: float, half: float) -> list[Point]:
     """The (higher) back neck edge from left to right: also the top edge of every body panel."""
-    return [(0.5 - half, top), (0.5 - 0.55 * half, top + 0.012), (0.5, top + 0.02),
-            (0.5 + 0.55 * half, top + 0.012), (0.5 + half, top)]
+    return [(0.5 - half, top), (0.5 - 0.55 * half, top + 0.012), (0.5, top + 0.02), (0.5 + 0.55 * half, top + 0.012), (0.5 + half, top)]
 
 
 @dataclass(frozen=True)
@@ -270,20 +275,23 @@ def neckband(f: Top) -> str:
 def collar_piece(sk: Sketch, f: Top, kind: str, back: bool) -> None:
     c, top, n = f.collar, f.top, f.neck
     if back:  # the collar folded over the back of the neck
-        sk.panel(symmetric([(0.5, top - 0.02), (0.5 - n - 0.01 * c, top - 0.02), (0.5 - n - 0.035 * c, top + 0.035 * c),
-                            (0.5, top + 0.045 * c)]))
+        sk.panel(symmetric([(0.5, top - 0.02), (0.5 - n - 0.01 * c, top - 0.02), (0.5 - n - 0.035 * c, top + 0.035 * c), (0.5, top + 0.045 * c)]))
         return
     sk.panel(rect(0.5, top - 0.008, 2 * n + 0.02, 0.03))  # collar stand behind the neck
     if kind == "collar":
         sk.panel(back_neck(top, n) + neck_curve("scoop", top, n, 0.06)[::-1], "lining")
-        leaf = [(0.5 - n - 0.012, top - 0.022), (0.5 - 0.004, top + 0.05), (0.5 - 0.04 * c, top + 0.055 + 0.05 * c),
-                (0.5 - n - 0.03 * c, top + 0.03)]
+        leaf = [(0.5 - n - 0.012, top - 0.022), (0.5 - 0.004, top + 0.05), (0.5 - 0.04 * c, top + 0.055 + 0.05 * c), (0.5 - n - 0.03 * c, top + 0.03)]
     else:
         depth = f.v_depth
         sk.panel(back_neck(top, n) + [(0.5, top + depth)], "lining")
-        leaf = [(0.5 - n - 0.005, top - 0.02), (0.5 - n - 0.04 * c, top + 0.04 * c),
-                (0.5 - n - 0.025 * c, top + 0.065 * c),  # the notch between collar and lapel
-                (0.5 - n - 0.075 * c, top + 0.085 * c), (0.5 - 0.004, top + depth), (0.5 - n + 0.004, top + 0.01)]
+        leaf = [
+            (0.5 - n - 0.005, top - 0.02),
+            (0.5 - n - 0.04 * c, top + 0.04 * c),
+            (0.5 - n - 0.025 * c, top + 0.065 * c),  # the notch between collar and lapel
+            (0.5 - n - 0.075 * c, top + 0.085 * c),
+            (0.5 - 0.004, top + depth),
+            (0.5 - n + 0.004, top + 0.01),
+        ]
     sk.panel(leaf)
     sk.panel(mirror(leaf))
 
@@ -354,8 +362,18 @@ def polo(sk: Sketch, g: Garment, back: bool) -> None:
 
 
 def shirt(sk: Sketch, g: Garment, back: bool) -> None:
-    f = Top(0.12, length_value(g) + 0.03, neck=0.055, shoulder=0.21, chest=0.21, hem_width=0.21, armpit=0.22,
-            hem_curve=0.05, cuff=0.07, band="fabric" if g.sleeve == "long" else "")
+    f = Top(
+        0.12,
+        length_value(g) + 0.03,
+        neck=0.055,
+        shoulder=0.21,
+        chest=0.21,
+        hem_width=0.21,
+        armpit=0.22,
+        hem_curve=0.05,
+        cuff=0.07,
+        band="fabric" if g.sleeve == "long" else "",
+    )
     upper(sk, g, f, back)
     if back:
         yoke = f.top + 0.08
@@ -367,16 +385,14 @@ def shirt(sk: Sketch, g: Garment, back: bool) -> None:
 
 
 def blouse(sk: Sketch, g: Garment, back: bool) -> None:
-    f = Top(0.13, length_value(g), neck=0.075, shoulder=0.185, chest=0.185, waist=((0.36, 0.19),), hem_width=0.25,
-            cuff=0.12, strap=0.05, hem_curve=-0.02)
+    f = Top(0.13, length_value(g), neck=0.075, shoulder=0.185, chest=0.185, waist=((0.36, 0.19),), hem_width=0.25, cuff=0.12, strap=0.05, hem_curve=-0.02)
     upper(sk, g, f, back)
     for x in (-0.08, -0.045, 0.045, 0.08):  # soft gathers falling from the yoke
         sk.line([(0.5 + x, f.top + 0.07), (0.5 + x * 1.4, f.top + 0.25)], "fold", 0.004)
 
 
 def sweater(sk: Sketch, g: Garment, back: bool) -> None:
-    f = Top(0.13, length_value(g), neck=0.065, shoulder=0.215, chest=0.21, hem_width=0.21, armpit=0.22,
-            waist=((0.4, 0.205),), cuff=0.07, band="rib")
+    f = Top(0.13, length_value(g), neck=0.065, shoulder=0.215, chest=0.21, hem_width=0.21, armpit=0.22, waist=((0.4, 0.205),), cuff=0.07, band="rib")
     upper(sk, g, f, back)
     ribs(sk, f)
 
@@ -388,8 +404,20 @@ def ribs(sk: Sketch, f: Top) -> None:
 
 
 def cardigan(sk: Sketch, g: Garment, back: bool) -> None:
-    f = Top(0.12, length_value(g) + 0.03, neck=0.065, shoulder=0.225, chest=0.22, hem_width=0.225, armpit=0.23,
-            drop=0.045, waist=((0.4, 0.215),), cuff=0.075, band="rib", v_depth=0.2)
+    f = Top(
+        0.12,
+        length_value(g) + 0.03,
+        neck=0.065,
+        shoulder=0.225,
+        chest=0.22,
+        hem_width=0.225,
+        armpit=0.23,
+        drop=0.045,
+        waist=((0.4, 0.215),),
+        cuff=0.075,
+        band="rib",
+        v_depth=0.2,
+    )
     upper(sk, g, f, back)
     ribs(sk, f)
     if back:
@@ -403,8 +431,9 @@ def cardigan(sk: Sketch, g: Garment, back: bool) -> None:
 
 
 def hoodie(sk: Sketch, g: Garment, back: bool) -> None:
-    f = Top(0.17, length_value(g) + 0.02, neck=0.065, shoulder=0.22, chest=0.22, hem_width=0.21, armpit=0.22,
-            waist=((0.4, 0.215),), cuff=0.07, band="rib", arm=0.95)
+    f = Top(
+        0.17, length_value(g) + 0.02, neck=0.065, shoulder=0.22, chest=0.22, hem_width=0.21, armpit=0.22, waist=((0.4, 0.215),), cuff=0.07, band="rib", arm=0.95
+    )
     upper(sk, g, f, back)
     if not back:
         pockets(sk, g.pockets, [(0.5, f.hem - 0.13, 0.3, 0.13)])
@@ -423,36 +452,56 @@ def jacket(sk: Sketch, g: Garment, back: bool, f: Top, pocket_y: float, buttons_
 
 def blazer(sk: Sketch, g: Garment, back: bool) -> None:
     hem = length_value(g)
-    f = Top(0.1, hem, neck=0.065, shoulder=0.22, chest=0.2, drop=0.02, waist=((0.36, 0.185),), hem_width=0.2,
-            cuff=0.075, v_depth=0.24)
+    f = Top(0.1, hem, neck=0.065, shoulder=0.22, chest=0.2, drop=0.02, waist=((0.36, 0.185),), hem_width=0.2, cuff=0.075, v_depth=0.24)
     jacket(sk, g, back, f, min(f.top + 0.47, hem - 0.09), min(f.top + 0.42, hem - 0.1))
 
 
 def coat(sk: Sketch, g: Garment, back: bool) -> None:
     hem = length_value(g)
-    f = Top(0.08, hem, neck=0.07, shoulder=0.23, chest=0.215, drop=0.03, waist=((0.36, 0.205),), hem_width=0.225,
-            arm=1.1, cuff=0.085, v_depth=0.18, collar=1.5)
+    f = Top(0.08, hem, neck=0.07, shoulder=0.23, chest=0.215, drop=0.03, waist=((0.36, 0.205),), hem_width=0.225, arm=1.1, cuff=0.085, v_depth=0.18, collar=1.5)
     jacket(sk, g, back, f, f.top + 0.5, min(hem - 0.08, f.top + 0.6))
 
 
 def bomber(sk: Sketch, g: Garment, back: bool) -> None:
     hem = length_value(g)
-    f = Top(0.13, hem, neck=0.065, shoulder=0.235, chest=0.235, hem_width=0.21, armpit=0.23,
-            waist=((hem - 0.2, 0.24), (hem - 0.11, 0.2)), cuff=0.085, band="trim", arm=0.95)
+    f = Top(
+        0.13,
+        hem,
+        neck=0.065,
+        shoulder=0.235,
+        chest=0.235,
+        hem_width=0.21,
+        armpit=0.23,
+        waist=((hem - 0.2, 0.24), (hem - 0.11, 0.2)),
+        cuff=0.085,
+        band="trim",
+        arm=0.95,
+    )
     jacket(sk, g, back, f, min(f.top + 0.38, hem - 0.12), f.hem)
 
 
 def vest(sk: Sketch, g: Garment, back: bool) -> None:
-    f = Top(0.12, length_value(g), neck=0.06, chest=0.19, hem_width=0.19, armpit=0.26, strap=0.05,
-            hem_curve=-0.035, v_depth=0.22)
+    f = Top(0.12, length_value(g), neck=0.06, chest=0.19, hem_width=0.19, armpit=0.26, strap=0.05, hem_curve=-0.035, v_depth=0.22)
     jacket(sk, g, back, f, f.top + 0.4, f.hem - 0.02)
 
 
 def dress(g: Garment, flare: float, neck: float = 0.06) -> Top:
     top, hem = 0.06, length_value(g)
     waist = (0.23, 0.12)
-    return Top(top, hem, neck=neck, shoulder=0.15, chest=0.15, armpit=0.16, drop=0.03, arm=0.8, cuff=0.065, strap=0.04,
-               waist=(waist, (0.34, 0.15 + flare * 0.1)), hem_width=0.15 + flare * (hem - top - 0.23))
+    return Top(
+        top,
+        hem,
+        neck=neck,
+        shoulder=0.15,
+        chest=0.15,
+        armpit=0.16,
+        drop=0.03,
+        arm=0.8,
+        cuff=0.065,
+        strap=0.04,
+        waist=(waist, (0.34, 0.15 + flare * 0.1)),
+        hem_width=0.15 + flare * (hem - top - 0.23),
+    )
 
 
 def sheath(sk: Sketch, g: Garment, back: bool) -> None:
@@ -473,8 +522,15 @@ def slip(sk: Sketch, g: Garment, back: bool) -> None:
     top, hem = 0.07, length_value(g)
     bodice = top + 0.1
     dip = 0.05 if g.neckline == "v-neck" and not back else 0.008
-    half = [(0.5, bodice + dip), (0.44, bodice + dip * 0.3), (0.37, bodice - 0.005), (0.365, bodice + 0.06),
-            (0.38, bodice + 0.17), (0.5 - 0.15 - 0.12 * (hem - top - 0.3), hem), (0.5, hem + 0.01)]
+    half = [
+        (0.5, bodice + dip),
+        (0.44, bodice + dip * 0.3),
+        (0.37, bodice - 0.005),
+        (0.365, bodice + 0.06),
+        (0.38, bodice + 0.17),
+        (0.5 - 0.15 - 0.12 * (hem - top - 0.3), hem),
+        (0.5, hem + 0.01),
+    ]
     for x in (0.39, 0.61):
         sk.line([(x, bodice + 0.004), (x + (0.012 if x < 0.5 else -0.012), top)], "ink", 0.007)
     sk.panel(symmetric(half))
@@ -530,8 +586,7 @@ def pleated_skirt(sk: Sketch, g: Garment, back: bool) -> None:
     skirt(sk, g, back, hem_half=0.2 + 0.35 * (length_value(g) - 0.3), pleats=10)
 
 
-def pants(sk: Sketch, g: Garment, back: bool, waist: float, hem: float, outer: float, inner: float,
-          rise: float = 0.27) -> None:
+def pants(sk: Sketch, g: Garment, back: bool, waist: float, hem: float, outer: float, inner: float, rise: float = 0.27) -> None:
     """Two legs joined at the crotch; `outer` and `inner` are the hem's x offsets from the centre."""
     hip = (0.5 - 0.2, waist + 0.13)
     half = [(0.5, waist), (0.31, waist), hip, (0.5 - outer, hem), (0.5 - inner, hem + 0.005), (0.5, waist + rise)]
@@ -640,12 +695,32 @@ def backpack(sk: Sketch, g: Garment, back: bool) -> None:
 
 
 SILHOUETTES: dict[str, Callable[[Sketch, Garment, bool], None]] = {
-    "tee": tee, "tank": tank, "polo": polo, "shirt": shirt, "blouse": blouse, "sweater": sweater,
-    "cardigan": cardigan, "hoodie": hoodie, "blazer": blazer, "coat": coat, "bomber": bomber, "vest": vest,
-    "sheath": sheath, "aline_dress": aline_dress, "slip": slip, "shirt_dress": shirt_dress,
-    "pencil_skirt": pencil_skirt, "aline_skirt": aline_skirt, "pleated_skirt": pleated_skirt,
-    "trousers": trousers, "wide_leg": wide_leg, "joggers": joggers, "shorts": shorts,
-    "tote": tote, "shoulder_bag": shoulder_bag, "backpack": backpack,
+    "tee": tee,
+    "tank": tank,
+    "polo": polo,
+    "shirt": shirt,
+    "blouse": blouse,
+    "sweater": sweater,
+    "cardigan": cardigan,
+    "hoodie": hoodie,
+    "blazer": blazer,
+    "coat": coat,
+    "bomber": bomber,
+    "vest": vest,
+    "sheath": sheath,
+    "aline_dress": aline_dress,
+    "slip": slip,
+    "shirt_dress": shirt_dress,
+    "pencil_skirt": pencil_skirt,
+    "aline_skirt": aline_skirt,
+    "pleated_skirt": pleated_skirt,
+    "trousers": trousers,
+    "wide_leg": wide_leg,
+    "joggers": joggers,
+    "shorts": shorts,
+    "tote": tote,
+    "shoulder_bag": shoulder_bag,
+    "backpack": backpack,
 }
 
 
@@ -667,9 +742,13 @@ class Jitter:
     def draw(cls, rng: np.random.Generator) -> Jitter:
         u = rng.random(8)
         grey = 235 + 15 * u[5]
-        return cls(shift=(0.06 * u[0] - 0.03, 0.06 * u[1] - 0.03), scale=0.95 + 0.1 * u[2], angle=6 * u[3] - 3,
-                   brightness=0.95 + 0.1 * u[4],
-                   background=(round(grey + 3 * u[6] - 1.5), round(grey), round(grey + 3 * u[7] - 1.5)))
+        return cls(
+            shift=(0.06 * u[0] - 0.03, 0.06 * u[1] - 0.03),
+            scale=0.95 + 0.1 * u[2],
+            angle=6 * u[3] - 3,
+            brightness=0.95 + 0.1 * u[4],
+            background=(round(grey + 3 * u[6] - 1.5), round(grey), round(grey + 3 * u[7] - 1.5)),
+        )
 
 
 @dataclass(frozen=True)
@@ -693,7 +772,7 @@ class Pose:
 
 
 def mix(a: RGB, b: RGB, t: float) -> RGB:
-    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
 def luminance(c: RGB) -> float:
@@ -712,10 +791,17 @@ def palette(g: Garment, brightness: float) -> dict[str, RGB]:
     ink = mix(base, (255, 255, 255), 0.3) if dark else mix(base, (0, 0, 0), 0.45)
     fold = mix(base, (255, 255, 255), 0.1) if dark else mix(base, (0, 0, 0), 0.13)
     hardware = (226, 222, 210) if luminance(base) < 110 else (44, 40, 38)
-    tones = {"fabric": base, "solid": base, "rib": fold, "lining": mix(base, (0, 0, 0), 0.5), "ink": ink,
-             "fold": fold, "trim": COLOURS[g.accent], "hardware": hardware}
-    return {k: mix(v, (0, 0, 0), 1 - brightness) if brightness < 1 else mix(v, (255, 255, 255), brightness - 1)
-            for k, v in tones.items()}
+    tones = {
+        "fabric": base,
+        "solid": base,
+        "rib": fold,
+        "lining": mix(base, (0, 0, 0), 0.5),
+        "ink": ink,
+        "fold": fold,
+        "trim": COLOURS[g.accent],
+        "hardware": hardware,
+    }
+    return {k: mix(v, (0, 0, 0), 1 - brightness) if brightness < 1 else mix(v, (255, 255, 255), brightness - 1) for k, v in tones.items()}
 
 
 def colour_table(tones: dict[str, RGB], background: RGB) -> list[int]:
@@ -848,7 +934,7 @@ def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], columns: 
     rows = max(1, math.ceil(len(images) / columns))
     sheet = Image.new("RGB", (columns * cell, rows * (cell + label_h)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for i, (im, text) in enumerate(zip(images, labels)):
+    for i, (im, text) in enumerate(zip(images, labels, strict=True)):
         x, y = (i % columns) * cell, (i // columns) * (cell + label_h)
         sheet.paste(Image.fromarray(im), (x, y))
         while text and draw.textlength(text, font=font) > cell - 2:

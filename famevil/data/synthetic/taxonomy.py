@@ -69,6 +69,8 @@ class Subcategory:
     generic: str = ""  # the category-level noun copy uses most of the time: "sweater"
 
 
+# A table, one subcategory a row: kept out of the formatter.
+# fmt: off
 SUBCATEGORIES: tuple[Subcategory, ...] = (
     Subcategory("T-SHIRTS", "TOPS", "t-shirt", "tee", "top", ("short", "long"), ("crew", "v-neck", "scoop"), fashioniq_group="toptee", generic="top"),
     Subcategory("TANK TOPS", "TOPS", "tank top", "tank", "top", ("sleeveless",), ("crew", "scoop", "v-neck"), fashioniq_group="toptee", generic="top"),
@@ -98,6 +100,7 @@ SUBCATEGORIES: tuple[Subcategory, ...] = (
     Subcategory("SHOULDER BAGS", "BAGS", "shoulder bag", "shoulder_bag", "bag", closures=("zip", "buttons"), pockets=("none", "flap"), generic="bag"),
     Subcategory("BACKPACKS", "BAGS", "backpack", "backpack", "bag", closures=("zip",), pockets=("patch", "none"), generic="bag"),
 )
+# fmt: on
 
 SUBCATEGORY_BY_NAME: dict[str, Subcategory] = {s.name: s for s in SUBCATEGORIES}
 FASHIONIQ_GROUPS = ("dress", "shirt", "toptee")

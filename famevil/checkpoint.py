@@ -15,15 +15,15 @@ from safetensors.torch import load_file, save_file
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, release_fingerprint, require_artifact, write_manifest
-from famevil.model.backbone import load_pretrained, load_strict, read_state_dict
-from famevil.model.fame_vil import FameVil, FameVilConfig
+from famevil.model.backbone import backbone_config, load_pretrained, load_strict, read_state_dict
+from famevil.multitask import ModelConfig, MultiTaskModel
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CHECKPOINT_KINDS = ("model", "base", "teacher", "student")
 
 
-def save_weights(model: FameVil, directory: Path) -> None:
+def save_weights(model: MultiTaskModel, directory: Path) -> None:
     """model.safetensors and config.json, each written beside its final name and renamed into place,
     so that a run killed while saving keeps the previous pair."""
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
@@ -33,7 +33,7 @@ def save_weights(model: FameVil, directory: Path) -> None:
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def save_checkpoint(model: FameVil, directory: Path, kind: str = "model", inputs: list[InputRef] | None = None, details: dict | None = None) -> Manifest:
+def save_checkpoint(model: MultiTaskModel, directory: Path, kind: str = "model", inputs: list[InputRef] | None = None, details: dict | None = None) -> Manifest:
     """Write weights, config and manifest into an existing directory (a stage's staging directory)."""
     save_weights(model, directory)
     return write_manifest(directory, kind, inputs=inputs or [], details=details or {})
@@ -47,17 +47,18 @@ def require_checkpoint(directory: Path) -> Manifest:
     return manifest
 
 
-def load_checkpoint(directory: Path) -> FameVil:
+def load_checkpoint(directory: Path) -> MultiTaskModel:
     """A famevil model from its checkpoint directory, weights loaded strictly."""
     require_checkpoint(directory)
     config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    model = FameVil(FameVilConfig.from_dict(config["famevil"]), architecture=config["open_clip"])
+    model = MultiTaskModel(ModelConfig.from_dict(config["famevil"]), architecture=config["open_clip"])
     load_strict(model, load_file(directory / WEIGHTS_FILE), str(directory))
     return model
 
 
-def base_reference(base: str | None, architecture: str) -> InputRef:
-    """How a manifest names the weights a model started from."""
+def base_reference(base: str | None, architecture: str, architecture_option: str = "--set model=") -> InputRef:
+    """How a manifest names the weights a model started from, once they are known to fit `architecture`
+    as far as that can be told before loading them (a stage calls this before any work)."""
     if base is None:
         return InputRef("base", "random-weights", f"random:{architecture}", architecture)
     path = Path(base)
@@ -66,32 +67,42 @@ def base_reference(base: str | None, architecture: str) -> InputRef:
         return InputRef("base", manifest.kind, manifest.content_id, base)
     if path.is_file():
         return InputRef("base", "open_clip-file", release_fingerprint([path]), base)
+    _check_tag(base, architecture, architecture_option)
     return InputRef("base", "open_clip-tag", f"open_clip:{base}", base)
 
 
-def load_base(model: FameVil, base: str) -> None:
-    """Load a backbone's weights: a famevil checkpoint directory, a local open_clip file, or NAME:TAG."""
+def _check_tag(base: str, architecture: str, architecture_option: str) -> None:
+    """An open_clip NAME:TAG names a known architecture, the model's."""
+    if ":" not in base:
+        raise FamevilError(f"--base {base}: not a directory, a .pt/.bin/.safetensors file, or an open_clip NAME:TAG")
+    name = base.split(":", 1)[0]
+    backbone_config(name, option=f"--base {base}")
+    if name != architecture:
+        raise FamevilError(f"--base {base}: is a {name} but the model is a {architecture}; pass {architecture_option}{name}")
+
+
+def load_base(model: MultiTaskModel, base: str, architecture_option: str = "--set model=") -> None:
+    """Load a backbone's weights: a famevil checkpoint directory, a local open_clip file, or NAME:TAG.
+    architecture_option: how the user chooses the model's architecture ("--set model=", "--arch "),
+    for the error when the two differ."""
     path = Path(base)
     if path.is_dir():
         source = load_checkpoint(path)
         if source.config.backbone != model.config.backbone:
             raise FamevilError(
                 f"--base {base}: holds a {source.config.backbone} backbone but the model is a {model.config.backbone}; "
-                f"pass --set model={source.config.backbone} (or the matching --arch)"
+                f"pass {architecture_option}{source.config.backbone}"
             )
         load_strict(model.backbone, source.backbone.state_dict(), base)
     elif path.suffix in (".pt", ".pth", ".bin", ".safetensors"):
         load_strict(model.backbone, read_state_dict(path), base)
-    elif ":" in base:
-        name, tag = base.split(":", 1)
-        if name != model.config.backbone:
-            raise FamevilError(f"--base {base}: is a {name} but the model is a {model.config.backbone}; pass --model {name}")
-        load_pretrained(model.backbone, name, tag)
     else:
-        raise FamevilError(f"--base {base}: not a directory, a .pt/.bin/.safetensors file, or an open_clip NAME:TAG")
+        _check_tag(base, model.config.backbone, architecture_option)
+        name, tag = base.split(":", 1)
+        load_pretrained(model.backbone, name, tag)
 
 
-def export_open_clip(model: FameVil, path: Path) -> None:
+def export_open_clip(model: MultiTaskModel, path: Path) -> None:
     """The backbone as a plain open_clip checkpoint: `open_clip.create_model(name, pretrained=path)` loads it.
 
     Adapters have no place in a plain CLIP, so this is the shared backbone alone: its embeddings

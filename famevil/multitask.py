@@ -1,0 +1,75 @@
+"""The multi-task model: the plain FAME-ViL network with one adapter set and one head per task, and the
+one place that runs a task's forward pass.
+
+Training calls the model (`model(task, batch)`), not the task's functions directly, so that a
+DistributedDataParallel wrapper sees every forward pass and synchronises the gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from famevil.model.fame_vil import FameVil, FameVilConfig
+from famevil.tasks import find_task
+from famevil.tasks.base import CONTRASTIVE, Batch
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str  # an open_clip model name: ViT-B-16, famevil-tiny, ...
+    tasks: tuple[str, ...]  # each gets its task-specific adapters and its head
+    tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
+    xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
+    adapter_dropout: float = 0.1
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)  # label names the heads classify into, so a checkpoint is self-contained
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"tasks": list(self.tasks)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        values = {name: value for name, value in values.items() if name != "num_classes"}  # checkpoints before 0.2 kept it; the vocabularies say it
+        return cls(**(values | {"tasks": tuple(values["tasks"])}))
+
+
+class MultiTaskModel(FameVil):
+    def __init__(self, config: ModelConfig, architecture: dict | None = None):
+        """architecture: the open_clip config of the backbone; by default, that of config.backbone."""
+        tasks = [find_task(name) for name in config.tasks]
+        network = FameVilConfig(
+            config.backbone,
+            tuple(task.name for task in tasks),
+            any(task.mode != CONTRASTIVE for task in tasks),
+            config.tsa_bottleneck,
+            config.xaa_bottleneck,
+            config.adapter_dropout,
+        )
+        super().__init__(network, architecture)
+        self.config = ModelConfig(**(asdict(config) | {"tasks": network.adapter_sets}))  # aliases resolved
+        self.heads = nn.ModuleDict({task.name: head for task in tasks if (head := task.build_head(self, config.vocabularies)) is not None})
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.config.tasks
+
+    def head(self, task: str) -> nn.Module | None:
+        return self.heads[task] if task in self.heads else None  # noqa: SIM401 - a ModuleDict has no get()
+
+    def forward(self, task: str, batch: Batch) -> torch.Tensor:
+        """The task's logits on a batch: what its loss reads and distillation compares."""
+        return find_task(task).logits(self, self.head(task), batch)
+
+    def init_heads_from_backbone(self) -> None:
+        """Let each head start from the backbone's weights (call after loading them)."""
+        for name, head in self.heads.items():
+            find_task(name).init_head(head, self)
+
+
+def task_loss(model: nn.Module, task: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the task's training loss, its logits) on a batch; `model` may be wrapped for distributed training."""
+    logits = model(task, batch)
+    return find_task(task).loss(logits, batch), logits

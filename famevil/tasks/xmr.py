@@ -1,0 +1,150 @@
+"""XMR, cross-modal retrieval on FashionGen: image and text towers apart (task adapters on, cross-attention
+off), symmetric InfoNCE over the batch; evaluated on the full gallery and on "random 100"."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from famevil.data.examples import images, keys, text_tokens
+from famevil.losses import soft_cross_entropy, symmetric_info_nce
+from famevil.metrics.chance import xmr_chance
+from famevil.metrics.retrieval import RANDOM100_NEGATIVES, RECALL_KS, candidate_ranks, gallery_ranks, random100_candidates, recall
+from famevil.model.fame_vil import FameVil
+from famevil.tasks.base import (
+    CONTRASTIVE,
+    FASHIONGEN,
+    Batch,
+    DatasetFacts,
+    EvalSettings,
+    Sample,
+    Signals,
+    Task,
+    TaskEvaluation,
+    Tokenize,
+    Transform,
+)
+
+
+def caption_batch(samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
+    """A product view and its description (XMR and FIC)."""
+    return {
+        "keys": keys(samples),
+        "images": images(samples, "jpg", transform),
+        "tokens": text_tokens([sample["json"]["description"] for sample in samples], tokenize),
+    }
+
+
+def scaled(scale: torch.Tensor, batch: int) -> torch.Tensor:
+    """A teacher's temperature, stored per sample like every signal."""
+    return scale.detach().float().reshape(1).expand(batch)
+
+
+class CrossModalRetrieval(Task):
+    name = "xmr"
+    title = "cross-modal retrieval"
+    aliases = ("retrieval", "cross-modal-retrieval")
+    mode = CONTRASTIVE
+    source = FASHIONGEN
+    headline = "random100.mean"
+    report_rows = (
+        ("random100.i2t_r1", "XMR I2T R@1 (random 100)"),
+        ("random100.t2i_r1", "XMR T2I R@1 (random 100)"),
+        ("random100.mean", "XMR mean R (random 100)"),
+    )
+    paper = {
+        "random100.i2t_r1": 65.94,
+        "random100.i2t_r5": 91.92,
+        "random100.i2t_r10": 97.22,
+        "random100.t2i_r1": 62.86,
+        "random100.t2i_r5": 87.38,
+        "random100.t2i_r10": 93.52,
+    }
+
+    def batch(self, samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
+        return caption_batch(samples, transform, tokenize)
+
+    def embeddings(self, network: FameVil, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return network.encode_image(batch["images"], self.name), network.encode_text(batch["tokens"], self.name)
+
+    def logits(self, network: FameVil, head: nn.Module | None, batch: Batch) -> torch.Tensor:
+        """Image-to-text similarities, scaled by CLIP's temperature (B images x B texts)."""
+        image_vectors, text_vectors = self.embeddings(network, batch)
+        return network.backbone.logit_scale.exp() * image_vectors @ text_vectors.T
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return symmetric_info_nce(logits)
+
+    def signals(self, network: FameVil, head: nn.Module | None, batch: Batch, top_k: int) -> Signals:
+        """Embeddings, not similarity rows: a similarity distribution depends on the batch, and the
+        student's batches are not the teacher's."""
+        image_vectors, text_vectors = self.embeddings(network, batch)
+        return {"image": image_vectors.half(), "text": text_vectors.half(), "scale": scaled(network.backbone.logit_scale.exp(), len(image_vectors))}
+
+    @staticmethod
+    def teacher_logits(signals: Signals) -> torch.Tensor:
+        return signals["scale"][0] * signals["image"].float() @ signals["text"].float().T
+
+    def distillation(self, student_logits: torch.Tensor, signals: Signals, batch: Batch, temperature: float) -> torch.Tensor:
+        """Image-to-text and text-to-image in-batch similarity distributions."""
+        teacher = self.teacher_logits(signals)
+        return (soft_cross_entropy(student_logits, teacher, temperature) + soft_cross_entropy(student_logits.T, teacher.T, temperature)) / 2
+
+    def evaluator(self, network: FameVil, head: nn.Module | None, settings: EvalSettings) -> RetrievalEvaluation:
+        return RetrievalEvaluation(self, network, settings)
+
+    def chance(self, facts: DatasetFacts) -> dict[str, float]:
+        return xmr_chance(facts.val_product_ids)
+
+
+class RetrievalEvaluation:
+    """Full gallery (every view against every text; all views of a product are positives) and random
+    100 (each query against its positive and 100 negatives of its subcategory, seeded runs averaged),
+    both directions, R@1/5/10 and their mean."""
+
+    def __init__(self, task: CrossModalRetrieval, network: FameVil, settings: EvalSettings):
+        self.task, self.network, self.settings = task, network, settings
+        self.images: list[torch.Tensor] = []
+        self.texts: list[torch.Tensor] = []
+        self.keys: list[str] = []
+        self.products: list[int] = []
+        self.subcategories: list[str] = []
+
+    def add(self, subset: str, samples: list[Sample]) -> None:
+        batch = self.task.batch(samples, self.settings.transform, self.settings.tokenize)
+        image_vectors, text_vectors = self.task.embeddings(self.network, batch)
+        self.images.append(image_vectors)
+        self.texts.append(text_vectors)
+        self.keys += batch["keys"]
+        self.products += [sample["json"]["product_id"] for sample in samples]
+        self.subcategories += [sample["json"]["subcategory"] for sample in samples]
+
+    def finish(self) -> TaskEvaluation:
+        image_vectors, text_vectors = torch.cat(self.images), torch.cat(self.texts)
+        products = torch.tensor(self.products)
+        lines: list[dict] = []
+        warnings: list[str] = []
+        full: dict[str, float] = {}
+        for direction, queries, gallery in (("i2t", image_vectors, text_vectors), ("t2i", text_vectors, image_vectors)):
+            ranks, top = gallery_ranks(queries, gallery, products, products)
+            full |= {f"{direction}_r{k}": value for k, value in recall(ranks).items()}
+            lines += [
+                {"task": f"{self.task.name}-{direction}", "query": self.keys[i], "top10": [self.keys[j] for j in row]} for i, row in enumerate(top.tolist())
+            ]
+        runs, seed = self.settings.random100_runs, self.settings.seed
+        random100 = {f"{d}_r{k}": 0.0 for d in ("i2t", "t2i") for k in RECALL_KS}
+        for run in range(runs):
+            chosen, candidates = random100_candidates(self.subcategories, self.products, seed=seed * 1000 + run)
+            if run == 0 and candidates.shape[1] - 1 < RANDOM100_NEGATIVES:
+                warnings.append(f"random-100: the split is too small for 100 negatives per query; used {candidates.shape[1] - 1}")
+            candidates = torch.from_numpy(candidates)
+            for direction, queries, gallery in (("i2t", image_vectors, text_vectors), ("t2i", text_vectors, image_vectors)):
+                for k, value in recall(candidate_ranks(queries[torch.from_numpy(chosen)], gallery[candidates])).items():
+                    random100[f"{direction}_r{k}"] += value / runs
+        for protocol in (full, random100):
+            protocol["mean"] = float(np.mean(list(protocol.values())))
+        return TaskEvaluation({"full": full, "random100": random100}, {"retrieval": lines}, warnings)
+
+
+TASK = CrossModalRetrieval()

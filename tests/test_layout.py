@@ -1,0 +1,106 @@
+"""The package's shape: no import cycle, layers that only point down, and no task named outside its module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from famevil.tasks import TASKS
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("data_specs", "famevil", "stages", "famevil_cli")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The project modules a module imports, type-checking-only imports included (a cycle hidden behind
+    TYPE_CHECKING is still a cycle of the design)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_package = path.name == "__init__.py"
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".") if is_package else name.split(".")[:-1]
+                base = ".".join(anchor[: len(anchor) - node.level + 1] + ([base] if base else []))
+            # `from package import module` imports the module; `from module import name` the module.
+            imported |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names}
+    return {module for module in imported if module in MODULES and module != name}
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def test_no_import_cycle():
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == "open":
+                cycle = trail[trail.index(target) :] + [target] if target in trail else [module, target]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target, [*trail, target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("data_specs", ("famevil", "stages", "famevil_cli")),
+        ("famevil", ("stages", "famevil_cli")),
+        ("stages", ("famevil_cli",)),
+        ("famevil.model", ("famevil.tasks", "famevil.multitask", "famevil.checkpoint", "famevil.training")),
+        ("famevil.data", ("famevil.model", "famevil.tasks", "famevil.multitask", "famevil.training")),
+    ],
+)
+def test_layers_point_down(layer, forbidden):
+    for module, targets in GRAPH.items():
+        if module == layer or module.startswith(layer + "."):
+            wrong = sorted(t for t in targets if any(t == f or t.startswith(f + ".") for f in forbidden))
+            assert not wrong, f"{module} imports {wrong}"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                ids.add(id(first.value))
+    return ids
+
+
+def test_no_task_is_named_outside_its_module():
+    names = set(TASKS)
+    found = []
+    for module, path in MODULES.items():
+        if module.startswith("famevil.tasks") or module.startswith("data_specs"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not found, "task names outside famevil/tasks: " + "; ".join(found)
