@@ -38,36 +38,36 @@ KINDS: dict[str, ArtifactKind] = {
         ),
         ArtifactKind(
             name="model",
-            schema_version=1,
-            readable_versions=(1,),
-            made_by="famevil.model.checkpoint.save_checkpoint (teach and distill write their own kinds)",
+            schema_version=2,  # 2: no output projection in the cross-attention adapters, learnt retrieval temperatures, "title. description"
+            readable_versions=(2,),
+            made_by="famevil.checkpoint.save_checkpoint (teach and distill write their own kinds)",
             description="a FAME-ViL checkpoint: model.safetensors, config.json",
         ),
         ArtifactKind(
             name="base",
-            schema_version=1,
-            readable_versions=(1,),
+            schema_version=2,  # 2: no output projection in the cross-attention adapters, learnt retrieval temperatures, "title. description"
+            readable_versions=(2,),
             made_by="famevil pretrain --shards SHARDS --out BASE",
             description="a CLIP backbone trained contrastively from scratch on the shards' captions: the synthetic demo's stand-in for open_clip weights",
         ),
         ArtifactKind(
             name="teacher",
-            schema_version=1,
-            readable_versions=(1,),
+            schema_version=2,  # 2: no output projection in the cross-attention adapters, learnt retrieval temperatures, "title. description"
+            readable_versions=(2,),
             made_by="famevil teach --task TASK --shards SHARDS --base BASE --out TEACHER",
             description="a single-task FAME-ViL model with its training record: weights, configs, metrics.jsonl, resumable checkpoints",
         ),
         ArtifactKind(
             name="teacher-outputs",
-            schema_version=1,
-            readable_versions=(1,),
+            schema_version=2,  # 2: no output projection in the cross-attention adapters, learnt retrieval temperatures, "title. description"
+            readable_versions=(2,),
             made_by="famevil dump --teacher TEACHER --shards SHARDS --out OUTPUTS",
             description="a teacher's outputs on its task's training shards, by sample key (outputs/*.safetensors)",
         ),
         ArtifactKind(
             name="student",
-            schema_version=1,
-            readable_versions=(1,),
+            schema_version=2,  # 2: no output projection in the cross-attention adapters, learnt retrieval temperatures, "title. description"
+            readable_versions=(2,),
             made_by="famevil distill --teacher-outputs OUTPUTS ... --shards SHARDS --base BASE --out STUDENT",
             description="the multi-task FAME-ViL model (four tasks, one backbone) with its training record",
         ),

@@ -1,17 +1,69 @@
-"""The losses the tasks are built from: contrastive InfoNCE and the soft cross-entropy of distillation."""
+"""The losses the tasks are built from: contrastive InfoNCE over the global batch, and the soft
+cross-entropy of distillation.
+
+Under several processes a contrastive loss is taken over the global batch, as the authors' code does:
+each process scores its own queries against every process's candidates (`gather_batch`), and the
+gradient of every process's loss reaches the candidates it read, so that the processes' averaged
+gradients equal one process's gradient on the concatenated batch.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 
+def _processes() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """all_gather forward; backward sums the gradient every process computed for the gathered rows and
+    hands each process the part for its own rows."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        gradient = gradient.contiguous()
+        dist.all_reduce(gradient)
+        rows = gradient.shape[0] // dist.get_world_size()
+        start = dist.get_rank() * rows
+        return gradient[start : start + rows]
+
+
+def gather_batch(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every process's rows of `tensor` in process order (every process holds the same number), and
+    the row where this process's own start; with one process, the tensor itself and 0."""
+    if _processes() == 1:
+        return tensor, 0
+    offset = dist.get_rank() * tensor.shape[0]
+    if tensor.requires_grad:
+        return _GatherWithGradient.apply(tensor), offset
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts), offset
+
+
+def own_rows(count: int, device: torch.device) -> torch.Tensor:
+    """The columns of the global batch that hold this process's `count` samples."""
+    offset = dist.get_rank() * count if _processes() > 1 else 0
+    return torch.arange(offset, offset + count, device=device)
+
+
 def info_nce(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each row against its diagonal: query i's positive is candidate i."""
-    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
+    """Cross-entropy of each query (a row: this process's samples) against the global batch's
+    candidates (the columns), its positive being its own sample's candidate."""
+    return F.cross_entropy(logits, own_rows(logits.shape[0], logits.device))
 
 
 def symmetric_info_nce(logits: torch.Tensor) -> torch.Tensor:
+    """Both directions of a square (images x texts) similarity matrix, as CLIP trains."""
     return (info_nce(logits) + info_nce(logits.T)) / 2
 
 

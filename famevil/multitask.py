@@ -24,7 +24,7 @@ class ModelConfig:
     tasks: tuple[str, ...]  # each gets its task-specific adapters and its head
     tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
     xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
-    adapter_dropout: float = 0.1
+    adapter_dropout: float = 0.0  # the authors' value
     vocabularies: dict[str, list[str]] = field(default_factory=dict)  # label names the heads classify into, so a checkpoint is self-contained
 
     def to_dict(self) -> dict[str, Any]:
@@ -32,7 +32,6 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        values = {name: value for name, value in values.items() if name != "num_classes"}  # checkpoints before 0.2 kept it; the vocabularies say it
         return cls(**(values | {"tasks": tuple(values["tasks"])}))
 
 

@@ -192,7 +192,7 @@ def evaluate(
     tasks: Annotated[str | None, typer.Option(help=f"Comma-separated tasks (default: all the model has): {','.join(task_names())}.")] = None,
     split: Annotated[str, typer.Option(help="The shards' split to evaluate on: val or train.")] = "val",
     beams: Annotated[int, typer.Option(help="Caption decoding: 1 is greedy, more is beam search.", min=1)] = 1,
-    max_new_tokens: Annotated[int, typer.Option(help="Caption length limit in tokens.", min=1)] = 40,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Caption length limit in tokens (default: the text context, 76 for CLIP).", min=1)] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 64,
     seed: Annotated[int, typer.Option(help="Fixes the random-100 draws (and random --base weights).")] = 0,
     compare: Annotated[bool, typer.Option("--compare", help="Print earlier runs side by side with the paper's numbers, evaluate nothing.")] = False,

@@ -61,7 +61,9 @@ def distill(
     names = task_names()
     shards_manifest = check_shards(shards, tasks)
     teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
-    model_config = ModelConfig(config.model, names, config.tsa_bottleneck, config.xaa_bottleneck, vocabularies=training_vocabularies(read_vocab(shards)))
+    model_config = ModelConfig(
+        config.model, names, config.tsa_bottleneck, config.xaa_bottleneck, config.adapter_dropout, vocabularies=training_vocabularies(read_vocab(shards))
+    )
     sizes = read_sizes(shards)
     sampler = TaskSampler({task.name: task.training_size(sizes) for task in tasks}, sampling, seed=config.seed)
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]

@@ -25,6 +25,7 @@ from famevil.data.synthetic.render import contact_sheet as draw_contact_sheet
 from famevil.data.synthetic.render import render_garment
 from famevil.tasks import TASKS
 from famevil.tasks.base import DatasetFacts
+from famevil.tasks.fashiongen import product_text
 from stages.progress import progress_bar
 
 CONTACT_SHEET_PRODUCTS = 48
@@ -126,8 +127,8 @@ def _chance(fashiongen: dict[str, list[Product]], fashioniq: dict[tuple[str, str
         train_subcategories=[p.garment.subcategory for p in train_rows],
         val_subcategories=[p.garment.subcategory for p in val_rows],
         val_product_ids=[p.product_id for p in val_rows],
-        train_descriptions=[p.description for p in train_rows],
-        val_descriptions=[p.description for p in val_rows],
+        train_texts=[product_text({"title": p.title, "description": p.description}) for p in train_rows],
+        val_texts=[product_text({"title": p.title, "description": p.description}) for p in val_rows],
         gallery_sizes={group: sum(image.present for image in part.images) for (group, split), part in fashioniq.items() if split == "val"},
         seed=seed,
     )

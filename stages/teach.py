@@ -53,7 +53,12 @@ def teach(
     config = load_config(preset, overrides)
     shards_manifest = check_shards(shards, [chosen])
     model_config = ModelConfig(
-        config.model, (chosen.name,), config.tsa_bottleneck, config.xaa_bottleneck, vocabularies=training_vocabularies(read_vocab(shards))
+        config.model,
+        (chosen.name,),
+        config.tsa_bottleneck,
+        config.xaa_bottleneck,
+        config.adapter_dropout,
+        vocabularies=training_vocabularies(read_vocab(shards)),
     )
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     job = Job(
@@ -78,7 +83,7 @@ def pretrain(
     take the result as --base, as they would take open_clip's pretrained weights.
 
     It is the XMR objective with the adapters held at zero, which is plain CLIP training (FAME-ViL with
-    zero adapters computes exactly what open_clip computes). Real CLIP weights come from 400M+ web
+    zero adapters computes exactly what open_clip computes), its temperature learnt at lr_adapters. Real CLIP weights come from 400M+ web
     image-text pairs; this base has seen only the demo's training split, for a few minutes.
 
     Example (about a minute and a half on a laptop CPU):
@@ -114,9 +119,10 @@ def _fit_one_task(job: Job, build: Callable[[], MultiTaskModel], task: Task, sha
 
 
 def _backbone_only(model_config: ModelConfig) -> MultiTaskModel:
+    """The backbone and the task's head (the contrastive temperature) train; the adapters stay at zero."""
     model = MultiTaskModel(model_config)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad = name.startswith("backbone.")
+        parameter.requires_grad = name.startswith(("backbone.", "heads."))
     return model
 
 
@@ -129,8 +135,8 @@ def build_model(model_config: ModelConfig, base: str | None) -> MultiTaskModel:
 
 
 def task_stream(shards: Path, task: Task, config: TrainConfig) -> TaskStream:
-    """The task's resampled training batches, with the paper's training transform."""
-    transform = image_transform(backbone_config(config.model)["vision_cfg"]["image_size"], train=True)
+    """The task's resampled training batches, with the paper's training transform (unless augment is off)."""
+    transform = image_transform(backbone_config(config.model)["vision_cfg"]["image_size"], train=config.augment)
     epoch_batches = partial(
         training_batches,
         shards,

@@ -46,10 +46,9 @@ def test_stored_outputs_rebuild_the_teachers_own_distributions(tiny_shards, tiny
     own = teacher(task, batch)
     stored = TeacherOutputs(outputs_dir)
     signals = stored.gather(batch["keys"])
-    if task in ("xmr", "tgir"):
-        rebuilt = find_task(task).teacher_logits(signals)
+    if task in ("xmr", "tgir"):  # XMR: (image-to-text, text-to-image) x B x B; TGIR: queries x targets
+        rebuilt = find_task(task).teacher_logits(signals, batch)
         assert torch.allclose(F.softmax(rebuilt, -1), F.softmax(own, -1), atol=2e-3)
-        assert torch.allclose(F.softmax(rebuilt.T, -1), F.softmax(own.T, -1), atol=2e-3)
     elif task == "scr":
         assert torch.allclose(F.softmax(signals["logits"].float(), -1), F.softmax(own, -1), atol=2e-3)
     else:

@@ -122,7 +122,7 @@ def test_every_task_has_a_loss_that_trains(inputs):
     images, tokens = inputs
     model = _model()
     model.train()
-    batch = {"images": images, "tokens": tokens, "targets": images.flip(0), "labels": torch.tensor([0, 3, 6])}
+    batch = {"images": images, "tokens": tokens, "targets": images.flip(0), "labels": torch.tensor([0, 3, 6]), "products": torch.tensor([1, 2, 3])}
     for task in TASK_NAMES:
         loss, _ = task_loss(model, task, batch)
         loss.backward()

@@ -22,8 +22,8 @@ def _batches(shards, task, seed=0, epoch=0, count=3):
 
 def test_every_task_gets_the_tensors_its_objective_reads(tiny_shards):
     expected = {
-        "xmr": {"keys", "images", "tokens"},
-        "fic": {"keys", "images", "tokens"},
+        "xmr": {"keys", "images", "tokens", "products"},
+        "fic": {"keys", "images", "tokens", "products"},
         "scr": {"keys", "images", "tokens", "labels"},
         "tgir": {"keys", "images", "tokens", "targets"},
     }

@@ -34,14 +34,15 @@ def generate(
     head: nn.Module,
     images: torch.Tensor,
     adapters: str,
-    max_new_tokens: int = 40,
+    max_new_tokens: int | None = None,
     beams: int = 1,
     use_cache: bool = True,
 ) -> list[list[int]]:
     """Token ids of one caption per image, without start, end or padding tokens: the text tower with
-    `adapters` cross-attends to the images, and `head` maps its states to next-token logits."""
+    `adapters` cross-attends to the images, and `head` maps its states to next-token logits. A caption
+    may run to the text context (76 new tokens for CLIP) unless max_new_tokens cuts it shorter."""
     start, end = special_tokens(model)
-    max_new_tokens = min(max_new_tokens, model.backbone.context_length - 1)
+    max_new_tokens = min(max_new_tokens or model.backbone.context_length, model.backbone.context_length - 1)
     count = images.shape[0]
     state = model.start_decoding(images, adapters)
     state.repeat(beams)

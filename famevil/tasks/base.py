@@ -41,7 +41,7 @@ class EvalSettings:
     transform: Transform  # the evaluation image transform
     tokenize: Tokenize
     beams: int = 1  # caption decoding: 1 is greedy
-    max_new_tokens: int = 40  # caption length limit
+    max_new_tokens: int | None = None  # caption length limit; None: the text context
     random100_runs: int = 5  # seeded random-100 draws averaged
     seed: int = 0
     meteor: bool = True  # METEOR needs a Java start-up: training's validation leaves it out
@@ -69,8 +69,8 @@ class DatasetFacts:
     train_subcategories: Sequence[str]  # per training image
     val_subcategories: Sequence[str]  # per evaluation image
     val_product_ids: Sequence[int]  # per evaluation image
-    train_descriptions: Sequence[str]
-    val_descriptions: Sequence[str]
+    train_texts: Sequence[str]  # per training image: what a FashionGen task reads (title. description)
+    val_texts: Sequence[str]
     gallery_sizes: dict[str, int]  # FashionIQ images per group in the evaluation split
     seed: int
 
@@ -97,8 +97,11 @@ class Task:
         return (f"{self.source}/{split}",)
 
     def training_size(self, sizes: dict[str, Any]) -> int:
-        """Its training-set size (sizes.json of the shards), for size-proportional task sampling."""
-        return sizes["subsets"][self.train_subset()]["samples"]
+        """Its training-set size (sizes.json of the shards), for size-proportional task sampling: the
+        products where a subset has several views of each (FashionGen: about 60k products in 260k
+        images, as the authors count them), otherwise the samples (FashionIQ's triplets)."""
+        subset = sizes["subsets"][self.train_subset()]
+        return subset.get("products", subset["samples"])
 
     def batch(self, samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
         """The tensors its logits and loss read, and the samples' keys."""

@@ -27,7 +27,7 @@ from famevil.tasks.base import (
     Transform,
     count_parameters,
 )
-from famevil.tasks.xmr import caption_batch
+from famevil.tasks.fashiongen import product_text, view_batch
 
 
 def caption_targets(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -49,7 +49,7 @@ class Captioning(Task):
     paper = {"bleu4": 30.73, "meteor": 25.04, "rouge_l": 55.83, "cider": 150.4}
 
     def batch(self, samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
-        return caption_batch(samples, transform, tokenize)
+        return view_batch(samples, transform, tokenize)
 
     def build_head(self, network: FameVil, vocabularies: dict[str, list[str]]) -> nn.Module:
         return nn.Linear(network.text_width, network.backbone.vocab_size)  # untied from the token embedding
@@ -99,7 +99,7 @@ class Captioning(Task):
         return CaptionEvaluation(self, network, head, settings)
 
     def chance(self, facts: DatasetFacts) -> dict[str, float]:
-        return fic_chance(facts.train_descriptions, facts.val_descriptions, facts.seed)
+        return fic_chance(facts.train_texts, facts.val_texts, facts.seed)
 
     def standalone_parameters(self, network: FameVil, head: nn.Module | None) -> int:
         """A CLIP with text-side cross-attention and the language-model head, as the paper counts it."""
@@ -119,7 +119,7 @@ class CaptionEvaluation:
         ids = generate(self.network, self.head, batch["images"], self.task.name, max_new_tokens=settings.max_new_tokens, beams=settings.beams)
         self.generated += [settings.tokenize.decode(caption).strip() for caption in ids]
         self.keys += batch["keys"]
-        self.references += [sample["json"]["description"] for sample in samples]
+        self.references += [product_text(sample["json"]) for sample in samples]
 
     def finish(self) -> TaskEvaluation:
         references = {key: [reference] for key, reference in zip(self.keys, self.references, strict=True)}

@@ -27,11 +27,7 @@ from famevil.tasks.base import (
     Tokenize,
     Transform,
 )
-
-
-def product_text(record: dict) -> str:
-    """The title and the description, joined with a full stop as in the paper."""
-    return f"{record['title']}. {record['description']}"
+from famevil.tasks.fashiongen import product_text
 
 
 class SubcategoryRecognition(Task):

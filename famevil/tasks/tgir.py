@@ -12,7 +12,7 @@ from torch import nn
 from data_specs.errors import FamevilError
 from data_specs.shards import gallery_subset, triplet_subset
 from famevil.data.examples import images, keys, text_tokens
-from famevil.losses import info_nce, soft_cross_entropy
+from famevil.losses import gather_batch, info_nce, soft_cross_entropy
 from famevil.metrics.chance import tgir_chance
 from famevil.metrics.retrieval import gallery_ranks, recall
 from famevil.model.fame_vil import FameVil
@@ -74,8 +74,10 @@ class TextGuidedRetrieval(Task):
         return F.normalize(network.composed(batch["images"], batch["tokens"], self.name), dim=-1)
 
     def logits(self, network: FameVil, head: nn.Module | None, batch: Batch) -> torch.Tensor:
-        """Composed-query-to-target similarities (B queries x B targets)."""
-        return head() * self.queries(network, batch) @ network.encode_image(batch["targets"], self.name).T
+        """This process's composed queries against every process's targets (B x global B)."""
+        queries = self.queries(network, batch)
+        targets, _ = gather_batch(network.encode_image(batch["targets"], self.name))
+        return head() * queries @ targets.T
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return info_nce(logits)
@@ -86,12 +88,14 @@ class TextGuidedRetrieval(Task):
         return {"query": queries.half(), "target": targets.half(), "scale": scaled(head(), len(queries))}
 
     @staticmethod
-    def teacher_logits(signals: Signals) -> torch.Tensor:
-        return signals["scale"][0] * signals["query"].float() @ signals["target"].float().T
+    def teacher_logits(signals: Signals, batch: Batch) -> torch.Tensor:
+        """The teacher's similarities on the student's (global) batch, rebuilt from its stored embeddings."""
+        targets, _ = gather_batch(signals["target"].float())
+        return signals["scale"][0] * signals["query"].float() @ targets.T
 
     def distillation(self, student_logits: torch.Tensor, signals: Signals, batch: Batch, temperature: float) -> torch.Tensor:
         """Query-to-target in-batch similarity distributions."""
-        return soft_cross_entropy(student_logits, self.teacher_logits(signals), temperature)
+        return soft_cross_entropy(student_logits, self.teacher_logits(signals, batch), temperature)
 
     def evaluator(self, network: FameVil, head: nn.Module | None, settings: EvalSettings) -> ComposedRetrievalEvaluation:
         return ComposedRetrievalEvaluation(self, network, settings)

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from famevil.data.examples import images, keys, text_tokens
-from famevil.losses import soft_cross_entropy, symmetric_info_nce
+from famevil.losses import gather_batch, info_nce, own_rows, soft_cross_entropy
 from famevil.metrics.chance import xmr_chance
 from famevil.metrics.retrieval import RANDOM100_NEGATIVES, RECALL_KS, candidate_ranks, gallery_ranks, random100_candidates, recall
 from famevil.model.fame_vil import FameVil
+from famevil.model.heads import Temperature
 from famevil.tasks.base import (
     CONTRASTIVE,
     FASHIONGEN,
@@ -25,20 +25,30 @@ from famevil.tasks.base import (
     Tokenize,
     Transform,
 )
-
-
-def caption_batch(samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
-    """A product view and its description (XMR and FIC)."""
-    return {
-        "keys": keys(samples),
-        "images": images(samples, "jpg", transform),
-        "tokens": text_tokens([sample["json"]["description"] for sample in samples], tokenize),
-    }
+from famevil.tasks.fashiongen import view_batch
 
 
 def scaled(scale: torch.Tensor, batch: int) -> torch.Tensor:
     """A teacher's temperature, stored per sample like every signal."""
     return scale.detach().float().reshape(1).expand(batch)
+
+
+# Where a query meets another view of its own product: no negative, and no positive either (the
+# authors sample one view per product instead). Finite, so that a KL term there is 0 and not NaN.
+NOT_A_NEGATIVE = -1e4
+
+
+def similarities(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
+    """(2, B, global B): this process's images against every process's texts, and its texts against
+    every process's images, scaled; other views of a query's product are masked out."""
+    all_images, _ = gather_batch(images)
+    all_texts, _ = gather_batch(texts)
+    all_products, _ = gather_batch(products)
+    own = own_rows(len(products), products.device)
+    other_views = (products[:, None] == all_products[None, :]) & (own[:, None] != torch.arange(len(all_products), device=own.device)[None, :])
+    image_to_text = (scale * images @ all_texts.T).masked_fill(other_views, NOT_A_NEGATIVE)
+    text_to_image = (scale * texts @ all_images.T).masked_fill(other_views, NOT_A_NEGATIVE)
+    return torch.stack([image_to_text, text_to_image])
 
 
 class CrossModalRetrieval(Task):
@@ -63,33 +73,37 @@ class CrossModalRetrieval(Task):
     }
 
     def batch(self, samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
-        return caption_batch(samples, transform, tokenize)
+        return view_batch(samples, transform, tokenize)
+
+    def build_head(self, network: FameVil, vocabularies: dict[str, list[str]]) -> nn.Module:
+        return Temperature()
 
     def embeddings(self, network: FameVil, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return network.encode_image(batch["images"], self.name), network.encode_text(batch["tokens"], self.name)
 
     def logits(self, network: FameVil, head: nn.Module | None, batch: Batch) -> torch.Tensor:
-        """Image-to-text similarities, scaled by CLIP's temperature (B images x B texts)."""
+        """Image-to-text and text-to-image similarities over the global batch, (2, B, global B)."""
         image_vectors, text_vectors = self.embeddings(network, batch)
-        return network.backbone.logit_scale.exp() * image_vectors @ text_vectors.T
+        return similarities(image_vectors, text_vectors, head(), batch["products"])
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return symmetric_info_nce(logits)
+        return (info_nce(logits[0]) + info_nce(logits[1])) / 2
 
     def signals(self, network: FameVil, head: nn.Module | None, batch: Batch, top_k: int) -> Signals:
         """Embeddings, not similarity rows: a similarity distribution depends on the batch, and the
         student's batches are not the teacher's."""
         image_vectors, text_vectors = self.embeddings(network, batch)
-        return {"image": image_vectors.half(), "text": text_vectors.half(), "scale": scaled(network.backbone.logit_scale.exp(), len(image_vectors))}
+        return {"image": image_vectors.half(), "text": text_vectors.half(), "scale": scaled(head(), len(image_vectors))}
 
     @staticmethod
-    def teacher_logits(signals: Signals) -> torch.Tensor:
-        return signals["scale"][0] * signals["image"].float() @ signals["text"].float().T
+    def teacher_logits(signals: Signals, batch: Batch) -> torch.Tensor:
+        """The teacher's similarities on the student's (global) batch, rebuilt from its stored embeddings."""
+        return similarities(signals["image"].float(), signals["text"].float(), signals["scale"][0], batch["products"])
 
     def distillation(self, student_logits: torch.Tensor, signals: Signals, batch: Batch, temperature: float) -> torch.Tensor:
         """Image-to-text and text-to-image in-batch similarity distributions."""
-        teacher = self.teacher_logits(signals)
-        return (soft_cross_entropy(student_logits, teacher, temperature) + soft_cross_entropy(student_logits.T, teacher.T, temperature)) / 2
+        teacher = self.teacher_logits(signals, batch)
+        return (soft_cross_entropy(student_logits[0], teacher[0], temperature) + soft_cross_entropy(student_logits[1], teacher[1], temperature)) / 2
 
     def evaluator(self, network: FameVil, head: nn.Module | None, settings: EvalSettings) -> RetrievalEvaluation:
         return RetrievalEvaluation(self, network, settings)

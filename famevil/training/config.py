@@ -24,10 +24,12 @@ class TrainConfig:
     model: str = "famevil-small"  # open_clip architecture of the backbone
     tsa_bottleneck: int = 64  # task-specific adapters (paper: 64)
     xaa_bottleneck: int = 64  # cross-attention adapters, a setting of their own
+    adapter_dropout: float = 0.0  # dropout inside every adapter (the authors': 0.0)
     batch_size: int = 32  # per process; the global batch is this x processes x accumulation
     gradient_accumulation: int = 1  # micro-batches per optimiser update
     max_steps: int = 300  # optimiser updates
-    warmup_steps: int = 30  # linear warm-up from 0, then the schedule
+    warmup_steps: int = 30  # linear warm-up, then the schedule
+    warmup_start: float = 0.0  # the learning rate's factor where warm-up starts (the authors' student: 0.25)
     schedule: Literal["cosine", "step"] = "cosine"  # "cosine" to 0, or "step": x0.1 at each of decay_steps
     decay_steps: tuple[int, ...] = ()  # with schedule "step"
     lr_backbone: float = 1e-5  # CLIP's own weights
@@ -41,6 +43,7 @@ class TrainConfig:
     checkpoint_every: int = 100  # updates between resumable states (checkpoints/step-N); the last step always saves one
     keep_checkpoints: int = 2  # resumable states kept (the newest); the best weights are kept apart
     early_stopping: int = 0  # validations without improvement before stopping; 0 never stops
+    augment: bool = True  # random crops and flips; off: the evaluation transform, the view teachers' outputs are dumped from
     workers: int = 0  # data-loader worker processes per training process
     seed: int = 0  # initialisation, data order and augmentation
 

@@ -34,7 +34,7 @@ def lr_multiplier(config: TrainConfig) -> Callable[[int], float]:
 
     def multiplier(step: int) -> float:
         if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
+            return config.warmup_start + (1 - config.warmup_start) * (step + 1) / config.warmup_steps
         if config.schedule == "step":
             return 0.1 ** sum(step >= boundary for boundary in config.decay_steps)
         progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
