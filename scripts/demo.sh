@@ -35,8 +35,10 @@ for task in $tasks; do
 done
 
 # The student sees 9.6k samples against the four teachers' 12.8k together (in the paper, 90k updates
-# against 3 x 30k + 6k), to keep the demo near 20 minutes.
-student_options=(--max-steps 300 --set checkpoint_every=150 "${no_validation[@]}" --set "seed=$seed" --resume auto)
+# against 3 x 30k + 6k), to keep the demo near 20 minutes. It trains on the clean images the teachers'
+# outputs were dumped from: over 3 seeds that scored higher than augmented images on every seed
+# (benchmarks/distillation_inputs.sh; docs/fidelity.md, row 17).
+student_options=(--max-steps 300 --set checkpoint_every=150 --set augment=false "${no_validation[@]}" --set "seed=$seed" --resume auto)
 stage "$run/student" famevil distill --shards "$run/shards" --base "$run/base" --out "$run/student" "${outputs[@]}" "${student_options[@]}"
 stage "$run/baseline" famevil distill --shards "$run/shards" --base "$run/base" --out "$run/baseline" --kd-weight 0 "${student_options[@]}"
 for model in student baseline; do
