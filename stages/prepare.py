@@ -164,9 +164,10 @@ def prepare(
             write_vocab(stage.partial, vocab)
             sizes["vocab"] = {name: {"names": len(v.names), "num_train": v.num_train} for name, v in vocab.items()}
         (stage.partial / SIZES_FILE).write_text(json.dumps(sizes, indent=2) + "\n", encoding="utf-8")
-        (stage.partial / DONE_FILE).unlink()
         details = {"shard_size": shard_size, "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()}, "skipped": sizes["skipped"]}
         manifest = write_manifest(stage.partial, "shards", inputs=inputs, details=details, known_digests={r.path: r.sha256 for r in done.values()})
+        # Only now: a run killed before its manifest was written still resumes every finished shard.
+        (stage.partial / DONE_FILE).unlink()
         stage.publish()
     return PrepareResult(out, manifest, sizes, resumed, time.perf_counter() - started)
 

@@ -204,10 +204,18 @@ def _newest_state(workdir: Path) -> Path | None:
 
 
 def _truncate_log(log: Path, step: int) -> None:
-    """Drop the lines an interrupted run wrote after the state it resumes from; they will be written again."""
+    """Drop the lines an interrupted run wrote after the state it resumes from (they will be written
+    again), and a last line torn by the interruption."""
     if log.is_file():
-        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if json.loads(line)["step"] <= step]
-        log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        kept = []
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # only a kill mid-write leaves such a line: the step it began is redone
+            if record["step"] <= step:
+                kept.append(line)
+        log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 def _train(

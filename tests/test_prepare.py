@@ -84,6 +84,23 @@ def test_manifest_names_inputs(tiny_shards, tiny_raw):
     assert manifest.command.startswith("famevil")
 
 
+def test_a_run_killed_before_its_manifest_resumes_every_shard(tiny_raw, tiny_shards, tmp_path, monkeypatch):
+    out = tmp_path / "shards"
+    real_write_manifest = stages.prepare.write_manifest
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages.prepare, "write_manifest", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(out, fashiongen=tiny_raw / "fashiongen", fashioniq=tiny_raw / "fashioniq", shard_size=16, workers=1)
+    monkeypatch.setattr(stages.prepare, "write_manifest", real_write_manifest)
+    result = prepare(out, fashiongen=tiny_raw / "fashiongen", fashioniq=tiny_raw / "fashioniq", shard_size=16, workers=1)
+    shards = sum(len(entry["shards"]) for entry in result.sizes["subsets"].values())
+    assert result.resumed_shards == shards > 0
+    assert result.manifest.content_id == require_artifact(tiny_shards).content_id
+
+
 def test_resume_after_interruption_gives_the_same_artifact(tiny_raw, tiny_shards, tmp_path, monkeypatch):
     out = tmp_path / "shards"
     written = []

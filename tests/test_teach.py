@@ -19,6 +19,7 @@ from famevil.tasks import find_task
 from famevil.training.streams import TaskStream
 from stages.prepare import prepare
 from stages.teach import pretrain, teach
+from stages.training import _truncate_log
 
 # A 2-layer backbone, small batches, a learning rate that moves it within a dozen updates.
 TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "workers": 0}
@@ -219,3 +220,10 @@ def test_early_stopping_ends_a_run_that_stops_improving(tiny_shards, tmp_path):
     result = teach("xmr", tiny_shards, tmp_path / "teacher", overrides=frozen)
     assert result.steps == 3 and result.best_step == 1  # validations at 2 and 3 gained nothing over 1
     assert (tmp_path / "teacher" / "checkpoints" / "step-000003").is_dir()
+
+
+def test_a_log_torn_by_an_interruption_is_mended_on_resume(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "loss_xmr": 2.0}\n{"step": 2, "loss_xmr": 1.9}\n{"step": 3, "loss_xmr": 1.8}\n{"step": 4, "lo')
+    _truncate_log(log, step=2)
+    assert log.read_text() == '{"step": 1, "loss_xmr": 2.0}\n{"step": 2, "loss_xmr": 1.9}\n'
