@@ -101,6 +101,11 @@ def read_vocab(root: Path | str) -> dict[str, Vocabulary]:
         raise FamevilError(f"{path}: unreadable vocabulary ({error}); rebuild the shards with famevil prepare") from None
 
 
+def read_training_vocabularies(root: Path | str) -> dict[str, list[str]]:
+    """The label names seen in training, by vocabulary: what a model's heads classify into."""
+    return {name: list(vocabulary.names[: vocabulary.num_train]) for name, vocabulary in read_vocab(root).items()}
+
+
 def read_sizes(root: Path | str) -> dict[str, Any]:
     path = Path(root) / SIZES_FILE
     try:

@@ -18,15 +18,19 @@ def _processes() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
 class _GatherWithGradient(torch.autograd.Function):
     """all_gather forward; backward sums the gradient every process computed for the gathered rows and
     hands each process the part for its own rows."""
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
+        return _all_gather(tensor)
 
     @staticmethod
     def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
@@ -37,17 +41,12 @@ class _GatherWithGradient(torch.autograd.Function):
         return gradient[start : start + rows]
 
 
-def gather_batch(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Every process's rows of `tensor` in process order (every process holds the same number), and
-    the row where this process's own start; with one process, the tensor itself and 0."""
+def gather_batch(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of `tensor` in process order (every process holds the same number; its own
+    rows are `own_rows`); with one process, the tensor itself."""
     if _processes() == 1:
-        return tensor, 0
-    offset = dist.get_rank() * tensor.shape[0]
-    if tensor.requires_grad:
-        return _GatherWithGradient.apply(tensor), offset
-    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts), offset
+        return tensor
+    return _GatherWithGradient.apply(tensor) if tensor.requires_grad else _all_gather(tensor)
 
 
 def own_rows(count: int, device: torch.device) -> torch.Tensor:

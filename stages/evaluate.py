@@ -11,7 +11,7 @@ import torch
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, require_artifact, write_manifest
-from data_specs.shards import read_sizes, read_vocab
+from data_specs.shards import read_sizes, read_training_vocabularies
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import base_reference, load_base, load_checkpoint, require_checkpoint
 from famevil.data.loading import batched, image_transform, samples
@@ -78,9 +78,8 @@ def evaluate(
         raise FamevilError(f"--out {out}: holds a {held!r} artifact; refusing to replace it with metrics, choose another --out")
     check_destination(out, overwrite)
     shards_manifest = require_artifact(shards, "shards")
-    vocab = read_vocab(shards)
     torch.manual_seed(seed)
-    network, model_ref = _load_model(model, base, arch, training_vocabularies(vocab))
+    network, model_ref = _load_model(model, base, arch, read_training_vocabularies(shards))
     wanted = [find_task(name).name for name in tasks] if tasks else list(network.tasks)
     for task in wanted:
         if task not in network.tasks:
@@ -161,11 +160,6 @@ def measure(
     return measured
 
 
-def training_vocabularies(vocab: dict) -> dict[str, list[str]]:
-    """The label names seen in training, by vocabulary: what a model's heads classify into."""
-    return {name: list(vocabulary.names[: vocabulary.num_train]) for name, vocabulary in vocab.items()}
-
-
 def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: dict[str, list[str]]) -> tuple[MultiTaskModel, InputRef]:
     if model is not None:
         manifest = require_checkpoint(model)
@@ -176,8 +170,9 @@ def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: d
     pretrained = path.is_file() or ":" in base
     if pretrained:
         name = arch if path.is_file() else base.split(":", 1)[0]
-        backbone_config(name, option=f"--arch {arch}" if path.is_file() else f"--base {base}")
-        ref = base_reference(base, name, architecture_option="--arch ")
+        if path.is_file():
+            backbone_config(arch, option=f"--arch {arch}")
+        ref = base_reference(base, name, architecture_option="--arch ")  # checks a NAME:TAG's architecture
     else:
         backbone_config(base, option="--base")
         name, ref = base, base_reference(None, base)

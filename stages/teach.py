@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from data_specs.manifest import InputRef, Manifest, require_artifact
-from data_specs.shards import read_vocab
+from data_specs.shards import read_training_vocabularies
 from famevil.checkpoint import base_reference, load_base
 from famevil.data.loading import image_transform, training_batches
 from famevil.model.backbone import backbone_config, tokenizer
@@ -20,7 +20,7 @@ from famevil.tasks.base import Task, check_coverage
 from famevil.training.config import TrainConfig, load_config
 from famevil.training.sampling import TaskSampler
 from famevil.training.streams import TaskStream
-from stages.evaluate import flatten, measure, training_vocabularies
+from stages.evaluate import flatten, measure
 from stages.training import SCORE, Job, TrainingResult, fit
 
 PRETRAINING_TASK = "retrieval"  # the demo base is trained as plain CLIP is: contrastive image-text retrieval
@@ -58,7 +58,7 @@ def teach(
         config.tsa_bottleneck,
         config.xaa_bottleneck,
         config.adapter_dropout,
-        vocabularies=training_vocabularies(read_vocab(shards)),
+        vocabularies=read_training_vocabularies(shards),
     )
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     job = Job(

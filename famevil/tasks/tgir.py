@@ -76,7 +76,7 @@ class TextGuidedRetrieval(Task):
     def logits(self, network: FameVil, head: nn.Module | None, batch: Batch) -> torch.Tensor:
         """This process's composed queries against every process's targets (B x global B)."""
         queries = self.queries(network, batch)
-        targets, _ = gather_batch(network.encode_image(batch["targets"], self.name))
+        targets = gather_batch(network.encode_image(batch["targets"], self.name))
         return head() * queries @ targets.T
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -90,7 +90,7 @@ class TextGuidedRetrieval(Task):
     @staticmethod
     def teacher_logits(signals: Signals, batch: Batch) -> torch.Tensor:
         """The teacher's similarities on the student's (global) batch, rebuilt from its stored embeddings."""
-        targets, _ = gather_batch(signals["target"].float())
+        targets = gather_batch(signals["target"].float())
         return signals["scale"][0] * signals["query"].float() @ targets.T
 
     def distillation(self, student_logits: torch.Tensor, signals: Signals, batch: Batch, temperature: float) -> torch.Tensor:

@@ -41,9 +41,9 @@ NOT_A_NEGATIVE = -1e4
 def similarities(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
     """(2, B, global B): this process's images against every process's texts, and its texts against
     every process's images, scaled; other views of a query's product are masked out."""
-    all_images, _ = gather_batch(images)
-    all_texts, _ = gather_batch(texts)
-    all_products, _ = gather_batch(products)
+    all_images = gather_batch(images)
+    all_texts = gather_batch(texts)
+    all_products = gather_batch(products)
     own = own_rows(len(products), products.device)
     other_views = (products[:, None] == all_products[None, :]) & (own[:, None] != torch.arange(len(all_products), device=own.device)[None, :])
     image_to_text = (scale * images @ all_texts.T).masked_fill(other_views, NOT_A_NEGATIVE)
