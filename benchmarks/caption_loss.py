@@ -2,7 +2,7 @@
 images shuffled across the batch: a captioner that looks at the image does worse on shuffled images
 (its grounding gap, (shuffled - matching) / matching, is above zero).
 
-    python benchmarks/caption_loss.py --shards runs/demo/shards runs/demo/teacher-fic runs/demo/student
+    python benchmarks/caption_loss.py --shards runs/demo/shards runs/demo/seed-0/teacher-fic runs/demo/seed-0/student
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -346,23 +347,47 @@ def distill(
 
 @app.command(help=inspect.cleandoc(report_stage.report.__doc__))
 def report(
-    teacher: Annotated[list[Path], typer.Option("--teacher", help="A teacher's evaluation directory (famevil evaluate); one per task.")],
-    student: Annotated[Path, typer.Option(help="The distilled student's evaluation directory.")],
-    baseline: Annotated[Path | None, typer.Option(help="The multi-task baseline's evaluation directory (distill --kd-weight 0).")] = None,
+    teacher: Annotated[list[Path], typer.Option("--teacher", help="A teacher's evaluation directory (famevil evaluate); one per task and seed.")],
+    student: Annotated[list[Path], typer.Option("--student", help="The distilled student's evaluation directory; one per seed.")],
+    baseline: Annotated[
+        list[Path] | None, typer.Option("--baseline", help="The multi-task baseline's evaluation (distill --kd-weight 0); one per seed.")
+    ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a README) instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table and the relative gains as JSON instead.")] = False,
 ) -> None:
-    result = _run(report_stage.report, teachers=teacher, student=student, baseline=baseline)
+    result = _run(report_stage.report, teachers=teacher, students=student, baselines=baseline or None)
+    if as_json:
+        payload = {
+            "columns": result.columns,
+            "rows": [[asdict(cell) if isinstance(cell, report_stage.Figure) else cell for cell in row] for row in result.rows],
+            "relative_gains": {name: asdict(gain) if gain else None for name, gain in result.relative_gains.items()},
+        }
+        out_console.print_json(data=payload)
+        return
 
     def cells(row: list) -> list[str]:  # the last column is a difference: signed
-        values = [f"{v:.2f}" if isinstance(v, float) else "" if v is None else str(v) for v in row]
-        return values[:-1] + [f"{row[-1]:+.2f}" if isinstance(row[-1], float) else values[-1]]
+        return [_figure(cell, signed=column == len(row) - 1) for column, cell in enumerate(row)]
 
+    gains = [f"student's mean relative gain {name}: {_figure(gain, signed=True)}%" for name, gain in result.relative_gains.items()]
     if markdown:
         out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False, soft_wrap=True)
         for row in result.rows:
             out_console.print("| " + " | ".join(cells(row)) + " |", highlight=False, soft_wrap=True)
+        out_console.print("\n" + "\n".join(f"- {line}" for line in gains), highlight=False, soft_wrap=True)
         return
-    out_console.print(_table("teachers, student and baseline (percent; CIDEr x100)", ["metric", *result.columns], [cells(row) for row in result.rows]))
+    runs = max((cell.runs for row in result.rows for cell in row if isinstance(cell, report_stage.Figure)), default=1)
+    title = "teachers, student and baseline (percent; CIDEr x100" + (f"; mean +- sd over {runs} runs)" if runs > 1 else ")")
+    out_console.print(_table(title, ["metric", *result.columns], [cells(row) for row in result.rows]))
+    for line in gains:
+        out_console.print(line, highlight=False)
+
+
+def _figure(cell: object, signed: bool = False) -> str:
+    """A report cell: "66.78", "66.78 +- 0.52" over several runs, "" where nothing was measured."""
+    if not isinstance(cell, report_stage.Figure):
+        return "" if cell is None else str(cell)
+    mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
+    return f"{mean} ± {cell.sd:.2f}" if cell.runs > 1 else mean
 
 
 @app.command("inspect")

@@ -1,9 +1,12 @@
 """famevil report: the pipeline's result in one table: each teacher on its task, the distilled student
-and the multi-task baseline on all four, and what each costs in parameters."""
+and the multi-task baseline on all four, over one run or several (one per seed), and what each costs
+in parameters."""
 
 from __future__ import annotations
 
+import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,52 +17,135 @@ from data_specs.manifest import require_artifact
 from famevil.checkpoint import WEIGHTS_FILE
 from famevil.tasks import TASKS
 from stages.evaluate import flatten, read_metrics
+from stages.training import TRAIN_CONFIG_FILE
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One metric over runs: their mean, standard deviation (0 for one run) and count."""
+
+    mean: float
+    sd: float
+    runs: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Figure | None:
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)) if values else None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One evaluation: its flat metrics and the seed of the model it evaluated (None where unknown)."""
+
+    metrics: dict[str, float]
+    seed: int | None
 
 
 @dataclass(frozen=True)
 class Report:
     columns: list[str]
-    rows: list[list[str | float | None]]  # label, then one value per column (None: not evaluated)
+    rows: list[list[str | Figure | None]]  # label, then one figure per column (None: not evaluated)
+    # The paper's summary figure: the mean over tasks of each task's mean relative change (percent) of
+    # its report metrics, per seed, then over seeds. Keys: "over teachers", "over baseline".
+    relative_gains: dict[str, Figure | None]
 
 
-def report(teachers: list[Path], student: Path, baseline: Path | None = None) -> Report:
+def report(teachers: list[Path], students: list[Path], baselines: list[Path] | None = None) -> Report:
     """Put evaluations side by side: the teachers' (each on its own task) in one column, the distilled
-    student's and the no-distillation baseline's, the student's gain over its teacher, and parameters.
+    student's and the no-distillation baseline's, the student's gain over its teachers, and parameters.
+    Give one evaluation per seed to each role: every figure is then a mean +- standard deviation.
 
-    Example (after the pipeline; instant):
+    The student's mean relative gain (the paper's summary figure) is, per seed, the mean over tasks of
+    the mean relative change of the task's report metrics against the teacher of the same seed (the
+    teachers' mean where that seed has none); then the mean +- sd over seeds. Likewise over the baseline.
 
-        famevil report --teacher runs/demo/eval/teacher-xmr --teacher runs/demo/eval/teacher-tgir \\
-            --teacher runs/demo/eval/teacher-scr --teacher runs/demo/eval/teacher-fic --student runs/demo/eval/student
+    Example (after scripts/demo.sh; instant; with SEEDS="0 1 2", give each role once per seed):
+
+        famevil report --teacher runs/demo/seed-0/eval/teacher-xmr --teacher runs/demo/seed-0/eval/teacher-tgir \\
+            --teacher runs/demo/seed-0/eval/teacher-scr --teacher runs/demo/seed-0/eval/teacher-fic \\
+            --student runs/demo/seed-0/eval/student --baseline runs/demo/seed-0/eval/baseline
     """
-    by_task: dict[str, dict[str, float]] = {}
-    teacher_parameters = 0
+    by_task: dict[str, list[Run]] = {}
+    teacher_parameters: dict[str, int] = {}
     for evaluation in teachers:
-        metrics = flatten(read_metrics(evaluation))
-        for task in {name.split(".")[0] for name in metrics}:
-            if task in by_task:
-                raise FamevilError(f"--teacher {evaluation}: a second teacher evaluation for {task}; give one per task")
-            by_task[task] = metrics
-        teacher_parameters += _parameters(evaluation)
-    student_metrics = flatten(read_metrics(student))
-    baseline_metrics = flatten(read_metrics(baseline)) if baseline else None
-    columns = ["single-task teachers", "distilled student", *(["multi-task baseline"] if baseline else []), "student - teacher"]
-    rows: list[list[str | float | None]] = []
-    headlines = [(task.name, f"{task.name}.{key}", label) for task in TASKS.values() for key, label in task.report_rows]  # percent; CIDEr x100
-    for task, key, label in headlines:
-        teacher_value = by_task.get(task, {}).get(key)
-        student_value = student_metrics.get(key)
-        gain = student_value - teacher_value if None not in (student_value, teacher_value) else None
-        rows.append([label, teacher_value, student_value, *([baseline_metrics.get(key)] if baseline_metrics is not None else []), gain])
-    parameters = ["parameters", f"{teacher_parameters:,}", f"{_parameters(student):,}", *([f"{_parameters(baseline):,}"] if baseline else []), ""]
-    rows.append(parameters)
-    return Report(columns, rows)
+        run = _read_run(evaluation)
+        for task in {name.split(".")[0] for name in run.metrics}:
+            runs = by_task.setdefault(task, [])
+            if run.seed is not None and any(other.seed == run.seed for other in runs):
+                raise FamevilError(f"--teacher {evaluation}: a second {task} teacher with seed {run.seed}; give one per task and seed")
+            runs.append(run)
+            teacher_parameters[task] = _parameters(evaluation)
+    student_runs = [_read_run(path) for path in students]
+    baseline_runs = [_read_run(path) for path in baselines or []]
+    columns = ["single-task teachers", "distilled student", *(["multi-task baseline"] if baseline_runs else []), "student - teacher"]
+    rows: list[list[str | Figure | None]] = []
+    for task, key, label in _report_metrics():
+        teacher = Figure.of(_values(by_task.get(task, []), key))
+        student = Figure.of(_values(student_runs, key))
+        baseline = [Figure.of(_values(baseline_runs, key))] if baseline_runs else []
+        difference = Figure(student.mean - teacher.mean, 0.0, 1) if student and teacher else None
+        rows.append([label, teacher, student, *baseline, difference])
+    parameters = [f"{sum(teacher_parameters.values()):,}", f"{_parameters(students[0]):,}", *([f"{_parameters(baselines[0]):,}"] if baseline_runs else [])]
+    rows.append(["parameters", *parameters, ""])
+    gains = {"over teachers": _relative_gain(student_runs, by_task)}
+    if baseline_runs:
+        gains["over baseline"] = _relative_gain(student_runs, {task: baseline_runs for task in TASKS})
+    return Report(columns, rows, gains)
 
 
-def _parameters(evaluation: Path) -> int:
-    """The parameter count of the checkpoint an evaluation was made from, read from its weights file."""
+def _report_metrics() -> list[tuple[str, str, str]]:
+    """(task, flat metric key, label) of every report row, in table order (percent; CIDEr x100)."""
+    return [(task.name, f"{task.name}.{key}", label) for task in TASKS.values() for key, label in task.report_rows]
+
+
+def _values(runs: list[Run], key: str) -> list[float]:
+    return [run.metrics[key] for run in runs if run.metrics.get(key) is not None]
+
+
+def _relative_gain(students: list[Run], references: dict[str, list[Run]]) -> Figure | None:
+    """Per student run, the mean over tasks of the task's mean relative change (percent) against the
+    reference run of the same seed (or the references' mean); a metric whose reference is 0 is left out."""
+    per_seed = []
+    for student in students:
+        task_gains = []
+        for task in TASKS.values():
+            changes = []
+            for key in (f"{task.name}.{metric}" for metric, _ in task.report_rows):
+                reference = _reference_value(references.get(task.name, []), key, student.seed)
+                if reference and student.metrics.get(key) is not None:
+                    changes.append(100 * (student.metrics[key] - reference) / reference)
+            if changes:
+                task_gains.append(statistics.fmean(changes))
+        if task_gains:
+            per_seed.append(statistics.fmean(task_gains))
+    return Figure.of(per_seed)
+
+
+def _reference_value(runs: list[Run], key: str, seed: int | None) -> float | None:
+    same_seed = [run for run in runs if seed is not None and run.seed == seed]
+    values = _values(same_seed or runs, key)
+    return statistics.fmean(values) if values else None
+
+
+def _read_run(evaluation: Path) -> Run:
+    return Run(flatten(read_metrics(evaluation)), _seed(evaluation))
+
+
+def _model_path(evaluation: Path) -> Path:
     manifest = require_artifact(evaluation, "metrics")
     model = next((ref for ref in manifest.inputs if ref.role == "model"), None)
     if model is None or not (Path(model.path) / WEIGHTS_FILE).is_file():
         raise FamevilError(f"{evaluation}: was not made from a famevil checkpoint that is still at its recorded path")
-    with safe_open(Path(model.path) / WEIGHTS_FILE, framework="pt") as weights:
+    return Path(model.path)
+
+
+def _seed(evaluation: Path) -> int | None:
+    """The training seed of the checkpoint an evaluation was made from."""
+    options = _model_path(evaluation) / TRAIN_CONFIG_FILE
+    return json.loads(options.read_text(encoding="utf-8")).get("seed") if options.is_file() else None
+
+
+def _parameters(evaluation: Path) -> int:
+    """The parameter count of the checkpoint an evaluation was made from, read from its weights file."""
+    with safe_open(_model_path(evaluation) / WEIGHTS_FILE, framework="pt") as weights:
         return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118 - a safe_open handle is not iterable

@@ -58,7 +58,7 @@ def teach(
         config.tsa_bottleneck,
         config.xaa_bottleneck,
         config.adapter_dropout,
-        vocabularies=read_training_vocabularies(shards),
+        vocabularies=model_vocabularies(shards, [chosen], config),
     )
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     job = Job(
@@ -124,6 +124,16 @@ def _backbone_only(model_config: ModelConfig) -> MultiTaskModel:
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith(("backbone.", "heads."))
     return model
+
+
+def model_vocabularies(shards: Path, tasks: list[Task], config: TrainConfig) -> dict[str, list[str]]:
+    """What the heads classify into (the shards' label vocabularies) and, with head_vocabulary=training,
+    the tokens a language-model head may write."""
+    vocabularies = read_training_vocabularies(shards)
+    if config.head_vocabulary == "training":
+        for task in tasks:
+            vocabularies |= task.text_vocabulary(shards, tokenizer(config.model))
+    return vocabularies
 
 
 def build_model(model_config: ModelConfig, base: str | None) -> MultiTaskModel:

@@ -34,6 +34,7 @@ from data_specs.manifest import InputRef, Manifest, famevil_version, write_manif
 from data_specs.staging import check_destination, partial_path, read_plan, staging
 from famevil.checkpoint import save_weights
 from famevil.multitask import MultiTaskModel
+from famevil.tasks import find_task
 from famevil.training.config import TrainConfig
 from famevil.training.optim import build_optimizer, build_scheduler
 from famevil.training.sampling import TaskSampler
@@ -43,6 +44,11 @@ from stages.progress import console, progress_bar
 METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
 SCORE = "score"  # the validation value that picks the best weights (higher is better)
 STATE_PREFIX = "step-"
+# A task's checks on a training batch (Task.check): logged every CHECK_EVERY updates after warm-up, and
+# warned about (once per run) on the mean of the last CHECKS_AVERAGED, since one small batch is noisy,
+# from a quarter of the run on: a captioner learns the copy's language before it reads the image (on
+# the demo its grounding gap was 1% at update 100 of 600, 7% at 150 and 20% from 300 on).
+CHECK_EVERY, CHECKS_AVERAGED = 25, 4
 STATE_MARKER = "famevil-state.json"  # written last into each saved state: famevil's own proof that the state is whole
 
 Batch = dict[str, Any]
@@ -225,6 +231,7 @@ def _train(
     main = accelerator.is_main_process
     samples_per_update = config.batch_size * config.gradient_accumulation * accelerator.num_processes
     log = open(workdir / METRICS_LOG, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
+    checks = TaskChecks(job.title, warn_from=max(config.warmup_steps, config.max_steps // 4))
     try:
         with progress_bar(job.title, config.max_steps, unit="samples", enabled=main) as advance:
             advance(state.step)
@@ -251,6 +258,8 @@ def _train(
                 record = {"step": state.step, **_mean_losses(accelerator, losses)}
                 record |= {f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups}
                 record["samples_per_s"] = round(samples_per_update / elapsed, 2)
+                if main and state.step > config.warmup_steps and state.step % CHECK_EVERY == 0:
+                    record |= checks.run(accelerator.unwrap_model(model), task, batch, state.step)
                 if main:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -268,6 +277,32 @@ def _train(
     finally:
         if log is not None:
             log.close()
+
+
+class TaskChecks:
+    """Runs each task's check on a training batch, keeps its recent figures and warns once per task."""
+
+    def __init__(self, title: str, warn_from: int):
+        self.title, self.warn_from = title, warn_from
+        self.recent: dict[str, list[dict[str, float]]] = {}
+        self.warned: set[str] = set()
+
+    def run(self, model: MultiTaskModel, task_name: str, batch: Batch, step: int) -> dict[str, float]:
+        task = find_task(task_name)
+        was_training = model.training
+        model.eval()
+        figures = task.check(model, model.head(task_name), batch)
+        model.train(was_training)
+        if not figures:
+            return {}
+        recent = self.recent.setdefault(task_name, [])
+        recent[:] = [*recent, figures][-CHECKS_AVERAGED:]
+        if step >= self.warn_from and len(recent) == CHECKS_AVERAGED and task_name not in self.warned:
+            averaged = {name: sum(f[name] for f in recent) / len(recent) for name in figures}
+            if (warning := task.warning(averaged)) is not None:
+                self.warned.add(task_name)
+                console.print(f"[yellow]{self.title}: step {step}: {warning}[/]", soft_wrap=True)
+        return {f"{name}_{task_name}": value for name, value in figures.items()}
 
 
 def _weights_digest(model: torch.nn.Module) -> str:

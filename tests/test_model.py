@@ -137,9 +137,10 @@ def test_caption_loss_reads_real_next_tokens_only(inputs):
     _perturb(model)
     _, real, targets = caption_targets(tokens)
     logits = model("fic", {"images": images, "tokens": tokens})
-    assert logits.shape == (int(real.sum()), model.backbone.vocab_size) and len(targets) == real.sum()
+    assert logits.log_probs.shape == (int(real.sum()), model.backbone.vocab_size) and len(targets) == real.sum()
+    assert torch.equal(logits.tokens, torch.arange(model.backbone.vocab_size))
     every_position = caption_logits(model, images, tokens[:, :-1])
-    assert torch.allclose(logits, every_position[real].log_softmax(-1), atol=1e-4)
+    assert torch.allclose(logits.log_probs, every_position[real].log_softmax(-1), atol=1e-4)
     expected = torch.nn.functional.cross_entropy(every_position.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=0)
     assert torch.allclose(task_loss(model, "fic", {"images": images, "tokens": tokens})[0], expected, atol=1e-5)
 

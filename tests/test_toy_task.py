@@ -73,9 +73,9 @@ def test_a_fifth_task_runs_through_every_stage(toy_task, tiny_shards, tiny_dumps
     teacher_eval = evaluate(tmp_path / "eval-teacher", tiny_shards, model=teacher_dir, batch_size=16)
     assert set(teacher_eval.metrics) == {"category"}
 
-    table = report([tmp_path / "eval-teacher"], tmp_path / "eval-student")
+    table = report([tmp_path / "eval-teacher"], [tmp_path / "eval-student"])
     row = next(row for row in table.rows if row[0] == "category accuracy")
-    assert row[1] == teacher_eval.metrics["category"]["accuracy"] and row[2] == student_eval.metrics["category"]["accuracy"]
+    assert row[1].mean == teacher_eval.metrics["category"]["accuracy"] and row[2].mean == student_eval.metrics["category"]["accuracy"]
 
 
 def test_a_taken_name_is_refused(toy_task):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,6 +82,15 @@ def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:
 def shard_samples(shards: list[Path]) -> Iterator[dict[str, Any]]:
     """Every sample of these shard files, in order, images decoded to PIL."""
     yield from wds.WebDataset([str(path) for path in shards], shardshuffle=False, empty_check=False, nodesplitter=_every_shard).decode("pil")
+
+
+def records(root: Path, subset: str) -> Iterator[dict[str, Any]]:
+    """Every sample's JSON record of a subset, in shard order, without reading its images."""
+    for path in shard_paths(root, subset):
+        with tarfile.open(path) as archive:
+            for member in archive:
+                if member.isfile() and member.name.endswith(".json"):
+                    yield json.load(archive.extractfile(member))
 
 
 def batched(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

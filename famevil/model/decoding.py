@@ -39,9 +39,13 @@ def generate(
     use_cache: bool = True,
 ) -> list[list[int]]:
     """Token ids of one caption per image, without start, end or padding tokens: the text tower with
-    `adapters` cross-attends to the images, and `head` maps its states to next-token logits. A caption
-    may run to the text context (76 new tokens for CLIP) unless max_new_tokens cuts it shorter."""
+    `adapters` cross-attends to the images, and `head` maps its states to next-token logits over
+    `head.tokens` (the sorted token ids of its columns, padding among them: the whole vocabulary or
+    part of it). A caption may run to the text context (76 new tokens for CLIP) unless max_new_tokens
+    cuts it shorter."""
     start, end = special_tokens(model)
+    columns = head.tokens
+    pad_column = int(torch.searchsorted(columns, torch.tensor(PAD_TOKEN, device=columns.device)))
     max_new_tokens = min(max_new_tokens or model.backbone.context_length, model.backbone.context_length - 1)
     count = images.shape[0]
     state = model.start_decoding(images, adapters)
@@ -55,12 +59,12 @@ def generate(
         log_probs = _next_logits(model, head, tokens, state, use_cache, adapters).float().log_softmax(dim=-1)
         # A finished beam continues with padding at no cost, and with nothing else.
         log_probs[finished] = float("-inf")
-        log_probs[finished, PAD_TOKEN] = 0
+        log_probs[finished, pad_column] = 0
         vocabulary = log_probs.shape[-1]
         candidates = (scores.view(-1, 1) + log_probs).view(count, beams * vocabulary)
         scores, best = candidates.topk(beams, dim=-1)
         chosen = (torch.arange(count, device=images.device)[:, None] * beams + best // vocabulary).flatten()
-        new_tokens = (best % vocabulary).flatten()
+        new_tokens = columns[(best % vocabulary).flatten()]
         tokens = torch.cat([tokens[chosen], new_tokens[:, None]], dim=1)
         if beams > 1:
             state.reorder(chosen)

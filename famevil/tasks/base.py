@@ -113,6 +113,11 @@ class Task:
         """What sits on top of the towers (None: nothing). vocabularies: label names by vocab.json entry."""
         return None
 
+    def text_vocabulary(self, shards: Path, tokenize: Tokenize) -> dict[str, list[str]]:
+        """Entries for the model config's vocabularies when language-model heads are restricted to the
+        training text (training option head_vocabulary=training); a task without such a head has none."""
+        return {}
+
     def init_head(self, head: nn.Module, network: FameVil) -> None:
         """Called once the backbone's weights are loaded: a head may start from them."""
 
@@ -122,6 +127,14 @@ class Task:
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def check(self, network: FameVil, head: nn.Module | None, batch: Batch) -> dict[str, float]:
+        """Figures measured on a training batch now and then (no gradients), for the training log; by default, none."""
+        return {}
+
+    def warning(self, figures: dict[str, float]) -> str | None:
+        """A warning when `check`'s figures (averaged over recent checks) show the task failing in a way its loss hides."""
+        return None
 
     # Distillation -----------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ class TrainConfig:
     checkpoint_every: int = 100  # updates between resumable states (checkpoints/step-N); the last step always saves one
     keep_checkpoints: int = 2  # resumable states kept (the newest); the best weights are kept apart
     early_stopping: int = 0  # validations without improvement before stopping; 0 never stops
+    head_vocabulary: Literal["full", "training"] = "full"  # a language-model head writes any token, or only the training text's (cheaper; evaluation unchanged)
     augment: bool = True  # random crops and flips; off: the evaluation transform, the view teachers' outputs are dumped from
     workers: int = 0  # data-loader worker processes per training process
     seed: int = 0  # initialisation, data order and augmentation

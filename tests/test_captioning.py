@@ -1,0 +1,145 @@
+"""Captioning: a head restricted to the training text's tokens, and the figures that catch a captioner
+ignoring the image (grounding gap, distinct captions)."""
+
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+
+from famevil.checkpoint import load_checkpoint
+from famevil.data.loading import image_transform, samples
+from famevil.model.backbone import PAD_TOKEN
+from famevil.model.decoding import generate
+from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
+from famevil.tasks import find_task
+from famevil.tasks.base import EvalSettings
+from famevil.tasks.fic import CAPTION_TOKENS, caption_targets
+from stages.teach import teach
+from stages.training import TaskChecks
+from tests.conftest import TINY
+
+TOKENIZE = open_clip.get_tokenizer("famevil-tiny")
+TEXTS = ["a red dress with long sleeves", "black wool coat", "shorts"]
+CAPTIONING = find_task("captioning")
+
+
+def _model(kept: list[int] | None = None, seed: int = 0) -> MultiTaskModel:
+    torch.manual_seed(seed)
+    vocabularies = {CAPTION_TOKENS: [str(token) for token in kept]} if kept else {}
+    return MultiTaskModel(ModelConfig("famevil-tiny", tasks=("fic",), vocabularies=vocabularies)).eval()
+
+
+def _kept_tokens() -> list[int]:
+    """The tokens of TEXTS with the special ones, less the last real token of the third text."""
+    tokens = TOKENIZE(TEXTS)
+    kept = set(tokens.unique().tolist()) | {PAD_TOKEN, TOKENIZE.sot_token_id, TOKENIZE.eot_token_id}
+    return sorted(kept - {int(caption_targets(tokens)[2][-2])})
+
+
+def _with_weights_of(restricted: MultiTaskModel, full: MultiTaskModel) -> None:
+    """The restricted model becomes the full one with its head cut to the kept rows."""
+    state = full.state_dict()
+    rows = restricted.head("fic").tokens
+    state["heads.fic.weight"], state["heads.fic.bias"] = state["heads.fic.weight"][rows], state["heads.fic.bias"][rows]
+    restricted.load_state_dict(state)
+
+
+@torch.no_grad()
+def test_a_restricted_head_is_the_full_head_renormalised_on_its_tokens():
+    torch.manual_seed(3)
+    images, tokens = torch.randn(3, 3, 32, 32), TOKENIZE(TEXTS)
+    full = _model()
+    for parameter in full.parameters():
+        parameter.add_(0.05 * torch.randn(parameter.shape))
+    kept = _kept_tokens()
+    restricted = _model(kept)
+    _with_weights_of(restricted, full)
+    batch = {"images": images, "tokens": tokens}
+    full_logits, restricted_logits = full("fic", batch), restricted("fic", batch)
+    assert restricted_logits.log_probs.shape[1] == len(kept) < 100
+    expected = full_logits.log_probs[:, kept].log_softmax(dim=-1)
+    assert torch.allclose(restricted_logits.log_probs, expected, atol=1e-4)
+    # The one target outside the kept tokens neither trains nor counts.
+    targets = caption_targets(tokens)[2]
+    counted = torch.tensor([int(t) in kept for t in targets])
+    assert counted.sum() == len(targets) - 1
+    expected_loss = -expected[counted].gather(1, torch.tensor([kept.index(int(t)) for t in targets[counted]])[:, None]).mean()
+    assert torch.allclose(task_loss(restricted, "fic", batch)[0], expected_loss, atol=1e-4)
+    # Decoding writes token ids of the tokenizer, only kept ones.
+    for caption in generate(restricted, restricted.head("fic"), images, "fic", max_new_tokens=6, beams=2):
+        assert set(caption) <= set(kept)
+
+
+@torch.no_grad()
+def test_distillation_from_a_full_teacher_keeps_the_mass_the_student_can_write():
+    torch.manual_seed(4)
+    images, tokens = torch.randn(3, 3, 32, 32), TOKENIZE(TEXTS)
+    batch = {"images": images, "tokens": tokens, "keys": ["a", "b", "c"]}
+    teacher = _model(seed=1)
+    for parameter in teacher.parameters():
+        parameter.add_(0.05 * torch.randn(parameter.shape))
+    kept = _kept_tokens()
+    # A teacher trained on this text puts its top tokens there, with one it saw that the student cannot write.
+    teacher.head("fic").bias[kept] += 10.0
+    teacher.head("fic").bias[int(caption_targets(tokens)[2][-2])] += 10.0
+    signals = CAPTIONING.signals(teacher, teacher.head("fic"), batch, top_k=8)
+    assert (~torch.isin(signals["ids"], torch.tensor(kept)) & (signals["logprobs"] != 0)).any()
+    student = _model(kept)
+    loss = CAPTIONING.distillation(student("fic", batch), signals, batch, temperature=1.0)
+    assert torch.isfinite(loss) and loss > 0
+    # A student that is the teacher cut to the kept tokens matches it exactly where it can.
+    _with_weights_of(student, teacher)
+    assert CAPTIONING.distillation(student("fic", batch), signals, batch, temperature=1.0) < loss
+
+
+@pytest.mark.slow  # a 2-layer captioner trained for 2 updates
+def test_teach_with_the_training_vocabulary_writes_and_reloads_the_restricted_head(tiny_shards, tmp_path):
+    out = tmp_path / "teacher"
+    teach("captioning", tiny_shards, out, overrides=TINY | {"max_steps": 2, "checkpoint_every": 2, "head_vocabulary": "training"})
+    kept = json.loads((out / "config.json").read_text())["famevil"]["vocabularies"][CAPTION_TOKENS]
+    assert 20 < len(kept) < 1000 and {str(PAD_TOKEN), str(TOKENIZE.eot_token_id)} <= set(kept)
+    model = load_checkpoint(out)
+    assert model.head("fic").weight.shape[0] == len(kept)
+    assert model.head("fic").tokens.tolist() == [int(token) for token in kept]
+
+
+def _evaluate_captions(model: MultiTaskModel, samples: list[dict]):
+    settings = EvalSettings("val", image_transform(32, train=False), TOKENIZE, max_new_tokens=5, meteor=False)
+    evaluation = CAPTIONING.evaluator(model, model.head("fic"), settings)
+    evaluation.add("fashiongen/val", samples)
+    return evaluation.finish()
+
+
+def _views(tiny_shards) -> list[dict]:
+    return list(samples(tiny_shards, "fashiongen/val"))[:24]
+
+
+def test_a_captioner_that_ignores_the_image_has_no_grounding_gap_and_is_warned(tiny_shards):
+    """At initialisation the cross-attention adapters are zero: the image cannot change the caption."""
+    result = _evaluate_captions(_model(), _views(tiny_shards))
+    assert result.metrics["grounding_gap"] == pytest.approx(0.0, abs=1e-4)
+    assert result.metrics["distinct_captions"] == pytest.approx(100 / 24)  # one caption for every image
+    assert any("grounding gap" in warning for warning in result.warnings)
+
+
+def test_a_captioner_that_reads_the_image_has_a_grounding_gap(tiny_shards):
+    model = _model()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.xaa["text"].parameters():
+            parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+    result = _evaluate_captions(model, _views(tiny_shards))
+    assert abs(result.metrics["grounding_gap"]) > 0.01
+
+
+def test_training_checks_log_the_gap_and_warn_once_when_it_stays_near_zero(tiny_shards, capsys):
+    batch = CAPTIONING.batch(_views(tiny_shards)[:12], image_transform(32, train=False), TOKENIZE)
+    checks = TaskChecks("teach fic", warn_from=100)
+    model = _model()  # zero cross-attention adapters: the image cannot matter
+    logged = [checks.run(model, "fic", batch, step) for step in (25, 50, 75, 100, 125)]
+    assert all(entry == {"grounding_gap_fic": 0.0} for entry in logged)
+    warned = capsys.readouterr().err
+    assert warned.count("grounding gap 0.00%") == 1 and "step 100" in warned  # not before warn_from, then once
