@@ -256,6 +256,7 @@ def _train(
                 elapsed = time.perf_counter() - started
                 state.seconds += elapsed
                 record = {"step": state.step, **_mean_losses(accelerator, losses)}
+                _stop_if_diverged(job, record, workdir)  # every process sees the same reduced losses
                 record |= {f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups}
                 record["samples_per_s"] = round(samples_per_update / elapsed, 2)
                 if main and state.step > config.warmup_steps and state.step % CHECK_EVERY == 0:
@@ -311,6 +312,20 @@ def _weights_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _stop_if_diverged(job: Job, record: dict[str, float], workdir: Path) -> None:
+    """A NaN or infinite loss stops the run before anything more is saved: the weights it updated are
+    lost, the last good state stays, and nothing is published."""
+    diverged = next((name for name, value in record.items() if name.startswith(("loss_", "kd_")) and not math.isfinite(value)), None)
+    if diverged is None:
+        return
+    state = _newest_state(workdir)
+    again = f"resume from the last good state with lower learning rates (--resume {state} --set lr_adapters=...)" if state else "rerun it"
+    raise FamevilError(
+        f"{job.title}: step {record['step']}: {diverged} is {record[diverged]}; nothing was published. Lower the learning rates and {again}, "
+        "or start again with --overwrite"
+    )
 
 
 def _mean_losses(accelerator: Accelerator, losses: dict[str, list[float]]) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -180,6 +181,10 @@ BAD_INPUTS = [
     ),
     ("an unknown option", lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "c", "--set", "learning_rate=1"], ["unknown training option 'learning_rate'"]),
     ("an option of the wrong type", lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "c", "--set", "batch_size=abc"], ["--set batch_size", "integer"]),
+    *[
+        (f"{assignment} out of range", lambda s, r, t, a=assignment: [*TEACH, "--shards", s, "--out", t / "c", "--set", a], [f"--set {assignment}", "must be"])
+        for assignment in ("gradient_accumulation=0", "checkpoint_every=0", "seed=-1", "workers=-1", "batch_size=0", "decay_steps=0")
+    ],
     (
         "an output under a file",
         lambda s, r, t: [*TEACH, "--shards", s, "--out", (t / "a-file").write_text("") or t / "a-file" / "teacher"],
@@ -213,6 +218,25 @@ def test_bad_input_is_refused_before_training(tiny_shards, tiny_raw, tmp_path, c
     assert all(text in line for text in says), line
     assert "--model" not in line  # teach has no such flag: an error names the flag the user passed
     assert not any(path.name.startswith(".") for path in tmp_path.rglob("*"))  # nothing half-written
+
+
+def test_a_loss_that_turns_nan_stops_the_run_and_publishes_nothing(tiny_shards, tmp_path, monkeypatch):
+    task = find_task("scr")
+    original, calls = type(task).loss, {"n": 0}
+
+    def nan_from_the_fifth_update(self, logits, batch):
+        calls["n"] += 1
+        loss = original(self, logits, batch)
+        return loss * float("nan") if calls["n"] >= 5 else loss
+
+    monkeypatch.setattr(type(task), "loss", nan_from_the_fifth_update)
+    options = TINY | {"max_steps": 8, "checkpoint_every": 2}
+    with pytest.raises(FamevilError, match=r"step 5: loss_scr is nan; nothing was published.*--resume .*step-000004"):
+        teach("scr", tiny_shards, tmp_path / "teacher", overrides=options)
+    assert not (tmp_path / "teacher").exists()
+    states = sorted(p.name for p in (tmp_path / ".teacher.partial" / "checkpoints").iterdir())
+    assert states[-1] == "step-000004"  # the last good state, kept for a resume
+    assert all(math.isfinite(json.loads(line)["loss_scr"]) for line in (tmp_path / ".teacher.partial" / "metrics.jsonl").read_text().splitlines())
 
 
 def test_early_stopping_ends_a_run_that_stops_improving(tiny_shards, tmp_path):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import pytest
 
 from data_specs.errors import FamevilError
 from famevil.model.backbone import backbone_config
-from famevil.training.config import PRESET_NAMES, SET_SOURCE, TrainConfig, convert_options, load_config, parse_overrides
+from famevil.training.config import LIMITS, PRESET_DIR, PRESET_NAMES, SET_SOURCE, TrainConfig, _apply, convert_options, load_config, parse_overrides
 
 
 def test_presets_load_and_name_real_architectures():
@@ -83,6 +83,36 @@ def test_set_values_that_do_not_fit_are_refused_in_one_line(assignment, message)
     with pytest.raises(FamevilError) as refusal:
         load_config("demo-cpu", parse_overrides([assignment]))
     assert str(refusal.value) == message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("max_steps=0", "--set max_steps=0: max_steps must be at least 1"),
+        ("gradient_accumulation=0", "--set gradient_accumulation=0: gradient_accumulation must be at least 1"),
+        ("decay_steps=50000,0", "--set decay_steps=0: decay_steps must be at least 1"),
+        ("checkpoint_every=0", "--set checkpoint_every=0: checkpoint_every must be at least 1"),
+        ("seed=-1", "--set seed=-1: seed must be from 0 to 4294967295"),
+        ("workers=-1", "--set workers=-1: workers must be from 0 to 64"),
+        ("batch_size=0", "--set batch_size=0: batch_size must be at least 1"),
+        ("lr_adapters=-0.001", "--set lr_adapters=-0.001: lr_adapters must be from 0.0 to 1.0"),
+        ("adapter_dropout=1", "--set adapter_dropout=1.0: adapter_dropout must be from 0.0 to 0.99"),
+    ],
+)
+def test_values_out_of_range_are_refused_before_any_work(assignment, message):
+    with pytest.raises(FamevilError) as refusal:
+        load_config("demo-cpu", parse_overrides([assignment]))
+    assert str(refusal.value) == message
+
+
+def test_every_numeric_option_has_a_range_and_every_preset_is_within_it():
+    numeric = {f.name for f in fields(TrainConfig) if f.type in ("int", "float", "tuple[int, ...]")}
+    assert numeric == set(LIMITS)
+    for preset in PRESET_NAMES:
+        load_config(preset)
+    path = PRESET_DIR / "demo-cpu.json"
+    with pytest.raises(FamevilError, match=rf'{path}: "max_steps": 0: max_steps must be at least 1'):
+        _apply(load_config("demo-cpu"), {"max_steps": 0}, str(path))
 
 
 @pytest.mark.parametrize("value", [True, 1.5, [1, 2], "abc"])

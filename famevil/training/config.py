@@ -52,6 +52,32 @@ class TrainConfig:
         return asdict(self) | {"decay_steps": list(self.decay_steps)}
 
 
+# Each numeric option's range, (lowest, highest), None for no bound; checked before any work starts,
+# since a value out of range would otherwise train nothing, or publish an untrained or NaN model.
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "tsa_bottleneck": (1, None),
+    "xaa_bottleneck": (1, None),
+    "adapter_dropout": (0.0, 0.99),
+    "batch_size": (1, None),
+    "gradient_accumulation": (1, None),
+    "max_steps": (1, None),
+    "warmup_steps": (0, None),
+    "warmup_start": (0.0, 1.0),
+    "decay_steps": (1, None),
+    "lr_backbone": (0.0, 1.0),
+    "lr_adapters": (0.0, 1.0),
+    "weight_decay": (0.0, 10.0),
+    "adam_eps": (1e-12, 1.0),
+    "grad_clip": (0.0, None),
+    "batches_per_epoch": (1, None),
+    "eval_every": (0, None),
+    "checkpoint_every": (1, None),
+    "keep_checkpoints": (1, None),
+    "early_stopping": (0, None),
+    "workers": (0, 64),
+    "seed": (0, 2**32 - 1),  # what torch and numpy take
+}
+
 PRESET_NAMES = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
 
 
@@ -74,7 +100,22 @@ def _apply(config: TrainConfig, values: Mapping[str, Any], source: str) -> Train
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise FamevilError(f"{source}: unknown training option {unknown[0]!r}; the options are: {', '.join(known)}")
-    return replace(config, **convert_options(TrainConfig, values, source))
+    converted = convert_options(TrainConfig, values, source)
+    for name, value in converted.items():
+        for item in value if isinstance(value, tuple) else (value,):
+            _check_range(name, item, source)
+    return replace(config, **converted)
+
+
+def _check_range(name: str, value: Any, source: str) -> None:
+    if name not in LIMITS:
+        return
+    low, high = LIMITS[name]
+    if (low is None or value >= low) and (high is None or value <= high):
+        return
+    bounds = f"from {low} to {high}" if low is not None and high is not None else f"at least {low}" if low is not None else f"at most {high}"
+    where = f"--set {name}={value}" if source == SET_SOURCE else f'{source}: "{name}": {json.dumps(value)}'
+    raise FamevilError(f"{where}: {name} must be {bounds}")
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, str]:
