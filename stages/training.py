@@ -50,6 +50,7 @@ STATE_PREFIX = "step-"
 # the demo its grounding gap was 1% at update 100 of 600, 7% at 150 and 20% from 300 on).
 CHECK_EVERY, CHECKS_AVERAGED = 25, 4
 STATE_MARKER = "famevil-state.json"  # written last into each saved state: famevil's own proof that the state is whole
+RUN_STATE_FILE = "run_state.json"  # famevil's counters, task sampler and data positions (as JSON, never a pickle)
 
 Batch = dict[str, Any]
 # (model as prepared, task, batch on the device) -> (loss to minimise, its parts for the log)
@@ -145,9 +146,10 @@ def fit(
         scheduler = build_scheduler(optimizer, config)
         model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
         state = RunState(sampler, streams)
-        accelerator.register_for_checkpointing(state)
         if resume_from is not None:
+            _verify_state(resume_from)  # before anything in it is unpickled
             accelerator.load_state(str(resume_from))
+            state.load_state_dict(json.loads((resume_from / RUN_STATE_FILE).read_text(encoding="utf-8")))
             if main:
                 _truncate_log(workdir / METRICS_LOG, state.step)
                 console.print(f"{job.title}: resumed at step {state.step} from {resume_from}")
@@ -199,9 +201,31 @@ def _resume_point(job: Job, workdir: Path) -> Path | None:
     if job.resume == "auto":
         return _newest_state(workdir)
     chosen = Path(job.resume)
+    # Accelerate stores optimiser, scheduler and random states as pickles, which can run code when read:
+    # only states this run wrote into its own staging directory are resumed.
+    if chosen.resolve().parent != (workdir / CHECKPOINTS).resolve():
+        raise FamevilError(
+            f"--resume {chosen}: famevil resumes only the states a run wrote itself, in {workdir / CHECKPOINTS}; "
+            "use --resume auto, or start again with --overwrite"
+        )
     if not (chosen / STATE_MARKER).is_file():
         raise FamevilError(f"--resume {chosen}: not a training state (a checkpoints/{STATE_PREFIX}N folder of a famevil run); use --resume auto")
     return chosen
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir()) if path.is_file() and path.name != STATE_MARKER}
+
+
+def _verify_state(folder: Path) -> None:
+    """Every file of a saved state is the one the run wrote (by the digests in its marker)."""
+    recorded = json.loads((folder / STATE_MARKER).read_text(encoding="utf-8")).get("files")
+    if recorded is None:
+        raise FamevilError(f"{folder}: a state saved by an older famevil, without file digests; start again with --overwrite")
+    found = _file_digests(folder)
+    changed = sorted(set(recorded) ^ set(found) | {name for name in recorded if found.get(name) != recorded[name]})
+    if changed:
+        raise FamevilError(f"{folder / changed[0]}: not the file this run saved (its digest differs, or it is new or missing); start again with --overwrite")
 
 
 def _newest_state(workdir: Path) -> Path | None:
@@ -370,7 +394,8 @@ def _save_state(accelerator: Accelerator, state: RunState, workdir: Path, keep: 
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        marker = {"step": state.step, "processes": accelerator.num_processes, "famevil_version": famevil_version()}
+        (temporary / RUN_STATE_FILE).write_text(json.dumps(state.state_dict()) + "\n", encoding="utf-8")
+        marker = {"step": state.step, "processes": accelerator.num_processes, "famevil_version": famevil_version(), "files": _file_digests(temporary)}
         (temporary / STATE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         shutil.rmtree(checkpoints / name, ignore_errors=True)
         temporary.rename(checkpoints / name)

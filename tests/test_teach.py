@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from stages.training import _truncate_log
 
 # A 2-layer backbone, small batches, a learning rate that moves it within a dozen updates.
 TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "workers": 0}
-STATE_FILES = {"famevil-state.json", "custom_checkpoint_0.pkl", "model.safetensors", "optimizer.bin", "random_states_0.pkl", "scheduler.bin"}
+STATE_FILES = {"famevil-state.json", "run_state.json", "model.safetensors", "optimizer.bin", "random_states_0.pkl", "scheduler.bin"}
 
 
 def _files(root: Path) -> set[str]:
@@ -204,7 +205,7 @@ BAD_INPUTS = [
     (
         "a resume folder famevil did not write",
         lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "e", "--resume", _state_without_marker(t)],
-        ["not a training state"],
+        ["famevil resumes only the states a run wrote itself"],
     ),
 ]
 
@@ -218,6 +219,48 @@ def test_bad_input_is_refused_before_training(tiny_shards, tiny_raw, tmp_path, c
     assert all(text in line for text in says), line
     assert "--model" not in line  # teach has no such flag: an error names the flag the user passed
     assert not any(path.name.startswith(".") for path in tmp_path.rglob("*"))  # nothing half-written
+
+
+class _RunsCode:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, sentinel: Path):
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return (Path.touch, (self.sentinel,))
+
+
+def test_no_file_of_a_resume_folder_is_unpickled_unless_the_run_wrote_it(tiny_shards, tmp_path, monkeypatch):
+    options = TINY | {"max_steps": 4, "checkpoint_every": 2}
+    original, calls = TaskStream.__next__, {"n": 0}
+
+    def interrupted_at_the_third_batch(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(TaskStream, "__next__", interrupted_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        teach("scr", tiny_shards, tmp_path / "teacher", overrides=options)
+    monkeypatch.setattr(TaskStream, "__next__", original)
+    state = tmp_path / ".teacher.partial" / "checkpoints" / "step-000002"
+    assert {path.name for path in state.iterdir()} == STATE_FILES
+    sentinel = tmp_path / "code-ran"
+    for name in sorted(STATE_FILES - {"famevil-state.json"}):
+        saved = (state / name).read_bytes()
+        (state / name).write_bytes(pickle.dumps(_RunsCode(sentinel)))
+        with pytest.raises(FamevilError, match=f"{name}: not the file this run saved"):
+            teach("scr", tiny_shards, tmp_path / "teacher", overrides=options, resume="auto")
+        assert not sentinel.exists(), name
+        (state / name).write_bytes(saved)
+    # A state folder from elsewhere is refused before anything in it is read, marker or not.
+    elsewhere = tmp_path / "downloaded" / "step-000002"
+    shutil.copytree(state, elsewhere)
+    with pytest.raises(FamevilError, match="famevil resumes only the states a run wrote itself"):
+        teach("scr", tiny_shards, tmp_path / "teacher", overrides=options, resume=str(elsewhere))
+    assert teach("scr", tiny_shards, tmp_path / "teacher", overrides=options, resume="auto").resumed_from == 2
 
 
 def test_a_loss_that_turns_nan_stops_the_run_and_publishes_nothing(tiny_shards, tmp_path, monkeypatch):

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import torch
+import io
+import json
+import pickle
+import tarfile
+from pathlib import Path
 
-from famevil.data.loading import image_transform, training_batches
+import torch
+from PIL import Image
+
+from famevil.data.loading import image_transform, shard_samples, training_batches
 from famevil.model.backbone import tokenizer
 from famevil.tasks import find_task, task_names
 from famevil.training.streams import TaskStream
@@ -71,3 +78,34 @@ def test_a_stream_restored_from_its_saved_place_continues_with_the_same_batches(
         assert batch["keys"] == expected["keys"]
         assert torch.equal(batch["images"], expected["images"])  # the same crops and flips too
     assert resumed.state_dict() == {"epoch": 1, "consumed": 2}
+
+
+class _RunsCode:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, sentinel: Path):
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return (Path.touch, (self.sentinel,))
+
+
+def test_no_shard_member_is_unpickled(tmp_path):
+    """webdataset's default decoders unpickle .pyd, .pickle and .pth members; famevil's read images and JSON only."""
+    sentinel = tmp_path / "code-ran"
+    image = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(image, format="JPEG")
+    shard = tmp_path / "shard-000000.tar"
+    with tarfile.open(shard, "w") as archive:
+        for name, data in (
+            ("p1.jpg", image.getvalue()),
+            ("p1.json", json.dumps({"title": "Red Top"}).encode()),
+            *((f"p1.{extension}", pickle.dumps(_RunsCode(sentinel))) for extension in ("pyd", "pickle", "pth")),
+        ):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    (sample,) = list(shard_samples([shard]))
+    assert not sentinel.exists()
+    assert sample["json"] == {"title": "Red Top"} and sample["jpg"].size == (8, 8)
+    assert all(isinstance(sample[extension], bytes) for extension in ("pyd", "pickle", "pth"))

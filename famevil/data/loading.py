@@ -19,6 +19,15 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def _json_member(key: str, data: bytes) -> Any:
+    return json.loads(data) if key.rsplit(".", 1)[-1].lower() == "json" else None
+
+
+# Shard members decode as images (PIL) and JSON, and nothing else: webdataset's default decoders would
+# also unpickle .pyd, .pickle and .pth members, which can run code. Any other member stays bytes.
+DECODE = wds.Decoder([wds.imagehandler("pil"), _json_member], post=[])
+
+
 def image_transform(size: int, train: bool) -> Callable:
     """Train: random resized crop (scale 0.8-1, ratio 0.75-1.3) and horizontal flip. Eval: resize to
     256/224 of the input size, centre crop. Both end in CLIP's normalisation."""
@@ -64,7 +73,7 @@ def training_batches(
         wds.ResampledShards(urls, seed=stream_seed, deterministic=True),
         wds.tarfile_to_samples(),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), seed=stream_seed),
-        wds.decode("pil"),
+        wds.map(DECODE),
         wds.batched(batch_size, collation_fn=collate, partial=False),
     ).with_epoch(batches_per_epoch)
 
@@ -81,7 +90,7 @@ def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:
 
 def shard_samples(shards: list[Path]) -> Iterator[dict[str, Any]]:
     """Every sample of these shard files, in order, images decoded to PIL."""
-    yield from wds.WebDataset([str(path) for path in shards], shardshuffle=False, empty_check=False, nodesplitter=_every_shard).decode("pil")
+    yield from wds.WebDataset([str(path) for path in shards], shardshuffle=False, empty_check=False, nodesplitter=_every_shard).map(DECODE)
 
 
 def records(root: Path, subset: str) -> Iterator[dict[str, Any]]:
