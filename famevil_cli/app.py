@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import famevil_version, require_artifact
+from data_specs.manifest import famevil_version, require_artifact, verify_artifact
 from famevil.params import FASHIONGEN_SUBCATEGORIES, count_parameters
 from famevil.tasks import TASKS, task_names
 from famevil.training.config import PRESET_NAMES, parse_overrides
@@ -407,6 +407,21 @@ def inspect_artifact(path: Annotated[Path, typer.Argument(help="An artifact dire
     for ref in manifest.inputs:
         out_console.print(f"from:    {ref.role} ({ref.kind}) {ref.id} at {ref.path}", highlight=False, soft_wrap=True)
     out_console.print_json(data=manifest.details)
+
+
+@app.command("verify")
+def verify(path: Annotated[Path, typer.Argument(help="An artifact directory written by a famevil stage.")]) -> None:
+    """Check every file of an artifact against its manifest: the listed files, their sizes and their full
+    SHA-256, and the content id. Stages check sizes, weights and manifests whenever they read an
+    artifact; this reads everything (the shards' tars too).
+
+    Example:
+
+        famevil verify runs/demo/shards
+    """
+    manifest = _run(require_artifact, root=path, verify=False)
+    hashed = _run(verify_artifact, root=path, manifest=manifest, full=True)
+    out_console.print(f"{path}: {manifest.kind} {manifest.content_id}: {hashed} files match their manifest", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -63,14 +63,14 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     with staging(out, plan) as stage, torch.no_grad():
         (stage.partial / OUTPUTS_DIR).mkdir(exist_ok=True)
         with progress_bar(f"dump {task.name}", subsets[subset]["samples"], unit="samples") as advance:
-            for shard in files:
+            for shard, listed in zip(files, subsets[subset]["shards"], strict=True):
                 destination = output_path(stage.partial, shard)
                 if destination.is_file():
                     resumed_shards += 1
                     continue
                 keys: list[str] = []
                 parts: dict[str, list[torch.Tensor]] = {}
-                for samples in batched(shard_samples([shard]), batch_size):
+                for samples in batched(shard_samples([shard], expected=listed["samples"]), batch_size):
                     batch = task.batch(samples, transform, tokenize)
                     for name, value in task.signals(model, model.head(task.name), batch, top_k).items():
                         parts.setdefault(name, []).append(value)

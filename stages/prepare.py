@@ -145,7 +145,8 @@ def prepare(
             sizes["subsets"][fashiongen_subset(source.split)] = {"samples": source.rows, "products": source.products}
     if fashioniq is not None:
         iq = _scan_fashioniq(fashioniq)
-        inputs += _input_refs("fashioniq", "fashioniq-json", fashioniq, _fashioniq_json_files(fashioniq))
+        images = sorted(path for path in (fashioniq / "images").iterdir() if path.is_file())
+        inputs += _input_refs("fashioniq", "fashioniq-json", fashioniq, _fashioniq_json_files(fashioniq), listed=images)
         tasks += _fashioniq_tasks(iq, shard_size)
         sizes["skipped"] = iq.skipped
         for split, items in iq.triplets.items():
@@ -172,9 +173,10 @@ def prepare(
     return PrepareResult(out, manifest, sizes, resumed, time.perf_counter() - started)
 
 
-def _input_refs(role: str, kind: str, directory: Path, files: list[Path]) -> list[InputRef]:
-    """The release files' fingerprint, plus the `famevil synth` artifact they came from, if any."""
-    refs = [InputRef(role=role, kind=kind, id=release_fingerprint(files), path=str(directory))]
+def _input_refs(role: str, kind: str, directory: Path, files: list[Path], listed: list[Path] = ()) -> list[InputRef]:
+    """The release files' fingerprint (with the names, sizes and times of `listed`), plus the `famevil
+    synth` artifact they came from, if any."""
+    refs = [InputRef(role=role, kind=kind, id=release_fingerprint(files, listed), path=str(directory))]
     parent = directory.resolve().parent
     if (parent / MANIFEST_FILE).is_file():
         made_by = read_manifest(parent)

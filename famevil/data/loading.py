@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -13,10 +14,25 @@ import torch
 import webdataset as wds
 from torchvision.transforms import v2
 
-from data_specs.shards import shard_paths
+from data_specs.errors import FamevilError
+from data_specs.shards import read_sizes, shard_paths
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+# A sample's key, as `famevil prepare` writes them ("train-00000042", "val-dress-B0JBVYKKR8"): a member
+# name outside it (a path such as "../../x.jpg") is not one of famevil's samples.
+SAMPLE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _checked_key(sample: dict[str, Any]) -> dict[str, Any]:
+    if not SAMPLE_KEY.fullmatch(sample["__key__"]):
+        raise FamevilError(
+            f"{sample.get('__url__', 'a shard')}: member {sample['__key__']!r} is not a sample key (letters, digits, - and _); "
+            "rebuild the shards with famevil prepare"
+        )
+    return sample
 
 
 def _json_member(key: str, data: bytes) -> Any:
@@ -73,6 +89,7 @@ def training_batches(
         wds.ResampledShards(urls, seed=stream_seed, deterministic=True),
         wds.tarfile_to_samples(),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 100), seed=stream_seed),
+        wds.map(_checked_key),
         wds.map(DECODE),
         wds.batched(batch_size, collation_fn=collate, partial=False),
     ).with_epoch(batches_per_epoch)
@@ -84,13 +101,24 @@ def _every_shard(urls: Iterator[dict]) -> Iterator[dict]:
 
 def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:
     """Every sample of a subset in shard order, images decoded to PIL, all in this one process (also
-    under a multi-process launch, where only the main process evaluates)."""
-    yield from shard_samples(shard_paths(root, subset))
+    under a multi-process launch, where only the main process evaluates). Each shard must hold the
+    samples sizes.json lists."""
+    paths = shard_paths(root, subset)
+    for path, listed in zip(paths, read_sizes(root)["subsets"][subset]["shards"], strict=True):
+        yield from shard_samples([path], expected=listed["samples"])
 
 
-def shard_samples(shards: list[Path]) -> Iterator[dict[str, Any]]:
-    """Every sample of these shard files, in order, images decoded to PIL."""
-    yield from wds.WebDataset([str(path) for path in shards], shardshuffle=False, empty_check=False, nodesplitter=_every_shard).map(DECODE)
+def shard_samples(shards: list[Path], expected: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every sample of these shard files, in order, images decoded to PIL; with `expected`, exactly
+    that many or an error naming the shards."""
+    count = 0
+    dataset = wds.WebDataset([str(path) for path in shards], shardshuffle=False, empty_check=False, nodesplitter=_every_shard)
+    for sample in dataset.map(_checked_key).map(DECODE):
+        count += 1
+        yield sample
+    if expected is not None and count != expected:
+        where = ", ".join(str(path) for path in shards)
+        raise FamevilError(f"{where}: {count} samples where sizes.json lists {expected}; rebuild the shards with famevil prepare")
 
 
 def records(root: Path, subset: str) -> Iterator[dict[str, Any]]:
