@@ -87,7 +87,7 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT 
 def synth(
     out: OutOption,
     preset: Annotated[str, typer.Option(help="tiny (tests), demo (the README pipeline) or bench (throughput).")] = "demo",
-    seed: Annotated[int, typer.Option(help="Fixes every random choice: products, copy, pixels.")] = 0,
+    seed: Annotated[int, typer.Option(help="Fixes every random choice: products, copy, pixels.", min=0, max=2**32 - 1)] = 0,
     image_size: Annotated[int | None, typer.Option(help="Image side in pixels (the release has 256; default: the preset's).")] = None,
     workers: WorkersOption = None,
     contact_sheet: Annotated[Path | None, typer.Option(help="Also save a PNG grid of labelled samples here.")] = None,
@@ -122,7 +122,7 @@ def prepare(
     out: OutOption,
     fashiongen: Annotated[Path | None, typer.Option(help="Folder with fashiongen_256_256_{train,validation}.h5.")] = None,
     fashioniq: Annotated[Path | None, typer.Option(help="Folder with captions/, image_splits/ and images/.")] = None,
-    shard_size: Annotated[int, typer.Option(help="Samples per tar shard.")] = 1000,
+    shard_size: Annotated[int, typer.Option(help="Samples per tar shard.", min=1)] = 1000,
     workers: WorkersOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -195,7 +195,7 @@ def evaluate(
     beams: Annotated[int, typer.Option(help="Caption decoding: 1 is greedy, more is beam search.", min=1)] = 1,
     max_new_tokens: Annotated[int | None, typer.Option(help="Caption length limit in tokens (default: the text context, 76 for CLIP).", min=1)] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 64,
-    seed: Annotated[int, typer.Option(help="Fixes the random-100 draws (and random --base weights).")] = 0,
+    seed: Annotated[int, typer.Option(help="Fixes the random-100 draws (and random --base weights).", min=0, max=2**32 - 1)] = 0,
     compare: Annotated[bool, typer.Option("--compare", help="Print earlier runs side by side with the paper's numbers, evaluate nothing.")] = False,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -323,7 +323,7 @@ def distill(
     max_steps: MaxStepsOption = None,
     sampling: Annotated[str, typer.Option(help="Task sampling: size (proportional to training-set size), uniform or round-robin.")] = "size",
     kd_weight: Annotated[float, typer.Option(help="Weight of the distillation loss; 0 trains the multi-task baseline.", min=0)] = 1.0,
-    temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature.", min=0.01, max=100)] = 1.0,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:

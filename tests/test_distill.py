@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -26,7 +27,7 @@ from famevil.training.sampling import TaskSampler
 from stages.distill import distill
 from stages.dump import dump
 from stages.evaluate import evaluate
-from tests.conftest import TASK_NAMES, TINY
+from tests.conftest import TASK_NAMES, TINY, RunsCode
 
 
 def _first_batch(shards: Path, task_name: str, teacher) -> dict:
@@ -174,3 +175,16 @@ def test_task_sampling_draws_the_intended_frequencies():
     assert [next(restored) for _ in range(50)] == [next(sampler) for _ in range(50)]
     with pytest.raises(FamevilError, match="--sampling"):
         TaskSampler(sizes, "ias")
+
+
+@pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture)
+def test_a_pickle_in_place_of_teacher_outputs_is_refused_unread(tiny_shards, tiny_dumps, tmp_path):
+    outputs = {task: tiny_dumps[task][1] for task in TASK_NAMES}
+    crafted = tmp_path / "outputs-scr"
+    shutil.copytree(outputs["scr"], crafted)
+    sentinel = tmp_path / "code-ran"
+    target = sorted((crafted / "outputs").iterdir())[0]
+    target.write_bytes(pickle.dumps(RunsCode(sentinel)))
+    with pytest.raises(FamevilError, match=f"{target.name}: "):
+        distill(tiny_shards, tmp_path / "student", [*(outputs[t] for t in TASK_NAMES if t != "scr"), crafted], overrides=TINY | {"max_steps": 1})
+    assert not sentinel.exists()

@@ -22,6 +22,7 @@ from famevil.training.streams import TaskStream
 from stages.prepare import prepare
 from stages.teach import pretrain, teach
 from stages.training import _truncate_log
+from tests.conftest import RunsCode
 
 # A 2-layer backbone, small batches, a learning rate that moves it within a dozen updates.
 TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "workers": 0}
@@ -221,16 +222,6 @@ def test_bad_input_is_refused_before_training(tiny_shards, tiny_raw, tmp_path, c
     assert not any(path.name.startswith(".") for path in tmp_path.rglob("*"))  # nothing half-written
 
 
-class _RunsCode:
-    """Unpickling this creates a file: proof that code ran."""
-
-    def __init__(self, sentinel: Path):
-        self.sentinel = sentinel
-
-    def __reduce__(self):
-        return (Path.touch, (self.sentinel,))
-
-
 def test_no_file_of_a_resume_folder_is_unpickled_unless_the_run_wrote_it(tiny_shards, tmp_path, monkeypatch):
     options = TINY | {"max_steps": 4, "checkpoint_every": 2}
     original, calls = TaskStream.__next__, {"n": 0}
@@ -250,7 +241,7 @@ def test_no_file_of_a_resume_folder_is_unpickled_unless_the_run_wrote_it(tiny_sh
     sentinel = tmp_path / "code-ran"
     for name in sorted(STATE_FILES - {"famevil-state.json"}):
         saved = (state / name).read_bytes()
-        (state / name).write_bytes(pickle.dumps(_RunsCode(sentinel)))
+        (state / name).write_bytes(pickle.dumps(RunsCode(sentinel)))
         with pytest.raises(FamevilError, match=f"{name}: not the file this run saved"):
             teach("scr", tiny_shards, tmp_path / "teacher", overrides=options, resume="auto")
         assert not sentinel.exists(), name

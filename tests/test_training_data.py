@@ -6,7 +6,6 @@ import io
 import json
 import pickle
 import tarfile
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -15,6 +14,7 @@ from famevil.data.loading import image_transform, shard_samples, training_batche
 from famevil.model.backbone import tokenizer
 from famevil.tasks import find_task, task_names
 from famevil.training.streams import TaskStream
+from tests.conftest import RunsCode
 
 TRANSFORM = image_transform(32, train=True)
 TOKENIZE = tokenizer("famevil-tiny")
@@ -80,16 +80,6 @@ def test_a_stream_restored_from_its_saved_place_continues_with_the_same_batches(
     assert resumed.state_dict() == {"epoch": 1, "consumed": 2}
 
 
-class _RunsCode:
-    """Unpickling this creates a file: proof that code ran."""
-
-    def __init__(self, sentinel: Path):
-        self.sentinel = sentinel
-
-    def __reduce__(self):
-        return (Path.touch, (self.sentinel,))
-
-
 def test_no_shard_member_is_unpickled(tmp_path):
     """webdataset's default decoders unpickle .pyd, .pickle and .pth members; famevil's read images and JSON only."""
     sentinel = tmp_path / "code-ran"
@@ -100,7 +90,7 @@ def test_no_shard_member_is_unpickled(tmp_path):
         for name, data in (
             ("p1.jpg", image.getvalue()),
             ("p1.json", json.dumps({"title": "Red Top"}).encode()),
-            *((f"p1.{extension}", pickle.dumps(_RunsCode(sentinel))) for extension in ("pyd", "pickle", "pth")),
+            *((f"p1.{extension}", pickle.dumps(RunsCode(sentinel))) for extension in ("pyd", "pickle", "pth")),
         ):
             member = tarfile.TarInfo(name)
             member.size = len(data)
