@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-STAGES = ("synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report", "params", "inspect")
+STAGES = ("synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report", "params", "inspect", "verify")
 
 
 def test_top_level_help_lists_every_stage_with_its_purpose(cli):
