@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +33,19 @@ def read_plan(destination: Path) -> dict[str, Any] | None:
         return None
 
 
-def check_destination(destination: Path, overwrite: bool) -> None:
-    """Refuse to clobber an existing directory unless asked, before any work is done."""
+def check_destination(destination: Path, overwrite: bool, inputs: Iterable[Path | str | None] = ()) -> None:
+    """Refuse to clobber an existing directory unless asked, and to write where a stage's own input
+    lies (the destination is replaced when the stage publishes), before any work is done."""
+    target = destination.resolve()
+    for given in inputs:
+        if given is None or not Path(given).exists():  # an open_clip NAME:TAG, say, is no path
+            continue
+        source = Path(given).resolve()
+        relation = "is" if source == target else "contains" if target in source.parents else "lies inside" if source in target.parents else None
+        if relation:
+            raise FamevilError(f"--out {destination}: {relation} the input {given}, which the stage would destroy; choose another --out")
+    if _locked(destination):
+        raise FamevilError(f"{destination}: another famevil process is writing it now (its lock is held); wait for it to finish or choose another --out")
     if destination.exists() and not overwrite:
         raise FamevilError(f"{destination}: already exists; pass --overwrite to replace it or choose another --out")
     for parent in destination.parents:
@@ -63,6 +74,23 @@ class Staging:
             self.partial.rename(self.destination)
 
 
+def _lock_path(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}.lock")
+
+
+def _locked(destination: Path) -> bool:
+    """Whether a running stage holds the destination's lock (a lock file alone, left by a killed
+    stage, is not held)."""
+    try:
+        with open(_lock_path(destination)) as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock file, or none readable: nobody holds it
+        return False
+    return False
+
+
 @contextmanager
 def staging(destination: Path, plan: dict[str, Any], resume: bool = True) -> Iterator[Staging]:
     """Hold the destination's lock and yield its staging directory.
@@ -71,7 +99,7 @@ def staging(destination: Path, plan: dict[str, Any], resume: bool = True) -> Ite
     otherwise it is discarded, since its pieces would not fit together.
     """
     partial = partial_path(destination)
-    lock_path = destination.with_name(f".{destination.name}.lock")
+    lock_path = _lock_path(destination)
     try:
         partial.parent.mkdir(parents=True, exist_ok=True)
         lock = open(lock_path, "w")  # noqa: SIM115 - held for the whole stage, closed below

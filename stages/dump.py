@@ -43,7 +43,7 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
 
         famevil dump --teacher runs/demo/teacher-fic --shards runs/demo/shards --out runs/demo/outputs-fic
     """
-    check_destination(out, overwrite)
+    check_destination(out, overwrite, inputs=(teacher, shards))
     teacher_manifest = require_artifact(teacher, "teacher")
     shards_manifest = require_artifact(shards, "shards")
     task = find_task(teacher_manifest.details["task"])

@@ -76,7 +76,7 @@ def evaluate(
     held = read_manifest(out).kind if (out / MANIFEST_FILE).is_file() else None
     if held not in (None, "metrics"):
         raise FamevilError(f"--out {out}: holds a {held!r} artifact; refusing to replace it with metrics, choose another --out")
-    check_destination(out, overwrite)
+    check_destination(out, overwrite, inputs=(model, shards, base))
     shards_manifest = require_artifact(shards, "shards")
     torch.manual_seed(seed)
     network, model_ref = _load_model(model, base, arch, read_training_vocabularies(shards))

@@ -130,7 +130,7 @@ def prepare(
     if shard_size < 1:
         raise FamevilError(f"--shard-size {shard_size} must be at least 1 sample")
     workers = workers or os.cpu_count() or 1
-    check_destination(out, overwrite)
+    check_destination(out, overwrite, inputs=(fashiongen, fashioniq))
     inputs: list[InputRef] = []
     tasks: list[ShardTask] = []
     sizes: dict[str, Any] = {"schema_version": SIZES_SCHEMA_VERSION, "subsets": {}, "skipped": {}}

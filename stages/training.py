@@ -180,7 +180,7 @@ def fit(
 
 def _prepare_destination(job: Job, plan: dict[str, Any]) -> Path | None:
     """Refuse what would lose work or clobber an artifact; say where a resume starts (main process only)."""
-    check_destination(job.out, job.overwrite)
+    check_destination(job.out, job.overwrite, inputs=[ref.path for ref in job.inputs])
     interrupted = _newest_state(partial_path(job.out))
     earlier_plan = read_plan(job.out)
     if job.resume == "auto" and interrupted is not None and earlier_plan != plan:

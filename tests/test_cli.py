@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 STAGES = ("synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report", "params", "inspect", "verify")
@@ -54,3 +56,14 @@ def test_unknown_preset_and_bad_image_size(cli, tmp_path, option, message):
 def test_version(cli):
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.startswith("famevil 0.")
+
+
+def test_teach_and_prepare_refuse_to_overwrite_their_own_input(cli, tiny_raw, tiny_shards, tmp_path):
+    shards = tmp_path / "shards"
+    shutil.copytree(tiny_shards, shards)
+    result = cli("teach", "--task", "scr", "--set", "model=famevil-tiny", "--shards", shards, "--out", shards, "--overwrite")
+    assert result.exit_code == 1 and "is the input" in result.stderr and (shards / "manifest.json").is_file()
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_raw, raw)
+    result = cli("prepare", "--fashiongen", raw / "fashiongen", "--out", raw, "--overwrite")
+    assert result.exit_code == 1 and "contains the input" in result.stderr and (raw / "fashiongen").is_dir()

@@ -93,3 +93,24 @@ def test_unwritable_destination_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(FamevilError, match="is not a directory"):
         check_destination(tmp_path / "file" / "out", overwrite=False)
+
+
+@pytest.mark.parametrize(
+    ("out", "relation"),
+    [("inputs/shards", "is"), ("inputs", "contains"), ("inputs/shards/sub", "lies inside")],
+)
+def test_an_output_that_would_destroy_an_input_is_refused(tmp_path, out, relation):
+    source = tmp_path / "inputs" / "shards"
+    source.mkdir(parents=True)
+    (source / "a-file").write_text("kept")
+    with pytest.raises(FamevilError, match=f"--out .*: {relation} the input .*shards, which the stage would destroy"):
+        check_destination(tmp_path / out, overwrite=True, inputs=[source, None, "ViT-B-16:openai"])
+    assert (source / "a-file").read_text() == "kept"
+    check_destination(tmp_path / "elsewhere", overwrite=True, inputs=[source])
+
+
+def test_a_run_in_progress_is_named_as_such_not_as_an_interrupted_one(tmp_path):
+    with staging(tmp_path / "out", {}), pytest.raises(FamevilError, match="another famevil process is writing it now"):
+        check_destination(tmp_path / "out", overwrite=False)
+    (tmp_path / ".out.lock").write_text("")  # left by a killed stage: not held
+    check_destination(tmp_path / "out", overwrite=False)

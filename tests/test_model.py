@@ -197,6 +197,16 @@ def test_pickles_are_read_with_weights_only(tmp_path):
     assert list(read_state_dict(plain)) == ["weight"]
 
 
+@pytest.mark.parametrize("content", [None, b"", b"\x00" * 40, b"random bytes that are not a header"], ids=["cut short", "empty", "zeros", "random"])
+def test_a_broken_safetensors_file_is_one_line(tmp_path, content):
+    path = tmp_path / "weights.safetensors"
+    save_file({"weight": torch.ones(4, 4)}, path)
+    path.write_bytes(path.read_bytes()[:30] if content is None else content)
+    with pytest.raises(FamevilError, match=r"weights.safetensors: not a readable safetensors file") as refusal:
+        read_state_dict(path)
+    assert "\n" not in str(refusal.value)
+
+
 @torch.no_grad()
 def test_export_loads_back_into_open_clip_with_identical_embeddings(tmp_path, inputs):
     images, tokens = inputs

@@ -51,7 +51,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FamevilError(f"{path}: no such weights file")
     if path.suffix == ".safetensors":
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as error:  # safetensors raises its own SafetensorError, or OSError, for a bad file
+            raise FamevilError(f"{path}: not a readable safetensors file ({str(error).splitlines()[0]}); download or export it again") from None
     if path.suffix not in (".pt", ".pth", ".bin"):
         raise FamevilError(f"{path}: unknown weights format; expected .safetensors, .pt, .pth or .bin")
     try:
