@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,44 @@ def test_an_interrupted_run_resumed_ends_with_the_same_weights(tiny_shards, tmp_
         return [{k: v for k, v in json.loads(line).items() if k != "samples_per_s"} for line in (run / "metrics.jsonl").read_text().splitlines()]
 
     assert strip(tmp_path / "resumed") == strip(tmp_path / "whole")
+
+
+# Run teach in a child process that SIGKILLs itself in the middle of its second checkpoint save, after
+# Accelerate wrote the weights and before famevil's marker: what a kill -9 at the worst moment leaves.
+_KILLED_WHILE_SAVING = """
+import os, signal, sys
+import accelerate
+from pathlib import Path
+from stages.teach import teach
+saves = {"n": 0}
+original = accelerate.Accelerator.save_state
+def save_then_die(self, output_dir=None, **kwargs):
+    saves["n"] += 1
+    result = original(self, output_dir, **kwargs)
+    if saves["n"] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+accelerate.Accelerator.save_state = save_then_die
+teach("scr", Path(sys.argv[1]), Path(sys.argv[2]), overrides=__import__("json").loads(sys.argv[3]))
+"""
+
+
+def test_a_run_killed_with_sigkill_while_saving_resumes_to_the_same_weights(tiny_shards, tmp_path):
+    options = TINY | {"max_steps": 6, "checkpoint_every": 2, "keep_checkpoints": 5}
+    teach("scr", tiny_shards, tmp_path / "whole", overrides=options)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_SAVING, str(tiny_shards), str(tmp_path / "resumed"), json.dumps(options)],
+        capture_output=True,
+        timeout=300,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    checkpoints = tmp_path / ".resumed.partial" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".step-000004.tmp", "step-000002"]  # the torn save never became a state
+    result = teach("scr", tiny_shards, tmp_path / "resumed", overrides=options, resume="auto")
+    assert result.resumed_from == 2
+    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert all((whole[key] - resumed[key]).abs().max() <= 1e-6 for key in whole)
 
 
 @pytest.mark.slow  # two processes under accelerate launch
