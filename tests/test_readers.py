@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import pytest
 
 from data_specs.errors import FamevilError
@@ -57,6 +58,36 @@ def test_fashiongen_not_h5_is_refused(tmp_path):
     path.write_text("this is not hdf5")
     with pytest.raises(FamevilError, match="not an HDF5 file"):
         FashionGenFile(path)
+
+
+def _damaged_header(path):
+    with h5py.File(path, "r") as h5:
+        header = h5py.h5o.get_info(h5["input_name"].id).addr
+    data = bytearray(path.read_bytes())
+    data[header : header + 4] = b"\xff" * 4
+    path.write_bytes(bytes(data))
+
+
+def _zero_size_images(path):
+    write_release_h5(path, [{}, {}], image_size=0)
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [(_damaged_header, "a damaged HDF5 file (Unable to synchronously open object (bad object header"), (_zero_size_images, "holds images of 0x0 pixels")],
+    ids=["object header", "empty images"],
+)
+def test_a_damaged_fashiongen_file_is_one_line_from_prepare(tmp_path, cli, damage, says):
+    release = tmp_path / "release"
+    release.mkdir()
+    path = release / "fashiongen_256_256_train.h5"
+    write_release_h5(path, [{"product_id": i} for i in range(4)])
+    damage(path)
+    result = cli("prepare", "--fashiongen", release, "--out", tmp_path / "shards", "--workers", 1)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.stderr.strip()
+    assert "\n" not in line and str(path) in line and says in line, repr(result.stderr)
+    assert not (tmp_path / "shards").exists() and not list(tmp_path.glob(".shards*"))
 
 
 def test_fashioniq_triplets_splits_and_images(tmp_path):

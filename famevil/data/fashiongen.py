@@ -52,6 +52,11 @@ class FashionGenRow:
     image: np.ndarray  # (H, W, 3) uint8
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)  # str(KeyError) adds quotes
+    return (text.strip().splitlines() or [type(error).__name__])[0]
+
+
 class FashionGenFile:
     """A FashionGen h5 opened for streaming, its fields checked up front."""
 
@@ -68,6 +73,9 @@ class FashionGenFile:
         except FamevilError:
             self._h5.close()
             raise
+        except (KeyError, OSError, ValueError, RuntimeError) as error:  # h5py's errors for damaged objects
+            self._h5.close()
+            raise FamevilError(f"{path}: a damaged HDF5 file ({_first_line(error)}); download {path.name} again") from None
 
     def _check(self) -> None:
         present = set(self._h5.keys())
@@ -82,6 +90,8 @@ class FashionGenFile:
                 raise FamevilError(f"{self.path}: field {field!r} has {self._h5[field].shape[0]} rows but {IMAGE_FIELD!r} has {images.shape[0]}")
         if images.shape[0] == 0:
             raise FamevilError(f"{self.path}: holds no rows; nothing to prepare")
+        if min(images.shape[1:3]) == 0:
+            raise FamevilError(f"{self.path}: field {IMAGE_FIELD!r} holds images of {images.shape[1]}x{images.shape[2]} pixels; is this a FashionGen h5?")
 
     @property
     def optional_fields(self) -> tuple[str, ...]:
@@ -100,6 +110,12 @@ class FashionGenFile:
     def rows(self, start: int, stop: int, image_block: int = 64) -> Iterator[FashionGenRow]:
         """Rows [start, stop): text columns read in one go (kilobytes), images `image_block` rows at a
         time (megabytes), so memory stays bounded and h5 calls few."""
+        try:
+            yield from self._rows(start, stop, image_block)
+        except (KeyError, OSError, ValueError, RuntimeError) as error:  # a damaged chunk, found when read
+            raise FamevilError(f"{self.path}: rows {start}-{stop} are unreadable ({_first_line(error)}); download {self.path.name} again") from None
+
+    def _rows(self, start: int, stop: int, image_block: int) -> Iterator[FashionGenRow]:
         columns = {f: self.text(f, start, stop) for f in (*REQUIRED_TEXT_FIELDS, *self.optional_fields)}
         products = np.asarray(self._h5[PRODUCT_FIELD][start:stop]).reshape(-1)
         blank = [""] * (stop - start)
