@@ -3,6 +3,7 @@ onto the stage, runs it, and prints the result. Errors a user can fix print as o
 
 from __future__ import annotations
 
+import errno
 import inspect
 from collections.abc import Callable
 from dataclasses import asdict
@@ -67,6 +68,23 @@ def _run(stage: Callable[..., Result], **options) -> Result:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: rerun the same command to resume or start over")
         raise typer.Exit(130) from None
+    except (OSError, RuntimeError) as error:
+        if _state["debug"] or not _out_of_space(error):
+            raise
+        where = f" while writing {error.filename}" if getattr(error, "filename", None) else ""
+        err_console.print(
+            f"[bold red]error:[/] no space left on the device{where}; free space and rerun the same command (training: with --resume auto)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+
+
+def _out_of_space(error: BaseException) -> bool:
+    """A full disk, as the OS reports it (ENOSPC) or as torch's checkpoint writer does (a failed write)."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    return "file write failed" in str(error) or "No space left on device" in str(error)
 
 
 def _table(title: str, columns: list[str], rows: list[list]) -> Table:

@@ -67,3 +67,23 @@ def test_teach_and_prepare_refuse_to_overwrite_their_own_input(cli, tiny_raw, ti
     shutil.copytree(tiny_raw, raw)
     result = cli("prepare", "--fashiongen", raw / "fashiongen", "--out", raw, "--overwrite")
     assert result.exit_code == 1 and "contains the input" in result.stderr and (raw / "fashiongen").is_dir()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(28, "No space left on device", "shards/.partial/manifest.json"),
+        RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file write failed"),
+    ],
+    ids=["ENOSPC", "torch checkpoint writer"],
+)
+def test_a_full_disk_is_one_line(cli, tiny_raw, tmp_path, monkeypatch, failure):
+    def full_disk(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("stages.prepare.write_manifest", full_disk)
+    result = cli("prepare", "--fashiongen", tiny_raw / "fashiongen", "--out", tmp_path / "shards", "--workers", 1)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: no space left on the device") and "rerun the same command" in line
+    assert not (tmp_path / "shards").exists()
