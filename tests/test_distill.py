@@ -140,7 +140,11 @@ BAD_OUTPUTS = [
     ("one task missing", lambda o, t, d: [o[task] for task in TASK_NAMES if task != "scr"], "no --teacher-outputs for scr"),
     ("two sets for a task", lambda o, t, d: [*o.values(), o["xmr"]], "a second set for xmr"),
     ("outputs of other shards", lambda o, t, d: [o["xmr"], o["tgir"], o["scr"], _from_other_shards(o, d)], "dumped from other shards"),
-    ("a shard with a row missing", lambda o, t, d: [o["xmr"], o["tgir"], _missing_a_row(o, d), o["fic"]], r"train-000000.safetensors: [0-9,]+ bytes where its manifest lists"),
+    (
+        "a shard with a row missing",
+        lambda o, t, d: [o["xmr"], o["tgir"], _missing_a_row(o, d), o["fic"]],
+        r"train-000000.safetensors: [0-9,]+ bytes where its manifest lists",
+    ),
     ("a teacher instead of its outputs", lambda o, t, d: [o["xmr"], o["tgir"], o["scr"], t["fic"]], "teacher-outputs"),
 ]
 
