@@ -123,9 +123,10 @@ def verify_artifact(root: Path, manifest: Manifest, full: bool = False) -> int:
     command that rebuilds the artifact."""
     rebuild = f"rebuild it with: {manifest.command}"
     if not manifest.files:  # an older manifest: only the full content id can be checked
-        if content_id(root) != manifest.content_id:
+        listing = file_listing(root)
+        if listing_id(listing) != manifest.content_id:
             raise FamevilError(f"{root}: its files no longer give the content id in its manifest; {rebuild}")
-        return len(_covered_files(root))
+        return len(listing)
     if listing_id(manifest.files) != manifest.content_id:
         raise FamevilError(f"{root / MANIFEST_FILE}: its content id is not the one of its file list (was it edited?); {rebuild}")
     found = _covered_files(root)

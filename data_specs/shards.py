@@ -117,11 +117,16 @@ def read_sizes(root: Path | str) -> dict[str, Any]:
     return sizes
 
 
-def shard_paths(root: Path | str, subset: str) -> list[Path]:
-    """The shard files of one subset, in order, as sizes.json lists them."""
+def listed_shards(root: Path | str, subset: str) -> list[tuple[Path, int]]:
+    """The shard files of one subset, in order, with the samples each holds, as sizes.json lists them."""
     root = Path(root)
     subsets = read_sizes(root)["subsets"]
     if subset not in subsets:
         present = ", ".join(sorted(subsets)) or "none"
         raise FamevilError(f"{root}: has no {subset!r} subset (present: {present}); prepare the missing source")
-    return [root / shard["path"] for shard in subsets[subset]["shards"]]
+    return [(root / shard["path"], shard["samples"]) for shard in subsets[subset]["shards"]]
+
+
+def shard_paths(root: Path | str, subset: str) -> list[Path]:
+    """The shard files of one subset, in order, as sizes.json lists them."""
+    return [path for path, _ in listed_shards(root, subset)]

@@ -9,7 +9,7 @@ import torch
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
-from data_specs.shards import read_sizes, shard_paths
+from data_specs.shards import listed_shards
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import batched, image_transform, shard_samples
@@ -49,35 +49,34 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     task = find_task(teacher_manifest.details["task"])
     check_coverage(shards, [task], train=True, evaluate_on=None)
     subset = task.train_subset()
-    subsets = read_sizes(shards)["subsets"]
     if top_k < 1:
         raise FamevilError(f"--top-k {top_k}: must be at least 1")
     model = load_checkpoint(teacher).eval()
     backbone = model.backbone_config
     transform = image_transform(backbone["vision_cfg"]["image_size"], train=False)
     tokenize = tokenizer(model.config.backbone)
-    files = shard_paths(shards, subset)
+    files = listed_shards(shards, subset)
     inputs = [InputRef("teacher", "teacher", teacher_manifest.content_id, str(teacher)), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     plan = {"inputs": [ref.id for ref in inputs], "top_k": top_k}
     resumed_shards = 0
     with staging(out, plan) as stage, torch.no_grad():
         (stage.partial / OUTPUTS_DIR).mkdir(exist_ok=True)
-        with progress_bar(f"dump {task.name}", subsets[subset]["samples"], unit="samples") as advance:
-            for shard, listed in zip(files, subsets[subset]["shards"], strict=True):
+        with progress_bar(f"dump {task.name}", sum(count for _, count in files), unit="samples") as advance:
+            for shard, count in files:
                 destination = output_path(stage.partial, shard)
                 if destination.is_file():
                     resumed_shards += 1
                     continue
                 keys: list[str] = []
                 parts: dict[str, list[torch.Tensor]] = {}
-                for samples in batched(shard_samples([shard], expected=listed["samples"]), batch_size):
+                for samples in batched(shard_samples([shard], expected=count), batch_size):
                     batch = task.batch(samples, transform, tokenize)
                     for name, value in task.signals(model, model.head(task.name), batch, top_k).items():
                         parts.setdefault(name, []).append(value)
                     keys += batch["keys"]
                     advance(len(samples))
                 write_outputs(destination, keys, {name: torch.cat(values) for name, values in parts.items()})
-        samples = sum(len(read_keys(output_path(stage.partial, shard))) for shard in files)
+        samples = sum(len(read_keys(output_path(stage.partial, shard))) for shard, _ in files)
         stored = sum(path.stat().st_size for path in (stage.partial / OUTPUTS_DIR).glob("*.safetensors"))
         details = {
             "task": task.name,

@@ -35,9 +35,11 @@ class Figure:
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluation: its flat metrics and the seed of the model it evaluated (None where unknown)."""
+    """One evaluation: its flat metrics, the checkpoint it evaluated and that checkpoint's training
+    seed (None where unknown)."""
 
     metrics: dict[str, float]
+    model: Path
     seed: int | None
 
 
@@ -74,7 +76,7 @@ def report(teachers: list[Path], students: list[Path], baselines: list[Path] | N
             if run.seed is not None and any(other.seed == run.seed for other in runs):
                 raise FamevilError(f"--teacher {evaluation}: a second {task} teacher with seed {run.seed}; give one per task and seed")
             runs.append(run)
-            teacher_parameters[task] = _parameters(evaluation)
+            teacher_parameters[task] = _parameters(run.model)
     student_runs = [_read_run(path) for path in students]
     baseline_runs = [_read_run(path) for path in baselines or []]
     columns = ["single-task teachers", "distilled student", *(["multi-task baseline"] if baseline_runs else []), "student - teacher"]
@@ -85,7 +87,11 @@ def report(teachers: list[Path], students: list[Path], baselines: list[Path] | N
         baseline = [Figure.of(_values(baseline_runs, key))] if baseline_runs else []
         difference = Figure(student.mean - teacher.mean, 0.0, 1) if student and teacher else None
         rows.append([label, teacher, student, *baseline, difference])
-    parameters = [f"{sum(teacher_parameters.values()):,}", f"{_parameters(students[0]):,}", *([f"{_parameters(baselines[0]):,}"] if baseline_runs else [])]
+    parameters = [
+        f"{sum(teacher_parameters.values()):,}",
+        f"{_parameters(student_runs[0].model):,}",
+        *([f"{_parameters(baseline_runs[0].model):,}"] if baseline_runs else []),
+    ]
     rows.append(["parameters", *parameters, ""])
     gains = {"over teachers": _relative_gain(student_runs, by_task)}
     if baseline_runs:
@@ -128,10 +134,14 @@ def _reference_value(runs: list[Run], key: str, seed: int | None) -> float | Non
 
 
 def _read_run(evaluation: Path) -> Run:
-    return Run(flatten(read_metrics(evaluation)), _seed(evaluation))
+    model = _model_path(evaluation)
+    options = model / TRAIN_CONFIG_FILE
+    seed = json.loads(options.read_text(encoding="utf-8")).get("seed") if options.is_file() else None
+    return Run(flatten(read_metrics(evaluation)), model, seed)
 
 
 def _model_path(evaluation: Path) -> Path:
+    """The checkpoint an evaluation was made from."""
     manifest = require_artifact(evaluation, "metrics")
     model = next((ref for ref in manifest.inputs if ref.role == "model"), None)
     if model is None or not (Path(model.path) / WEIGHTS_FILE).is_file():
@@ -139,13 +149,7 @@ def _model_path(evaluation: Path) -> Path:
     return Path(model.path)
 
 
-def _seed(evaluation: Path) -> int | None:
-    """The training seed of the checkpoint an evaluation was made from."""
-    options = _model_path(evaluation) / TRAIN_CONFIG_FILE
-    return json.loads(options.read_text(encoding="utf-8")).get("seed") if options.is_file() else None
-
-
-def _parameters(evaluation: Path) -> int:
-    """The parameter count of the checkpoint an evaluation was made from, read from its weights file."""
-    with safe_open(_model_path(evaluation) / WEIGHTS_FILE, framework="pt") as weights:
+def _parameters(model: Path) -> int:
+    """The parameter count of a checkpoint, read from its weights file."""
+    with safe_open(model / WEIGHTS_FILE, framework="pt") as weights:
         return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118 - a safe_open handle is not iterable

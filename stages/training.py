@@ -30,7 +30,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import gather_object, set_seed
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, Manifest, famevil_version, write_manifest
+from data_specs.manifest import InputRef, Manifest, famevil_version, file_sha256, write_manifest
 from data_specs.staging import check_destination, partial_path, read_plan, staging
 from famevil.checkpoint import save_weights
 from famevil.multitask import MultiTaskModel
@@ -214,7 +214,7 @@ def _resume_point(job: Job, workdir: Path) -> Path | None:
 
 
 def _file_digests(folder: Path) -> dict[str, str]:
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir()) if path.is_file() and path.name != STATE_MARKER}
+    return {path.name: file_sha256(path) for path in sorted(folder.iterdir()) if path.is_file() and path.name != STATE_MARKER}
 
 
 def _verify_state(folder: Path) -> None:

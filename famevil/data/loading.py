@@ -15,7 +15,7 @@ import webdataset as wds
 from torchvision.transforms import v2
 
 from data_specs.errors import FamevilError
-from data_specs.shards import read_sizes, shard_paths
+from data_specs.shards import listed_shards, shard_paths
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -103,9 +103,8 @@ def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:
     """Every sample of a subset in shard order, images decoded to PIL, all in this one process (also
     under a multi-process launch, where only the main process evaluates). Each shard must hold the
     samples sizes.json lists."""
-    paths = shard_paths(root, subset)
-    for path, listed in zip(paths, read_sizes(root)["subsets"][subset]["shards"], strict=True):
-        yield from shard_samples([path], expected=listed["samples"])
+    for path, count in listed_shards(root, subset):
+        yield from shard_samples([path], expected=count)
 
 
 def shard_samples(shards: list[Path], expected: int | None = None) -> Iterator[dict[str, Any]]:

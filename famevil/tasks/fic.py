@@ -161,15 +161,9 @@ class Captioning(Task):
 
     @torch.no_grad()
     def check(self, network: FameVil, head: nn.Module | None, batch: Batch) -> dict[str, float]:
-        """The grounding gap on a training batch, each image swapped with the next caption's (captions of
-        one product left out)."""
-        others = torch.roll(torch.arange(len(batch["tokens"]), device=batch["tokens"].device), 1)
-        counted = batch["products"] != batch["products"][others]
-        if not counted.any():
-            return {}
-        matching = token_losses(self.logits(network, head, batch), batch["tokens"])[counted].sum()
-        shuffled = token_losses(self.logits(network, head, batch | {"images": batch["images"][others]}), batch["tokens"])[counted].sum()
-        return {"grounding_gap": round(grounding_gap(matching.item(), shuffled.item()), 3)}
+        """The grounding gap on a training batch, each image swapped with the next caption's."""
+        matching, shuffled = paired_losses(self, network, head, batch, torch.roll(torch.arange(len(batch["tokens"])), 1))
+        return {"grounding_gap": round(grounding_gap(matching, shuffled), 3)} if matching else {}
 
     def warning(self, figures: dict[str, float]) -> str | None:
         return ungrounded_warning(figures["grounding_gap"], "on recent training batches") if "grounding_gap" in figures else None
@@ -198,6 +192,20 @@ def token_losses(logits: CaptionLogits, tokens: torch.Tensor) -> torch.Tensor:
     return losses.sum(dim=1)
 
 
+def paired_losses(task: Captioning, network: FameVil, head: nn.Module, batch: Batch, others: torch.Tensor) -> tuple[float, float]:
+    """The summed teacher-forced caption loss with each caption's own image and with the image at
+    `others` (a permutation of the batch), over the captions whose partner shows another product (a
+    product's other views would not count); (0, 0) when there is none."""
+    products = batch["products"]
+    counted = products != products[others.to(products.device)]
+    if not counted.any():
+        return 0.0, 0.0
+    matching = token_losses(task.logits(network, head, batch), batch["tokens"])
+    shuffled = token_losses(task.logits(network, head, batch | {"images": batch["images"][others.to(batch["images"].device)]}), batch["tokens"])
+    counted = counted.to(matching.device)
+    return matching[counted].sum().item(), shuffled[counted].sum().item()
+
+
 def grounding_gap(matching: float, shuffled: float) -> float:
     """How much worse, in percent, the teacher-forced caption loss is with another product's image than
     with the caption's own: about 0 for a captioner that ignores the image."""
@@ -224,8 +232,7 @@ class CaptionEvaluation:
         self.generated: list[str] = []
         self.references: list[str] = []
         self.shuffler = torch.Generator().manual_seed(settings.seed)
-        self.matching_loss = self.shuffled_loss = 0.0
-        self.tokens = 0
+        self.matching_loss = self.shuffled_loss = 0.0  # summed over captions: the gap is their ratio
 
     def add(self, subset: str, samples: list[Sample]) -> None:
         settings = self.settings
@@ -234,21 +241,10 @@ class CaptionEvaluation:
         self.generated += [settings.tokenize.decode(caption).strip() for caption in ids]
         self.keys += batch["keys"]
         self.references += [product_text(sample["json"]) for sample in samples]
-        self._add_losses(batch)
-
-    def _add_losses(self, batch: Batch) -> None:
-        """Teacher-forced loss with each caption's own image and with a random other product's, over the
-        captions whose shuffled image shows another product (a product's views would not count)."""
-        others = torch.randperm(len(batch["keys"]), generator=self.shuffler)
-        counted = batch["products"].cpu() != batch["products"].cpu()[others]
-        if not counted.any():
-            return
-        matching = token_losses(self.task.logits(self.network, self.head, batch), batch["tokens"])
-        shuffled_images = batch["images"][others.to(batch["images"].device)]
-        shuffled = token_losses(self.task.logits(self.network, self.head, batch | {"images": shuffled_images}), batch["tokens"])
-        self.matching_loss += matching.cpu()[counted].sum().item()
-        self.shuffled_loss += shuffled.cpu()[counted].sum().item()
-        self.tokens += int(caption_targets(batch["tokens"].cpu()[counted])[1].sum())
+        others = torch.randperm(len(samples), generator=self.shuffler)
+        matching, shuffled = paired_losses(self.task, self.network, self.head, batch, others)
+        self.matching_loss += matching
+        self.shuffled_loss += shuffled
 
     def finish(self) -> TaskEvaluation:
         references = {key: [reference] for key, reference in zip(self.keys, self.references, strict=True)}
@@ -257,7 +253,7 @@ class CaptionEvaluation:
             {"key": key, "generated": generated, "references": [reference]}
             for key, generated, reference in zip(self.keys, self.generated, self.references, strict=True)
         ]
-        gap = grounding_gap(self.matching_loss / max(self.tokens, 1), self.shuffled_loss / max(self.tokens, 1))
+        gap = grounding_gap(self.matching_loss, self.shuffled_loss)
         metrics = {
             "bleu4": scores.bleu4,
             "meteor": scores.meteor,
@@ -267,7 +263,7 @@ class CaptionEvaluation:
             "distinct_captions": 100 * len(set(self.generated)) / max(len(self.generated), 1),
         }
         warnings = list(scores.warnings)
-        if self.tokens and (warning := ungrounded_warning(gap, "on the validation images")) is not None:
+        if self.matching_loss and (warning := ungrounded_warning(gap, "on the validation images")) is not None:
             warnings.append(warning)
         return TaskEvaluation(metrics, {"captions": lines}, warnings)
 
