@@ -19,6 +19,7 @@ not rank real ones.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from collections.abc import Callable
@@ -207,6 +208,10 @@ def caption_probe(
             matching += losses(images, batch_tokens)[counted].sum().item()
             shuffled += losses(images[others], batch_tokens)[counted].sum().item()
             counted_tokens += int((batch_tokens[counted][:, 1:] != 0).sum())
+    if args.save_captions:
+        args.save_captions.mkdir(parents=True, exist_ok=True)  # read by benchmarks/caption_diagnostics.py attributes
+        with open(args.save_captions / "captions.jsonl", "w", encoding="utf-8") as lines:
+            lines.writelines(json.dumps({"generated": g, "references": [t]}) + "\n" for g, t in zip(generated, val_texts, strict=True))
     scores = caption_scores({str(i): [t] for i, t in enumerate(val_texts)}, {str(i): g for i, g in enumerate(generated)}, meteor=False)
     chance = fic_chance(texts, val_texts, args.seed)
     print(f"\ncaptioner: {steps} steps in {args.caption_seconds:.0f} s over {len(ids)} tokens; e.g. {generated[0]!r}")
@@ -227,6 +232,7 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--caption-seconds", type=float, default=120)
+    parser.add_argument("--save-captions", type=Path, help="write the captioner's captions.jsonl into this folder")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)

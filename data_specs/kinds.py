@@ -72,6 +72,13 @@ KINDS: dict[str, ArtifactKind] = {
             description="the multi-task FAME-ViL model (four tasks, one backbone) with its training record",
         ),
         ArtifactKind(
+            name="index",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil index --model STUDENT --images FOLDER --out INDEX",
+            description="a catalogue's images embedded for text and composed search: vectors, thumbnails, paths and hashes",
+        ),
+        ArtifactKind(
             name="metrics",
             schema_version=1,
             readable_versions=(1,),

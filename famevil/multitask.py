@@ -25,6 +25,7 @@ class ModelConfig:
     tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
     xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
     adapter_dropout: float = 0.0  # the authors' value
+    caption_reads: str = "block_outputs"  # what the captioner reads of each image layer (FameVilConfig)
     vocabularies: dict[str, list[str]] = field(default_factory=dict)  # label names the heads classify into, so a checkpoint is self-contained
 
     def to_dict(self) -> dict[str, Any]:
@@ -32,7 +33,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        return cls(**(values | {"tasks": tuple(values["tasks"])}))
+        # A config written before caption_reads existed belongs to a captioner that read h'.
+        return cls(**({"caption_reads": "attention_states"} | values | {"tasks": tuple(values["tasks"])}))
 
 
 class MultiTaskModel(FameVil):
@@ -46,6 +48,7 @@ class MultiTaskModel(FameVil):
             config.tsa_bottleneck,
             config.xaa_bottleneck,
             config.adapter_dropout,
+            config.caption_reads,
         )
         super().__init__(network, architecture)
         self.config = ModelConfig(**(asdict(config) | {"tasks": network.adapter_sets}))  # aliases resolved

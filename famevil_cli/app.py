@@ -11,19 +11,24 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+import famevil
 from data_specs.errors import FamevilError
 from data_specs.manifest import famevil_version, require_artifact, verify_artifact
 from famevil.params import FASHIONGEN_SUBCATEGORIES, count_parameters
 from famevil.tasks import TASKS, task_names
 from famevil.training.config import PRESET_NAMES, parse_overrides
+from famevil_cli.server import create_app
 from stages import distill as distill_stage
 from stages import dump as dump_stage
 from stages import evaluate as evaluate_stage
+from stages import index as index_stage
 from stages import prepare as prepare_stage
 from stages import report as report_stage
+from stages import search as search_stage
 from stages import synth as synth_stage
 from stages import teach as teach_stage
 from stages.training import TrainingResult
@@ -406,6 +411,123 @@ def _figure(cell: object, signed: bool = False) -> str:
         return "" if cell is None else str(cell)
     mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
     return f"{mean} ± {cell.sd:.2f}" if cell.runs > 1 else mean
+
+
+ModelOption = Annotated[Path, typer.Option("--model", help="A famevil checkpoint directory (base, teacher or student).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command()
+def caption(
+    images: Annotated[list[Path], typer.Argument(help="Image files to caption.", show_default=False)],
+    model: ModelOption,
+    beams: Annotated[int, typer.Option(help="1 is greedy decoding, more is beam search.", min=1)] = 1,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Caption length limit in tokens (default: the text context).", min=1)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Caption images with a model trained for captioning (a FIC teacher or the student).
+
+    Example (seconds on a laptop CPU, after scripts/demo.sh):
+
+        famevil caption --model runs/demo/seed-0/student front.jpg back.jpg
+    """
+    loaded = _run(famevil.load, directory=model)
+    captions = _run(loaded.caption, images=images, beams=beams, max_new_tokens=max_new_tokens)
+    if as_json:
+        out_console.print_json(data=[{"image": str(image), "caption": text} for image, text in zip(images, captions, strict=True)])
+        return
+    out_console.print(_table(str(model), ["image", "caption"], [[str(image), text] for image, text in zip(images, captions, strict=True)]))
+
+
+@app.command()
+def classify(
+    image: Annotated[Path, typer.Argument(help="An image file.", show_default=False)],
+    model: ModelOption,
+    text: Annotated[str, typer.Option("--text", help='The product\'s text, "title. description".')],
+    top: Annotated[int, typer.Option(help="How many subcategories to list.", min=1)] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """The most likely subcategories of a product from its image and text, with a model trained for
+    sub-category recognition (an SCR teacher or the student). The names are the checkpoint's own.
+
+    Example (seconds on a laptop CPU, after scripts/demo.sh):
+
+        famevil classify --model runs/demo/seed-0/student front.jpg --text "Navy Cardigan. Cardigan in navy wool."
+    """
+    loaded = _run(famevil.load, directory=model)
+    (predictions,) = _run(loaded.classify, images=[image], texts=[text], top=top)
+    if as_json:
+        out_console.print_json(data=[{"subcategory": p.label, "probability": p.probability} for p in predictions])
+        return
+    out_console.print(_table(str(image), ["subcategory", "probability"], [[p.label, p.probability] for p in predictions]))
+
+
+@app.command("index", help=inspect.cleandoc(index_stage.index.__doc__))
+def index(
+    model: ModelOption,
+    images: Annotated[Path, typer.Option("--images", help="A folder of images, or a CSV with an 'image' column.")],
+    out: OutOption,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass (and per resumable chunk).", min=1)] = 64,
+    thumbnail: Annotated[int, typer.Option(help="Thumbnail size in pixels (the longer side).", min=16, max=512)] = 96,
+    overwrite: OverwriteOption = False,
+) -> None:
+    result = _run(index_stage.index, model=model, images=images, out=out, batch_size=batch_size, thumbnail=thumbnail, overwrite=overwrite)
+    resumed = f", {result.resumed_chunks} batches resumed" if result.resumed_chunks else ""
+    out_console.print(f"{result.out}: {result.items} images indexed in {result.seconds:.1f} s{resumed}", highlight=False, soft_wrap=True)
+    if result.skipped:
+        err_console.print(f"[yellow]skipped {len(result.skipped)} unreadable images[/] (listed in {result.out / 'skipped.jsonl'}):", highlight=False)
+        for entry in result.skipped[:10]:
+            err_console.print(f"  {entry['path']}: {entry['reason']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="An index (famevil index).", show_default=False)],
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.", show_default=False)] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Composed search: a reference image ...")] = None,
+    modify: Annotated[str | None, typer.Option("--modify", help="... and how the wanted item differs from it.")] = None,
+    top: Annotated[int, typer.Option(help="How many results.", min=1)] = 10,
+    model: Annotated[Path | None, typer.Option("--model", help="The model the index was built with, if it moved.")] = None,
+    as_json: JsonOption = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help="Also write a page of thumbnails with their scores.")] = None,
+) -> None:
+    """Search a catalogue index by text, or by a reference image and a modification (composed search).
+
+    Example (seconds on a laptop CPU, after famevil index):
+
+        famevil search runs/demo/index "navy wool cardigan" --top 5
+        famevil search runs/demo/index --image ref.jpg --modify "is red with short sleeves"
+    """
+    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model)
+    result = _run(catalogue.search, text=text, image=image, modify=modify, top=top)
+    if html_file is not None:
+        html_file.write_text(search_stage.results_page(catalogue, result), encoding="utf-8")
+    if as_json:
+        out_console.print_json(data=[{"rank": h.rank, "item": h.item, "path": h.path, "score": h.score} for h in result.hits])
+        return
+    out_console.print(_table(f"{result.kind} search: {result.query}", ["rank", "score", "image"], [[h.rank, h.score, h.path] for h in result.hits]))
+
+
+@app.command()
+def serve(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="An index (famevil index).", show_default=False)],
+    model: Annotated[Path | None, typer.Option("--model", help="The model the index was built with, if it moved.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps the server to this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+) -> None:
+    """Serve a catalogue index: an HTTP JSON API (text search, composed search from an upload or a
+    catalogue item, caption and classify of an upload; its schema at /docs) and a web page at / to
+    search, open a product's caption and subcategory, and search for a variation of it.
+
+    Example (after famevil index):
+
+        famevil serve runs/demo/index --port 8000
+    """
+    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the server (it has no authentication)")
+    out_console.print(f"serving {index_dir} ({len(catalogue.index)} items) at http://{host}:{port}/", highlight=False, soft_wrap=True)
+    uvicorn.run(create_app(catalogue), host=host, port=port, log_level="warning")
 
 
 @app.command("inspect")

@@ -16,11 +16,11 @@ from data_specs.shards import read_sizes, shard_paths
 from famevil.checkpoint import base_reference
 from famevil.data.teacher_outputs import TeacherOutputs
 from famevil.model.backbone import backbone_config
-from famevil.multitask import ModelConfig, task_loss
+from famevil.multitask import task_loss
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.training.config import load_config
 from famevil.training.sampling import TaskSampler
-from stages.teach import build_model, check_shards, model_vocabularies, task_stream, validation
+from stages.teach import build_model, check_shards, model_vocabularies, network_config, task_stream, validation
 from stages.training import Job, TrainingResult, fit
 
 
@@ -60,9 +60,7 @@ def distill(
     names = task_names()
     shards_manifest = check_shards(shards, tasks)
     teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
-    model_config = ModelConfig(
-        config.model, names, config.tsa_bottleneck, config.xaa_bottleneck, config.adapter_dropout, vocabularies=model_vocabularies(shards, tasks, config)
-    )
+    model_config = network_config(config, names, model_vocabularies(shards, tasks, config))
     sizes = read_sizes(shards)
     sampler = TaskSampler({task.name: task.training_size(sizes) for task in tasks}, sampling, seed=config.seed)
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]

@@ -52,14 +52,7 @@ def teach(
     chosen = find_task(task)
     config = load_config(preset, overrides)
     shards_manifest = check_shards(shards, [chosen])
-    model_config = ModelConfig(
-        config.model,
-        (chosen.name,),
-        config.tsa_bottleneck,
-        config.xaa_bottleneck,
-        config.adapter_dropout,
-        vocabularies=model_vocabularies(shards, [chosen], config),
-    )
+    model_config = network_config(config, (chosen.name,), model_vocabularies(shards, [chosen], config))
     inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     job = Job(
         "teacher",
@@ -93,7 +86,7 @@ def pretrain(
     retrieval = find_task(PRETRAINING_TASK)
     config = load_config(preset, overrides)
     shards_manifest = check_shards(shards, [retrieval])
-    model_config = ModelConfig(config.model, (retrieval.name,), config.tsa_bottleneck, config.xaa_bottleneck)
+    model_config = network_config(config, (retrieval.name,))
     job = Job(
         "base",
         out,
@@ -124,6 +117,19 @@ def _backbone_only(model_config: ModelConfig) -> MultiTaskModel:
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith(("backbone.", "heads."))
     return model
+
+
+def network_config(config: TrainConfig, tasks: tuple[str, ...], vocabularies: dict[str, list[str]] | None = None) -> ModelConfig:
+    """The model the training options describe: backbone, adapters, and the tasks' heads."""
+    return ModelConfig(
+        config.model,
+        tasks,
+        config.tsa_bottleneck,
+        config.xaa_bottleneck,
+        config.adapter_dropout,
+        config.caption_reads,
+        vocabularies=vocabularies or {},
+    )
 
 
 def model_vocabularies(shards: Path, tasks: list[Task], config: TrainConfig) -> dict[str, list[str]]:

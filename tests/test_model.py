@@ -87,6 +87,29 @@ def test_causal_mask_in_generative_mode(inputs, busy_model):
     assert not torch.allclose(before[:, 4:], after[:, 4:], atol=1e-3)
 
 
+@pytest.mark.parametrize("reads", ["block_outputs", "attention_states"])
+@torch.no_grad()
+def test_the_captioner_reads_what_caption_reads_says(inputs, reads):
+    """Text layer i attends to image block i's output (the authors' captioner), or to its h'."""
+    images, _ = inputs
+    torch.manual_seed(0)
+    model = MultiTaskModel(ModelConfig("famevil-tiny", tasks=("fic",), caption_reads=reads)).eval()  # adapters at zero: open_clip's blocks
+    state = model.start_decoding(images, "fic")
+    x = model.backbone.visual._embeds(images)
+    for block, cross, (keys, values) in zip(model.backbone.visual.transformer.resblocks, model.xaa["text"], state.image_keys_values, strict=True):
+        attention_state = x + block.ls_1(block.attention(block.ln_1(x)))
+        x = block(x)
+        expected_keys, expected_values = cross.context_keys_values(x if reads == "block_outputs" else attention_state)
+        assert torch.allclose(keys, expected_keys, atol=1e-5) and torch.allclose(values, expected_values, atol=1e-5)
+
+
+def test_a_checkpoint_config_from_before_caption_reads_keeps_its_wiring():
+    written = ModelConfig("famevil-tiny", ("fic",)).to_dict()
+    del written["caption_reads"]
+    assert ModelConfig.from_dict(written).caption_reads == "attention_states"
+    assert ModelConfig("famevil-tiny", ("fic",)).caption_reads == "block_outputs"
+
+
 @torch.no_grad()
 def test_padding_changes_nothing(inputs, busy_model):
     images, tokens = inputs

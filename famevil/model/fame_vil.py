@@ -9,13 +9,15 @@ In every block, with h' the state after self-attention and its residual:
     h = h' + MLP(LN2(h')) + TSA_task(h') [+ XAA(h', other stream's h' at this layer)]
 
 Modes: contrastive (towers apart, no XAA), fusion (both towers advance together, each layer computed
-once, and cross-attend both ways; text padding masked), generative (the causal text tower
-cross-attends to the image tower's states of the same layer).
+once, and cross-attend both ways to the other's h'; text padding masked), generative (the image tower
+runs first; the causal text tower's layer i cross-attends to image layer i: to its block's output, as
+the authors' captioner does, or to its h', a setting: `caption_reads`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +36,10 @@ class FameVilConfig:
     tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
     xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
     adapter_dropout: float = 0.0  # the authors' (0.0); a setting for regularising small data
+    # What the captioner's text layer i reads of image layer i: "block_outputs", the authors'; or
+    # "attention_states" (h'), which the synthetic demo needs: on its small from-scratch backbone the
+    # authors' wiring let every cross-attention ReLU unit die (docs/captioning.md).
+    caption_reads: Literal["block_outputs", "attention_states"] = "block_outputs"
 
 
 class LayerCache:
@@ -139,6 +145,9 @@ class FameVil(nn.Module):
             )
         else:
             self.xaa = None
+        if config.caption_reads not in ("block_outputs", "attention_states"):
+            raise FamevilError(f"caption_reads={config.caption_reads!r}: expected block_outputs or attention_states")
+        self.caption_reads = config.caption_reads
         self.embed_dim = self.backbone.text_projection.shape[1]  # the projected image and text vectors
         self.text_width = text_width
 
@@ -173,12 +182,13 @@ class FameVil(nn.Module):
     # Contrastive mode ----------------------------------------------------------------------------
 
     def _run_tower(self, tower: str, x: torch.Tensor, adapters: str, mask: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One tower alone; returns its output and each layer's h' (what the other tower attends to)."""
+        """One tower alone; returns its output and, per layer, the state a generating text tower reads
+        (the block's output or its h', as `caption_reads` says)."""
         states = []
         for block, adapter in zip(self._blocks(tower), self._task_adapters(adapters, tower), strict=True):
             h = _self_attention(block, x, mask)
-            states.append(h)
             x = _feed_forward(block, h) + adapter(h)
+            states.append(x if self.caption_reads == "block_outputs" else h)
         return x, states
 
     def encode_image(self, images: torch.Tensor, adapters: str, normalize: bool = True) -> torch.Tensor:

@@ -1,0 +1,170 @@
+"""Use a trained model from Python: `famevil.load(DIR)` gives a model with its image transform and
+tokenizer built in, which captions and classifies images and embeds images, texts and composed queries.
+
+    import famevil
+    model = famevil.load("runs/demo/seed-0/student")
+    model.caption(["front.jpg"])                      # ['navy wool cardigan . ...']
+    model.classify(["front.jpg"], ["Navy Cardigan. Long sleeve cardigan in navy wool."], top=3)
+    model.encode_texts(["navy wool cardigan"]) @ model.encode_images(["front.jpg"]).T
+
+Images may be paths, PIL images or (3, H, W) tensors (uint8, or float in [0, 1]). Each call works on
+what the checkpoint holds: a call whose task the model was not trained for says so in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from data_specs.errors import FamevilError
+from famevil.checkpoint import load_checkpoint
+from famevil.data.examples import text_tokens
+from famevil.data.loading import image_transform
+from famevil.model.backbone import tokenizer
+from famevil.model.decoding import generate
+from famevil.multitask import MultiTaskModel
+from famevil.tasks import find_task
+from famevil.tasks.base import Task
+from famevil.tasks.fic import Captioning
+from famevil.tasks.scr import SubcategoryRecognition
+from famevil.tasks.tgir import TextGuidedRetrieval
+from famevil.tasks.xmr import CrossModalRetrieval
+
+ImageInput = str | Path | Image.Image | torch.Tensor
+TEXT_SEARCH, COMPOSED_SEARCH = "text", "composed"  # the searches a catalogue index answers
+
+
+class Prediction(NamedTuple):
+    label: str  # a class name from the checkpoint's vocabulary
+    probability: float
+
+
+def read_image(image: ImageInput) -> Image.Image | torch.Tensor:
+    """A path opened as RGB (one line naming the file when it is not an image); PIL images and tensors as given."""
+    if isinstance(image, (Image.Image, torch.Tensor)):
+        return image
+    path = Path(image)
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except FileNotFoundError:
+        raise FamevilError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise FamevilError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+
+
+class FashionModel:
+    """A famevil checkpoint ready to use: eval mode, no gradients, inputs prepared as in evaluation."""
+
+    def __init__(self, network: MultiTaskModel, source: Path, device: str | torch.device = "cpu"):
+        self.network = network.eval().to(device)
+        self.source = source
+        self.device = torch.device(device)
+        self.transform = image_transform(network.backbone_config["vision_cfg"]["image_size"], train=False)
+        self.tokenize = tokenizer(network.config.backbone)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.network.tasks
+
+    def capabilities(self) -> set[str]:
+        """The calls this model can answer, by the tasks it was trained for: caption, classify, compose, encode."""
+        calls = {Captioning: "caption", SubcategoryRecognition: "classify", TextGuidedRetrieval: "compose", CrossModalRetrieval: "encode"}
+        return {call for kind, call in calls.items() if any(isinstance(find_task(name), kind) for name in self.tasks)}
+
+    def _task(self, kind: type[Task], call: str) -> Task:
+        """The model's task of a kind; one line naming the call and the model when it has none."""
+        for name in self.tasks:
+            task = find_task(name)
+            if isinstance(task, kind):
+                return task
+        raise FamevilError(f"{self.source}: {call}() needs a model trained for {kind.title}; this one has: {', '.join(self.tasks)}")
+
+    def _named_task(self, name: str | None, default: type[Task], call: str) -> Task:
+        if name is None:
+            return self._task(default, call)
+        task = find_task(name)
+        if task.name not in self.tasks:
+            raise FamevilError(f"{self.source}: task={name!r}: this model has no {task.name} adapters (its tasks: {', '.join(self.tasks)})")
+        return task
+
+    def _images(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, torch.Tensor) and images.dim() == 3):
+            images = [images]  # one image given alone
+        return torch.stack([self.transform(read_image(image)) for image in images]).to(self.device)
+
+    def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            texts = [texts]
+        return text_tokens(list(texts), self.tokenize).to(self.device)
+
+    @torch.no_grad()
+    def caption(self, images: Sequence[ImageInput], beams: int = 1, max_new_tokens: int | None = None) -> list[str]:
+        """One caption per image: greedy decoding, or beam search with beams > 1."""
+        task = self._task(Captioning, "caption")
+        ids = generate(self.network, self.network.head(task.name), self._images(images), task.name, max_new_tokens=max_new_tokens, beams=beams)
+        return [self.tokenize.decode(caption).strip() for caption in ids]
+
+    @torch.no_grad()
+    def classify(self, images: Sequence[ImageInput], texts: Sequence[str], top: int = 5) -> list[list[Prediction]]:
+        """Per image and its product text ("title. description"), the `top` most likely subcategories."""
+        task = self._task(SubcategoryRecognition, "classify")
+        pixels, tokens = self._images(images), self._tokens(texts)
+        if len(pixels) != len(tokens):
+            raise FamevilError(f"classify(): {len(pixels)} images but {len(tokens)} texts; give one text per image")
+        names = self.network.config.vocabularies[task.vocabulary]
+        probabilities = task.logits(self.network, self.network.head(task.name), {"images": pixels, "tokens": tokens}).softmax(dim=-1)
+        values, indices = probabilities.topk(min(top, len(names)), dim=-1)
+        return [
+            [Prediction(names[i], p) for i, p in zip(row_indices, row_values, strict=True)]
+            for row_indices, row_values in zip(indices.tolist(), values.tolist(), strict=True)
+        ]
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence[ImageInput], task: str | None = None) -> torch.Tensor:
+        """L2-normalised image embeddings (N, D) with a task's adapters: by default cross-modal
+        retrieval's (what text search compares against); the composed-retrieval task's for the
+        gallery a composed query searches."""
+        chosen = self._named_task(task, CrossModalRetrieval, "encode_images")
+        return self.network.encode_image(self._images(images), chosen.name)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str], task: str | None = None) -> torch.Tensor:
+        """L2-normalised text embeddings (N, D), by default with cross-modal retrieval's adapters."""
+        chosen = self._named_task(task, CrossModalRetrieval, "encode_texts")
+        return self.network.encode_text(self._tokens(texts), chosen.name)
+
+    def require_search(self) -> None:
+        """One line, before any work, when the model cannot serve a catalogue's text and composed search."""
+        self._task(CrossModalRetrieval, "index")
+        self._task(TextGuidedRetrieval, "index")
+
+    @torch.no_grad()
+    def catalogue_vectors(self, images: Sequence[ImageInput]) -> dict[str, torch.Tensor]:
+        """What a catalogue index keeps per image: its vector for text search (cross-modal retrieval's
+        image embedding) and for composed search (composed retrieval's gallery embedding)."""
+        pixels = self._images(images)
+        return {
+            TEXT_SEARCH: self.network.encode_image(pixels, self._task(CrossModalRetrieval, "index").name),
+            COMPOSED_SEARCH: self.network.encode_image(pixels, self._task(TextGuidedRetrieval, "index").name),
+        }
+
+    @torch.no_grad()
+    def compose(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
+        """Composed queries (N, D): a reference image and how the wanted item differs from it ("is red,
+        has short sleeves"), to compare with `encode_images(..., task="tgir")`."""
+        task = self._task(TextGuidedRetrieval, "compose")
+        pixels, tokens = self._images(images), self._tokens(texts)
+        if len(pixels) != len(tokens):
+            raise FamevilError(f"compose(): {len(pixels)} images but {len(tokens)} texts; give one modification text per image")
+        return task.queries(self.network, {"images": pixels, "tokens": tokens})
+
+
+def load(directory: str | Path, device: str | torch.device = "cpu") -> FashionModel:
+    """Any famevil checkpoint directory (base, teacher, student), its manifest and weights verified."""
+    directory = Path(directory)
+    return FashionModel(load_checkpoint(directory), directory, device)

@@ -1,0 +1,89 @@
+"""A catalogue index and exact search over it.
+
+An index folder holds, per catalogue image, its path and SHA-256 (items.jsonl), its vectors for text
+search and for composed search (L2-normalised, fp16) and a small JPEG thumbnail (vectors.safetensors:
+the thumbnails' bytes end to end, with offsets). Search is an inner product against every item, on
+the CPU; `famevil index` writes the folder (stages/index.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from data_specs.errors import FamevilError
+from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
+
+ITEMS_FILE = "items.jsonl"
+VECTORS_FILE = "vectors.safetensors"
+SKIPPED_FILE = "skipped.jsonl"
+THUMBNAIL_BYTES, THUMBNAIL_OFFSETS = "thumbnail_bytes", "thumbnail_offsets"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def list_images(source: Path) -> list[Path]:
+    """A folder's image files (recursively, sorted), or the `image` column of a CSV, each path relative
+    to the CSV's folder."""
+    if source.is_dir():
+        return sorted(path for path in source.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    if source.suffix.lower() != ".csv" or not source.is_file():
+        raise FamevilError(f"--images {source}: expected a folder of images or a .csv file with an 'image' column")
+    with open(source, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if "image" not in (reader.fieldnames or []):
+            raise FamevilError(f"{source}: no 'image' column (found: {', '.join(reader.fieldnames or []) or 'none'}); name the column of image paths 'image'")
+        return [source.parent / row["image"] for row in reader if row["image"]]
+
+
+def thumbnail_jpeg(image: Image.Image, size: int) -> bytes:
+    """The image shrunk to fit a size x size box, as JPEG."""
+    small = image.convert("RGB")
+    small.thumbnail((size, size))
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int  # 1 is the best
+    item: int  # the item's position in the index
+    path: str  # the image as the index lists it
+    score: float  # cosine similarity
+
+
+class CatalogueIndex:
+    """An index folder read for search: vectors in memory (float32, for fast exact search), thumbnails
+    read from the file when asked for."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        with open(root / ITEMS_FILE, encoding="utf-8") as lines:
+            self.items = [json.loads(line) for line in lines]
+        with safe_open(root / VECTORS_FILE, framework="pt") as tensors:
+            self.vectors = {kind: tensors.get_tensor(kind).float() for kind in (TEXT_SEARCH, COMPOSED_SEARCH)}
+            self.offsets = tensors.get_tensor(THUMBNAIL_OFFSETS)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def search(self, kind: str, query: torch.Tensor, top: int) -> list[Hit]:
+        """The `top` items nearest to one query vector (D,) among the `kind` vectors."""
+        scores = self.vectors[kind] @ query.float().cpu()
+        values, indices = scores.topk(min(top, len(scores)))
+        return [Hit(rank, item, self.items[item]["path"], score) for rank, (item, score) in enumerate(zip(indices.tolist(), values.tolist(), strict=True), 1)]
+
+    def thumbnail(self, item: int) -> bytes:
+        """The item's thumbnail, JPEG bytes."""
+        if not 0 <= item < len(self.items):
+            raise FamevilError(f"{self.root}: no item {item} (the index holds {len(self.items)})")
+        start, end = int(self.offsets[item]), int(self.offsets[item + 1])
+        with safe_open(self.root / VECTORS_FILE, framework="pt") as tensors:
+            return bytes(tensors.get_slice(THUMBNAIL_BYTES)[start:end].numpy())

@@ -1,0 +1,146 @@
+"""famevil index: a catalogue's images embedded once for text and composed search."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import InputRef, Manifest, write_manifest
+from data_specs.staging import check_destination, staging
+from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel
+from famevil.checkpoint import load_checkpoint, require_checkpoint
+from famevil.search import IMAGE_SUFFIXES, ITEMS_FILE, SKIPPED_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE, list_images, thumbnail_jpeg
+from stages.progress import progress_bar
+
+CHUNKS_DIR = "chunks"  # the staging directory's finished chunks, merged when all are done
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    out: Path
+    manifest: Manifest
+    items: int
+    skipped: list[dict[str, str]]  # {"path", "reason"} of each image that could not be read
+    resumed_chunks: int
+    seconds: float
+
+
+def _read(path: Path) -> tuple[Image.Image, str]:
+    """The image and the SHA-256 of its file."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as opened:
+        return opened.convert("RGB"), hashlib.sha256(data).hexdigest()
+
+
+def _write_chunk(path: Path, model: FashionModel, paths: list[Path], listed_as: list[str], thumbnail: int) -> None:
+    images, items, skipped, thumbnails = [], [], [], []
+    for file, name in zip(paths, listed_as, strict=True):
+        try:
+            image, digest = _read(file)
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+            skipped.append({"path": name, "reason": error.__class__.__name__ if not isinstance(error, FileNotFoundError) else "missing"})
+            continue
+        images.append(image)
+        items.append({"path": name, "sha256": digest})
+        thumbnails.append(thumbnail_jpeg(image, thumbnail))
+    width = model.network.embed_dim
+    vectors = model.catalogue_vectors(images) if images else {kind: torch.zeros(0, width) for kind in (TEXT_SEARCH, COMPOSED_SEARCH)}
+    lengths = torch.tensor([0] + [len(t) for t in thumbnails])
+    tensors = {kind: v.half().contiguous() for kind, v in vectors.items()}
+    tensors[THUMBNAIL_BYTES] = torch.frombuffer(bytearray(b"".join(thumbnails)), dtype=torch.uint8) if thumbnails else torch.zeros(0, dtype=torch.uint8)
+    tensors[THUMBNAIL_OFFSETS] = lengths.cumsum(0)
+    partial = path.with_name(path.name + ".tmp")
+    save_file(tensors, partial, metadata={"items": json.dumps(items), "skipped": json.dumps(skipped)})
+    partial.replace(path)
+
+
+def _merge(chunks: list[Path], out: Path) -> tuple[int, list[dict[str, str]]]:
+    items: list[dict] = []
+    skipped: list[dict[str, str]] = []
+    parts: dict[str, list[torch.Tensor]] = {TEXT_SEARCH: [], COMPOSED_SEARCH: [], THUMBNAIL_BYTES: []}
+    offsets = [torch.zeros(1, dtype=torch.int64)]
+    for chunk in chunks:
+        with safe_open(chunk, framework="pt") as tensors:
+            metadata = tensors.metadata()
+            for name in parts:
+                parts[name].append(tensors.get_tensor(name))
+            offsets.append(tensors.get_tensor(THUMBNAIL_OFFSETS)[1:] + offsets[-1][-1])
+        items += json.loads(metadata["items"])
+        skipped += json.loads(metadata["skipped"])
+    if not items:
+        raise FamevilError(
+            f"--images: none of the {len(skipped)} images could be read (the first: {skipped[0]['path']}, {skipped[0]['reason']}); nothing to index"
+        )
+    merged = {name: torch.cat(values) for name, values in parts.items()} | {THUMBNAIL_OFFSETS: torch.cat(offsets)}
+    save_file(merged, out / VECTORS_FILE)
+    with open(out / ITEMS_FILE, "w", encoding="utf-8") as lines:
+        lines.writelines(json.dumps(item | {"id": i}, ensure_ascii=False) + "\n" for i, item in enumerate(items))
+    with open(out / SKIPPED_FILE, "w", encoding="utf-8") as lines:
+        lines.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in skipped)
+    return len(items), skipped
+
+
+def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail: int = 96, overwrite: bool = False) -> IndexResult:
+    """Embed a catalogue's images once for search: per image, a vector for text search and one for
+    composed search (fp16), a thumbnail, its path and its SHA-256. The model needs both retrieval
+    tasks (the student has them). --images is a folder (searched recursively) or a CSV with an
+    `image` column of paths relative to it. Unreadable files are skipped, counted and listed
+    (skipped.jsonl). Resumable batch by batch: rerun the same command after an interruption.
+
+    Example (seconds on a laptop CPU, after scripts/demo.sh):
+
+        famevil index --model runs/demo/seed-0/student --images runs/demo/raw/fashioniq/images --out runs/demo/index
+    """
+    check_destination(out, overwrite, inputs=(model, images))
+    model_manifest = require_checkpoint(model)
+    loaded = FashionModel(load_checkpoint(model), model)
+    loaded.require_search()
+    files = list_images(images)
+    if not files:
+        raise FamevilError(f"--images {images}: no image files found ({', '.join(IMAGE_SUFFIXES)})")
+    listed_as = [str(file) for file in files]
+    # A changed, added or removed file makes earlier chunks stale: the plan holds every file's size and mtime.
+    fingerprint = hashlib.sha256(json.dumps([[name, *_stat(file)] for file, name in zip(files, listed_as, strict=True)]).encode()).hexdigest()
+    inputs = [InputRef("model", model_manifest.kind, model_manifest.content_id, str(model))]
+    plan = {"model": model_manifest.content_id, "images": fingerprint, "batch_size": batch_size, "thumbnail": thumbnail}
+    started = time.perf_counter()
+    resumed = 0
+    with staging(out, plan) as stage:
+        chunk_dir = stage.partial / CHUNKS_DIR
+        chunk_dir.mkdir(exist_ok=True)
+        chunks = []
+        with progress_bar("index", len(files), unit="images") as advance:
+            for number, start in enumerate(range(0, len(files), batch_size)):
+                chunk = chunk_dir / f"{number:06d}.safetensors"
+                chunks.append(chunk)
+                if chunk.is_file():
+                    resumed += 1
+                else:
+                    _write_chunk(chunk, loaded, files[start : start + batch_size], listed_as[start : start + batch_size], thumbnail)
+                advance(len(files[start : start + batch_size]))
+        count, skipped = _merge(chunks, stage.partial)
+        for chunk in chunks:
+            chunk.unlink()
+        chunk_dir.rmdir()
+        details = {"images": str(images), "items": count, "skipped": len(skipped), "dim": loaded.network.embed_dim, "thumbnail": thumbnail}
+        manifest = write_manifest(stage.partial, "index", inputs=inputs, details=details)
+        stage.publish()
+    return IndexResult(out, manifest, count, skipped, resumed, time.perf_counter() - started)
+
+
+def _stat(file: Path) -> tuple[int, int]:
+    try:
+        stat = file.stat()
+    except OSError:
+        return (-1, -1)  # missing: skipped when read, and a change once it appears
+    return (stat.st_size, stat.st_mtime_ns)

@@ -1,0 +1,132 @@
+"""famevil index and famevil search: what an index holds, exact search over it, resume, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import famevil
+import stages.index as index_module
+from data_specs.errors import FamevilError
+from data_specs.manifest import require_artifact
+from famevil.search import CatalogueIndex
+from stages.distill import distill
+from stages.index import index
+from stages.search import Catalogue, results_page
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tiny_shards, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("index") / "student"
+    distill(tiny_shards, out, kd_weight=0, overrides=TINY | {"max_steps": 2})
+    return out
+
+
+@pytest.fixture
+def catalogue(tiny_raw, tmp_path) -> Path:
+    """Nine catalogue images in two folders, and one file that is not an image."""
+    folder = tmp_path / "catalogue"
+    for i, picture in enumerate(sorted((tiny_raw / "fashioniq" / "images").iterdir())[:9]):
+        (folder / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(picture, folder / f"part{i % 2}" / picture.name)
+    (folder / "part0" / "notes.jpg").write_text("not an image")
+    return folder
+
+
+def test_an_index_holds_each_readable_image_with_its_vectors_thumbnail_and_hash(tiny_student, catalogue, tmp_path):
+    result = index(tiny_student, catalogue, tmp_path / "idx", batch_size=4, thumbnail=24)
+    out = tmp_path / "idx"
+    assert sorted(p.name for p in out.iterdir()) == ["items.jsonl", "manifest.json", "skipped.jsonl", "vectors.safetensors"]
+    manifest = require_artifact(out, "index")
+    assert manifest.inputs[0].id == require_artifact(tiny_student).content_id and manifest.details["items"] == 9
+    assert result.items == 9 and [s["path"] for s in result.skipped] == [str(catalogue / "part0" / "notes.jpg")]
+    items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    paths = sorted(p for p in catalogue.rglob("*.png"))
+    assert [item["path"] for item in items] == [str(p) for p in paths]
+    assert items[0]["sha256"] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
+    model = famevil.load(tiny_student)
+    expected = model.catalogue_vectors(paths)
+    stored = load_file(out / "vectors.safetensors")
+    for kind, vectors in expected.items():
+        assert stored[kind].dtype == torch.float16 and torch.allclose(stored[kind].float(), vectors, atol=2e-3)
+    thumbnail = Image.open(io.BytesIO(CatalogueIndex(out).thumbnail(8)))
+    assert thumbnail.format == "JPEG" and max(thumbnail.size) <= 24
+
+
+def test_search_ranks_as_the_model_does(tiny_student, catalogue, tmp_path):
+    index(tiny_student, catalogue, tmp_path / "idx", batch_size=4)
+    searcher = Catalogue(tmp_path / "idx")
+    model = famevil.load(tiny_student)
+    paths = sorted(catalogue.rglob("*.png"))
+    hits = searcher.search(text="navy wool cardigan", top=5).hits
+    scores = model.encode_images(paths) @ model.encode_texts(["navy wool cardigan"])[0]
+    assert [h.path for h in hits] == [str(paths[i]) for i in scores.argsort(descending=True)[:5].tolist()]
+    composed = searcher.search(image=paths[0], modify="is red with short sleeves", top=3).hits
+    query = model.compose([paths[0]], ["is red with short sleeves"])[0]
+    gallery = model.encode_images(paths, task="tgir")
+    assert [h.path for h in composed] == [str(paths[i]) for i in (gallery @ query).argsort(descending=True)[:3].tolist()]
+    page = results_page(searcher, searcher.search(text="red dress", top=4))
+    assert page.count("<img ") == 4 and "data:image/jpeg;base64," in page
+
+
+def test_an_interrupted_index_resumes_its_finished_batches(tiny_student, catalogue, tmp_path, monkeypatch):
+    write_chunk = index_module._write_chunk
+    written = []
+
+    def fail_on_the_third(path, *args):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(path)
+        write_chunk(path, *args)
+
+    monkeypatch.setattr(index_module, "_write_chunk", fail_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        index(tiny_student, catalogue, tmp_path / "idx", batch_size=3)
+    assert not (tmp_path / "idx").exists()
+    monkeypatch.setattr(index_module, "_write_chunk", write_chunk)
+    resumed = index(tiny_student, catalogue, tmp_path / "idx", batch_size=3)
+    fresh = index(tiny_student, catalogue, tmp_path / "fresh", batch_size=3)
+    assert resumed.resumed_chunks == 2 and fresh.resumed_chunks == 0
+    assert (tmp_path / "idx" / "vectors.safetensors").read_bytes() == (tmp_path / "fresh" / "vectors.safetensors").read_bytes()
+
+
+def test_bad_input_is_one_line(tiny_student, tiny_dumps, catalogue, tmp_path):
+    with pytest.raises(FamevilError, match="index\\(\\) needs a model trained for text-guided image retrieval; this one has: xmr"):
+        index(tiny_dumps["xmr"][0], catalogue, tmp_path / "a")
+    listing = tmp_path / "products.csv"
+    listing.write_text("file,title\na.jpg,x\n")
+    with pytest.raises(FamevilError, match="no 'image' column \\(found: file, title\\)"):
+        index(tiny_student, listing, tmp_path / "b")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FamevilError, match="no image files found"):
+        index(tiny_student, tmp_path / "empty", tmp_path / "c")
+    index(tiny_student, catalogue, tmp_path / "idx")
+    with pytest.raises(FamevilError, match="is not the model .* was built with"):
+        Catalogue(tmp_path / "idx", model=tiny_dumps["tgir"][0])
+    with pytest.raises(FamevilError, match="--modify"):
+        Catalogue(tmp_path / "idx").search(image=next(catalogue.rglob("*.png")))
+
+
+def test_index_and_search_commands(cli, tiny_student, catalogue, tmp_path):
+    listing = tmp_path / "products.csv"
+    paths = sorted(catalogue.rglob("*.png"))
+    listing.write_text("image,title\n" + "".join(f"{p.relative_to(tmp_path)},item\n" for p in paths[:5]) + "missing.png,gone\n")
+    result = cli("index", "--model", tiny_student, "--images", listing, "--out", tmp_path / "idx", "--batch-size", 2)
+    assert result.exit_code == 0, result.output
+    assert "5 images indexed" in result.stdout and "missing.png: missing" in result.stderr
+    result = cli("search", tmp_path / "idx", "black coat", "--top", 3, "--json", "--html", tmp_path / "hits.html")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert [h["rank"] for h in hits] == [1, 2, 3] and all(h["path"] in {str(p) for p in paths[:5]} for h in hits)
+    assert (tmp_path / "hits.html").read_text().count("<img ") == 3
+    result = cli("search", tmp_path / "idx")
+    assert result.exit_code == 1 and result.stderr.startswith("error:") and "Traceback" not in result.output
