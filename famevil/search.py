@@ -9,10 +9,12 @@ the CPU; `famevil index` writes the folder (stages/index.py).
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -59,25 +61,48 @@ class Hit:
     score: float  # cosine similarity
 
 
+def approximate_index(vectors: torch.Tensor, probes: int = 16) -> Any:
+    """A FAISS inverted-file index over L2-normalised vectors (inner product): about 4 sqrt(N) cells,
+    `probes` of them searched per query. For catalogues too large to search exactly at the speed wanted."""
+    try:
+        faiss = importlib.import_module("faiss")  # optional: pip install 'famevil[faiss]'
+    except ImportError:
+        raise FamevilError("--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])") from None
+    data = vectors.float().contiguous().numpy()
+    cells = max(1, min(int(4 * len(data) ** 0.5), len(data) // 39))  # FAISS wants about 39 training points per cell
+    quantizer = faiss.IndexFlatIP(data.shape[1])
+    inverted = faiss.IndexIVFFlat(quantizer, data.shape[1], cells, faiss.METRIC_INNER_PRODUCT)
+    inverted.train(data)
+    inverted.add(data)
+    inverted.nprobe = min(probes, cells)
+    return inverted
+
+
 class CatalogueIndex:
     """An index folder read for search: vectors in memory (float32, for fast exact search), thumbnails
-    read from the file when asked for."""
+    read from the file when asked for. approximate: search FAISS inverted-file indexes instead."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, approximate: bool = False):
         self.root = root
         with open(root / ITEMS_FILE, encoding="utf-8") as lines:
             self.items = [json.loads(line) for line in lines]
         with safe_open(root / VECTORS_FILE, framework="pt") as tensors:
             self.vectors = {kind: tensors.get_tensor(kind).float() for kind in (TEXT_SEARCH, COMPOSED_SEARCH)}
             self.offsets = tensors.get_tensor(THUMBNAIL_OFFSETS)
+        self.approximate = {kind: approximate_index(vectors) for kind, vectors in self.vectors.items()} if approximate else None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def search(self, kind: str, query: torch.Tensor, top: int) -> list[Hit]:
         """The `top` items nearest to one query vector (D,) among the `kind` vectors."""
-        scores = self.vectors[kind] @ query.float().cpu()
-        values, indices = scores.topk(min(top, len(scores)))
+        query = query.float().cpu()
+        if self.approximate is not None:
+            values, indices = (torch.from_numpy(found[0]) for found in self.approximate[kind].search(query[None].numpy(), min(top, len(self.items))))
+            kept = indices >= 0  # FAISS pads with -1 when the probed cells hold fewer than `top` items
+            values, indices = values[kept], indices[kept]
+        else:
+            values, indices = (self.vectors[kind] @ query).topk(min(top, len(self.items)))
         return [Hit(rank, item, self.items[item]["path"], score) for rank, (item, score) in enumerate(zip(indices.tolist(), values.tolist(), strict=True), 1)]
 
     def thumbnail(self, item: int) -> bytes:

@@ -415,6 +415,7 @@ def _figure(cell: object, signed: bool = False) -> str:
 
 ModelOption = Annotated[Path, typer.Option("--model", help="A famevil checkpoint directory (base, teacher or student).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ApproximateOption = Annotated[bool, typer.Option("--approximate", help="Search FAISS inverted-file indexes, not every item (needs faiss-cpu).")]
 
 
 @app.command()
@@ -490,6 +491,7 @@ def search(
     model: Annotated[Path | None, typer.Option("--model", help="The model the index was built with, if it moved.")] = None,
     as_json: JsonOption = False,
     html_file: Annotated[Path | None, typer.Option("--html", help="Also write a page of thumbnails with their scores.")] = None,
+    approximate: ApproximateOption = False,
 ) -> None:
     """Search a catalogue index by text, or by a reference image and a modification (composed search).
 
@@ -498,7 +500,7 @@ def search(
         famevil search runs/demo/index "navy wool cardigan" --top 5
         famevil search runs/demo/index --image ref.jpg --modify "is red with short sleeves"
     """
-    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model)
+    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model, approximate=approximate)
     result = _run(catalogue.search, text=text, image=image, modify=modify, top=top)
     if html_file is not None:
         html_file.write_text(search_stage.results_page(catalogue, result), encoding="utf-8")
@@ -514,6 +516,7 @@ def serve(
     model: Annotated[Path | None, typer.Option("--model", help="The model the index was built with, if it moved.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps the server to this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    approximate: ApproximateOption = False,
 ) -> None:
     """Serve a catalogue index: an HTTP JSON API (text search, composed search from an upload or a
     catalogue item, caption and classify of an upload; its schema at /docs) and a web page at / to
@@ -523,7 +526,7 @@ def serve(
 
         famevil serve runs/demo/index --port 8000
     """
-    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model)
+    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model, approximate=approximate)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the server (it has no authentication)")
     out_console.print(f"serving {index_dir} ({len(catalogue.index)} items) at http://{host}:{port}/", highlight=False, soft_wrap=True)

@@ -24,7 +24,7 @@ class SearchResult:
 class Catalogue:
     """An index with the model that built it, ready for queries."""
 
-    def __init__(self, index: Path, model: Path | None = None):
+    def __init__(self, index: Path, model: Path | None = None, approximate: bool = False):
         manifest = require_artifact(index, "index")
         built_with = manifest.inputs[0]
         model = model or Path(built_with.path)
@@ -32,7 +32,7 @@ class Catalogue:
             raise FamevilError(f"{index}: was built with the model at {built_with.path}, which is gone; pass --model DIR (the same model)")
         if require_checkpoint(model).content_id != built_with.id:
             raise FamevilError(f"--model {model}: is not the model {index} was built with ({built_with.id[:19]}…); use that model or rebuild the index")
-        self.index = CatalogueIndex(index)
+        self.index = CatalogueIndex(index, approximate)
         self.model: FashionModel = load(model)
 
     def search(self, text: str | None = None, image: Path | None = None, modify: str | None = None, top: int = 10) -> SearchResult:

@@ -17,7 +17,7 @@ import famevil
 import stages.index as index_module
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.search import CatalogueIndex
+from famevil.search import CatalogueIndex, approximate_index
 from stages.distill import distill
 from stages.index import index
 from stages.search import Catalogue, results_page
@@ -130,3 +130,19 @@ def test_index_and_search_commands(cli, tiny_student, catalogue, tmp_path):
     assert (tmp_path / "hits.html").read_text().count("<img ") == 3
     result = cli("search", tmp_path / "idx")
     assert result.exit_code == 1 and result.stderr.startswith("error:") and "Traceback" not in result.output
+
+
+def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogue, tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(50, 32, generator=generator)
+    vectors = torch.nn.functional.normalize(centres[torch.randint(50, (5000,), generator=generator)] + 0.3 * torch.randn(5000, 32, generator=generator), dim=-1)
+    queries = torch.nn.functional.normalize(torch.randn(100, 32, generator=generator), dim=-1)
+    inverted = approximate_index(vectors, probes=16)
+    _, found = inverted.search(queries.numpy(), 10)
+    exact = (queries @ vectors.T).topk(10).indices
+    recall = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(torch.from_numpy(found), exact, strict=True)) / exact.numel()
+    assert recall >= 0.9
+    index(tiny_student, catalogue, tmp_path / "idx")
+    exact_hits = Catalogue(tmp_path / "idx").search(text="black coat", top=4).hits
+    approximate_hits = Catalogue(tmp_path / "idx", approximate=True).search(text="black coat", top=4).hits
+    assert [h.item for h in approximate_hits] == [h.item for h in exact_hits]
