@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from famevil.tasks import task_names
 from famevil_cli.app import app
+from stages.distill import distill
 from stages.dump import dump
 from stages.prepare import prepare
 from stages.synth import synth
@@ -107,3 +108,11 @@ def tiny_dumps(tiny_shards, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
         dump(teacher, tiny_shards, outputs, top_k=5, batch_size=16)
         made[task] = (teacher, outputs)
     return made
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_shards, tmp_path_factory) -> Path:
+    """A four-task model after two multi-task updates without teachers: what the use-a-model tests load."""
+    out = tmp_path_factory.mktemp("student") / "student"
+    distill(tiny_shards, out, kd_weight=0, overrides=TINY | {"max_steps": 2})
+    return out

@@ -15,18 +15,8 @@ from PIL import Image
 import famevil
 from data_specs.errors import FamevilError
 from famevil.checkpoint import load_checkpoint
-from stages.distill import distill
-from tests.conftest import TINY
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-@pytest.fixture(scope="module")
-def tiny_student(tiny_shards, tmp_path_factory) -> Path:
-    """A four-task model: one multi-task update, no teachers."""
-    out = tmp_path_factory.mktemp("api") / "student"
-    distill(tiny_shards, out, kd_weight=0, overrides=TINY | {"max_steps": 1})
-    return out
 
 
 @pytest.fixture(scope="module")

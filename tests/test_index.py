@@ -18,17 +18,8 @@ import stages.index as index_module
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
 from famevil.search import CatalogueIndex, approximate_index
-from stages.distill import distill
 from stages.index import index
 from stages.search import Catalogue, results_page
-from tests.conftest import TINY
-
-
-@pytest.fixture(scope="module")
-def tiny_student(tiny_shards, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("index") / "student"
-    distill(tiny_shards, out, kd_weight=0, overrides=TINY | {"max_steps": 2})
-    return out
 
 
 @pytest.fixture

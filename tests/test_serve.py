@@ -20,21 +20,18 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import famevil_cli.server as server
-from stages.distill import distill
 from stages.index import index
 from stages.search import Catalogue
-from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def catalogue_index(tiny_shards, tiny_raw, tmp_path_factory) -> Path:
+def catalogue_index(tiny_student, tiny_raw, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve")
-    distill(tiny_shards, root / "student", kd_weight=0, overrides=TINY | {"max_steps": 2})
     images = root / "images"
     images.mkdir()
     for picture in sorted((tiny_raw / "fashioniq" / "images").iterdir())[:12]:
         shutil.copy(picture, images / picture.name)
-    index(root / "student", images, root / "index", batch_size=8)
+    index(tiny_student, images, root / "index", batch_size=8)
     return root / "index"
 
 
