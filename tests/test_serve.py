@@ -96,7 +96,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_the_page_searches_shows_a_product_and_searches_a_variation_of_it(catalogue_index, tmp_path):
+def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_from_a_photo(catalogue_index, tmp_path):
     chromium, driver_binary = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver_binary):
         pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/test.sh installs them)")
@@ -127,11 +127,16 @@ def test_the_page_searches_shows_a_product_and_searches_a_variation_of_it(catalo
             browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")[2].click()
             wait.until(lambda b: b.find_element(By.ID, "detail-caption").text not in ("", "…"))
             assert "%" in browser.find_element(By.ID, "detail-subcategory").text
-            shown = "return [...document.querySelectorAll('#results figure.hit')].map(figure => figure.dataset.item)"
-            before = browser.execute_script(shown)
+            answered = "return Number(document.body.dataset.searches)"
             browser.find_element(By.ID, "modify").send_keys("is red with short sleeves\n")
-            wait.until(lambda b: b.execute_script(shown) != before)
+            wait.until(lambda b: b.execute_script(answered) == 2)
             assert browser.find_element(By.ID, "status").text == ""
+            photo = tmp_path / "photo.png"
+            photo.write_bytes(_png(64))
+            browser.find_element(By.ID, "upload").send_keys(str(photo))
+            browser.find_element(By.ID, "upload-modify").send_keys("has long sleeves\n")
+            wait.until(lambda b: b.execute_script(answered) == 3)  # the composed search from the upload answered
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12 and browser.find_element(By.ID, "status").text == ""
             browser.save_screenshot(str(tmp_path / "page.png"))  # kept among the test's files, not committed
         finally:
             browser.quit()
