@@ -37,7 +37,7 @@ app = typer.Typer(
     name="famevil",
     help="Train, distil and evaluate one vision-language model for many fashion tasks (after FAME-ViL, CVPR 2023).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion for bash, zsh, fish and PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstrings reflow; their indented example commands stay as written
 )
@@ -428,6 +428,8 @@ def caption(
 ) -> None:
     """Caption images with a model trained for captioning (a FIC teacher or the student).
 
+    Greedy decoding, or beam search with --beams; one caption per image, as a table or --json.
+
     Example (seconds on a laptop CPU, after scripts/demo.sh):
 
         famevil caption --model runs/demo/seed-0/student front.jpg back.jpg
@@ -448,12 +450,15 @@ def classify(
     top: Annotated[int, typer.Option(help="How many subcategories to list.", min=1)] = 5,
     as_json: JsonOption = False,
 ) -> None:
-    """The most likely subcategories of a product from its image and text, with a model trained for
-    sub-category recognition (an SCR teacher or the student). The names are the checkpoint's own.
+    """The most likely subcategories of a product from its image and its text.
+
+    The model must be trained for sub-category recognition (an SCR teacher or the student); the
+    names are the checkpoint's own. A table, or --json.
 
     Example (seconds on a laptop CPU, after scripts/demo.sh):
 
-        famevil classify --model runs/demo/seed-0/student front.jpg --text "Navy Cardigan. Cardigan in navy wool."
+        famevil classify --model runs/demo/seed-0/student front.jpg \\
+            --text "Navy Cardigan. Cardigan in navy wool."
     """
     loaded = _run(famevil.load, directory=model)
     (predictions,) = _run(loaded.classify, images=[image], texts=[text], top=top)
@@ -495,10 +500,14 @@ def search(
 ) -> None:
     """Search a catalogue index by text, or by a reference image and a modification (composed search).
 
+    Exact search over every item (--approximate: FAISS inverted files). Results as a table, --json,
+    or --html FILE, a page of thumbnails with their scores.
+
     Example (seconds on a laptop CPU, after famevil index):
 
         famevil search runs/demo/index "navy wool cardigan" --top 5
-        famevil search runs/demo/index --image ref.jpg --modify "is red with short sleeves"
+        famevil search runs/demo/index --image ref.jpg \\
+            --modify "is red with short sleeves"
     """
     catalogue = _run(search_stage.Catalogue, index=index_dir, model=model, approximate=approximate)
     result = _run(catalogue.search, text=text, image=image, modify=modify, top=top)
@@ -518,9 +527,11 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     approximate: ApproximateOption = False,
 ) -> None:
-    """Serve a catalogue index: an HTTP JSON API (text search, composed search from an upload or a
-    catalogue item, caption and classify of an upload; its schema at /docs) and a web page at / to
-    search, open a product's caption and subcategory, and search for a variation of it.
+    """Serve a catalogue index: an HTTP JSON API and a web page.
+
+    The API: text search, composed search from an upload or a catalogue item, caption and classify
+    of an upload (its schema at /docs). The page, at /: search by text or from a photo, open a
+    product's caption and subcategory, and search for a variation of it.
 
     Example (after famevil index):
 

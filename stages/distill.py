@@ -49,9 +49,12 @@ def distill(
 
     Example (a few minutes on a laptop CPU, after famevil dump for the four teachers):
 
-        famevil distill --shards runs/demo/shards --base runs/demo/base --out runs/demo/student \\
-            --teacher-outputs runs/demo/outputs-xmr --teacher-outputs runs/demo/outputs-tgir \\
-            --teacher-outputs runs/demo/outputs-scr --teacher-outputs runs/demo/outputs-fic
+        famevil distill --shards runs/demo/shards --base runs/demo/base \\
+            --out runs/demo/student \\
+            --teacher-outputs runs/demo/outputs-xmr \\
+            --teacher-outputs runs/demo/outputs-tgir \\
+            --teacher-outputs runs/demo/outputs-scr \\
+            --teacher-outputs runs/demo/outputs-fic
     """
     if kd_weight < 0 or temperature <= 0:
         raise FamevilError(f"--kd-weight {kd_weight} --temperature {temperature}: the weight must be >= 0 and the temperature > 0")

@@ -41,7 +41,8 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
 
     Example (under a minute on a laptop CPU):
 
-        famevil dump --teacher runs/demo/teacher-fic --shards runs/demo/shards --out runs/demo/outputs-fic
+        famevil dump --teacher runs/demo/teacher-fic --shards runs/demo/shards \\
+            --out runs/demo/outputs-fic
     """
     check_destination(out, overwrite, inputs=(teacher, shards))
     teacher_manifest = require_artifact(teacher, "teacher")

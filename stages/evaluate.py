@@ -69,7 +69,8 @@ def evaluate(
 
     Example (a minute on a laptop CPU, on the tiny synthetic shards):
 
-        famevil evaluate --base famevil-tiny --shards runs/shards --out runs/eval-random
+        famevil evaluate --base famevil-tiny --shards runs/shards \\
+            --out runs/eval-random
     """
     if (model is None) == (base is None):
         raise FamevilError("give exactly one of --model DIR (a famevil checkpoint) and --base WEIGHTS")

@@ -91,15 +91,18 @@ def _merge(chunks: list[Path], out: Path) -> tuple[int, list[dict[str, str]]]:
 
 
 def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail: int = 96, overwrite: bool = False) -> IndexResult:
-    """Embed a catalogue's images once for search: per image, a vector for text search and one for
-    composed search (fp16), a thumbnail, its path and its SHA-256. The model needs both retrieval
-    tasks (the student has them). --images is a folder (searched recursively) or a CSV with an
+    """Embed a catalogue's images once for text search and composed search.
+
+    Per image, the index keeps a vector for text search and one for composed search (fp16), a
+    thumbnail, the image's path and its SHA-256. The model needs both retrieval tasks (the student
+    has them). --images is a folder (searched recursively) or a CSV with an
     `image` column of paths relative to it. Unreadable files are skipped, counted and listed
     (skipped.jsonl). Resumable batch by batch: rerun the same command after an interruption.
 
     Example (seconds on a laptop CPU, after scripts/demo.sh):
 
-        famevil index --model runs/demo/seed-0/student --images runs/demo/raw/fashioniq/images --out runs/demo/index
+        famevil index --model runs/demo/seed-0/student \\
+            --images runs/demo/raw/fashioniq/images --out runs/demo/index
     """
     check_destination(out, overwrite, inputs=(model, images))
     model_manifest = require_checkpoint(model)

@@ -122,7 +122,8 @@ def prepare(
 
     Example (seconds on a laptop CPU):
 
-        famevil prepare --fashiongen runs/raw/fashiongen --fashioniq runs/raw/fashioniq --out runs/shards
+        famevil prepare --fashiongen runs/raw/fashiongen \\
+            --fashioniq runs/raw/fashioniq --out runs/shards
     """
     started = time.perf_counter()
     if fashiongen is None and fashioniq is None:

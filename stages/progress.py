@@ -1,11 +1,13 @@
 """Progress bars for long stage work, on stderr so that stdout stays clean for results.
 
 Rich shows one live display at a time, so a bar opened while another is showing (validation inside
-training) joins the open display as a second line and leaves it when done.
+training) joins the open display as a second line and leaves it when done. Without a terminal (a batch
+job's log) a bar is plain lines instead: one at every tenth of the work and at least once a minute.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -40,6 +42,9 @@ def progress_bar(description: str, total: int, unit: str = "images", enabled: bo
     if not enabled:
         yield lambda n, **report: None
         return
+    if not console.is_terminal:  # a batch job's log: plain lines, not a live bar redrawn in place
+        yield _plain_progress(description, total, unit)
+        return
     if _open:
         progress = _open[-1]
         task = progress.add_task(description, total=total)
@@ -64,3 +69,26 @@ def progress_bar(description: str, total: int, unit: str = "images", enabled: bo
             yield lambda n, **report: progress.update(task, advance=n, report=report)
         finally:
             _open.pop()
+
+
+PLAIN_SECONDS = 60  # without a terminal, a line at least this often, and at every tenth of the work
+
+
+def _plain_progress(description: str, total: int, unit: str) -> Callable[..., None]:
+    began = last = time.monotonic()
+    done, tenths = 0, 0
+
+    def advance(n: int, **report: object) -> None:
+        nonlocal done, last, tenths
+        done += n
+        now = time.monotonic()
+        reached = 10 * done // max(total, 1)
+        if reached > tenths or now - last >= PLAIN_SECONDS:
+            tenths, last = reached, now
+            fields = "".join(f"  {name} {value}" for name, value in report.items())
+            rate = done / max(now - began, 1e-9)
+            console.print(
+                f"{description}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%), {rate:,.0f} {unit}/s{fields}", highlight=False, soft_wrap=True
+            )
+
+    return advance

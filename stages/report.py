@@ -63,9 +63,12 @@ def report(teachers: list[Path], students: list[Path], baselines: list[Path] | N
 
     Example (after scripts/demo.sh; instant; with SEEDS="0 1 2", give each role once per seed):
 
-        famevil report --teacher runs/demo/seed-0/eval/teacher-xmr --teacher runs/demo/seed-0/eval/teacher-tgir \\
-            --teacher runs/demo/seed-0/eval/teacher-scr --teacher runs/demo/seed-0/eval/teacher-fic \\
-            --student runs/demo/seed-0/eval/student --baseline runs/demo/seed-0/eval/baseline
+        famevil report --teacher runs/demo/seed-0/eval/teacher-xmr \\
+            --teacher runs/demo/seed-0/eval/teacher-tgir \\
+            --teacher runs/demo/seed-0/eval/teacher-scr \\
+            --teacher runs/demo/seed-0/eval/teacher-fic \\
+            --student runs/demo/seed-0/eval/student \\
+            --baseline runs/demo/seed-0/eval/baseline
     """
     by_task: dict[str, list[Run]] = {}
     teacher_parameters: dict[str, int] = {}

@@ -62,7 +62,8 @@ def synth(
 
     Example (a few seconds on a laptop CPU):
 
-        famevil synth --out runs/raw --preset tiny --seed 0 --contact-sheet runs/raw-sheet.png
+        famevil synth --out runs/raw --preset tiny --seed 0 \\
+            --contact-sheet runs/raw-sheet.png
     """
     if preset not in PRESETS:
         raise FamevilError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")

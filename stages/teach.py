@@ -47,7 +47,8 @@ def teach(
 
     Example (about two minutes on a laptop CPU, after famevil pretrain):
 
-        famevil teach --task captioning --shards runs/demo/shards --base runs/demo/base --out runs/demo/teacher-fic
+        famevil teach --task captioning --shards runs/demo/shards \\
+            --base runs/demo/base --out runs/demo/teacher-fic
     """
     chosen = find_task(task)
     config = load_config(preset, overrides)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
-STAGES = ("synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report", "params", "inspect", "verify")
+from famevil_cli.app import app
+
+STAGES = (
+    "synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report", "params", "inspect", "verify",
+    "caption", "classify", "index", "search", "serve",
+)  # fmt: skip
 
 
 def test_top_level_help_lists_every_stage_with_its_purpose(cli):
@@ -23,6 +31,24 @@ def test_stage_help_shows_an_example(cli, stage):
     result = cli(stage, "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout and f"famevil {stage} " in result.stdout
+
+
+def _example_lines(text: str) -> list[str]:
+    """The example commands of a help text: the indented lines after "Example"."""
+    lines = inspect.cleandoc(text).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Example"))
+    return [line.strip() for line in lines[start + 1 :] if line.startswith("    ")]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_help_examples_stay_whole_in_an_80_column_terminal(stage):
+    command = typer.main.get_command(app).commands[stage]
+    examples = _example_lines(command.help)
+    result = CliRunner().invoke(app, [stage, "--help"], env={"COLUMNS": "80"})
+    shown = [line.strip() for line in result.stdout.splitlines()]
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for example in examples:
+        assert example in shown, f"{stage}: the example line {example!r} wraps at 80 columns"
 
 
 def test_synth_prepare_inspect_end_to_end(cli, tmp_path):
@@ -87,3 +113,22 @@ def test_a_full_disk_is_one_line(cli, tiny_raw, tmp_path, monkeypatch, failure):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: no space left on the device") and "rerun the same command" in line
     assert not (tmp_path / "shards").exists()
+
+
+def test_shell_completion_completes_commands_and_options():
+    runner = CliRunner()
+    script = runner.invoke(app, ["--show-completion", "bash"], env={"SHELL": "/bin/bash"})
+    assert script.exit_code == 0 and "complete -o default -F _famevil_completion famevil" in script.stdout
+    completing = {"_FAMEVIL_COMPLETE": "complete_bash", "COMP_WORDS": "famevil tea", "COMP_CWORD": "1"}
+    assert runner.invoke(app, [], env=completing).stdout.split() == ["teach"]
+    options = runner.invoke(app, [], env=completing | {"COMP_WORDS": "famevil teach --max", "COMP_CWORD": "2"}).stdout.split()
+    assert options == ["--max-steps"]
+
+
+def test_without_a_terminal_progress_is_plain_lines(cli, tmp_path):
+    result = cli("synth", "--preset", "tiny", "--seed", 2, "--out", tmp_path / "raw", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("FashionGen h5: ", "FashionIQ images: "))]
+    assert any(line.startswith("FashionGen h5: ") and "(100%)" in line for line in lines) and any("images/s" in line for line in lines)
+    assert "━" not in result.stderr  # no live bar
+    assert len(lines) <= 22  # a line per tenth of each bar, not one per image
