@@ -138,7 +138,7 @@ def fit(
         set_seed(config.seed)
         if main:
             console.print(
-                f"{job.title}: seed {config.seed}, {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision {config.mixed_precision}"
+                f"{job.title}: seed {config.seed}, {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision {accelerator.mixed_precision}"
             )
         model = build_model()
         model.train()
@@ -166,6 +166,7 @@ def fit(
                 "best_step": state.best_step,
                 "validation": state.best_validation,
                 "processes": accelerator.num_processes,
+                "mixed_precision": accelerator.mixed_precision,  # the one used, whoever chose it
                 "seed": config.seed,
                 "train_seconds": round(state.seconds, 1),
                 "replica_digests": replicas,  # one per process: equal unless the replicas drifted apart

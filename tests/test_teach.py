@@ -325,3 +325,18 @@ def test_a_log_torn_by_an_interruption_is_mended_on_resume(tmp_path):
     log.write_text('{"step": 1, "loss_xmr": 2.0}\n{"step": 2, "loss_xmr": 1.9}\n{"step": 3, "loss_xmr": 1.8}\n{"step": 4, "lo')
     _truncate_log(log, step=2)
     assert log.read_text() == '{"step": 1, "loss_xmr": 2.0}\n{"step": 2, "loss_xmr": 1.9}\n'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overrides", "expected"), [([], "bf16"), (["--set", "mixed_precision=no"], "no")])
+def test_accelerates_mixed_precision_applies_unless_the_options_set_one(tiny_shards, tmp_path, overrides, expected):
+    """The demo presets leave mixed precision to Accelerate (here its environment, as `accelerate launch
+    --mixed_precision bf16` sets it); an option set on the command line or in a preset wins."""
+    out = tmp_path / "teacher"
+    options = [f"--set={name}={value}" for name, value in TINY.items()]
+    command = [sys.executable, "-m", "famevil_cli", "teach", "--task", "scr", "--shards", str(tiny_shards), "--out", str(out), "--max-steps", "1"]
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "ACCELERATE_MIXED_PRECISION": "bf16"}
+    finished = subprocess.run([*command, *options, "--set", "eval_every=0", *overrides], capture_output=True, text=True, timeout=600, env=environment)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"mixed precision {expected}" in finished.stdout + finished.stderr
+    assert read_manifest(out).details["mixed_precision"] == expected

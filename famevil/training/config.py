@@ -38,7 +38,8 @@ class TrainConfig:
     weight_decay: float = 1e-5
     adam_eps: float = 1e-8
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-    mixed_precision: Literal["no", "bf16"] = "no"  # "bf16" on GPUs
+    # None: Accelerate's choice (`accelerate launch --mixed_precision`, `accelerate config`; "no" if neither)
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = None
     batches_per_epoch: int = 100  # per process: the data stream is endless, epochs are for reshuffling and resume
     eval_every: int = 100  # updates between validations, and one at the end; 0: none, the last weights are kept
     checkpoint_every: int = 100  # updates between resumable states (checkpoints/step-N); the last step always saves one
