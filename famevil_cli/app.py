@@ -104,6 +104,10 @@ def _table(title: str, columns: list[str], rows: list[list]) -> Table:
 OutOption = Annotated[Path, typer.Option("--out", help="Directory to write; it appears only when complete.")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).", min=1)]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
+ReportToOption = Annotated[
+    list[str] | None,
+    typer.Option("--report-to", help="Also log to an experiment tracker: tensorboard, wandb, csv or none (repeatable); logs live in OUT."),
+]
 
 
 @app.command(help=inspect.cleandoc(synth_stage.synth.__doc__))
@@ -298,10 +302,22 @@ def teach(
     max_steps: MaxStepsOption = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
+    report_to: ReportToOption = None,
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
     _print_training(
-        _run(teach_stage.teach, task=task, shards=shards, out=out, base=base, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite)
+        _run(
+            teach_stage.teach,
+            task=task,
+            shards=shards,
+            out=out,
+            base=base,
+            preset=preset,
+            overrides=overrides,
+            resume=resume,
+            overwrite=overwrite,
+            report_to=report_to,
+        )
     )
 
 
@@ -314,9 +330,12 @@ def pretrain(
     max_steps: MaxStepsOption = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
+    report_to: ReportToOption = None,
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
-    _print_training(_run(teach_stage.pretrain, shards=shards, out=out, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite))
+    _print_training(
+        _run(teach_stage.pretrain, shards=shards, out=out, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite, report_to=report_to)
+    )
 
 
 @app.command(help=inspect.cleandoc(dump_stage.dump.__doc__))
@@ -349,6 +368,7 @@ def distill(
     temperature: Annotated[float, typer.Option(help="Distillation temperature.", min=0.01, max=100)] = 1.0,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
+    report_to: ReportToOption = None,
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
     result = _run(
@@ -364,6 +384,7 @@ def distill(
         temperature=temperature,
         resume=resume,
         overwrite=overwrite,
+        report_to=report_to,
     )
     _print_training(result)
 

@@ -36,6 +36,7 @@ def distill(
     temperature: float = 1.0,
     resume: str | None = None,
     overwrite: bool = False,
+    report_to: list[str] | None = None,
 ) -> TrainingResult:
     """Train one multi-task model (shared backbone and cross-attention adapters, one task adapter set and
     one head per task) from the teachers' stored outputs, as FAME-ViL's multi-teacher distillation does.
@@ -75,7 +76,8 @@ def distill(
         "kd_weight": kd_weight,
         "temperature": temperature,
     }
-    job = Job("student", out, config, inputs, details, resume, overwrite, title="distill" if teachers else "multi-task baseline")
+    title = "distill" if teachers else "multi-task baseline"
+    job = Job("student", out, config, inputs, details, resume, overwrite, title=title, report_to=tuple(report_to or ()))
     return fit(
         job,
         partial(build_model, model_config, base),

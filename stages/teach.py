@@ -35,6 +35,7 @@ def teach(
     overrides: dict[str, Any] | None = None,
     resume: str | None = None,
     overwrite: bool = False,
+    report_to: list[str] | None = None,
 ) -> TrainingResult:
     """Train a single-task teacher: the backbone, the task's adapters (and the cross-attention adapters
     where its mode fuses or generates) and its head, then keep the best weights by validation.
@@ -64,12 +65,19 @@ def teach(
         resume,
         overwrite,
         title=f"teach {chosen.name}",
+        report_to=tuple(report_to or ()),
     )
     return _fit_one_task(job, partial(build_model, model_config, base), chosen, shards, config)
 
 
 def pretrain(
-    shards: Path, out: Path, preset: str = "demo-base", overrides: dict[str, Any] | None = None, resume: str | None = None, overwrite: bool = False
+    shards: Path,
+    out: Path,
+    preset: str = "demo-base",
+    overrides: dict[str, Any] | None = None,
+    resume: str | None = None,
+    overwrite: bool = False,
+    report_to: list[str] | None = None,
 ) -> TrainingResult:
     """Pre-train a CLIP backbone from scratch on the shards: the synthetic demo's stand-in for CLIP weights.
 
@@ -97,6 +105,7 @@ def pretrain(
         resume,
         overwrite,
         title="pretrain",
+        report_to=tuple(report_to or ()),
     )
     return _fit_one_task(job, partial(_backbone_only, model_config), retrieval, shards, config)
 

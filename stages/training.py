@@ -40,6 +40,7 @@ from famevil.training.optim import build_optimizer, build_scheduler
 from famevil.training.sampling import TaskSampler
 from famevil.training.streams import TaskStream
 from stages.progress import console, progress_bar
+from stages.tracking import scalars, trackers
 
 METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
 SCORE = "score"  # the validation value that picks the best weights (higher is better)
@@ -71,6 +72,7 @@ class Job:
     resume: str | None = None  # None, "auto" (OUT's interrupted run) or a checkpoints/step-N directory
     overwrite: bool = False
     title: str = "train"  # the progress bar's label
+    report_to: tuple[str, ...] = ()  # experiment trackers (stages.tracking), beside metrics.jsonl
 
 
 @dataclass
@@ -115,6 +117,8 @@ def fit(
     """Train build_model()'s trainable parameters for job.config.max_steps updates and publish job.out."""
     config = job.config
     accelerator = Accelerator(
+        log_with=trackers(list(job.report_to), partial_path(job.out)) or None,
+        project_dir=partial_path(job.out),
         # Accelerate joins CPU-only processes over gloo only when told they are CPU processes.
         cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         gradient_accumulation_steps=config.gradient_accumulation,
@@ -136,6 +140,8 @@ def fit(
         resume_from = _resume_point(job, workdir)  # every rank reads the same shared directory
 
         set_seed(config.seed)
+        # Trackers write into the staging directory, so their logs are published with the run.
+        accelerator.init_trackers(job.kind, config={name: v if isinstance(v, (int, float, str, bool)) else str(v) for name, v in config.to_dict().items()})
         if main:
             console.print(
                 f"{job.title}: seed {config.seed}, {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision {accelerator.mixed_precision}"
@@ -156,6 +162,7 @@ def fit(
         started_at = state.step
 
         _train(job, accelerator, model, optimizer, scheduler, state, loss_function, validate, workdir)
+        accelerator.end_training()  # trackers flush and close before the directory is published
         replicas = gather_object([_weights_digest(accelerator.unwrap_model(model))])
 
         if main:
@@ -289,6 +296,7 @@ def _train(
                 if main:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
+                accelerator.log(scalars(record), step=state.step)
                 shown = {name: f"{value:.4g}" for name, value in record.items() if name.startswith("loss")}
                 advance(1, **shown, lr=f"{record.get('lr_adapters', record.get('lr_backbone')):.2e}")
 
@@ -369,6 +377,7 @@ def _validate(job: Job, accelerator: Accelerator, model, state: RunState, valida
         metrics = validate(accelerator.unwrap_model(model))
         log.write(json.dumps({"step": state.step, "validation": metrics}) + "\n")
         log.flush()
+        accelerator.log(scalars({"validation": metrics}), step=state.step)
         value = metrics[SCORE]
         console.print(f"{job.title}: step {state.step} validation {SCORE} = {value:.2f}" + (" (best)" if value > state.best_value else ""))
         if value > state.best_value:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
 import math
 import os
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
@@ -340,3 +343,25 @@ def test_accelerates_mixed_precision_applies_unless_the_options_set_one(tiny_sha
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert f"mixed precision {expected}" in finished.stdout + finished.stderr
     assert read_manifest(out).details["mixed_precision"] == expected
+
+
+def test_trackers_receive_what_metrics_jsonl_records(tiny_shards, tmp_path):
+    out = tmp_path / "teacher"
+    teach("scr", tiny_shards, out, overrides=TINY | {"max_steps": 2, "eval_every": 2, "checkpoint_every": 2}, report_to=["tensorboard", "csv"])
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = {record["step"]: record["loss_scr"] for record in logged if "loss_scr" in record}
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert {int(r["step"]): float(r["value"]) for r in rows if r["name"] == "loss_scr"} == pytest.approx(losses)
+    assert any(r["name"] == "validation/scr.accuracy" for r in rows)
+    events = EventAccumulator(str(next((out / "teacher").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    assert {e.step: e.value for e in events.Scalars("loss_scr")} == pytest.approx(losses, rel=1e-6)
+    assert read_manifest(out).kind == "teacher"  # the tracker's files are part of the published run
+
+
+def test_an_unknown_or_missing_tracker_is_one_line(tiny_shards, tmp_path):
+    with pytest.raises(FamevilError, match="--report-to mlflow: unknown tracker; choose from tensorboard, wandb, csv, none"):
+        teach("scr", tiny_shards, tmp_path / "a", overrides=TINY | {"max_steps": 1}, report_to=["mlflow"])
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(FamevilError, match="--report-to wandb: needs the wandb package; pip install wandb"):
+            teach("scr", tiny_shards, tmp_path / "b", overrides=TINY | {"max_steps": 1}, report_to=["wandb"])
