@@ -162,7 +162,8 @@ def fit(
         started_at = state.step
 
         _train(job, accelerator, model, optimizer, scheduler, state, loss_function, validate, workdir)
-        accelerator.end_training()  # trackers flush and close before the directory is published
+        for tracker in accelerator.trackers:  # flushed and closed before the directory is published (end_training() would also end the process group)
+            tracker.finish()
         replicas = gather_object([_weights_digest(accelerator.unwrap_model(model))])
 
         if main:

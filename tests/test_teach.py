@@ -184,11 +184,15 @@ def test_two_processes_end_with_the_same_weights(tiny_shards, tmp_path):
         "--max-steps",
         "4",
         *overrides,
+        "--report-to",
+        "csv",
     ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert finished.returncode == 0, finished.stderr[-3000:]
     details = read_manifest(out).details
     assert details["processes"] == 2
+    logged = [(row["step"], row["name"]) for row in csv.DictReader((out / "metrics.csv").open())]
+    assert {step for step, _ in logged} == {"1", "2", "3", "4"} and len(logged) == len(set(logged))  # once, by the main process
     digests = details["replica_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in (out / "checkpoints" / "step-000004").iterdir()}
