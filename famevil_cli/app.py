@@ -93,9 +93,11 @@ def _out_of_space(error: BaseException) -> bool:
 
 
 def _table(title: str, columns: list[str], rows: list[list]) -> Table:
+    """Numbers right-aligned, words (names, paths, captions) left-aligned."""
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, justify="left" if column == columns[0] else "right")
+    for index, column in enumerate(columns):
+        numeric = index > 0 and all(isinstance(row[index], (int, float)) or str(row[index]).replace(",", "").isdigit() for row in rows)
+        table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
     return table
