@@ -79,6 +79,13 @@ KINDS: dict[str, ArtifactKind] = {
             description="a catalogue's images embedded for text and composed search: vectors, thumbnails, paths and hashes",
         ),
         ArtifactKind(
+            name="export",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil export --model DIR --format open_clip --out EXPORT",
+            description="a model's backbone as an open_clip folder (open_clip_config.json, open_clip_model.safetensors) with its model card",
+        ),
+        ArtifactKind(
             name="metrics",
             schema_version=1,
             readable_versions=(1,),

@@ -15,11 +15,13 @@ from safetensors.torch import load_file, save_file
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, release_fingerprint, require_artifact, write_manifest
-from famevil.model.backbone import backbone_config, load_pretrained, load_strict, read_state_dict
+from famevil.model.backbone import HF_HUB, backbone_config, load_hub, load_pretrained, load_strict, read_state_dict
 from famevil.multitask import ModelConfig, MultiTaskModel
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+LOCAL_DIR = "local-dir:"  # open_clip's schema for a folder of open_clip_config.json and weights
+OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS = "open_clip_config.json", "open_clip_model.safetensors"
 CHECKPOINT_KINDS = ("model", "base", "teacher", "student")
 
 
@@ -61,6 +63,11 @@ def base_reference(base: str | None, architecture: str, architecture_option: str
     as far as that can be told before loading them (a stage calls this before any work)."""
     if base is None:
         return InputRef("base", "random-weights", f"random:{architecture}", architecture)
+    if base.startswith(HF_HUB):
+        return InputRef("base", "open_clip-hub", f"open_clip:{base}", base)
+    if base.startswith(LOCAL_DIR):
+        folder = _open_clip_folder(base, architecture, architecture_option)
+        return InputRef("base", "open_clip-folder", release_fingerprint([folder / OPEN_CLIP_CONFIG, folder / OPEN_CLIP_WEIGHTS]), base)
     path = Path(base)
     if path.is_dir():
         manifest = require_checkpoint(path)
@@ -69,6 +76,29 @@ def base_reference(base: str | None, architecture: str, architecture_option: str
         return InputRef("base", "open_clip-file", release_fingerprint([path]), base)
     _check_tag(base, architecture, architecture_option)
     return InputRef("base", "open_clip-tag", f"open_clip:{base}", base)
+
+
+def _open_clip_folder(base: str, architecture: str, architecture_option: str) -> Path:
+    """A `local-dir:PATH` base: an open_clip folder (famevil export --format open_clip writes one)
+    whose architecture is the model's."""
+    folder = Path(base[len(LOCAL_DIR) :])
+    if not (folder / OPEN_CLIP_CONFIG).is_file() or not (folder / OPEN_CLIP_WEIGHTS).is_file():
+        raise FamevilError(f"--base {base}: not an open_clip folder (it needs {OPEN_CLIP_CONFIG} and {OPEN_CLIP_WEIGHTS})")
+    try:
+        model_cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text(encoding="utf-8"))["model_cfg"]
+    except (json.JSONDecodeError, KeyError):
+        raise FamevilError(f"--base {base}: {OPEN_CLIP_CONFIG} has no model_cfg") from None
+    if model_cfg != backbone_config(architecture):
+        raise FamevilError(f"--base {base}: its model_cfg is not the {architecture} architecture; pass {architecture_option}NAME of its architecture")
+    return folder
+
+
+def write_open_clip_folder(model: MultiTaskModel, directory: Path, preprocess: dict) -> None:
+    """The backbone as an open_clip folder: `open_clip.create_model_and_transforms("local-dir:DIR")`
+    loads it with open_clip alone, and `--base local-dir:DIR` back into famevil."""
+    config = {"model_cfg": model.backbone_config, "preprocess_cfg": preprocess}
+    (directory / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    export_open_clip(model, directory / OPEN_CLIP_WEIGHTS)
 
 
 def _check_tag(base: str, architecture: str, architecture_option: str) -> None:
@@ -85,6 +115,13 @@ def load_base(model: MultiTaskModel, base: str, architecture_option: str = "--se
     """Load a backbone's weights: a famevil checkpoint directory, a local open_clip file, or NAME:TAG.
     architecture_option: how the user chooses the model's architecture ("--set model=", "--arch "),
     for the error when the two differ."""
+    if base.startswith(HF_HUB):
+        load_hub(model.backbone, base)
+        return
+    if base.startswith(LOCAL_DIR):
+        folder = _open_clip_folder(base, model.config.backbone, architecture_option)
+        load_strict(model.backbone, read_state_dict(folder / OPEN_CLIP_WEIGHTS), base)
+        return
     path = Path(base)
     if path.is_dir():
         source = load_checkpoint(path)

@@ -25,6 +25,7 @@ from famevil_cli.server import create_app
 from stages import distill as distill_stage
 from stages import dump as dump_stage
 from stages import evaluate as evaluate_stage
+from stages import export as export_stage
 from stages import index as index_stage
 from stages import prepare as prepare_stage
 from stages import report as report_stage
@@ -565,6 +566,19 @@ def serve(
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the server (it has no authentication)")
     out_console.print(f"serving {index_dir} ({len(catalogue.index)} items) at http://{host}:{port}/", highlight=False, soft_wrap=True)
     uvicorn.run(create_app(catalogue), host=host, port=port, log_level="warning")
+
+
+@app.command("export", help=inspect.cleandoc(export_stage.export.__doc__))
+def export(
+    model: ModelOption,
+    out: OutOption,
+    form: Annotated[str, typer.Option("--format", help="famevil (a checkpoint) or open_clip (a local-dir: folder of the backbone).")] = "famevil",
+    metrics: Annotated[Path | None, typer.Option("--metrics", help="An evaluation (famevil evaluate) for the card's table.")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    result = _run(export_stage.export, model=model, out=out, form=form, metrics=metrics, overwrite=overwrite)
+    trained_on = ", trained on the synthetic data set (the card says so)" if result.synthetic else ""
+    out_console.print(f"{result.out}: {result.format} export with a model card{trained_on}", highlight=False, soft_wrap=True)
 
 
 @app.command("inspect")

@@ -13,7 +13,7 @@ from famevil_cli.app import app
 
 STAGES = (
     "synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report", "params", "inspect", "verify",
-    "caption", "classify", "index", "search", "serve",
+    "caption", "classify", "index", "search", "serve", "export",
 )  # fmt: skip
 
 

@@ -23,7 +23,7 @@ def backbone_config(name: str, option: str = "--set model") -> dict:
     config = open_clip.get_model_config(name)
     if config is None:
         known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
-        hub = "; open_clip's hf-hub: and local-dir: schemas are not supported yet: pass a local checkpoint file" if name in ("hf-hub", "local-dir") else ""
+        hub = "; an open_clip folder is --base local-dir:PATH with --set model= its architecture" if name in ("hf-hub", "local-dir") else ""
         raise FamevilError(f"{option}: {name!r} is not an open_clip model config; try ViT-B-16 or one of famevil's: {known}{hub}")
     return json.loads(json.dumps(config))  # a private copy: open_clip hands out its registry's dict
 
@@ -85,6 +85,20 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
             f"{listing(unexpected)}; wrong shapes: {listing(mismatched)}; check --model matches the checkpoint"
         )
     module.load_state_dict(state, strict=True)
+
+
+HF_HUB = "hf-hub:"  # open_clip's schema for a model on the Hugging Face Hub
+
+
+def load_hub(model: open_clip.model.CLIP, base: str) -> None:
+    """Weights of an open_clip model on the Hugging Face Hub (hf-hub:ORG/NAME), through open_clip."""
+    try:
+        hub_model = open_clip.create_model(base)
+    except Exception as error:  # hub and network errors come in many types
+        raise FamevilError(
+            f"--base {base}: could not fetch it ({type(error).__name__}); this needs the internet or open_clip's local cache (HF_HOME)"
+        ) from None
+    load_strict(model, hub_model.state_dict(), base)
 
 
 def load_pretrained(model: open_clip.model.CLIP, name: str, tag: str) -> None:

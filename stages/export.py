@@ -1,0 +1,140 @@
+"""famevil export: a trained model for others to load, as a famevil checkpoint or an open_clip folder,
+with a model card (README.md, Hugging Face's format) written from the manifests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import InputRef, Manifest, read_manifest, require_artifact, write_manifest
+from data_specs.staging import check_destination, staging
+from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, write_open_clip_folder
+from famevil.data.loading import CLIP_MEAN, CLIP_STD
+from famevil.multitask import MultiTaskModel
+from famevil.tasks import find_task
+from famevil.tasks.base import FASHIONGEN
+from stages.evaluate import METRICS_FILE, flatten
+
+FORMATS = ("famevil", "open_clip")
+CARD_FILE = "README.md"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    manifest: Manifest
+    format: str
+    synthetic: bool  # trained on famevil's procedural data set
+
+
+def _lineage(model: Path, manifest: Manifest) -> list[tuple[str, Manifest]]:
+    """The model's manifest and, following each input's path while it still holds a manifest, those it was made from."""
+    found, queue, seen = [], [(str(model), manifest)], set()
+    while queue:
+        path, current = queue.pop(0)
+        if current.content_id in seen:
+            continue
+        seen.add(current.content_id)
+        found.append((path, current))
+        for ref in current.inputs:
+            if (Path(ref.path) / "manifest.json").is_file():
+                queue.append((ref.path, read_manifest(Path(ref.path))))
+    return found
+
+
+def _adapted_tasks(network: MultiTaskModel) -> list[str]:
+    """The tasks whose adapters moved from zero: for the others the backbone alone computes famevil's embeddings."""
+    return [name for name, sets in network.tsa.items() if any(a.up.weight.any() or a.up.bias.any() for tower in sets.values() for a in tower)]
+
+
+def model_card(model: Path, network: MultiTaskModel, lineage: list[tuple[str, Manifest]], metrics: dict | None, form: str, synthetic: bool) -> str:
+    manifest = lineage[0][1]
+    tasks = [find_task(name) for name in network.tasks]
+    flat = flatten(metrics) if metrics else {}
+    datasets = ["synthetic (famevil synth)"] if synthetic else sorted({"FashionGen" if t.source == FASHIONGEN else "FashionIQ" for t in tasks})
+    header = {
+        "license": "mit",
+        "library_name": "open_clip" if form == "open_clip" else "famevil",
+        "tags": ["famevil", "fame-vil", "fashion", "clip", "vision-language", *[t.title.replace(" ", "-") for t in tasks]],
+        "datasets": datasets,
+        "metrics": sorted(flat),
+    }
+    lines = ["---", *(f"{key}: {json.dumps(value)}" for key, value in header.items()), "---", ""]
+    lines += [f"# {model.name}: a FAME-ViL {manifest.kind} ({network.config.backbone})", ""]
+    lines += ["## Intended use", ""]
+    lines += [f"Fashion {', '.join(t.title for t in tasks)}, as trained by famevil (after FAME-ViL, Han et al., CVPR 2023)."]
+    if form == "open_clip":
+        lines += [
+            "",
+            "This folder is the model's open_clip backbone alone: `open_clip.create_model_and_transforms('local-dir:PATH')` loads it,",
+            "and `famevil teach --base local-dir:PATH` starts from it. famevil's task adapters, cross-attention adapters and heads are not in it.",
+        ]
+        adapted = _adapted_tasks(network)
+        if adapted:
+            lines += [
+                f"The adapters of {', '.join(adapted)} were trained, so famevil's embeddings for those tasks differ from this backbone's: use `famevil.load` for them."
+            ]
+        else:
+            lines += ["Its task adapters are still zero, so its image and text embeddings equal famevil's contrastive ones."]
+    else:
+        lines += ["", "Load it with `famevil.load(PATH)` (caption, classify, encode, compose), or as `--base PATH` for further training."]
+    lines += ["", "## Training data and command", ""]
+    for path, made in lineage:
+        lines += [f"- `{made.kind}` {made.content_id[:19]}… at `{path}`: `{made.command}`"]
+    if flat:
+        lines += ["", "## Evaluation", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {name} | {value:.2f} |" for name, value in flat.items() if isinstance(value, (int, float))]
+    lines += ["", "## Limitations", ""]
+    if synthetic:
+        lines += ["**Trained on famevil's procedural (synthetic) data set**: a demonstration of the pipeline, not a model for real products."]
+    lines += [
+        f"A {network.config.backbone} backbone at {network.backbone_config['vision_cfg']['image_size']} px; its figures hold for the data it was evaluated on.",
+        "Fashion copy carries its sources' biases (gender, body type, the retailers' catalogues).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None = None, overwrite: bool = False) -> ExportResult:
+    """Write a trained model for others to load, with a model card (README.md in Hugging Face's format:
+    metadata, intended use, the training data and commands from the manifests, the evaluation from
+    --metrics, limitations).
+
+    --format famevil copies the checkpoint (`famevil.load` and `--base` read it); --format open_clip
+    writes the backbone as an open_clip folder (open_clip_config.json, open_clip_model.safetensors),
+    which open_clip loads by itself through its local-dir: schema and famevil through --base
+    local-dir:PATH. Adapters and heads have no place in an open_clip model; the card says whether
+    that changes the embeddings.
+
+    Example (seconds on a laptop CPU, after scripts/demo.sh):
+
+        famevil export --model runs/demo/seed-0/student --format open_clip \\
+            --metrics runs/demo/seed-0/eval/student --out runs/demo/export
+    """
+    if form not in FORMATS:
+        raise FamevilError(f"--format {form}: choose {' or '.join(FORMATS)}")
+    check_destination(out, overwrite, inputs=(model, metrics))
+    manifest = require_checkpoint(model)
+    network = load_checkpoint(model)
+    evaluation = require_artifact(metrics, "metrics") if metrics else None
+    measured = json.loads((metrics / METRICS_FILE).read_text(encoding="utf-8"))["metrics"] if metrics else None
+    lineage = _lineage(model, manifest)
+    synthetic = any(ref.kind == "raw-dataset" for _, made in lineage for ref in made.inputs)  # made from `famevil synth` output
+    inputs = [InputRef("model", manifest.kind, manifest.content_id, str(model))]
+    if evaluation:
+        inputs.append(InputRef("metrics", "metrics", evaluation.content_id, str(metrics)))
+    with staging(out, {"inputs": [ref.id for ref in inputs], "format": form}, resume=False) as stage:
+        if form == "open_clip":
+            size = network.backbone_config["vision_cfg"]["image_size"]
+            write_open_clip_folder(network, stage.partial, {"size": size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD)})
+        else:
+            for name in (WEIGHTS_FILE, CONFIG_FILE):
+                shutil.copy2(model / name, stage.partial / name)
+        (stage.partial / CARD_FILE).write_text(model_card(model, network, lineage, measured, form, synthetic), encoding="utf-8")
+        kind = "export" if form == "open_clip" else "model"  # a famevil copy stays a checkpoint famevil.load and --base read
+        written = write_manifest(stage.partial, kind, inputs=inputs, details={"format": form, "synthetic": synthetic, "tasks": list(network.tasks)})
+        stage.publish()
+    return ExportResult(out, written, form, synthetic)
