@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, release_fingerprint, require_artifact, write_manifest
-from famevil.model.backbone import HF_HUB, backbone_config, load_hub, load_pretrained, load_strict, read_state_dict
+from famevil.model.backbone import HF_HUB, backbone_config, hub_architecture, load_hub, load_pretrained, load_strict, read_state_dict
 from famevil.multitask import ModelConfig, MultiTaskModel
 
 WEIGHTS_FILE = "model.safetensors"
@@ -64,6 +64,8 @@ def base_reference(base: str | None, architecture: str, architecture_option: str
     if base is None:
         return InputRef("base", "random-weights", f"random:{architecture}", architecture)
     if base.startswith(HF_HUB):
+        if hub_architecture(base) != backbone_config(architecture):
+            raise FamevilError(f"--base {base}: is not the {architecture} architecture; pass {architecture_option}NAME of its architecture")
         return InputRef("base", "open_clip-hub", f"open_clip:{base}", base)
     if base.startswith(LOCAL_DIR):
         folder = _open_clip_folder(base, architecture, architecture_option)

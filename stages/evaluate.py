@@ -13,9 +13,9 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, require_artifact, write_manifest
 from data_specs.shards import read_sizes, read_training_vocabularies
 from data_specs.staging import check_destination, staging
-from famevil.checkpoint import base_reference, load_base, load_checkpoint, require_checkpoint
+from famevil.checkpoint import LOCAL_DIR, base_reference, load_base, load_checkpoint, require_checkpoint
 from famevil.data.loading import batched, image_transform, samples
-from famevil.model.backbone import backbone_config, tokenizer
+from famevil.model.backbone import HF_HUB, backbone_config, tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.tasks.base import EvalSettings, check_coverage
@@ -170,8 +170,9 @@ def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: d
         raise FamevilError(f"--base {base}: a famevil checkpoint directory is evaluated with --model {base}")
     pretrained = path.is_file() or ":" in base
     if pretrained:
-        name = arch if path.is_file() else base.split(":", 1)[0]
-        if path.is_file():
+        by_arch = path.is_file() or base.startswith((HF_HUB, LOCAL_DIR))  # the weights' architecture is --arch
+        name = arch if by_arch else base.split(":", 1)[0]
+        if by_arch:
             backbone_config(arch, option=f"--arch {arch}")
         ref = base_reference(base, name, architecture_option="--arch ")  # checks a NAME:TAG's architecture
     else:

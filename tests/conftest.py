@@ -7,7 +7,12 @@ so that the readers are checked against the published layout and not only agains
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+# Tests never download: a Hub lookup fails at once instead of retrying for half a minute. Set before
+# open_clip imports huggingface_hub, which reads it once; subprocesses inherit it.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import h5py
 import numpy as np

@@ -95,7 +95,7 @@ def test_compare_prints_runs_beside_the_paper(cli, random_baseline):
 @pytest.mark.parametrize(
     ("base", "says"),
     [
-        ("hf-hub:org/name", "--base hf-hub:org/name: 'hf-hub' is not an open_clip model config"),
+        ("hf-hub:org/name", "--base hf-hub:org/name: could not fetch it"),
         ("no-such-model", "--base: 'no-such-model' is not an open_clip model config"),
     ],
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+from huggingface_hub import hf_hub_download
 from safetensors.torch import load_file
 from torch import nn
 
@@ -90,14 +91,26 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
 HF_HUB = "hf-hub:"  # open_clip's schema for a model on the Hugging Face Hub
 
 
+def _unreachable(base: str, error: Exception) -> FamevilError:
+    return FamevilError(f"--base {base}: could not fetch it ({type(error).__name__}); this needs the internet or open_clip's local cache (HF_HOME)")
+
+
+def hub_architecture(base: str) -> dict:
+    """The open_clip architecture of a model on the Hub (hf-hub:ORG/NAME): its config alone, fetched
+    (or read from the cache) before any work."""
+    try:
+        config = hf_hub_download(base[len(HF_HUB) :], "open_clip_config.json")
+        return json.loads(Path(config).read_text(encoding="utf-8"))["model_cfg"]
+    except Exception as error:  # hub, network and format errors come in many types
+        raise _unreachable(base, error) from None
+
+
 def load_hub(model: open_clip.model.CLIP, base: str) -> None:
-    """Weights of an open_clip model on the Hugging Face Hub (hf-hub:ORG/NAME), through open_clip."""
+    """Weights of an open_clip model on the Hugging Face Hub, through open_clip's own download and cache."""
     try:
         hub_model = open_clip.create_model(base)
     except Exception as error:  # hub and network errors come in many types
-        raise FamevilError(
-            f"--base {base}: could not fetch it ({type(error).__name__}); this needs the internet or open_clip's local cache (HF_HOME)"
-        ) from None
+        raise _unreachable(base, error) from None
     load_strict(model, hub_model.state_dict(), base)
 
 
