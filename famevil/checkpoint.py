@@ -49,9 +49,11 @@ def require_checkpoint(directory: Path) -> Manifest:
     return manifest
 
 
-def load_checkpoint(directory: Path) -> MultiTaskModel:
-    """A famevil model from its checkpoint directory, weights loaded strictly."""
-    require_checkpoint(directory)
+def load_checkpoint(directory: Path, manifest: Manifest | None = None) -> MultiTaskModel:
+    """A famevil model from its checkpoint directory, weights loaded strictly. manifest: the one a
+    caller got from require_checkpoint just before, so that the files are not checked twice."""
+    if manifest is None:
+        require_checkpoint(directory)
     config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
     model = MultiTaskModel(ModelConfig.from_dict(config["famevil"]), architecture=config["open_clip"])
     load_strict(model, load_file(directory / WEIGHTS_FILE), str(directory))
@@ -64,8 +66,7 @@ def base_reference(base: str | None, architecture: str, architecture_option: str
     if base is None:
         return InputRef("base", "random-weights", f"random:{architecture}", architecture)
     if base.startswith(HF_HUB):
-        if hub_architecture(base) != backbone_config(architecture):
-            raise FamevilError(f"--base {base}: is not the {architecture} architecture; pass {architecture_option}NAME of its architecture")
+        _check_architecture(base, hub_architecture(base), architecture, architecture_option)
         return InputRef("base", "open_clip-hub", f"open_clip:{base}", base)
     if base.startswith(LOCAL_DIR):
         folder = _open_clip_folder(base, architecture, architecture_option)
@@ -90,9 +91,14 @@ def _open_clip_folder(base: str, architecture: str, architecture_option: str) ->
         model_cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text(encoding="utf-8"))["model_cfg"]
     except (json.JSONDecodeError, KeyError):
         raise FamevilError(f"--base {base}: {OPEN_CLIP_CONFIG} has no model_cfg") from None
+    _check_architecture(base, model_cfg, architecture, architecture_option)
+    return folder
+
+
+def _check_architecture(base: str, model_cfg: dict, architecture: str, architecture_option: str) -> None:
+    """An open_clip folder's or Hub model's model_cfg is the model's architecture."""
     if model_cfg != backbone_config(architecture):
         raise FamevilError(f"--base {base}: its model_cfg is not the {architecture} architecture; pass {architecture_option}NAME of its architecture")
-    return folder
 
 
 def write_open_clip_folder(model: MultiTaskModel, directory: Path, preprocess: dict) -> None:

@@ -9,6 +9,7 @@ the CPU; `famevil index` writes the folder (stages/index.py).
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import io
 import json
@@ -42,6 +43,13 @@ def list_images(source: Path) -> list[Path]:
         if "image" not in (reader.fieldnames or []):
             raise FamevilError(f"{source}: no 'image' column (found: {', '.join(reader.fieldnames or []) or 'none'}); name the column of image paths 'image'")
         return [source.parent / row["image"] for row in reader if row["image"]]
+
+
+def read_image_and_hash(path: Path) -> tuple[Image.Image, str]:
+    """A catalogue image as RGB, and the SHA-256 of its file (what an index records of it)."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as opened:
+        return opened.convert("RGB"), hashlib.sha256(data).hexdigest()
 
 
 def thumbnail_jpeg(image: Image.Image, size: int) -> bytes:

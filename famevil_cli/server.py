@@ -7,7 +7,6 @@ gets a 4xx with a JSON {"error": ...}; anything unexpected a 500 with the same s
 
 from __future__ import annotations
 
-import hashlib
 import io
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from data_specs.errors import FamevilError
 from famevil.api import COMPOSED_SEARCH
-from famevil.search import Hit
+from famevil.search import Hit, read_image_and_hash
 from stages.search import Catalogue
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a product photo; larger uploads get 413
@@ -56,10 +55,10 @@ def create_app(catalogue: Catalogue) -> FastAPI:
             raise HTTPException(404, f"no item {item}: the catalogue holds items 0 to {len(index) - 1}")
         listed = index.items[item]
         try:
-            data = Path(listed["path"]).read_bytes()
-            if hashlib.sha256(data).hexdigest() == listed["sha256"]:
-                return Image.open(io.BytesIO(data)).convert("RGB")
-        except OSError:
+            image, digest = read_image_and_hash(Path(listed["path"]))
+            if digest == listed["sha256"]:
+                return image
+        except (OSError, Image.DecompressionBombError):  # gone or changed: the thumbnail stands in
             pass
         return Image.open(io.BytesIO(index.thumbnail(item))).convert("RGB")
 

@@ -52,7 +52,7 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     subset = task.train_subset()
     if top_k < 1:
         raise FamevilError(f"--top-k {top_k}: must be at least 1")
-    model = load_checkpoint(teacher).eval()
+    model = load_checkpoint(teacher, teacher_manifest).eval()
     backbone = model.backbone_config
     transform = image_transform(backbone["vision_cfg"]["image_size"], train=False)
     tokenize = tokenizer(model.config.backbone)

@@ -164,7 +164,7 @@ def measure(
 def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: dict[str, list[str]]) -> tuple[MultiTaskModel, InputRef]:
     if model is not None:
         manifest = require_checkpoint(model)
-        return load_checkpoint(model), InputRef("model", manifest.kind, manifest.content_id, str(model))
+        return load_checkpoint(model, manifest), InputRef("model", manifest.kind, manifest.content_id, str(model))
     path = Path(base)
     if path.is_dir():
         raise FamevilError(f"--base {base}: a famevil checkpoint directory is evaluated with --model {base}")

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, Manifest, read_manifest, require_artifact, write_manifest
+from data_specs.manifest import InputRef, Manifest, read_manifest, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, write_open_clip_folder
 from famevil.data.loading import CLIP_MEAN, CLIP_STD
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
 from famevil.tasks.base import FASHIONGEN
-from stages.evaluate import METRICS_FILE, flatten
+from stages.evaluate import flatten, read_metrics
 
 FORMATS = ("famevil", "open_clip")
 CARD_FILE = "README.md"
@@ -118,14 +118,13 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
         raise FamevilError(f"--format {form}: choose {' or '.join(FORMATS)}")
     check_destination(out, overwrite, inputs=(model, metrics))
     manifest = require_checkpoint(model)
-    network = load_checkpoint(model)
-    evaluation = require_artifact(metrics, "metrics") if metrics else None
-    measured = json.loads((metrics / METRICS_FILE).read_text(encoding="utf-8"))["metrics"] if metrics else None
+    network = load_checkpoint(model, manifest)
+    measured = read_metrics(metrics) if metrics else None  # checked as an artifact, its schema too
     lineage = _lineage(model, manifest)
     synthetic = any(ref.kind == "raw-dataset" for _, made in lineage for ref in made.inputs)  # made from `famevil synth` output
     inputs = [InputRef("model", manifest.kind, manifest.content_id, str(model))]
-    if evaluation:
-        inputs.append(InputRef("metrics", "metrics", evaluation.content_id, str(metrics)))
+    if metrics:
+        inputs.append(InputRef("metrics", "metrics", read_manifest(metrics).content_id, str(metrics)))
     with staging(out, {"inputs": [ref.id for ref in inputs], "format": form}, resume=False) as stage:
         if form == "open_clip":
             size = network.backbone_config["vision_cfg"]["image_size"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -19,7 +18,17 @@ from data_specs.manifest import InputRef, Manifest, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel
 from famevil.checkpoint import load_checkpoint, require_checkpoint
-from famevil.search import IMAGE_SUFFIXES, ITEMS_FILE, SKIPPED_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE, list_images, thumbnail_jpeg
+from famevil.search import (
+    IMAGE_SUFFIXES,
+    ITEMS_FILE,
+    SKIPPED_FILE,
+    THUMBNAIL_BYTES,
+    THUMBNAIL_OFFSETS,
+    VECTORS_FILE,
+    list_images,
+    read_image_and_hash,
+    thumbnail_jpeg,
+)
 from stages.progress import progress_bar
 
 CHUNKS_DIR = "chunks"  # the staging directory's finished chunks, merged when all are done
@@ -35,18 +44,12 @@ class IndexResult:
     seconds: float
 
 
-def _read(path: Path) -> tuple[Image.Image, str]:
-    """The image and the SHA-256 of its file."""
-    data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as opened:
-        return opened.convert("RGB"), hashlib.sha256(data).hexdigest()
-
-
-def _write_chunk(path: Path, model: FashionModel, paths: list[Path], listed_as: list[str], thumbnail: int) -> None:
+def _write_chunk(path: Path, model: FashionModel, files: list[Path], thumbnail: int) -> None:
     images, items, skipped, thumbnails = [], [], [], []
-    for file, name in zip(paths, listed_as, strict=True):
+    for file in files:
+        name = str(file)  # the image as the index lists it
         try:
-            image, digest = _read(file)
+            image, digest = read_image_and_hash(file)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             skipped.append({"path": name, "reason": error.__class__.__name__ if not isinstance(error, FileNotFoundError) else "missing"})
             continue
@@ -106,14 +109,13 @@ def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail:
     """
     check_destination(out, overwrite, inputs=(model, images))
     model_manifest = require_checkpoint(model)
-    loaded = FashionModel(load_checkpoint(model), model)
+    loaded = FashionModel(load_checkpoint(model, model_manifest), model)
     loaded.require_search()
     files = list_images(images)
     if not files:
         raise FamevilError(f"--images {images}: no image files found ({', '.join(IMAGE_SUFFIXES)})")
-    listed_as = [str(file) for file in files]
     # A changed, added or removed file makes earlier chunks stale: the plan holds every file's size and mtime.
-    fingerprint = hashlib.sha256(json.dumps([[name, *_stat(file)] for file, name in zip(files, listed_as, strict=True)]).encode()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps([[str(file), *_stat(file)] for file in files]).encode()).hexdigest()
     inputs = [InputRef("model", model_manifest.kind, model_manifest.content_id, str(model))]
     plan = {"model": model_manifest.content_id, "images": fingerprint, "batch_size": batch_size, "thumbnail": thumbnail}
     started = time.perf_counter()
@@ -124,13 +126,13 @@ def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail:
         chunks = []
         with progress_bar("index", len(files), unit="images") as advance:
             for number, start in enumerate(range(0, len(files), batch_size)):
-                chunk = chunk_dir / f"{number:06d}.safetensors"
+                chunk, batch = chunk_dir / f"{number:06d}.safetensors", files[start : start + batch_size]
                 chunks.append(chunk)
                 if chunk.is_file():
                     resumed += 1
                 else:
-                    _write_chunk(chunk, loaded, files[start : start + batch_size], listed_as[start : start + batch_size], thumbnail)
-                advance(len(files[start : start + batch_size]))
+                    _write_chunk(chunk, loaded, batch, thumbnail)
+                advance(len(batch))
         count, skipped = _merge(chunks, stage.partial)
         for chunk in chunks:
             chunk.unlink()

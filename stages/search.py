@@ -9,8 +9,8 @@ from pathlib import Path
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel, load
-from famevil.checkpoint import require_checkpoint
+from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel
+from famevil.checkpoint import load_checkpoint, require_checkpoint
 from famevil.search import CatalogueIndex, Hit
 
 
@@ -30,10 +30,11 @@ class Catalogue:
         model = model or Path(built_with.path)
         if not model.exists():
             raise FamevilError(f"{index}: was built with the model at {built_with.path}, which is gone; pass --model DIR (the same model)")
-        if require_checkpoint(model).content_id != built_with.id:
+        model_manifest = require_checkpoint(model)
+        if model_manifest.content_id != built_with.id:
             raise FamevilError(f"--model {model}: is not the model {index} was built with ({built_with.id[:19]}…); use that model or rebuild the index")
         self.index = CatalogueIndex(index, approximate)
-        self.model: FashionModel = load(model)
+        self.model = FashionModel(load_checkpoint(model, model_manifest), model)
 
     def search(self, text: str | None = None, image: Path | None = None, modify: str | None = None, top: int = 10) -> SearchResult:
         """Text search (`text`), or composed search (`image` and `modify`: how the wanted item differs)."""
