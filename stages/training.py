@@ -266,7 +266,7 @@ def _train(
     log = open(workdir / METRICS_LOG, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
     checks = TaskChecks(job.title, warn_from=max(config.warmup_steps, config.max_steps // 4))
     try:
-        with progress_bar(job.title, config.max_steps, unit="samples", enabled=main) as advance:
+        with progress_bar(job.title, config.max_steps, unit="updates", enabled=main) as advance:
             advance(state.step)
             while state.step < config.max_steps:
                 started = time.perf_counter()
