@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from data_specs.errors import FamevilError
 from famevil.model.fame_vil import FameVil, FameVilConfig
 from famevil.tasks import find_task
 from famevil.tasks.base import CONTRASTIVE, Batch
@@ -26,6 +27,8 @@ class ModelConfig:
     xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
     adapter_dropout: float = 0.0  # the authors' value
     caption_reads: str = "block_outputs"  # what the captioner reads of each image layer (FameVilConfig)
+    fusion: str = "cross_attention"  # or "late": fusion tasks add the towers' separate vectors (an ablation)
+    task_adapters: str = "per_task"  # or "shared": one TSA set for every task (an ablation)
     vocabularies: dict[str, list[str]] = field(default_factory=dict)  # label names the heads classify into, so a checkpoint is self-contained
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +52,8 @@ class MultiTaskModel(FameVil):
             config.xaa_bottleneck,
             config.adapter_dropout,
             config.caption_reads,
+            config.fusion,
+            _shared_task_adapters(config.task_adapters),
         )
         super().__init__(network, architecture)
         self.config = ModelConfig(**(asdict(config) | {"tasks": network.adapter_sets}))  # aliases resolved
@@ -69,6 +74,12 @@ class MultiTaskModel(FameVil):
         """Let each head start from the backbone's weights (call after loading them)."""
         for name, head in self.heads.items():
             find_task(name).init_head(head, self)
+
+
+def _shared_task_adapters(task_adapters: str) -> bool:
+    if task_adapters not in ("per_task", "shared"):
+        raise FamevilError(f"task_adapters={task_adapters!r}: expected per_task or shared")
+    return task_adapters == "shared"
 
 
 def task_loss(model: nn.Module, task: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,8 @@ import famevil
 from data_specs.errors import FamevilError
 from data_specs.manifest import famevil_version, require_artifact, verify_artifact
 from famevil.params import FASHIONGEN_SUBCATEGORIES, count_parameters
-from famevil.tasks import TASKS, task_names
+from famevil.tasks import TASKS, find_task, task_names
+from famevil.training.balancing import BALANCINGS
 from famevil.training.config import PRESET_NAMES, parse_overrides
 from famevil_cli.server import create_app
 from stages import distill as distill_stage
@@ -284,6 +285,20 @@ def _training_overrides(assignments: list[str] | None, max_steps: int | None) ->
     return overrides | ({"max_steps": max_steps} if max_steps else {})
 
 
+def _task_values(flag: str, assignments: list[str]) -> dict[str, float]:
+    """TASK=VALUE pairs (a task by any of its names) as {task: value}."""
+    values = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        try:
+            values[find_task(name.strip()).name] = float(value)
+        except (FamevilError, ValueError):
+            raise FamevilError(f"{flag} {assignment!r}: expected TASK=NUMBER with a task among {', '.join(task_names())}") from None
+        if not equals:
+            raise FamevilError(f"{flag} {assignment!r}: expected TASK=NUMBER")
+    return values
+
+
 def _print_training(result: TrainingResult) -> None:
     if result.manifest is None:  # processes other than the main one stay quiet
         return
@@ -369,11 +384,16 @@ def distill(
     sampling: Annotated[str, typer.Option(help="Task sampling: size (proportional to training-set size), uniform or round-robin.")] = "size",
     kd_weight: Annotated[float, typer.Option(help="Weight of the distillation loss; 0 trains the multi-task baseline.", min=0)] = 1.0,
     temperature: Annotated[float, typer.Option(help="Distillation temperature.", min=0.01, max=100)] = 1.0,
+    balancing: Annotated[str, typer.Option(help=f"How the tasks' gradients combine: {', '.join(BALANCINGS)} (none: summed, the paper's).")] = "none",
+    ias_target: Annotated[
+        list[str] | None, typer.Option("--ias-target", help="With --balancing ias: TASK=VALUE, the task's target headline validation metric (repeat per task).")
+    ] = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
     report_to: ReportToOption = None,
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
+    targets = _run(_task_values, flag="--ias-target", assignments=ias_target or [])
     result = _run(
         distill_stage.distill,
         shards=shards,
@@ -385,6 +405,8 @@ def distill(
         sampling=sampling,
         kd_weight=kd_weight,
         temperature=temperature,
+        balancing=balancing,
+        ias_targets=targets,
         resume=resume,
         overwrite=overwrite,
         report_to=report_to,

@@ -18,6 +18,7 @@ from famevil.data.teacher_outputs import TeacherOutputs
 from famevil.model.backbone import backbone_config
 from famevil.multitask import task_loss
 from famevil.tasks import TASKS, find_task, task_names
+from famevil.training.balancing import Balancing, build_balancing
 from famevil.training.config import load_config
 from famevil.training.sampling import TaskSampler
 from stages.teach import build_model, check_shards, model_vocabularies, network_config, task_stream, validation
@@ -34,6 +35,8 @@ def distill(
     sampling: str = "size",
     kd_weight: float = 1.0,
     temperature: float = 1.0,
+    balancing: str = "none",
+    ias_targets: dict[str, float] | None = None,
     resume: str | None = None,
     overwrite: bool = False,
     report_to: list[str] | None = None,
@@ -47,6 +50,12 @@ def distill(
     ways, TGIR query to target), soft class labels (SCR), per-token soft labels over the teacher's
     top-k (FIC), at --temperature. --kd-weight 0 trains the plain multi-task baseline and needs no
     teacher outputs. Same options, resume and outputs as famevil teach.
+
+    The paper's alternatives to plain summed gradients (--balancing): ias scales each task's gradient
+    on the backbone after every validation (eval_every > 0), up for a task that lags its
+    --ias-target TASK=VALUE (its headline validation metric; e.g. its teacher's) more than the others;
+    imtl-g takes one batch of each task per update (with --sampling round-robin; a quarter of the
+    updates for the same samples) and combines their gradients so that no task's dominates.
 
     Example (a few minutes on a laptop CPU, after famevil dump for the four teachers):
 
@@ -62,6 +71,7 @@ def distill(
     config = load_config(preset, overrides)
     tasks = list(TASKS.values())
     names = task_names()
+    balancer = _balancing(balancing, sampling, ias_targets or {}, config.eval_every)
     shards_manifest = check_shards(shards, tasks)
     teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
     model_config = network_config(config, names, model_vocabularies(shards, tasks, config))
@@ -75,6 +85,8 @@ def distill(
         "task_probabilities": {t: round(p, 4) for t, p in sampler.probabilities.items()},
         "kd_weight": kd_weight,
         "temperature": temperature,
+        "balancing": balancing,
+        **({"ias_targets": ias_targets} if balancing == "ias" else {}),
     }
     title = "distill" if teachers else "multi-task baseline"
     job = Job("student", out, config, inputs, details, resume, overwrite, title=title, report_to=tuple(report_to or ()))
@@ -85,7 +97,20 @@ def distill(
         sampler,
         partial(distillation_loss, teachers, kd_weight, temperature),
         partial(validation, shards, list(names), config),
+        balancer,
     )
+
+
+def _balancing(name: str, sampling: str, targets: dict[str, float], eval_every: int) -> Balancing:
+    unknown = sorted(set(targets) - set(task_names()))
+    if unknown or any(value <= 0 for value in targets.values()):
+        raise FamevilError(f"--ias-target {targets}: give TASK=VALUE with a task among {', '.join(task_names())} and a value > 0")
+    if name == "imtl-g" and sampling != "round-robin":
+        raise FamevilError("--balancing imtl-g takes one batch of every task per update: pass --sampling round-robin with it")
+    if name == "ias" and eval_every == 0:
+        raise FamevilError("--balancing ias follows the validation scores: set eval_every > 0 (e.g. --set eval_every=100)")
+    headlines = {task.name: f"{task.name}.{task.headline}" for task in TASKS.values()}
+    return build_balancing(name, list(task_names()), targets, headlines)
 
 
 def distillation_loss(

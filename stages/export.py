@@ -47,7 +47,8 @@ def _lineage(model: Path, manifest: Manifest) -> list[tuple[str, Manifest]]:
 
 def _adapted_tasks(network: MultiTaskModel) -> list[str]:
     """The tasks whose adapters moved from zero: for the others the backbone alone computes famevil's embeddings."""
-    return [name for name, sets in network.tsa.items() if any(a.up.weight.any() or a.up.bias.any() for tower in sets.values() for a in tower)]
+    moved = [name for name, sets in network.tsa.items() if any(a.up.weight.any() or a.up.bias.any() for tower in sets.values() for a in tower)]
+    return list(network.tasks) if moved and network.shared_task_adapters else moved
 
 
 def model_card(model: Path, network: MultiTaskModel, lineage: list[tuple[str, Manifest]], metrics: dict | None, form: str, synthetic: bool) -> str:

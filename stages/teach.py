@@ -138,6 +138,8 @@ def network_config(config: TrainConfig, tasks: tuple[str, ...], vocabularies: di
         config.xaa_bottleneck,
         config.adapter_dropout,
         config.caption_reads,
+        config.fusion,
+        config.task_adapters,
         vocabularies=vocabularies or {},
     )
 

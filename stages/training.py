@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import broadcast_object_list, gather_object, set_seed
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, famevil_version, file_sha256, write_manifest
@@ -35,6 +36,7 @@ from data_specs.staging import check_destination, partial_path, read_plan, stagi
 from famevil.checkpoint import save_weights
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
+from famevil.training.balancing import Balancing
 from famevil.training.config import TrainConfig
 from famevil.training.optim import build_optimizer, build_scheduler
 from famevil.training.sampling import TaskSampler
@@ -81,6 +83,7 @@ class RunState:
 
     sampler: TaskSampler
     streams: dict[str, TaskStream]
+    balancing: Balancing
     step: int = 0
     best_value: float = -math.inf
     best_step: int = 0
@@ -90,7 +93,8 @@ class RunState:
 
     def state_dict(self) -> dict[str, Any]:
         counters = {name: getattr(self, name) for name in ("step", "best_value", "best_step", "validations_without_gain", "seconds", "best_validation")}
-        return counters | {"sampler": self.sampler.state_dict(), "streams": {task: s.state_dict() for task, s in self.streams.items()}}
+        streams = {task: stream.state_dict() for task, stream in self.streams.items()}
+        return counters | {"sampler": self.sampler.state_dict(), "streams": streams, "balancing": self.balancing.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("step", "best_value", "best_step", "validations_without_gain", "seconds", "best_validation"):
@@ -98,6 +102,7 @@ class RunState:
         self.sampler.load_state_dict(state["sampler"])
         for task, stream in self.streams.items():
             stream.load_state_dict(state["streams"][task])
+        self.balancing.load_state_dict(state.get("balancing", {}))  # states saved before balancing existed had none
 
 
 @dataclass(frozen=True)
@@ -112,16 +117,24 @@ class TrainingResult:
 
 
 def fit(
-    job: Job, build_model: Callable[[], MultiTaskModel], streams: dict[str, TaskStream], sampler: TaskSampler, loss_function: LossFunction, validate: Validation
+    job: Job,
+    build_model: Callable[[], MultiTaskModel],
+    streams: dict[str, TaskStream],
+    sampler: TaskSampler,
+    loss_function: LossFunction,
+    validate: Validation,
+    balancing: Balancing | None = None,
 ) -> TrainingResult:
-    """Train build_model()'s trainable parameters for job.config.max_steps updates and publish job.out."""
+    """Train build_model()'s trainable parameters for job.config.max_steps updates and publish job.out.
+    balancing: how the tasks' gradients combine in an update (famevil.training.balancing; by default summed)."""
     config = job.config
+    balancing = balancing or Balancing()
     accelerator = Accelerator(
         log_with=trackers(list(job.report_to), partial_path(job.out)) or None,
         project_dir=partial_path(job.out),
         # Accelerate joins CPU-only processes over gloo only when told they are CPU processes.
         cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-        gradient_accumulation_steps=config.gradient_accumulation,
+        gradient_accumulation_steps=config.gradient_accumulation * balancing.tasks_per_update,
         mixed_precision=config.mixed_precision,
         step_scheduler_with_optimizer=False,  # the schedule counts optimiser updates, whatever the process count
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # other tasks' adapters sit idle
@@ -148,10 +161,11 @@ def fit(
             )
         model = build_model()
         model.train()
+        balancing.attach(model)
         optimizer = build_optimizer(model, config)
         scheduler = build_scheduler(optimizer, config)
         model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-        state = RunState(sampler, streams)
+        state = RunState(sampler, streams, balancing)
         if resume_from is not None:
             _verify_state(resume_from)  # before anything in it is unpickled
             accelerator.load_state(str(resume_from))
@@ -262,7 +276,9 @@ def _train(
 ) -> None:
     config = job.config
     main = accelerator.is_main_process
-    samples_per_update = config.batch_size * config.gradient_accumulation * accelerator.num_processes
+    micro_batches = accelerator.gradient_accumulation_steps
+    samples_per_update = config.batch_size * micro_batches * accelerator.num_processes
+    unwrapped = accelerator.unwrap_model(model)
     log = open(workdir / METRICS_LOG, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
     checks = TaskChecks(job.title, warn_from=max(config.warmup_steps, config.max_steps // 4))
     try:
@@ -271,12 +287,16 @@ def _train(
             while state.step < config.max_steps:
                 started = time.perf_counter()
                 losses: dict[str, list[float]] = {}
-                for _ in range(config.gradient_accumulation):
+                for _ in range(micro_batches):
                     task = next(state.sampler)
                     batch = _to_device(next(state.streams[task]), accelerator.device)
+                    state.balancing.start_micro_batch(task)
                     with accelerator.accumulate(model), accelerator.autocast():
                         loss, parts = loss_function(model, task, batch)
                         accelerator.backward(loss)
+                        state.balancing.end_micro_batch(unwrapped, task, accelerator.sync_gradients, partial(accelerator.reduce, reduction="mean"))
+                        if accelerator.sync_gradients:
+                            state.balancing.before_step(unwrapped)
                         if accelerator.sync_gradients and config.grad_clip > 0:
                             accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
                         optimizer.step()
@@ -373,12 +393,15 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
 
 
 def _validate(job: Job, accelerator: Accelerator, model, state: RunState, validate: Validation, log, workdir: Path) -> None:
-    """Validate on the main process; keep the weights if they are the best so far; maybe stop early."""
+    """Validate on the main process; keep the weights if they are the best so far; maybe stop early;
+    let the balancing react on every process."""
+    metrics = validate(accelerator.unwrap_model(model)) if accelerator.is_main_process else None
+    metrics = broadcast_object_list([metrics])[0]  # a balancer must change alike on every process
+    figures = state.balancing.after_validation(metrics)
     if accelerator.is_main_process:
-        metrics = validate(accelerator.unwrap_model(model))
-        log.write(json.dumps({"step": state.step, "validation": metrics}) + "\n")
+        log.write(json.dumps({"step": state.step, "validation": metrics} | ({"balancing": figures} if figures else {})) + "\n")
         log.flush()
-        accelerator.log(scalars({"validation": metrics}), step=state.step)
+        accelerator.log(scalars({"validation": metrics, "balancing": figures}), step=state.step)
         value = metrics[SCORE]
         console.print(f"{job.title}: step {state.step} validation {SCORE} = {value:.2f}" + (" (best)" if value > state.best_value else ""))
         if value > state.best_value:

@@ -12,6 +12,10 @@ Modes: contrastive (towers apart, no XAA), fusion (both towers advance together,
 once, and cross-attend both ways to the other's h'; text padding masked), generative (the image tower
 runs first; the causal text tower's layer i cross-attends to image layer i: to its block's output, as
 the authors' captioner does, or to its h', a setting: `caption_reads`).
+
+Two switches of the paper's ablations: `fusion="late"` drops the XAA from fusion (the towers run
+apart and their vectors are added, as the authors' `enable_xattn: false`; the captioner keeps its
+text-side XAA, its only path to the image), and `shared_task_adapters` gives every task one TSA set.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ class FameVilConfig:
     # "attention_states" (h'), which the synthetic demo needs: on its small from-scratch backbone the
     # authors' wiring let every cross-attention ReLU unit die (docs/captioning.md).
     caption_reads: Literal["block_outputs", "attention_states"] = "block_outputs"
+    fusion: Literal["cross_attention", "late"] = "cross_attention"  # how fusion mode joins the towers
+    shared_task_adapters: bool = False  # one TSA set that every adapter-set name uses (an ablation)
+
+
+SHARED_ADAPTERS = "shared"  # the one TSA set's key when the tasks share it
 
 
 class LayerCache:
@@ -129,22 +138,29 @@ class FameVil(nn.Module):
         def tower_adapters(width: int) -> nn.ModuleList:
             return nn.ModuleList(Adapter(width, config.tsa_bottleneck, config.adapter_dropout) for _ in range(self.layers))
 
+        if config.fusion not in ("cross_attention", "late"):
+            raise FamevilError(f"fusion={config.fusion!r}: expected cross_attention or late")
+        self.adapter_sets = config.adapter_sets
+        self.shared_task_adapters = config.shared_task_adapters
         self.tsa = nn.ModuleDict(
-            {name: nn.ModuleDict({"vision": tower_adapters(vision_width), "text": tower_adapters(text_width)}) for name in config.adapter_sets}
+            {
+                name: nn.ModuleDict({"vision": tower_adapters(vision_width), "text": tower_adapters(text_width)})
+                for name in ((SHARED_ADAPTERS,) if config.shared_task_adapters else config.adapter_sets)
+            }
         )
+        self.fusion = config.fusion
+        self.xaa = None
         if config.cross_attention:
-            self.xaa = nn.ModuleDict(
-                {
-                    "vision": nn.ModuleList(
-                        CrossAttentionAdapter(vision_width, text_width, vision_heads, config.xaa_bottleneck, config.adapter_dropout) for _ in range(self.layers)
-                    ),
-                    "text": nn.ModuleList(
-                        CrossAttentionAdapter(text_width, vision_width, text_heads, config.xaa_bottleneck, config.adapter_dropout) for _ in range(self.layers)
-                    ),
-                }
-            )
-        else:
-            self.xaa = None
+
+            def cross_adapters(width: int, context_width: int, heads: int) -> nn.ModuleList:
+                return nn.ModuleList(
+                    CrossAttentionAdapter(width, context_width, heads, config.xaa_bottleneck, config.adapter_dropout) for _ in range(self.layers)
+                )
+
+            sides = {"text": cross_adapters(text_width, vision_width, text_heads)}
+            if config.fusion == "cross_attention":  # only fusion has the image side attend to the text
+                sides["vision"] = cross_adapters(vision_width, text_width, vision_heads)
+            self.xaa = nn.ModuleDict(sides)
         if config.caption_reads not in ("block_outputs", "attention_states"):
             raise FamevilError(f"caption_reads={config.caption_reads!r}: expected block_outputs or attention_states")
         self.caption_reads = config.caption_reads
@@ -172,9 +188,9 @@ class FameVil(nn.Module):
         return projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection
 
     def _task_adapters(self, adapters: str, tower: str) -> nn.ModuleList:
-        if adapters not in self.tsa:
-            raise FamevilError(f"this model has no {adapters!r} adapters (its tasks: {', '.join(self.tsa)})")
-        return self.tsa[adapters][tower]
+        if adapters not in self.adapter_sets:
+            raise FamevilError(f"this model has no {adapters!r} adapters (its tasks: {', '.join(self.adapter_sets)})")
+        return self.tsa[SHARED_ADAPTERS if self.shared_task_adapters else adapters][tower]
 
     def _blocks(self, tower: str) -> nn.ModuleList:
         return (self.backbone.visual.transformer if tower == "vision" else self.backbone.transformer).resblocks
@@ -210,7 +226,10 @@ class FameVil(nn.Module):
         return self.xaa
 
     def fuse(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image and text vectors of both towers run together, each cross-attending to the other."""
+        """Image and text vectors of both towers run together, each cross-attending to the other (with
+        late fusion: run apart)."""
+        if self.fusion == "late":
+            return self.encode_image(images, adapters, normalize=False), self.encode_text(tokens, adapters, normalize=False)
         xaa = self._require_xaa()
         vision_x, text_x = self._image_stem(images), self._text_stem(tokens)
         causal = _causal_mask(tokens.shape[1], tokens.shape[1], tokens.device)

@@ -26,6 +26,10 @@ class TrainConfig:
     xaa_bottleneck: int = 64  # cross-attention adapters, a setting of their own
     adapter_dropout: float = 0.0  # dropout inside every adapter (the authors': 0.0)
     caption_reads: Literal["block_outputs", "attention_states"] = "block_outputs"  # what the captioner reads of each image layer (the authors': block outputs)
+    fusion: Literal["cross_attention", "late"] = (
+        "cross_attention"  # fusion tasks' towers cross-attend, or run apart and add their vectors (the no-XAA ablation)
+    )
+    task_adapters: Literal["per_task", "shared"] = "per_task"  # one TSA set per task, or one that all tasks share (an ablation)
     batch_size: int = 32  # per process; the global batch is this x processes x accumulation
     gradient_accumulation: int = 1  # micro-batches per optimiser update
     max_steps: int = 300  # optimiser updates
