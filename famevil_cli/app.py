@@ -33,6 +33,7 @@ from stages import report as report_stage
 from stages import search as search_stage
 from stages import synth as synth_stage
 from stages import teach as teach_stage
+from stages.ablations import ablation_table
 from stages.training import TrainingResult
 
 app = typer.Typer(
@@ -388,6 +389,9 @@ def distill(
     ias_target: Annotated[
         list[str] | None, typer.Option("--ias-target", help="With --balancing ias: TASK=VALUE, the task's target headline validation metric (repeat per task).")
     ] = None,
+    ias_targets_from: Annotated[
+        list[Path] | None, typer.Option("--ias-targets-from", help="With --balancing ias: an evaluation (famevil evaluate) whose headline metrics are targets.")
+    ] = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
     report_to: ReportToOption = None,
@@ -407,6 +411,7 @@ def distill(
         temperature=temperature,
         balancing=balancing,
         ias_targets=targets,
+        ias_targets_from=ias_targets_from,
         resume=resume,
         overwrite=overwrite,
         report_to=report_to,
@@ -423,32 +428,51 @@ def report(
     ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a README) instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table and the relative gains as JSON instead.")] = False,
+    ablation: Annotated[
+        list[Path] | None,
+        typer.Option("--ablation", help="A distilled model's evaluation, trained with other switches (scripts/ablations.sh); one per variant and seed."),
+    ] = None,
 ) -> None:
     result = _run(report_stage.report, teachers=teacher, students=student, baselines=baseline or None)
+    ablations = _run(ablation_table, teachers=teacher, evaluations=[*student, *(baseline or []), *ablation]) if ablation else None
     if as_json:
         payload = {
             "columns": result.columns,
             "rows": [[asdict(cell) if isinstance(cell, report_stage.Figure) else cell for cell in row] for row in result.rows],
             "relative_gains": {name: asdict(gain) if gain else None for name, gain in result.relative_gains.items()},
         }
-        out_console.print_json(data=payload)
+        out_console.print_json(data=payload | ({"ablations": asdict(ablations)} if ablations else {}))
         return
 
     def cells(row: list) -> list[str]:  # the last column is a difference: signed
         return [_figure(cell, signed=column == len(row) - 1) for column, cell in enumerate(row)]
 
     gains = [f"student's mean relative gain {name}: {_figure(gain, signed=True)}%" for name, gain in result.relative_gains.items()]
+    ablation_columns = ["variant", *(ablations.columns if ablations else []), "gain over teachers %", "parameters", "paper's"]
+    ablation_rows = (
+        [[row.label, *map(_figure, row.figures), _figure(row.gain, signed=True), f"{row.parameters:,}", row.paper] for row in ablations.rows]
+        if ablations
+        else []
+    )
     if markdown:
         out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False, soft_wrap=True)
         for row in result.rows:
             out_console.print("| " + " | ".join(cells(row)) + " |", highlight=False, soft_wrap=True)
         out_console.print("\n" + "\n".join(f"- {line}" for line in gains), highlight=False, soft_wrap=True)
+        if ablations:
+            out_console.print(f"\n| {' | '.join(ablation_columns)} |\n|---|{'---:|' * (len(ablation_columns) - 2)}---|", highlight=False, soft_wrap=True)
+            for row in ablation_rows:
+                out_console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
         return
     runs = max((cell.runs for row in result.rows for cell in row if isinstance(cell, report_stage.Figure)), default=1)
     title = "teachers, student and baseline (percent; CIDEr x100" + (f"; mean +- sd over {runs} runs)" if runs > 1 else ")")
     out_console.print(_table(title, ["metric", *result.columns], [cells(row) for row in result.rows]))
     for line in gains:
         out_console.print(line, highlight=False)
+    if ablations:
+        headlines = ", ".join(f"{task.name.upper()} {task.headline}" for task in TASKS.values())
+        title = f"ablations ({headlines}; mean +- sd over seeds); the paper's figure gives each effect's direction, not its size"
+        out_console.print(_table(title, ablation_columns, ablation_rows))
 
 
 def _figure(cell: object, signed: bool = False) -> str:

@@ -13,17 +13,7 @@ source "$(dirname "$0")/_stage.sh"
 source "$(dirname "$0")/_venv.sh" ""
 run="${1:-runs/demo}"
 read -r -a seeds <<<"${SEEDS:-0}"
-tasks="xmr tgir scr fic"
-# The demo-cpu preset, with captioning's own batch, learning rates and length: its head restricted to
-# the training text's tokens (3x cheaper a step on famevil-small), it learns the copy's language first
-# and reads the image from about update 150 on (docs/captioning.md has the sweep).
-declare -A task_options=([xmr]="" [tgir]="" [scr]="" [fic]="--set batch_size=16 --set lr_backbone=3e-4 --set lr_adapters=5e-3 --set head_vocabulary=training --max-steps 1000")
-# The demo validates nothing while training (evaluate runs right after each model; on 2 cores each
-# validation would cost seconds to a minute), so every model keeps its last weights.
-no_validation=(--set eval_every=0)
-# Budgets in samples: teachers 3 x 100 x 32 + 1000 x 16 = 25,600 together, the student (and the baseline)
-# 800 x 32 = 25,600, no more (the paper: 90k updates for the student, 3 x 30k + 6k for the teachers).
-student_options=(--max-steps 800 --set checkpoint_every=400 --set augment=false --set head_vocabulary=training "${no_validation[@]}" --resume auto)
+source "$(dirname "$0")/_demo_options.sh"
 
 stage "$run/raw" famevil synth --preset demo --seed 0 --out "$run/raw" --contact-sheet "$run/raw-contact-sheet.png"
 stage "$run/shards" famevil prepare --fashiongen "$run/raw/fashiongen" --fashioniq "$run/raw/fashioniq" --out "$run/shards"

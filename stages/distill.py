@@ -21,6 +21,7 @@ from famevil.tasks import TASKS, find_task, task_names
 from famevil.training.balancing import Balancing, build_balancing
 from famevil.training.config import load_config
 from famevil.training.sampling import TaskSampler
+from stages.evaluate import flatten, read_metrics
 from stages.teach import build_model, check_shards, model_vocabularies, network_config, task_stream, validation
 from stages.training import Job, TrainingResult, fit
 
@@ -37,6 +38,7 @@ def distill(
     temperature: float = 1.0,
     balancing: str = "none",
     ias_targets: dict[str, float] | None = None,
+    ias_targets_from: list[Path] | None = None,
     resume: str | None = None,
     overwrite: bool = False,
     report_to: list[str] | None = None,
@@ -53,7 +55,8 @@ def distill(
 
     The paper's alternatives to plain summed gradients (--balancing): ias scales each task's gradient
     on the backbone after every validation (eval_every > 0), up for a task that lags its
-    --ias-target TASK=VALUE (its headline validation metric; e.g. its teacher's) more than the others;
+    --ias-target TASK=VALUE (its headline validation metric) more than the others, or than the
+    teachers' evaluations say with --ias-targets-from EVAL (one per task);
     imtl-g takes one batch of each task per update (with --sampling round-robin; a quarter of the
     updates for the same samples) and combines their gradients so that no task's dominates.
 
@@ -71,7 +74,8 @@ def distill(
     config = load_config(preset, overrides)
     tasks = list(TASKS.values())
     names = task_names()
-    balancer = _balancing(balancing, sampling, ias_targets or {}, config.eval_every)
+    ias_targets = _headlines(ias_targets_from or []) | (ias_targets or {})
+    balancer = _balancing(balancing, sampling, ias_targets, config.eval_every)
     shards_manifest = check_shards(shards, tasks)
     teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
     model_config = network_config(config, names, model_vocabularies(shards, tasks, config))
@@ -99,6 +103,15 @@ def distill(
         partial(validation, shards, list(names), config),
         balancer,
     )
+
+
+def _headlines(evaluations: list[Path]) -> dict[str, float]:
+    """Each evaluated task's headline metric, from famevil evaluate's outputs (a teacher's: its own task)."""
+    found = {}
+    for evaluation in evaluations:
+        metrics = flatten(read_metrics(evaluation))
+        found |= {task.name: metrics[f"{task.name}.{task.headline}"] for task in TASKS.values() if f"{task.name}.{task.headline}" in metrics}
+    return found
 
 
 def _balancing(name: str, sampling: str, targets: dict[str, float], eval_every: int) -> Balancing:

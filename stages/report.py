@@ -70,36 +70,41 @@ def report(teachers: list[Path], students: list[Path], baselines: list[Path] | N
             --student runs/demo/seed-0/eval/student \\
             --baseline runs/demo/seed-0/eval/baseline
     """
+    by_task = teacher_runs(teachers)
+    teacher_parameters = {task: parameter_count(runs[0].model) for task, runs in by_task.items()}
+    student_runs = [read_run(path) for path in students]
+    baseline_runs = [read_run(path) for path in baselines or []]
+    columns = ["single-task teachers", "distilled student", *(["multi-task baseline"] if baseline_runs else []), "student - teacher"]
+    rows: list[list[str | Figure | None]] = []
+    for task, key, label in _report_metrics():
+        teacher = Figure.of(values_of(by_task.get(task, []), key))
+        student = Figure.of(values_of(student_runs, key))
+        baseline = [Figure.of(values_of(baseline_runs, key))] if baseline_runs else []
+        difference = Figure(student.mean - teacher.mean, 0.0, 1) if student and teacher else None
+        rows.append([label, teacher, student, *baseline, difference])
+    parameters = [
+        f"{sum(teacher_parameters.values()):,}",
+        f"{parameter_count(student_runs[0].model):,}",
+        *([f"{parameter_count(baseline_runs[0].model):,}"] if baseline_runs else []),
+    ]
+    rows.append(["parameters", *parameters, ""])
+    gains = {"over teachers": relative_gain(student_runs, by_task)}
+    if baseline_runs:
+        gains["over baseline"] = relative_gain(student_runs, {task: baseline_runs for task in TASKS})
+    return Report(columns, rows, gains)
+
+
+def teacher_runs(teachers: list[Path]) -> dict[str, list[Run]]:
+    """The teachers' evaluations by the task each evaluated, at most one per task and seed."""
     by_task: dict[str, list[Run]] = {}
-    teacher_parameters: dict[str, int] = {}
     for evaluation in teachers:
-        run = _read_run(evaluation)
+        run = read_run(evaluation)
         for task in {name.split(".")[0] for name in run.metrics}:
             runs = by_task.setdefault(task, [])
             if run.seed is not None and any(other.seed == run.seed for other in runs):
                 raise FamevilError(f"--teacher {evaluation}: a second {task} teacher with seed {run.seed}; give one per task and seed")
             runs.append(run)
-            teacher_parameters[task] = _parameters(run.model)
-    student_runs = [_read_run(path) for path in students]
-    baseline_runs = [_read_run(path) for path in baselines or []]
-    columns = ["single-task teachers", "distilled student", *(["multi-task baseline"] if baseline_runs else []), "student - teacher"]
-    rows: list[list[str | Figure | None]] = []
-    for task, key, label in _report_metrics():
-        teacher = Figure.of(_values(by_task.get(task, []), key))
-        student = Figure.of(_values(student_runs, key))
-        baseline = [Figure.of(_values(baseline_runs, key))] if baseline_runs else []
-        difference = Figure(student.mean - teacher.mean, 0.0, 1) if student and teacher else None
-        rows.append([label, teacher, student, *baseline, difference])
-    parameters = [
-        f"{sum(teacher_parameters.values()):,}",
-        f"{_parameters(student_runs[0].model):,}",
-        *([f"{_parameters(baseline_runs[0].model):,}"] if baseline_runs else []),
-    ]
-    rows.append(["parameters", *parameters, ""])
-    gains = {"over teachers": _relative_gain(student_runs, by_task)}
-    if baseline_runs:
-        gains["over baseline"] = _relative_gain(student_runs, {task: baseline_runs for task in TASKS})
-    return Report(columns, rows, gains)
+    return by_task
 
 
 def _report_metrics() -> list[tuple[str, str, str]]:
@@ -107,11 +112,11 @@ def _report_metrics() -> list[tuple[str, str, str]]:
     return [(task.name, f"{task.name}.{key}", label) for task in TASKS.values() for key, label in task.report_rows]
 
 
-def _values(runs: list[Run], key: str) -> list[float]:
+def values_of(runs: list[Run], key: str) -> list[float]:
     return [run.metrics[key] for run in runs if run.metrics.get(key) is not None]
 
 
-def _relative_gain(students: list[Run], references: dict[str, list[Run]]) -> Figure | None:
+def relative_gain(students: list[Run], references: dict[str, list[Run]]) -> Figure | None:
     """Per student run, the mean over tasks of the task's mean relative change (percent) against the
     reference run of the same seed (or the references' mean); a metric whose reference is 0 is left out."""
     per_seed = []
@@ -132,11 +137,11 @@ def _relative_gain(students: list[Run], references: dict[str, list[Run]]) -> Fig
 
 def _reference_value(runs: list[Run], key: str, seed: int | None) -> float | None:
     same_seed = [run for run in runs if seed is not None and run.seed == seed]
-    values = _values(same_seed or runs, key)
+    values = values_of(same_seed or runs, key)
     return statistics.fmean(values) if values else None
 
 
-def _read_run(evaluation: Path) -> Run:
+def read_run(evaluation: Path) -> Run:
     model = _model_path(evaluation)
     options = model / TRAIN_CONFIG_FILE
     seed = json.loads(options.read_text(encoding="utf-8")).get("seed") if options.is_file() else None
@@ -152,7 +157,7 @@ def _model_path(evaluation: Path) -> Path:
     return Path(model.path)
 
 
-def _parameters(model: Path) -> int:
+def parameter_count(model: Path) -> int:
     """The parameter count of a checkpoint, read from its weights file."""
     with safe_open(model / WEIGHTS_FILE, framework="pt") as weights:
         return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118 - a safe_open handle is not iterable

@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
 
 from data_specs.errors import FamevilError
+from data_specs.manifest import InputRef, write_manifest
 from famevil.checkpoint import load_checkpoint
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.training.balancing import ImplicitAdaptiveScheduling, ias_scales, imtl_g
 from famevil.training.streams import TaskStream
+from famevil_cli.app import app
+from stages.ablations import ablation_table
 from stages.distill import distill
+from stages.evaluate import METRICS_FILE, METRICS_SCHEMA_VERSION
 from tests.conftest import TASK_NAMES, TINY
 from tests.test_model import SEVEN_CLASSES, TOKENIZE, _perturb
 
@@ -184,3 +189,80 @@ def test_an_interrupted_balanced_run_resumes_to_the_same_weights(tiny_shards, tm
     if options["balancing"] == "ias":  # the scales set at step 2 came back from the state, not from 1
         state = json.loads(next(Path(tmp_path / "resumed" / "checkpoints").glob("step-000002/run_state.json")).read_text())
         assert state["balancing"]["scales"]["scr"] == 1.5
+
+
+# --- the ablation table ------------------------------------------------------------------------
+
+
+def _distilled(
+    root: Path, name: str, seed: int, metrics: dict, details: dict | None = None, options: dict | None = None, width: int = 3, kind: str = "student"
+) -> Path:
+    """A metrics artifact of a (by default distilled) model folder that says how it was trained."""
+    model = root / f"model-{name}"
+    model.mkdir()
+    save_file({"weight": torch.zeros(2, width)}, model / "model.safetensors")
+    (model / "train_config.json").write_text(json.dumps({"seed": seed} | (options or {})))
+    defaults = {"sampling": "size", "kd_weight": 1.0, "balancing": "none"} if kind == "student" else {}
+    write_manifest(model, kind, inputs=[], details=defaults | (details or {}))
+    out = root / f"eval-{name}"
+    out.mkdir()
+    (out / METRICS_FILE).write_text(json.dumps({"schema_version": METRICS_SCHEMA_VERSION, "metrics": metrics, "warnings": []}))
+    write_manifest(out, "metrics", inputs=[InputRef("model", kind, f"sha256:{name}", str(model))])
+    return out
+
+
+def _headlines(value: float) -> dict:
+    return {"xmr": {"random100": {"mean": value}}, "tgir": {"mean": value}, "scr": {"accuracy": value}, "fic": {"cider": value}}
+
+
+def _teacher(root: Path, task: str, seed: int, value: float) -> Path:
+    metrics = {task: _headlines(value)[task]}
+    return _distilled(root, f"teacher-{task}-{seed}", seed, metrics, details={"task": task}, kind="teacher")
+
+
+def test_the_ablation_table_groups_runs_by_their_switches(tmp_path):
+    teachers = [_teacher(tmp_path, task, seed, 50.0) for task in TASK_NAMES for seed in (0, 1)]
+    runs = [
+        _distilled(tmp_path, "student-0", 0, _headlines(55.0)),
+        _distilled(tmp_path, "student-1", 1, _headlines(57.0)),
+        _distilled(tmp_path, "imtlg-0", 0, _headlines(40.0), {"sampling": "round-robin", "balancing": "imtl-g"}),
+        _distilled(tmp_path, "imtlg-1", 1, _headlines(44.0), {"sampling": "round-robin", "balancing": "imtl-g"}),
+        _distilled(tmp_path, "wide-0", 0, _headlines(60.0), options={"tsa_bottleneck": 512, "xaa_bottleneck": 512}, width=30),
+        _distilled(tmp_path, "late-shared-0", 0, _headlines(30.0), options={"fusion": "late", "task_adapters": "shared"}),
+    ]
+    table = ablation_table(teachers, runs)
+    rows = {row.label: row for row in table.rows}
+    assert list(rows) == ["FAME-ViL (size sampling, MTD)", "bottleneck 512", "IMTL-G, sampling round-robin", "no XAA (late fusion), one TSA for all tasks"]
+    student, imtlg, wide = rows["FAME-ViL (size sampling, MTD)"], rows["IMTL-G, sampling round-robin"], rows["bottleneck 512"]
+    assert [(f.mean, f.runs) for f in imtlg.figures] == [(42.0, 2)] * 4 and abs(imtlg.figures[0].sd - 2.828) < 1e-3
+    assert student.gain.mean == 12.0 and imtlg.gain.mean == -16.0  # percent over the teachers, paired by seed
+    assert (student.paper, imtlg.paper, wide.paper) == ("+5.5%", "-6.3%", "above 64, more parameters")
+    assert wide.parameters == 60 and student.parameters == 6
+    assert rows["no XAA (late fusion), one TSA for all tasks"].paper == ""  # two switches at once: no paper row
+
+
+def test_the_ablation_table_refuses_a_teacher_and_a_repeated_seed(tmp_path):
+    teachers = [_teacher(tmp_path, task, 0, 50.0) for task in TASK_NAMES]
+    with pytest.raises(FamevilError, match="not a multi-task model"):
+        ablation_table(teachers, [_teacher(tmp_path, "xmr", 1, 50.0)])
+    twice = [_distilled(tmp_path, f"student-{n}", 0, _headlines(55.0)) for n in range(2)]
+    with pytest.raises(FamevilError, match="same switches and seed"):
+        ablation_table(teachers, twice)
+
+
+def test_report_prints_the_ablation_table(tmp_path):
+    runner = CliRunner(env={"COLUMNS": "200"})  # a table this wide wraps its cells at 80 columns
+
+    def cli(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    teachers = [_teacher(tmp_path, task, 0, 50.0) for task in TASK_NAMES]
+    student = _distilled(tmp_path, "student", 0, _headlines(55.0))
+    uniform = _distilled(tmp_path, "uniform", 0, _headlines(52.5), {"sampling": "uniform"})
+    arguments = [item for path in teachers for item in ("--teacher", path)] + ["--student", student, "--ablation", uniform]
+    printed = cli("report", *arguments)
+    assert printed.exit_code == 0, printed.output
+    assert "ablations" in printed.output and "sampling uniform" in printed.output and "+4.0%" in printed.output
+    payload = json.loads(cli("report", *arguments, "--json").output)
+    assert [row["label"] for row in payload["ablations"]["rows"]] == ["FAME-ViL (size sampling, MTD)", "sampling uniform"]
+    assert payload["ablations"]["rows"][1]["gain"]["mean"] == 5.0

@@ -1,0 +1,95 @@
+"""The ablation table of `famevil report --ablation`: multi-task models trained with different switches
+(scripts/ablations.sh), grouped by what they were trained with, each group a row of headline metrics
+as mean +- sd over its seeds, its mean relative gain over the single-task teachers, its parameters, and
+the paper's corresponding figure, for the direction of each effect rather than its size."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_specs.errors import FamevilError
+from data_specs.manifest import read_manifest
+from famevil.tasks import TASKS
+from stages.report import Figure, Run, parameter_count, read_run, relative_gain, teacher_runs, values_of
+from stages.training import TRAIN_CONFIG_FILE
+
+# What FAME-ViL's main model is trained with; a row is labelled by how it differs from this.
+DEFAULTS = {"sampling": "size", "balancing": "none", "distillation": True, "fusion": "cross_attention", "task_adapters": "per_task", "bottleneck": 64}
+# The paper's figure for a row differing from the main model in one setting: its mean relative gain over
+# the single-task models where the paper gives one (fame-vil-notes.md), else the direction its text states.
+PAPER = {
+    (): "+5.5%",
+    (("sampling", "uniform"),): "+4.0%",
+    (("balancing", "ias"),): "+2.7%",
+    (("balancing", "imtl-g"), ("sampling", "round-robin")): "-6.3%",
+    (("distillation", False),): "below MTD",
+    (("fusion", "late"),): "below (XAA and TSA complement)",
+    (("task_adapters", "shared"),): "below (XAA and TSA complement)",
+    (("bottleneck", 128),): "above 64, more parameters",
+    (("bottleneck", 512),): "above 64, more parameters",
+}
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    label: str
+    figures: list[Figure | None]  # one per task's headline metric, in AblationTable.columns order
+    gain: Figure | None  # mean relative gain over the teachers, percent
+    parameters: int
+    paper: str  # the paper's figure or direction; "" where it reports none
+
+
+@dataclass(frozen=True)
+class AblationTable:
+    columns: list[str]  # the tasks, each by its headline metric
+    rows: list[AblationRow]
+
+
+def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTable:
+    """One row per set of switches among the evaluations (each a multi-task model's; give one per seed)."""
+    by_task = teacher_runs(teachers)
+    groups: dict[tuple, list[Run]] = {}
+    for evaluation in evaluations:
+        run = read_run(evaluation)
+        groups.setdefault(_switches(run.model), []).append(run)
+    tasks = list(TASKS.values())
+    rows = []
+    for switches, runs in sorted(groups.items(), key=lambda item: (len(item[0]), item[0])):
+        seeds = [run.seed for run in runs]
+        if len(set(seeds)) < len(seeds):
+            raise FamevilError(f"--ablation {runs[0].model}: two runs with the same switches and seed {seeds}; give one per seed")
+        figures = [Figure.of(values_of(runs, f"{task.name}.{task.headline}")) for task in tasks]
+        rows.append(AblationRow(_label(switches), figures, relative_gain(runs, by_task), parameter_count(runs[0].model), PAPER.get(switches, "")))
+    return AblationTable([task.name.upper() for task in tasks], rows)
+
+
+def _switches(model: Path) -> tuple:
+    """How a multi-task model's training differs from the main model's, as sorted (setting, value) pairs."""
+    manifest = read_manifest(model)
+    details = manifest.details
+    if manifest.kind != "student":
+        raise FamevilError(f"--ablation: {model} is not a multi-task model (famevil distill); give evaluations of distilled models")
+    options = json.loads((model / TRAIN_CONFIG_FILE).read_text(encoding="utf-8"))
+    bottlenecks = {options.get("tsa_bottleneck", 64), options.get("xaa_bottleneck", 64)}
+    settings = {
+        "sampling": details["sampling"],
+        "balancing": details.get("balancing", "none"),
+        "distillation": details["kd_weight"] > 0,
+        "fusion": options.get("fusion", "cross_attention"),
+        "task_adapters": options.get("task_adapters", "per_task"),
+        "bottleneck": bottlenecks.pop() if len(bottlenecks) == 1 else "/".join(map(str, sorted(bottlenecks))),
+    }
+    return tuple(sorted((name, value) for name, value in settings.items() if value != DEFAULTS[name]))
+
+
+def _label(switches: tuple) -> str:
+    words = {
+        ("distillation", False): "no distillation",
+        ("fusion", "late"): "no XAA (late fusion)",
+        ("task_adapters", "shared"): "one TSA for all tasks",
+        ("balancing", "ias"): "IAS",
+        ("balancing", "imtl-g"): "IMTL-G",
+    }
+    return ", ".join(words.get(switch, f"{switch[0]} {switch[1]}") for switch in switches) or "FAME-ViL (size sampling, MTD)"
