@@ -4,8 +4,9 @@
       manifest.json                      kind "shards"
       vocab.json                         label vocabularies, shared by every later stage
       sizes.json                         samples, products and shard files per subset
-      fashiongen/{train,val}/*.tar       one sample per FashionGen image view (XMR, SCR, FIC)
-      fashioniq/{train,val,test}/*.tar   one sample per FashionIQ triplet (TGIR); test has no target
+      skipped.jsonl                      a catalogue's unusable rows: file, line, reason, detail (if any)
+      fashiongen/{train,val}/*.tar       one sample per FashionGen image view (XMR, SCR, FIC), or catalogue row
+      fashioniq/{train,val,test}/*.tar   one sample per FashionIQ triplet (TGIR), or catalogue pair; test has no target
       fashioniq/gallery-{split}/*.tar    one sample per FashionIQ image of that split (TGIR galleries)
 
 Samples (webdataset: files sharing a key form one sample):
@@ -25,6 +26,7 @@ from data_specs.errors import FamevilError
 
 VOCAB_FILE = "vocab.json"
 SIZES_FILE = "sizes.json"
+SKIPPED_FILE = "skipped.jsonl"
 SIZES_SCHEMA_VERSION = 1
 
 FASHIONGEN_SPLITS = ("train", "val")  # the release's validation file serves as the test split

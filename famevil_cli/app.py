@@ -154,11 +154,25 @@ def prepare(
     out: OutOption,
     fashiongen: Annotated[Path | None, typer.Option(help="Folder with fashiongen_256_256_{train,validation}.h5.")] = None,
     fashioniq: Annotated[Path | None, typer.Option(help="Folder with captions/, image_splits/ and images/.")] = None,
+    catalogue: Annotated[Path | None, typer.Option(help="Your own products, .csv or .jsonl (columns above), instead of the releases.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Folder the catalogue's image paths are relative to.")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Modification texts between catalogue images, .csv or .jsonl (columns above).")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per tar shard.", min=1)] = 1000,
     workers: WorkersOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    result = _run(prepare_stage.prepare, out=out, fashiongen=fashiongen, fashioniq=fashioniq, shard_size=shard_size, workers=workers, overwrite=overwrite)
+    result = _run(
+        prepare_stage.prepare,
+        out=out,
+        fashiongen=fashiongen,
+        fashioniq=fashioniq,
+        catalogue=catalogue,
+        images=images,
+        pairs=pairs,
+        shard_size=shard_size,
+        workers=workers,
+        overwrite=overwrite,
+    )
     subsets = result.sizes["subsets"]
     total = sum(entry["samples"] for entry in subsets.values())
     out_console.print(
@@ -177,6 +191,8 @@ def prepare(
         )
     for name, vocab in result.sizes.get("vocab", {}).items():
         out_console.print(f"{name} vocabulary: {vocab['names']} names, {vocab['num_train']} seen in training")
+    for note in result.notes:
+        out_console.print(note, soft_wrap=True, highlight=False)
     resumed = f", {result.resumed_shards} shards resumed" if result.resumed_shards else ""
     out_console.print(f"{total} samples in {result.seconds:.1f} s ({total / result.seconds:.0f} samples/s{resumed})")
 

@@ -1,4 +1,5 @@
-"""famevil prepare: the public FashionGen and FashionIQ releases (or `famevil synth` output) to versioned webdataset shards."""
+"""famevil prepare: the public FashionGen and FashionIQ releases (or `famevil synth` output), or a shop's own
+catalogue and pairs, to versioned webdataset shards."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from data_specs.errors import FamevilError
-from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, release_fingerprint, write_manifest
+from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, file_sha256, listing_id, read_manifest, release_fingerprint, write_manifest
 from data_specs.shards import (
     FASHIONGEN_SPLITS,
     FASHIONIQ_GROUPS,
     FASHIONIQ_SPLITS,
     SIZES_FILE,
     SIZES_SCHEMA_VERSION,
+    SKIPPED_FILE,
     Vocabulary,
     fashiongen_subset,
     gallery_subset,
@@ -27,9 +31,10 @@ from data_specs.shards import (
     write_vocab,
 )
 from data_specs.staging import check_destination, staging
+from famevil.data.catalogue import CATALOGUE, PAIRS, SPLIT_COLUMN, Pair, Skipped, View, product_numbers, read_catalogue, read_pairs, summary
 from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
 from famevil.data.fashioniq import Triplet, caption_file, image_index, image_split_file, read_image_split, read_triplets
-from famevil.data.images import image_file_as_jpeg
+from famevil.data.images import ImageCheck, check_image_file, image_file_as_jpeg, read_rgb
 from famevil.data.parallel import worker_map
 from famevil.data.shards import Sample, ShardRecord, fashiongen_sample, gallery_sample, triplet_sample, write_shard
 from stages.progress import progress_bar
@@ -76,12 +81,12 @@ class ShardTask:
     """One shard to write; small enough to send to a worker process."""
 
     relative: str
-    kind: str  # "fashiongen", "triplets" or "gallery"
+    kind: str  # "fashiongen", "catalogue", "triplets" or "gallery"
     split: str
     source: Path | None = None  # the h5, for FashionGen
     start: int = 0
     stop: int = 0
-    items: tuple = ()  # TripletItem or GalleryItem, for FashionIQ
+    items: tuple = ()  # TripletItem or GalleryItem for FashionIQ and pairs, CatalogueItem for a catalogue
     category_ids: dict[str, int] | None = None
     subcategory_ids: dict[str, int] | None = None
 
@@ -97,23 +102,37 @@ class PrepareResult:
     sizes: dict[str, Any]
     resumed_shards: int
     seconds: float
+    notes: tuple[str, ...] = ()  # what a person should know about the data: how it was split, what was skipped
 
 
 def prepare(
     out: Path,
     fashiongen: Path | None = None,
     fashioniq: Path | None = None,
+    catalogue: Path | None = None,
+    images: Path | None = None,
+    pairs: Path | None = None,
     shard_size: int = 1000,
     workers: int | None = None,
     overwrite: bool = False,
 ) -> PrepareResult:
-    """Turn the raw FashionGen h5 files and FashionIQ json + images into versioned webdataset shards.
+    """Turn the raw FashionGen h5 files and FashionIQ json + images, or your own catalogue, into
+    versioned webdataset shards.
 
     FashionGen: one sample per image view (image, title, description, category, subcategory,
     product id, view), for XMR, SCR and FIC. FashionIQ: one sample per triplet (reference image,
     target image, two captions, group) for TGIR, and one per gallery image. Label vocabularies
     (train names first, validation-only names after) and sizes.json are stored once for every later
     stage. Either source may be omitted.
+
+    Your own catalogue (instead of both releases): --catalogue, a .csv or .jsonl file with columns
+    image (a path relative to --images), title, description, category, subcategory, and optionally
+    product_id (rows sharing one are views of one product) and split (train or val; without it a
+    seeded hash of the product sends about 1 in 10 to val). It gives the FashionGen samples. --pairs
+    (.csv or .jsonl; columns reference, target, captions, group) gives the FashionIQ ones: reference
+    and target are catalogue images as its image column names them, captions one or more texts
+    separated by |, and a pair goes to its reference's split. Unusable rows are skipped and listed
+    with their line and reason in OUT/skipped.jsonl.
 
     Streams the h5 a block at a time (the real train file is tens of GB), encodes images in
     parallel worker processes, and resumes: an interrupted run picks up its finished shards when
@@ -124,36 +143,42 @@ def prepare(
 
         famevil prepare --fashiongen runs/raw/fashiongen \\
             --fashioniq runs/raw/fashioniq --out runs/shards
+        famevil prepare --catalogue products.csv --images photos \\
+            --pairs pairs.csv --out runs/shop-shards
     """
     started = time.perf_counter()
-    if fashiongen is None and fashioniq is None:
-        raise FamevilError("nothing to prepare: give --fashiongen DIR, --fashioniq DIR or both")
+    _check_sources(fashiongen, fashioniq, catalogue, images, pairs)
     if shard_size < 1:
         raise FamevilError(f"--shard-size {shard_size} must be at least 1 sample")
     workers = workers or os.cpu_count() or 1
-    check_destination(out, overwrite, inputs=(fashiongen, fashioniq))
+    check_destination(out, overwrite, inputs=(fashiongen, fashioniq, catalogue, images, pairs))
     inputs: list[InputRef] = []
     tasks: list[ShardTask] = []
     sizes: dict[str, Any] = {"schema_version": SIZES_SCHEMA_VERSION, "subsets": {}, "skipped": {}}
     vocab: dict[str, Vocabulary] = {}
+    own: CatalogueSource | None = None
 
     if fashiongen is not None:
         sources = _open_fashiongen(fashiongen)
-        vocab = _fashiongen_vocabularies(sources)
+        vocab = _vocabularies({source.split: source.labels for source in sources})
         inputs += _input_refs("fashiongen", "fashiongen-h5", fashiongen, [s.path for s in sources])
         tasks += _fashiongen_tasks(sources, vocab, shard_size)
         for source in sources:
             sizes["subsets"][fashiongen_subset(source.split)] = {"samples": source.rows, "products": source.products}
     if fashioniq is not None:
         iq = _scan_fashioniq(fashioniq)
-        images = sorted(path for path in (fashioniq / "images").iterdir() if path.is_file())
-        inputs += _input_refs("fashioniq", "fashioniq-json", fashioniq, _fashioniq_json_files(fashioniq), listed=images)
+        listed = sorted(path for path in (fashioniq / "images").iterdir() if path.is_file())
+        inputs += _input_refs("fashioniq", "fashioniq-json", fashioniq, _fashioniq_json_files(fashioniq), listed=listed)
         tasks += _fashioniq_tasks(iq, shard_size)
-        sizes["skipped"] = iq.skipped
-        for split, items in iq.triplets.items():
-            sizes["subsets"][triplet_subset(split)] = {"samples": len(items), "groups": dict(Counter(i.triplet.group for i in items))}
-        for split, gallery in iq.galleries.items():
-            sizes["subsets"][gallery_subset(split)] = {"samples": len(gallery), "groups": dict(Counter(i.group for i in gallery))}
+        _add_fashioniq_sizes(sizes, iq)
+    if catalogue is not None:
+        own = _scan_catalogue(catalogue, images, pairs, workers)
+        vocab = _vocabularies({split: _labels(items) for split, items in own.views.items()})
+        inputs += own.inputs
+        tasks += _catalogue_tasks(own.views, vocab, shard_size) + _fashioniq_tasks(own.pairs, shard_size)
+        for split, items in own.views.items():
+            sizes["subsets"][fashiongen_subset(split)] = {"samples": len(items), "products": len({item.product_id for item in items})}
+        _add_fashioniq_sizes(sizes, own.pairs)
 
     inputs = list(dict.fromkeys(inputs))  # both sources may come from one `famevil synth` artifact
     # Inputs are compared by id, not path: moved sources still resume.
@@ -167,11 +192,31 @@ def prepare(
             sizes["vocab"] = {name: {"names": len(v.names), "num_train": v.num_train} for name, v in vocab.items()}
         (stage.partial / SIZES_FILE).write_text(json.dumps(sizes, indent=2) + "\n", encoding="utf-8")
         details = {"shard_size": shard_size, "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()}, "skipped": sizes["skipped"]}
+        if own is not None:
+            if own.skipped:
+                with open(stage.partial / SKIPPED_FILE, "w", encoding="utf-8") as listing:
+                    listing.writelines(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in own.skipped)
+            details["catalogue"] = own.details
         manifest = write_manifest(stage.partial, "shards", inputs=inputs, details=details, known_digests={r.path: r.sha256 for r in done.values()})
         # Only now: a run killed before its manifest was written still resumes every finished shard.
         (stage.partial / DONE_FILE).unlink()
         stage.publish()
-    return PrepareResult(out, manifest, sizes, resumed, time.perf_counter() - started)
+    notes = _catalogue_notes(own, out) if own is not None else ()
+    return PrepareResult(out, manifest, sizes, resumed, time.perf_counter() - started, notes)
+
+
+def _check_sources(fashiongen: Path | None, fashioniq: Path | None, catalogue: Path | None, images: Path | None, pairs: Path | None) -> None:
+    """The releases or a catalogue, not both: each fills the same FashionGen subsets or FashionIQ ones."""
+    if catalogue is None:
+        if images is not None or pairs is not None:
+            raise FamevilError(f"{'--images' if images is not None else '--pairs'} goes with --catalogue FILE; give the catalogue too")
+        if fashiongen is None and fashioniq is None:
+            raise FamevilError("nothing to prepare: give --fashiongen DIR, --fashioniq DIR or both, or --catalogue FILE --images DIR")
+        return
+    if fashiongen is not None or fashioniq is not None:
+        raise FamevilError("--catalogue replaces --fashiongen and --fashioniq (it fills the same shards); give the releases or the catalogue")
+    if images is None:
+        raise FamevilError("--catalogue needs --images DIR, the folder its image paths are relative to")
 
 
 def _input_refs(role: str, kind: str, directory: Path, files: list[Path], listed: list[Path] = ()) -> list[InputRef]:
@@ -215,12 +260,12 @@ def _open_fashiongen(directory: Path) -> list[FashionGenSource]:
     return sources
 
 
-def _fashiongen_vocabularies(sources: list[FashionGenSource]) -> dict[str, Vocabulary]:
-    """Category and subcategory names to ids, training names first."""
+def _vocabularies(labels: dict[str, dict[str, frozenset[str]]]) -> dict[str, Vocabulary]:
+    """Category and subcategory names to ids, training names first; labels: split -> vocabulary -> names."""
     vocab = {}
     for name in ("category", "subcategory"):
-        train = set().union(*(s.labels[name] for s in sources if s.split == "train"))
-        other = set().union(*(s.labels[name] for s in sources if s.split != "train"))
+        train = set().union(*(names[name] for split, names in labels.items() if split == "train"))
+        other = set().union(*(names[name] for split, names in labels.items() if split != "train"))
         vocab[name] = Vocabulary.from_splits(train, other)
     return vocab
 
@@ -312,9 +357,16 @@ def _fashioniq_tasks(source: FashionIQSource, shard_size: int) -> list[ShardTask
     tasks = []
     for kind, subset_of, items_of in (("triplets", triplet_subset, source.triplets), ("gallery", gallery_subset, source.galleries)):
         for split, items in items_of.items():
-            for index, start in enumerate(range(0, len(items), shard_size)):
-                tasks.append(ShardTask(shard_name(subset_of(split), index), kind, split, items=tuple(items[start : start + shard_size])))
+            tasks += [ShardTask(shard_name(subset_of(split), index), kind, split, items=chunk) for index, chunk in _chunks(items, shard_size)]
     return tasks
+
+
+def _add_fashioniq_sizes(sizes: dict[str, Any], source: FashionIQSource) -> None:
+    sizes["skipped"] |= source.skipped
+    for split, items in source.triplets.items():
+        sizes["subsets"][triplet_subset(split)] = {"samples": len(items), "groups": dict(Counter(i.triplet.group for i in items))}
+    for split, gallery in source.galleries.items():
+        sizes["subsets"][gallery_subset(split)] = {"samples": len(gallery), "groups": dict(Counter(i.group for i in gallery))}
 
 
 def _fashioniq_samples(task: ShardTask) -> Iterator[Sample]:
@@ -326,13 +378,173 @@ def _fashioniq_samples(task: ShardTask) -> Iterator[Sample]:
             yield triplet_sample(item.key, item.triplet, image_file_as_jpeg(item.reference), target)
 
 
+# A shop's own catalogue ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogueItem:
+    key: str
+    view: View
+    image: Path
+    product_id: int
+
+
+@dataclass(frozen=True)
+class CatalogueSource:
+    views: dict[str, list[CatalogueItem]]  # split -> usable views, each product's views together
+    pairs: FashionIQSource  # the pairs as FashionIQ triplets and galleries (empty without a pairs file)
+    skipped: list[Skipped]  # every unusable row, catalogue first, in line order
+    inputs: list[InputRef]
+    details: dict[str, Any]  # for the manifest: how views were split, products per split, skipped rows by reason
+
+
+def _scan_catalogue(catalogue: Path, images: Path, pairs: Path | None, workers: int) -> CatalogueSource:
+    """Read the catalogue (and pairs) file, check every image, and keep what is usable."""
+    for flag, path in (("--catalogue", catalogue), ("--pairs", pairs)):
+        if path is not None and not path.is_file():
+            raise FamevilError(f"{flag} {path}: no such file")
+    if not images.is_dir():
+        raise FamevilError(f"--images {images}: no such directory; point it at the folder the catalogue's image paths are relative to")
+    table = read_catalogue(catalogue)
+    checks = _check_images([images / view.image for view in table.views], workers)
+    usable = [(view, check) for view, check in zip(table.views, checks, strict=True) if check.problem is None]
+    skipped = table.skipped + [
+        Skipped(CATALOGUE, view.line, check.problem, f"{view.image}: {check.detail}" if check.detail else view.image)
+        for view, check in zip(table.views, checks, strict=True)
+        if check.problem is not None
+    ]
+    skipped.sort(key=lambda row: row.line)
+    if not usable:
+        raise FamevilError(f"--catalogue {catalogue}: no usable row; {_all_skipped(skipped)}")
+    views = [view for view, _ in usable]
+    inputs = [
+        InputRef(CATALOGUE, f"catalogue-{catalogue.suffix.lower().lstrip('.')}", "sha256:" + file_sha256(catalogue), str(catalogue)),
+        InputRef("images", "image-folder", listing_id({view.image: {"sha256": check.sha256} for view, check in usable}), str(images)),
+    ]
+    pair_source = FashionIQSource()
+    if pairs is not None:
+        chosen, bad = read_pairs(pairs, views)
+        if not chosen:
+            raise FamevilError(f"--pairs {pairs}: no usable pair; {_all_skipped(bad)}; reference and target name images as the catalogue's image column does")
+        skipped += sorted(bad, key=lambda row: row.line)
+        pair_source = _pair_source(chosen, images)
+        inputs.append(InputRef(PAIRS, f"pairs-{pairs.suffix.lower().lstrip('.')}", "sha256:" + file_sha256(pairs), str(pairs)))
+    by_split = _catalogue_items(views, images)
+    details: dict[str, Any] = {"split": table.split, "products": {split: len({item.product_id for item in items}) for split, items in by_split.items()}}
+    if skipped:
+        reasons = {file: dict(Counter(row.reason for row in skipped if row.file == file)) for file in (CATALOGUE, PAIRS)}
+        details["skipped"] = {"listed_in": SKIPPED_FILE} | {file: counts for file, counts in reasons.items() if counts}
+    return CatalogueSource(by_split, pair_source, skipped, inputs, details)
+
+
+def _check_images(paths: list[Path], workers: int) -> list[ImageCheck]:
+    """Each image read, hashed and decoded in worker processes, so that an unreadable one is a skipped row
+    found now, not a failed shard later."""
+    checks = []
+    with progress_bar("check images", len(paths)) as advance:
+        for check in worker_map(check_image_file, paths, workers):
+            checks.append(check)
+            advance(1)
+    return checks
+
+
+def _all_skipped(skipped: list[Skipped]) -> str:
+    if not skipped:
+        return "the file holds no rows"
+    first = skipped[0]
+    which = "its one row was" if len(skipped) == 1 else f"all {len(skipped)} rows were"
+    return f"{which} skipped ({summary(skipped)}), e.g. line {first.line}: {first.reason} {first.detail}".rstrip()
+
+
+def _catalogue_items(views: list[View], images: Path) -> dict[str, list[CatalogueItem]]:
+    """Each split's views, each product's together as in the FashionGen release, keyed by their place in the split."""
+    numbers = product_numbers(views)
+    by_split = {}
+    for split in FASHIONGEN_SPLITS:
+        ordered = sorted((view for view in views if view.split == split), key=lambda view: numbers[view.product])
+        if ordered:
+            by_split[split] = [CatalogueItem(f"{split}-{index:08d}", view, images / view.image, numbers[view.product]) for index, view in enumerate(ordered)]
+    return by_split
+
+
+def _pair_source(pairs: list[Pair], images: Path) -> FashionIQSource:
+    """The pairs as FashionIQ triplets and, per split, a gallery of every image its pairs of a group name,
+    as FashionIQ's image splits list the images of a group."""
+    source = FashionIQSource()
+    for split in FASHIONGEN_SPLITS:
+        chosen = [pair for pair in pairs if pair.split == split]
+        if not chosen:
+            continue
+        source.triplets[split] = [
+            TripletItem(
+                f"{split}-pair-{index:06d}",
+                Triplet(p.group, p.reference.image, p.target.image, p.captions),
+                images / p.reference.image,
+                images / p.target.image,
+            )
+            for index, p in enumerate(chosen)
+        ]
+        named = dict.fromkeys((pair.group, view) for pair in chosen for view in (pair.reference, pair.target))
+        source.galleries[split] = [
+            GalleryItem(f"{split}-image-{index:06d}", group, view.image, images / view.image) for index, (group, view) in enumerate(named)
+        ]
+    return source
+
+
+def _labels(items: list[CatalogueItem]) -> dict[str, frozenset[str]]:
+    return {"category": frozenset(i.view.category for i in items), "subcategory": frozenset(i.view.subcategory for i in items)}
+
+
+def _catalogue_tasks(views: dict[str, list[CatalogueItem]], vocab: dict[str, Vocabulary], shard_size: int) -> list[ShardTask]:
+    ids = {"category_ids": vocab["category"].index(), "subcategory_ids": vocab["subcategory"].index()}
+    return [
+        ShardTask(shard_name(fashiongen_subset(split), index), "catalogue", split, items=chunk, **ids)
+        for split, items in views.items()
+        for index, chunk in _chunks(items, shard_size)
+    ]
+
+
+def _catalogue_samples(task: ShardTask) -> Iterator[Sample]:
+    for item in task.items:
+        yield fashiongen_sample(item.key, item.view.row(item.product_id, np.asarray(read_rgb(item.image))), task.category_ids, task.subcategory_ids)
+
+
+def _catalogue_notes(source: CatalogueSource, out: Path) -> tuple[str, ...]:
+    products = source.details["products"]
+    counts = ", ".join(f"{products.get(split, 0)} products {split}" for split in FASHIONGEN_SPLITS)
+    split = source.details["split"]
+    rule = (
+        "the catalogue's split column" if split == SPLIT_COLUMN else f"a seeded hash of each product (seed {split['seed']}, about {split['val_percent']}% val)"
+    )
+    notes = [f"split by {rule}: {counts}"]
+    if not products.get("val"):
+        notes.append("no val products: teach and evaluate validate on them; mark a few products val in a split column")
+    if not source.pairs.triplets:
+        notes.append("no --pairs: these shards hold no text-guided retrieval (TGIR) data; the other tasks train on them")
+    if source.skipped:
+        nouns = {CATALOGUE: ("catalogue row", "catalogue rows"), PAIRS: ("pair", "pairs")}
+        parts = [
+            f"{len(rows)} {nouns[file][len(rows) != 1]} ({summary(rows)})"
+            for file in (CATALOGUE, PAIRS)
+            if (rows := [r for r in source.skipped if r.file == file])
+        ]
+        notes.append(f"skipped {' and '.join(parts)}; each listed with its line and reason in {out / SKIPPED_FILE}")
+    return tuple(notes)
+
+
 # Shards -------------------------------------------------------------------------------------------
+
+
+def _chunks(items: list, size: int) -> Iterator[tuple[int, tuple]]:
+    """(shard index, items) of each shard of `size` items."""
+    for index, start in enumerate(range(0, len(items), size)):
+        yield index, tuple(items[start : start + size])
 
 
 def _write_task(job: tuple[Path, ShardTask]) -> ShardRecord:
     """Runs in a worker process: read, encode and write one whole shard under root."""
     root, task = job
-    samples = _fashiongen_samples(task) if task.kind == "fashiongen" else _fashioniq_samples(task)
+    samples = {"fashiongen": _fashiongen_samples, "catalogue": _catalogue_samples}.get(task.kind, _fashioniq_samples)(task)
     return write_shard(root, task.relative, samples)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +22,48 @@ def encode_jpeg(pixels: np.ndarray | Image.Image, quality: int = JPEG_QUALITY) -
     return buffer.getvalue()
 
 
-def image_file_as_jpeg(path: Path, quality: int = JPEG_QUALITY) -> bytes:
-    """Decode any image file PIL reads (FashionIQ ships .jpg and .png) and re-encode it as RGB JPEG."""
+def read_rgb(path: Path) -> Image.Image:
+    """Decode any image file PIL reads (FashionIQ ships .jpg and .png) as RGB."""
     try:
         with Image.open(path) as image:
             image.load()
-            return encode_jpeg(image, quality)
+            return image if image.mode == "RGB" else image.convert("RGB")
     except UnidentifiedImageError:
         reason = "not an image format PIL can decode"
     except (OSError, SyntaxError, ValueError) as error:
         reason = str(error)
-    raise FamevilError(f"{path}: unreadable image ({reason}); replace the file, or delete it and prepare skips its triplets")
+    raise FamevilError(f"{path}: unreadable image ({reason}); replace the file, or delete it and prepare skips the samples that use it")
+
+
+def image_file_as_jpeg(path: Path, quality: int = JPEG_QUALITY) -> bytes:
+    return encode_jpeg(read_rgb(path), quality)
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    sha256: str  # of the file's bytes; empty when they could not be read
+    problem: str | None = None  # why the file cannot go into a shard; None when it can
+    detail: str = ""
+
+
+def check_image_file(path: Path) -> ImageCheck:
+    """Read an image file whole, hash its bytes and decode it, as writing it into a shard would.
+
+    JPEGs decode in draft mode, at an eighth of their size: every byte is still decoded, so a
+    truncated or corrupt file fails as it would in full, at a fraction of the cost."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ImageCheck("", "missing image")
+    except OSError as error:
+        return ImageCheck("", "unreadable image", error.strerror or str(error))
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (1, 1))
+            image.load()
+    except UnidentifiedImageError:
+        return ImageCheck(digest, "unreadable image", "not an image format PIL can decode")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return ImageCheck(digest, "unreadable image", str(error))
+    return ImageCheck(digest)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 CONTRASTIVE, FUSION, GENERATIVE = "contrastive", "fusion", "generative"  # how a task runs the towers
 FASHIONGEN, FASHIONIQ = "fashiongen", "fashioniq"  # data sources: shard folders and `famevil prepare` flags
+PREPARED_BY = {FASHIONGEN: "--fashiongen DIR (or --catalogue FILE)", FASHIONIQ: "--fashioniq DIR (or --catalogue FILE with --pairs FILE)"}
 
 Batch = dict[str, Any]  # tensors on the model's device, plus "keys": the samples' keys
 Signals = dict[str, torch.Tensor]  # what a teacher stores per sample: every tensor's first dimension is the batch
@@ -209,5 +210,5 @@ def check_coverage(shards: Path, tasks: Sequence[Task], train: bool, evaluate_on
                 listed = ", ".join(sorted(name for name, entry in present.items() if entry.get("samples"))) or "none"
                 raise FamevilError(
                     f"{shards}: has no {subset!r} samples, which {task.name} ({task.title}) needs (present: {listed}); "
-                    f"prepare them into these shards with famevil prepare --{task.source} ..."
+                    f"prepare them into these shards with famevil prepare {PREPARED_BY.get(task.source, f'--{task.source} ...')}"
                 )
