@@ -116,8 +116,8 @@ def _headlines(evaluations: list[Path]) -> dict[str, float]:
 
 def _balancing(name: str, sampling: str, targets: dict[str, float], eval_every: int) -> Balancing:
     unknown = sorted(set(targets) - set(task_names()))
-    if unknown or any(value <= 0 for value in targets.values()):
-        raise FamevilError(f"--ias-target {targets}: give TASK=VALUE with a task among {', '.join(task_names())} and a value > 0")
+    if unknown or any(value < 0 for value in targets.values()):
+        raise FamevilError(f"--ias-target {targets}: give TASK=VALUE with a task among {', '.join(task_names())} and a value >= 0")
     if name == "imtl-g" and sampling != "round-robin":
         raise FamevilError("--balancing imtl-g takes one batch of every task per update: pass --sampling round-robin with it")
     if name == "ias" and eval_every == 0:

@@ -4,7 +4,11 @@ and through a resume."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, write_manifest
+from data_specs.manifest import InputRef, read_manifest, write_manifest
 from famevil.checkpoint import load_checkpoint
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.training.balancing import ImplicitAdaptiveScheduling, ias_scales, imtl_g
@@ -21,7 +25,8 @@ from famevil.training.streams import TaskStream
 from famevil_cli.app import app
 from stages.ablations import ablation_table
 from stages.distill import distill
-from stages.evaluate import METRICS_FILE, METRICS_SCHEMA_VERSION
+from stages.evaluate import METRICS_FILE, METRICS_SCHEMA_VERSION, evaluate
+from stages.teach import pretrain
 from tests.conftest import TASK_NAMES, TINY
 from tests.test_model import SEVEN_CLASSES, TOKENIZE, _perturb
 
@@ -140,7 +145,7 @@ def test_ias_moves_the_scales_toward_the_lagging_task(tiny_shards, tmp_path):
         ({"balancing": "imtl-g"}, "--sampling round-robin"),
         ({"balancing": "ias"}, "--set eval_every"),
         ({"balancing": "ias", "overrides_extra": {"eval_every": 2}}, "no target for xmr, tgir, scr, fic"),
-        ({"balancing": "ias", "ias_targets": {"xmr": 0.0}}, "--ias-target"),
+        ({"balancing": "ias", "ias_targets": {"xmr": -1.0}}, "--ias-target"),
         ({"balancing": "gradnorm"}, "--balancing 'gradnorm'"),
     ],
 )
@@ -266,3 +271,59 @@ def test_report_prints_the_ablation_table(tmp_path):
     payload = json.loads(cli("report", *arguments, "--json").output)
     assert [row["label"] for row in payload["ablations"]["rows"]] == ["FAME-ViL (size sampling, MTD)", "sampling uniform"]
     assert payload["ablations"]["rows"][1]["gain"]["mean"] == 5.0
+
+
+# --- scripts/ablations.sh ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _environment_without_install(tmp_path: Path) -> dict[str, str]:
+    """The scripts install famevil into a venv unless its stamp says it is there: a venv folder that
+    points at this interpreter's famevil, stamped as scripts/_venv.sh stamps it."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "bin" / "famevil").symlink_to(Path(sys.executable).parent / "famevil")
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    (venv / ".famevil-installed").write_text(f"{digest} {ROOT} \n")
+    return os.environ | {"FAMEVIL_VENV": str(venv), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+
+
+@pytest.mark.slow  # eight tiny distillations and their evaluations through the CLI
+def test_the_ablation_script_trains_every_variant_and_prints_the_table(tiny_shards, tiny_dumps, tmp_path):
+    run, seed_dir = tmp_path / "demo", tmp_path / "demo" / "seed-0"
+    (seed_dir / "eval").mkdir(parents=True)
+    (run / "shards").symlink_to(tiny_shards)
+    preset = tmp_path / "tiny.json"
+    preset.write_text(json.dumps(TINY | {"checkpoint_every": 2}))
+    pretrain(tiny_shards, run / "base", overrides=TINY | {"max_steps": 1})
+    outputs = []
+    for task, (teacher, dumped) in tiny_dumps.items():
+        (seed_dir / f"outputs-{task}").symlink_to(dumped)
+        evaluate(seed_dir / "eval" / f"teacher-{task}", tiny_shards, model=teacher, random100_runs=1)
+        outputs.append(dumped)
+    for role, kd_weight in (("student", 1.0), ("baseline", 0.0)):
+        distill(tiny_shards, seed_dir / role, outputs, base=str(run / "base"), kd_weight=kd_weight, overrides=TINY | {"max_steps": 2})
+        evaluate(seed_dir / "eval" / role, tiny_shards, model=seed_dir / role, random100_runs=1)
+
+    environment = _environment_without_install(tmp_path) | {"SEEDS": "0", "DEMO_PRESET": str(preset), "STUDENT_STEPS": "4"}
+    finished = subprocess.run(["bash", ROOT / "scripts" / "ablations.sh", run], env=environment, capture_output=True, text=True, timeout=1200)
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    variants = ["uniform", "round-robin", "ias", "imtl-g", "no-xaa", "shared-tsa", "bottleneck-128", "bottleneck-512"]
+    assert sorted(path.name for path in (seed_dir / "ablations").iterdir()) == sorted(variants)
+    assert read_manifest(seed_dir / "ablations" / "imtl-g").details["steps"] == 1  # a quarter of the updates
+    assert read_manifest(seed_dir / "ablations" / "ias").details["ias_targets"].keys() == set(TASK_NAMES)
+    for label in ("FAME-ViL (size sampling, MTD)", "no distillation", "IAS", "IMTL-G, sampling round-robin", "no XAA (late fusion)", "bottleneck 512"):
+        assert label in finished.stdout, label
+
+
+def test_the_ablation_script_needs_the_demo_first(tmp_path):
+    finished = subprocess.run(
+        ["bash", ROOT / "scripts" / "ablations.sh", tmp_path / "nothing"],
+        env=_environment_without_install(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 2 and "scripts/demo.sh" in finished.stderr

@@ -27,6 +27,7 @@ BALANCINGS = ("none", "ias", "imtl-g")
 # task's relative score (to the 64th power: near its target, the scales move; far below, barely).
 IAS_GAMMA, IAS_ALPHA, IAS_BETA = 0.5, 64, 1
 MAX_LOG = 700.0  # exp() of more overflows a float
+MIN_TARGET = 0.01  # a target of 0 (a teacher that scored nothing) counts as this: any score reaches it
 
 Average = Callable[[torch.Tensor], torch.Tensor]  # a gradient averaged over the training processes
 
@@ -99,7 +100,7 @@ class ImplicitAdaptiveScheduling(Balancing):
         missing = [self.headlines[task] for task in self.targets if self.headlines[task] not in metrics]
         if missing:
             raise FamevilError(f"--balancing ias: validation gave no {', '.join(missing)}; IAS needs every task validated")
-        self.scales = ias_scales({task: metrics[self.headlines[task]] / target for task, target in self.targets.items()})
+        self.scales = ias_scales({task: metrics[self.headlines[task]] / max(target, MIN_TARGET) for task, target in self.targets.items()})
         return {f"ias_scale_{task}": round(scale, 4) for task, scale in self.scales.items()}
 
     def state_dict(self) -> dict[str, Any]:
