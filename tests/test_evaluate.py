@@ -72,7 +72,7 @@ def test_the_classifications_are_the_predictions_the_metrics_come_from(tiny_stud
     assert listed["sha256"] == file_sha256(result.out / "classifications.jsonl")
     views = list(samples(tiny_shards, "fashiongen/val"))
     assert [line["key"] for line in lines] == [view["__key__"] for view in views]
-    assert [line["label"] for line in lines] == [view["json"]["subcategory"] for view in views]
+    assert [line["label"] for line in lines] == [view["json"]["subcategory"] for view in views] and {line["task"] for line in lines} == {"scr"}
     model = famevil.load(tiny_student)
     for start in range(0, len(views), 8):  # the batches evaluate ran: the same logits to the last bit
         batch = views[start : start + 8]

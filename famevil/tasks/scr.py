@@ -88,7 +88,7 @@ class SubcategoryRecognition(Task):
 
 class ClassificationEvaluation:
     """Accuracy and macro-F1, and each sample's true and predicted class by name (the classifications
-    records, from which `famevil report` draws its confusion matrix)."""
+    records, from which `famevil report` draws a confusion matrix per task)."""
 
     def __init__(self, task: SubcategoryRecognition, network: FameVil, head: nn.Module, settings: EvalSettings):
         self.task, self.network, self.head, self.settings = task, network, head, settings
@@ -108,7 +108,8 @@ class ClassificationEvaluation:
     def finish(self) -> TaskEvaluation:
         names = self.settings.vocabularies[self.task.vocabulary]  # the head's classes, in its order
         lines = [
-            {"key": key, "label": label, "predicted": names[predicted]} for key, label, predicted in zip(self.keys, self.labels, self.predicted, strict=True)
+            {"task": self.task.name, "key": key, "label": label, "predicted": names[predicted]}
+            for key, label, predicted in zip(self.keys, self.labels, self.predicted, strict=True)
         ]
         metrics = {"accuracy": 100 * accuracy(self.truth, self.predicted), "macro_f1": 100 * macro_f1(self.truth, self.predicted)}
         return TaskEvaluation(metrics, {CLASSIFICATIONS: lines})
