@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import inspect
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -29,6 +28,7 @@ from stages import export as export_stage
 from stages import index as index_stage
 from stages import prepare as prepare_stage
 from stages import report as report_stage
+from stages import report_page, report_sections
 from stages import search as search_stage
 from stages import synth as synth_stage
 from stages import teach as teach_stage
@@ -400,41 +400,29 @@ def report(
         list[Path] | None, typer.Option("--baseline", help="The multi-task baseline's evaluation (distill --kd-weight 0); one per seed.")
     ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a README) instead.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the table and the relative gains as JSON instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table, the relative gains and the page's sections as JSON instead.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help="Also write the report as one self-contained HTML page: plots and pictures.")] = None,
 ) -> None:
+    if html_file is not None:
+        _run(report_page.check_destination, out=html_file)
     result = _run(report_stage.report, teachers=teacher, students=student, baselines=baseline or None)
+    sections = _run(report_sections.sections, table=result) if as_json or html_file else None
+    if html_file is not None:
+        _run(report_page.write_page, out=html_file, table=result, sections=sections)
+        err_console.print(f"report page: {html_file}", highlight=False, soft_wrap=True)
     if as_json:
-        payload = {
-            "columns": result.columns,
-            "rows": [[asdict(cell) if isinstance(cell, report_stage.Figure) else cell for cell in row] for row in result.rows],
-            "relative_gains": {name: asdict(gain) if gain else None for name, gain in result.relative_gains.items()},
-        }
-        out_console.print_json(data=payload)
+        out_console.print_json(data=result.to_json() | {"sections": sections.to_json()})
         return
-
-    def cells(row: list) -> list[str]:  # the last column is a difference: signed
-        return [_figure(cell, signed=column == len(row) - 1) for column, cell in enumerate(row)]
-
-    gains = [f"student's mean relative gain {name}: {_figure(gain, signed=True)}%" for name, gain in result.relative_gains.items()]
+    rows = [report_stage.format_row(row) for row in result.rows]
     if markdown:
         out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False, soft_wrap=True)
-        for row in result.rows:
-            out_console.print("| " + " | ".join(cells(row)) + " |", highlight=False, soft_wrap=True)
-        out_console.print("\n" + "\n".join(f"- {line}" for line in gains), highlight=False, soft_wrap=True)
+        for row in rows:
+            out_console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
+        out_console.print("\n" + "\n".join(f"- {line}" for line in result.gain_lines()), highlight=False, soft_wrap=True)
         return
-    runs = max((cell.runs for row in result.rows for cell in row if isinstance(cell, report_stage.Figure)), default=1)
-    title = "teachers, student and baseline (percent; CIDEr x100" + (f"; mean +- sd over {runs} runs)" if runs > 1 else ")")
-    out_console.print(_table(title, ["metric", *result.columns], [cells(row) for row in result.rows]))
-    for line in gains:
+    out_console.print(_table(f"teachers, student and baseline ({result.units()})", ["metric", *result.columns], rows))
+    for line in result.gain_lines():
         out_console.print(line, highlight=False)
-
-
-def _figure(cell: object, signed: bool = False) -> str:
-    """A report cell: "66.78", "66.78 +- 0.52" over several runs, "" where nothing was measured."""
-    if not isinstance(cell, report_stage.Figure):
-        return "" if cell is None else str(cell)
-    mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
-    return f"{mean} ± {cell.sd:.2f}" if cell.runs > 1 else mean
 
 
 ModelOption = Annotated[Path, typer.Option("--model", help="A famevil checkpoint directory (base, teacher or student).")]
