@@ -30,6 +30,7 @@ from stages import export as export_stage
 from stages import index as index_stage
 from stages import prepare as prepare_stage
 from stages import report as report_stage
+from stages import report_page, report_sections
 from stages import search as search_stage
 from stages import synth as synth_stage
 from stages import teach as teach_stage
@@ -443,60 +444,51 @@ def report(
         list[Path] | None, typer.Option("--baseline", help="The multi-task baseline's evaluation (distill --kd-weight 0); one per seed.")
     ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a README) instead.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the table and the relative gains as JSON instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table, the relative gains and the page's sections as JSON instead.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help="Also write the report as one self-contained HTML page: plots and pictures.")] = None,
     ablation: Annotated[
         list[Path] | None,
         typer.Option("--ablation", help="A distilled model's evaluation, trained with other switches (scripts/ablations.sh); one per variant and seed."),
     ] = None,
 ) -> None:
+    if html_file is not None:
+        _run(report_page.check_destination, out=html_file)
     result = _run(report_stage.report, teachers=teacher, students=student, baselines=baseline or None)
     ablations = _run(ablation_table, teachers=teacher, evaluations=[*student, *(baseline or []), *ablation]) if ablation else None
+    sections = _run(report_sections.sections, table=result) if as_json or html_file else None
+    if html_file is not None:
+        _run(report_page.write_page, out=html_file, table=result, sections=sections)
+        err_console.print(f"report page: {html_file}", highlight=False, soft_wrap=True)
     if as_json:
-        payload = {
-            "columns": result.columns,
-            "rows": [[asdict(cell) if isinstance(cell, report_stage.Figure) else cell for cell in row] for row in result.rows],
-            "relative_gains": {name: asdict(gain) if gain else None for name, gain in result.relative_gains.items()},
-        }
-        out_console.print_json(data=payload | ({"ablations": asdict(ablations)} if ablations else {}))
+        out_console.print_json(data=result.to_json() | {"sections": sections.to_json()} | ({"ablations": asdict(ablations)} if ablations else {}))
         return
-
-    def cells(row: list) -> list[str]:  # the last column is a difference: signed
-        return [_figure(cell, signed=column == len(row) - 1) for column, cell in enumerate(row)]
-
-    gains = [f"student's mean relative gain {name}: {_figure(gain, signed=True)}%" for name, gain in result.relative_gains.items()]
+    rows = [report_stage.format_row(row) for row in result.rows]
     ablation_columns = ["variant", *(ablations.columns if ablations else []), "gain over teachers %", "parameters", "paper's"]
     ablation_rows = (
-        [[row.label, *map(_figure, row.figures), _figure(row.gain, signed=True), f"{row.parameters:,}", row.paper] for row in ablations.rows]
+        [
+            [row.label, *map(report_stage.format_cell, row.figures), report_stage.format_cell(row.gain, signed=True), f"{row.parameters:,}", row.paper]
+            for row in ablations.rows
+        ]
         if ablations
         else []
     )
     if markdown:
         out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False, soft_wrap=True)
-        for row in result.rows:
-            out_console.print("| " + " | ".join(cells(row)) + " |", highlight=False, soft_wrap=True)
-        out_console.print("\n" + "\n".join(f"- {line}" for line in gains), highlight=False, soft_wrap=True)
+        for row in rows:
+            out_console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
+        out_console.print("\n" + "\n".join(f"- {line}" for line in result.gain_lines()), highlight=False, soft_wrap=True)
         if ablations:
             out_console.print(f"\n| {' | '.join(ablation_columns)} |\n|---|{'---:|' * (len(ablation_columns) - 2)}---|", highlight=False, soft_wrap=True)
             for row in ablation_rows:
                 out_console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
         return
-    runs = max((cell.runs for row in result.rows for cell in row if isinstance(cell, report_stage.Figure)), default=1)
-    title = "teachers, student and baseline (percent; CIDEr x100" + (f"; mean +- sd over {runs} runs)" if runs > 1 else ")")
-    out_console.print(_table(title, ["metric", *result.columns], [cells(row) for row in result.rows]))
-    for line in gains:
+    out_console.print(_table(f"teachers, student and baseline ({result.units()})", ["metric", *result.columns], rows))
+    for line in result.gain_lines():
         out_console.print(line, highlight=False)
     if ablations:
         headlines = ", ".join(f"{task.name.upper()} {task.headline}" for task in TASKS.values())
         title = f"ablations ({headlines}; mean +- sd over seeds); the paper's figure gives each effect's direction, not its size"
         out_console.print(_table(title, ablation_columns, ablation_rows))
-
-
-def _figure(cell: object, signed: bool = False) -> str:
-    """A report cell: "66.78", "66.78 +- 0.52" over several runs, "" where nothing was measured."""
-    if not isinstance(cell, report_stage.Figure):
-        return "" if cell is None else str(cell)
-    mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
-    return f"{mean} ± {cell.sd:.2f}" if cell.runs > 1 else mean
 
 
 ModelOption = Annotated[Path, typer.Option("--model", help="A famevil checkpoint directory (base, teacher or student).")]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the whole FAME-ViL pipeline on the procedural demo data set,
 # from data generation to one table of the four teachers, the distilled student and the multi-task
-# baseline. About 20 minutes per seed on 2 CPU cores.
+# baseline, also as a page with the training curves and examples (RUN_DIR/report.html). About 20
+# minutes per seed on 2 CPU cores.
 #
 # Usage: [SEEDS="0 1 2"] scripts/demo.sh [RUN_DIR]   (default runs/demo; everything it writes lives there)
 # The data set, its shards and the pretrained base are made once (seed 0, as a real run starts from
@@ -42,4 +43,4 @@ for seed in "${seeds[@]}"; do
     report+=(--student "$dir/eval/student" --baseline "$dir/eval/baseline")
 done
 
-famevil report "${report[@]}"
+famevil report "${report[@]}" --html "$run/report.html"

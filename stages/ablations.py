@@ -49,7 +49,7 @@ class AblationTable:
 
 def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTable:
     """One row per set of switches among the evaluations (each a multi-task model's; give one per seed)."""
-    by_task = teacher_runs(teachers)
+    _, by_task = teacher_runs(teachers)
     groups: dict[tuple, list[Run]] = {}
     for evaluation in evaluations:
         run = read_run(evaluation)

@@ -103,7 +103,7 @@ def evaluate(
 class Measurement:
     metrics: dict[str, Any]  # by task
     warnings: list[str]
-    records: dict[str, list[dict]]  # predictions by file stem (retrieval, captions), every task's lines in task order
+    records: dict[str, list[dict]]  # predictions by file stem (retrieval, captions, classifications), every task's lines in task order
 
 
 def measure(
@@ -134,6 +134,7 @@ def measure(
         random100_runs,
         seed,
         meteor,
+        network.config.vocabularies,
     )
     was_training = network.training
     network.eval()

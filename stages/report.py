@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from safetensors import safe_open
@@ -41,6 +41,10 @@ class Run:
     metrics: dict[str, float]
     model: Path
     seed: int | None
+    evaluation: Path
+
+
+TEACHER, STUDENT, BASELINE = "teacher", "student", "baseline"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,23 @@ class Report:
     # The paper's summary figure: the mean over tasks of each task's mean relative change (percent) of
     # its report metrics, per seed, then over seeds. Keys: "over teachers", "over baseline".
     relative_gains: dict[str, Figure | None]
+    parameters: dict[str, int]  # by column: the teachers' together, the student's, the baseline's
+    runs: dict[str, list[Run]]  # by role (TEACHER, STUDENT, BASELINE), as given
+
+    def units(self) -> str:
+        runs = max((cell.runs for row in self.rows for cell in row if isinstance(cell, Figure)), default=1)
+        return "percent; CIDEr x100" + (f"; mean +- sd over {runs} runs" if runs > 1 else "")
+
+    def gain_lines(self) -> list[str]:
+        return [f"student's mean relative gain {name}: {format_cell(gain, signed=True)}%" for name, gain in self.relative_gains.items()]
+
+    def to_json(self) -> dict:
+        return {
+            "columns": self.columns,
+            "rows": [[asdict(cell) if isinstance(cell, Figure) else cell for cell in row] for row in self.rows],
+            "relative_gains": {name: asdict(gain) if gain else None for name, gain in self.relative_gains.items()},
+            "parameters": self.parameters,
+        }
 
 
 def report(teachers: list[Path], students: list[Path], baselines: list[Path] | None = None) -> Report:
@@ -61,17 +82,22 @@ def report(teachers: list[Path], students: list[Path], baselines: list[Path] | N
     the mean relative change of the task's report metrics against the teacher of the same seed (the
     teachers' mean where that seed has none); then the mean +- sd over seeds. Likewise over the baseline.
 
-    Example (after scripts/demo.sh; instant; with SEEDS="0 1 2", give each role once per seed):
+    --html FILE also writes the report as one self-contained page (no network, no files beside it):
+    the table, every run's training curves (loss per task, validation score), and from the first
+    student's evaluation text-to-image retrieval examples, captions beside their images and the
+    classification confusion matrix. --json prints the same sections as data.
+
+    Example (after scripts/demo.sh; seconds; with SEEDS="0 1 2", give each role once per seed):
 
         famevil report --teacher runs/demo/seed-0/eval/teacher-xmr \\
             --teacher runs/demo/seed-0/eval/teacher-tgir \\
             --teacher runs/demo/seed-0/eval/teacher-scr \\
             --teacher runs/demo/seed-0/eval/teacher-fic \\
             --student runs/demo/seed-0/eval/student \\
-            --baseline runs/demo/seed-0/eval/baseline
+            --baseline runs/demo/seed-0/eval/baseline --html runs/demo/report.html
     """
-    by_task = teacher_runs(teachers)
-    teacher_parameters = {task: parameter_count(runs[0].model) for task, runs in by_task.items()}
+    every_teacher, by_task = teacher_runs(teachers)
+    teacher_parameters = {task: parameter_count(runs[-1].model) for task, runs in by_task.items()}
     student_runs = [read_run(path) for path in students]
     baseline_runs = [read_run(path) for path in baselines or []]
     columns = ["single-task teachers", "distilled student", *(["multi-task baseline"] if baseline_runs else []), "student - teacher"]
@@ -82,29 +108,40 @@ def report(teachers: list[Path], students: list[Path], baselines: list[Path] | N
         baseline = [Figure.of(values_of(baseline_runs, key))] if baseline_runs else []
         difference = Figure(student.mean - teacher.mean, 0.0, 1) if student and teacher else None
         rows.append([label, teacher, student, *baseline, difference])
-    parameters = [
-        f"{sum(teacher_parameters.values()):,}",
-        f"{parameter_count(student_runs[0].model):,}",
-        *([f"{parameter_count(baseline_runs[0].model):,}"] if baseline_runs else []),
-    ]
-    rows.append(["parameters", *parameters, ""])
+    parameters = {columns[0]: sum(teacher_parameters.values()), columns[1]: parameter_count(student_runs[0].model)}
+    if baseline_runs:
+        parameters[columns[2]] = parameter_count(baseline_runs[0].model)
+    rows.append(["parameters", *[f"{count:,}" for count in parameters.values()], ""])
     gains = {"over teachers": relative_gain(student_runs, by_task)}
     if baseline_runs:
         gains["over baseline"] = relative_gain(student_runs, {task: baseline_runs for task in TASKS})
-    return Report(columns, rows, gains)
+    return Report(columns, rows, gains, parameters, {TEACHER: every_teacher, STUDENT: student_runs, BASELINE: baseline_runs})
 
 
-def teacher_runs(teachers: list[Path]) -> dict[str, list[Run]]:
-    """The teachers' evaluations by the task each evaluated, at most one per task and seed."""
+def teacher_runs(teachers: list[Path]) -> tuple[list[Run], dict[str, list[Run]]]:
+    """The teachers' evaluations in the order given, and by the task each evaluated (one per task and seed)."""
+    runs = [read_run(evaluation) for evaluation in teachers]
     by_task: dict[str, list[Run]] = {}
-    for evaluation in teachers:
-        run = read_run(evaluation)
+    for evaluation, run in zip(teachers, runs, strict=True):
         for task in {name.split(".")[0] for name in run.metrics}:
-            runs = by_task.setdefault(task, [])
-            if run.seed is not None and any(other.seed == run.seed for other in runs):
+            same_task = by_task.setdefault(task, [])
+            if run.seed is not None and any(other.seed == run.seed for other in same_task):
                 raise FamevilError(f"--teacher {evaluation}: a second {task} teacher with seed {run.seed}; give one per task and seed")
-            runs.append(run)
-    return by_task
+            same_task.append(run)
+    return runs, by_task
+
+
+def format_row(row: list[str | Figure | None]) -> list[str]:
+    """A table row as text; the last column, a difference, signed."""
+    return [format_cell(cell, signed=column == len(row) - 1) for column, cell in enumerate(row)]
+
+
+def format_cell(cell: object, signed: bool = False) -> str:
+    """A report cell: "66.78", "66.78 ± 0.52" over several runs, "" where nothing was measured."""
+    if not isinstance(cell, Figure):
+        return "" if cell is None else str(cell)
+    mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
+    return f"{mean} ± {cell.sd:.2f}" if cell.runs > 1 else mean
 
 
 def _report_metrics() -> list[tuple[str, str, str]]:
@@ -145,7 +182,7 @@ def read_run(evaluation: Path) -> Run:
     model = _model_path(evaluation)
     options = model / TRAIN_CONFIG_FILE
     seed = json.loads(options.read_text(encoding="utf-8")).get("seed") if options.is_file() else None
-    return Run(flatten(read_metrics(evaluation)), model, seed)
+    return Run(flatten(read_metrics(evaluation)), model, seed, evaluation)
 
 
 def _model_path(evaluation: Path) -> Path:

@@ -46,6 +46,7 @@ from stages.tracking import scalars, trackers
 
 METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
 SCORE = "score"  # the validation value that picks the best weights (higher is better)
+LOSSES = ("loss_", "kd_")  # metrics.jsonl's per-task losses, by name prefix: the task's own, and distillation's
 STATE_PREFIX = "step-"
 # A task's checks on a training batch (Task.check): logged every CHECK_EVERY updates after warm-up, and
 # warned about (once per run) on the mean of the last CHECKS_AVERAGED, since one small batch is noisy,
@@ -371,7 +372,7 @@ def _weights_digest(model: torch.nn.Module) -> str:
 def _stop_if_diverged(job: Job, record: dict[str, float], workdir: Path) -> None:
     """A NaN or infinite loss stops the run before anything more is saved: the weights it updated are
     lost, the last good state stays, and nothing is published."""
-    diverged = next((name for name, value in record.items() if name.startswith(("loss_", "kd_")) and not math.isfinite(value)), None)
+    diverged = next((name for name, value in record.items() if name.startswith(LOSSES) and not math.isfinite(value)), None)
     if diverged is None:
         return
     state = _newest_state(workdir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 # Tests never download: a Hub lookup fails at once instead of retrying for half a minute. Set before
@@ -18,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
+from selenium import webdriver
 from typer.testing import CliRunner
 
 from famevil.tasks import task_names
@@ -121,3 +123,20 @@ def tiny_student(tiny_shards, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("student") / "student"
     distill(tiny_shards, out, kd_weight=0, overrides=TINY | {"max_steps": 2})
     return out
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless chromium under selenium, closed after the test; the test is skipped where Debian's
+    chromium and its driver are missing."""
+    chromium, driver_binary = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_binary):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/test.sh installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_binary))
+    yield driver
+    driver.quit()

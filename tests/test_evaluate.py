@@ -7,11 +7,14 @@ import json
 import pytest
 import torch
 
+import famevil
 from data_specs.errors import FamevilError
-from data_specs.manifest import require_artifact
+from data_specs.manifest import file_sha256, require_artifact
 from data_specs.shards import read_sizes
 from famevil.checkpoint import save_checkpoint
+from famevil.data.loading import samples
 from famevil.multitask import ModelConfig, MultiTaskModel
+from famevil.tasks.fashiongen import product_text
 from stages.evaluate import evaluate, flatten
 from stages.prepare import prepare
 
@@ -47,13 +50,36 @@ def test_the_artifact_names_its_inputs_and_keeps_the_predictions(random_baseline
     manifest = require_artifact(random_baseline.out, "metrics")
     assert {ref.role for ref in manifest.inputs} == {"base", "shards"}
     assert next(ref for ref in manifest.inputs if ref.role == "shards").id == require_artifact(tiny_shards).content_id
-    assert sorted(p.name for p in random_baseline.out.iterdir()) == ["captions.jsonl", "manifest.json", "metrics.json", "retrieval.jsonl"]
+    assert sorted(p.name for p in random_baseline.out.iterdir()) == [
+        "captions.jsonl",
+        "classifications.jsonl",
+        "manifest.json",
+        "metrics.json",
+        "retrieval.jsonl",
+    ]
     captions = [json.loads(line) for line in (random_baseline.out / "captions.jsonl").read_text().splitlines()]
     assert len(captions) == read_sizes(tiny_shards)["subsets"]["fashiongen/val"]["samples"]
     assert set(captions[0]) == {"key", "generated", "references"}
     retrieval = [json.loads(line) for line in (random_baseline.out / "retrieval.jsonl").read_text().splitlines()]
     assert {line["task"] for line in retrieval} == {"xmr-i2t", "xmr-t2i", "tgir"}
     assert all(len(line["top10"]) == 10 for line in retrieval)
+
+
+def test_the_classifications_are_the_predictions_the_metrics_come_from(tiny_student, tiny_shards, tmp_path):
+    result = evaluate(tmp_path / "eval", tiny_shards, model=tiny_student, tasks=["scr"], batch_size=8)
+    lines = [json.loads(line) for line in (result.out / "classifications.jsonl").read_text().splitlines()]
+    listed = require_artifact(result.out, "metrics").files["classifications.jsonl"]
+    assert listed["sha256"] == file_sha256(result.out / "classifications.jsonl")
+    views = list(samples(tiny_shards, "fashiongen/val"))
+    assert [line["key"] for line in lines] == [view["__key__"] for view in views]
+    assert [line["label"] for line in lines] == [view["json"]["subcategory"] for view in views] and {line["task"] for line in lines} == {"scr"}
+    model = famevil.load(tiny_student)
+    for start in range(0, len(views), 8):  # the batches evaluate ran: the same logits to the last bit
+        batch = views[start : start + 8]
+        predicted = model.classify([view["jpg"] for view in batch], [product_text(view["json"]) for view in batch], top=1)
+        assert [line["predicted"] for line in lines[start : start + 8]] == [top[0].label for top in predicted]
+    correct = sum(line["label"] == line["predicted"] for line in lines)
+    assert 100 * correct / len(lines) == pytest.approx(result.metrics["scr"]["accuracy"])
 
 
 def test_a_checkpoint_evaluates_its_own_task_only(tiny_shards, tmp_path):

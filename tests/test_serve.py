@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -96,10 +95,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_from_a_photo(catalogue_index, tmp_path):
-    chromium, driver_binary = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver_binary):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/test.sh installs them)")
+def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_from_a_photo(catalogue_index, browser, tmp_path):
     port = _free_port()
     command = [sys.executable, "-m", "famevil_cli", "serve", str(catalogue_index), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
@@ -111,35 +107,26 @@ def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_fro
                 if attempt.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
-            options.add_argument(flag)
-        browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_binary))
-        try:
-            wait = WebDriverWait(browser, 60)
-            browser.get(f"http://127.0.0.1:{port}/")
-            browser.find_element(By.ID, "query").send_keys("navy wool cardigan\n")
-            wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12)
-            first = browser.find_elements(By.CSS_SELECTOR, "#results figure.hit img")[0]
-            wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", first))  # the thumbnail loaded
-            browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")[2].click()
-            wait.until(lambda b: b.find_element(By.ID, "detail-caption").text not in ("", "…"))
-            assert "%" in browser.find_element(By.ID, "detail-subcategory").text
-            answered = "return Number(document.body.dataset.searches)"
-            browser.find_element(By.ID, "modify").send_keys("is red with short sleeves\n")
-            wait.until(lambda b: b.execute_script(answered) == 2)
-            assert browser.find_element(By.ID, "status").text == ""
-            photo = tmp_path / "photo.png"
-            photo.write_bytes(_png(64))
-            browser.find_element(By.ID, "upload").send_keys(str(photo))
-            browser.find_element(By.ID, "upload-modify").send_keys("has long sleeves\n")
-            wait.until(lambda b: b.execute_script(answered) == 3)  # the composed search from the upload answered
-            assert len(browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12 and browser.find_element(By.ID, "status").text == ""
-            browser.save_screenshot(str(tmp_path / "page.png"))  # kept among the test's files, not committed
-        finally:
-            browser.quit()
+        wait = WebDriverWait(browser, 60)
+        browser.get(f"http://127.0.0.1:{port}/")
+        browser.find_element(By.ID, "query").send_keys("navy wool cardigan\n")
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12)
+        first = browser.find_elements(By.CSS_SELECTOR, "#results figure.hit img")[0]
+        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", first))  # the thumbnail loaded
+        browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")[2].click()
+        wait.until(lambda b: b.find_element(By.ID, "detail-caption").text not in ("", "…"))
+        assert "%" in browser.find_element(By.ID, "detail-subcategory").text
+        answered = "return Number(document.body.dataset.searches)"
+        browser.find_element(By.ID, "modify").send_keys("is red with short sleeves\n")
+        wait.until(lambda b: b.execute_script(answered) == 2)
+        assert browser.find_element(By.ID, "status").text == ""
+        photo = tmp_path / "photo.png"
+        photo.write_bytes(_png(64))
+        browser.find_element(By.ID, "upload").send_keys(str(photo))
+        browser.find_element(By.ID, "upload-modify").send_keys("has long sleeves\n")
+        wait.until(lambda b: b.execute_script(answered) == 3)  # the composed search from the upload answered
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12 and browser.find_element(By.ID, "status").text == ""
+        browser.save_screenshot(str(tmp_path / "page.png"))  # kept among the test's files, not committed
     finally:
         process.terminate()
         process.wait(timeout=30)

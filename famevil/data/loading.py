@@ -129,6 +129,24 @@ def records(root: Path, subset: str) -> Iterator[dict[str, Any]]:
                     yield json.load(archive.extractfile(member))
 
 
+def find_samples(root: Path, subsets: list[str], wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """The samples with these keys, looked for in the subsets in order until all are found, their
+    members as stored (bytes; JSON decoded), by key. Only the wanted members are read: a report's
+    handful of pictures costs a pass over the tar headers, not a decode of every image."""
+    found: dict[str, dict[str, Any]] = {}
+    for subset in subsets:
+        for path in shard_paths(root, subset):
+            if wanted <= found.keys():
+                return found
+            with tarfile.open(path) as archive:
+                for member in archive:
+                    key, _, extension = member.name.partition(".")
+                    if member.isfile() and key in wanted:
+                        data = archive.extractfile(member).read()
+                        found.setdefault(key, {"__key__": key})[extension] = json.loads(data) if extension == "json" else data
+    return found
+
+
 def batched(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for item in items:

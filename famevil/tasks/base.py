@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from famevil.model.fame_vil import FameVil
 
 CONTRASTIVE, FUSION, GENERATIVE = "contrastive", "fusion", "generative"  # how a task runs the towers
+# The predictions an evaluation keeps, by file stem (evaluate writes STEM.jsonl; famevil report reads them).
+RETRIEVAL, CAPTIONS, CLASSIFICATIONS = "retrieval", "captions", "classifications"
 FASHIONGEN, FASHIONIQ = "fashiongen", "fashioniq"  # data sources: shard folders and `famevil prepare` flags
 PREPARED_BY = {FASHIONGEN: "--fashiongen DIR (or --catalogue FILE)", FASHIONIQ: "--fashioniq DIR (or --catalogue FILE with --pairs FILE)"}
 
@@ -46,12 +48,13 @@ class EvalSettings:
     random100_runs: int = 5  # seeded random-100 draws averaged
     seed: int = 0
     meteor: bool = True  # METEOR needs a Java start-up: training's validation leaves it out
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)  # the label names the model's heads classify into
 
 
 @dataclass
 class TaskEvaluation:
     metrics: dict[str, Any]  # percent (CIDEr x100), nested as the task likes; flattened to "task.key" for reports
-    records: dict[str, list[dict]] = field(default_factory=dict)  # predictions by file stem: "retrieval", "captions"
+    records: dict[str, list[dict]] = field(default_factory=dict)  # predictions by file stem: RETRIEVAL, CAPTIONS, CLASSIFICATIONS
     warnings: list[str] = field(default_factory=list)
 
 

@@ -18,6 +18,7 @@ from famevil.model.backbone import PAD_TOKEN
 from famevil.model.decoding import generate
 from famevil.model.fame_vil import FameVil
 from famevil.tasks.base import (
+    CAPTIONS,
     FASHIONGEN,
     GENERATIVE,
     Batch,
@@ -265,7 +266,7 @@ class CaptionEvaluation:
         warnings = list(scores.warnings)
         if self.matching_loss and (warning := ungrounded_warning(gap, "on the validation images")) is not None:
             warnings.append(warning)
-        return TaskEvaluation(metrics, {"captions": lines}, warnings)
+        return TaskEvaluation(metrics, {CAPTIONS: lines}, warnings)
 
 
 TASK = Captioning()

@@ -15,6 +15,7 @@ from famevil.metrics.chance import scr_chance
 from famevil.metrics.classification import accuracy, macro_f1
 from famevil.model.fame_vil import FameVil
 from famevil.tasks.base import (
+    CLASSIFICATIONS,
     FASHIONGEN,
     FUSION,
     Batch,
@@ -86,18 +87,32 @@ class SubcategoryRecognition(Task):
 
 
 class ClassificationEvaluation:
+    """Accuracy and macro-F1, and each sample's true and predicted class by name (the classifications
+    records, from which `famevil report` draws a confusion matrix per task)."""
+
     def __init__(self, task: SubcategoryRecognition, network: FameVil, head: nn.Module, settings: EvalSettings):
         self.task, self.network, self.head, self.settings = task, network, head, settings
+        self.keys: list[str] = []
         self.truth: list[int] = []
         self.predicted: list[int] = []
+        self.labels: list[str] = []
 
     def add(self, subset: str, samples: list[Sample]) -> None:
         batch = self.task.batch(samples, self.settings.transform, self.settings.tokenize)
         self.predicted += self.task.logits(self.network, self.head, batch).argmax(dim=-1).tolist()
         self.truth += batch["labels"].tolist()
+        self.keys += batch["keys"]
+        # By name: a class seen only at test time has an id past the head's classes, but its name.
+        self.labels += [sample["json"][self.task.vocabulary] for sample in samples]
 
     def finish(self) -> TaskEvaluation:
-        return TaskEvaluation({"accuracy": 100 * accuracy(self.truth, self.predicted), "macro_f1": 100 * macro_f1(self.truth, self.predicted)})
+        names = self.settings.vocabularies[self.task.vocabulary]  # the head's classes, in its order
+        lines = [
+            {"task": self.task.name, "key": key, "label": label, "predicted": names[predicted]}
+            for key, label, predicted in zip(self.keys, self.labels, self.predicted, strict=True)
+        ]
+        metrics = {"accuracy": 100 * accuracy(self.truth, self.predicted), "macro_f1": 100 * macro_f1(self.truth, self.predicted)}
+        return TaskEvaluation(metrics, {CLASSIFICATIONS: lines})
 
 
 TASK = SubcategoryRecognition()

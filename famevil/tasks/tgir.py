@@ -20,6 +20,7 @@ from famevil.model.heads import Temperature
 from famevil.tasks.base import (
     FASHIONIQ,
     FUSION,
+    RETRIEVAL,
     Batch,
     DatasetFacts,
     EvalSettings,
@@ -146,7 +147,7 @@ class ComposedRetrievalEvaluation:
         for k in RECALL_AT:
             metrics[f"avg_r{k}"] = float(np.mean([metrics[f"{group}_r{k}"] for group in self.queries]))
         metrics["mean"] = (metrics["avg_r10"] + metrics["avg_r50"]) / 2
-        return TaskEvaluation(metrics, {"retrieval": lines})
+        return TaskEvaluation(metrics, {RETRIEVAL: lines})
 
 
 TASK = TextGuidedRetrieval()

@@ -15,6 +15,7 @@ from famevil.model.heads import Temperature
 from famevil.tasks.base import (
     CONTRASTIVE,
     FASHIONGEN,
+    RETRIEVAL,
     Batch,
     DatasetFacts,
     EvalSettings,
@@ -32,6 +33,8 @@ def scaled(scale: torch.Tensor, batch: int) -> torch.Tensor:
     """A teacher's temperature, stored per sample like every signal."""
     return scale.detach().float().reshape(1).expand(batch)
 
+
+IMAGE_TO_TEXT, TEXT_TO_IMAGE = "i2t", "t2i"  # the retrieval directions, in metric names and records
 
 # Where a query meets another view of its own product: no negative, and no positive either (the
 # authors sample one view per product instead). Finite, so that a KL term there is 0 and not NaN.
@@ -108,6 +111,15 @@ class CrossModalRetrieval(Task):
     def evaluator(self, network: FameVil, head: nn.Module | None, settings: EvalSettings) -> RetrievalEvaluation:
         return RetrievalEvaluation(self, network, settings)
 
+    def direction(self, which: str) -> str:
+        """The "task" of its retrieval records in one direction, TEXT_TO_IMAGE or IMAGE_TO_TEXT."""
+        return f"{self.name}-{which}"
+
+    @staticmethod
+    def relevant(query: dict, found: dict) -> bool:
+        """Whether a retrieved sample (its JSON record) is a right answer to a query: any view of the query's product."""
+        return query["product_id"] == found["product_id"]
+
     def chance(self, facts: DatasetFacts) -> dict[str, float]:
         return xmr_chance(facts.val_product_ids)
 
@@ -140,25 +152,25 @@ class RetrievalEvaluation:
         lines: list[dict] = []
         warnings: list[str] = []
         full: dict[str, float] = {}
-        for direction, queries, gallery in (("i2t", image_vectors, text_vectors), ("t2i", text_vectors, image_vectors)):
+        for direction, queries, gallery in ((IMAGE_TO_TEXT, image_vectors, text_vectors), (TEXT_TO_IMAGE, text_vectors, image_vectors)):
             ranks, top = gallery_ranks(queries, gallery, products, products)
             full |= {f"{direction}_r{k}": value for k, value in recall(ranks).items()}
             lines += [
-                {"task": f"{self.task.name}-{direction}", "query": self.keys[i], "top10": [self.keys[j] for j in row]} for i, row in enumerate(top.tolist())
+                {"task": self.task.direction(direction), "query": self.keys[i], "top10": [self.keys[j] for j in row]} for i, row in enumerate(top.tolist())
             ]
         runs, seed = self.settings.random100_runs, self.settings.seed
-        random100 = {f"{d}_r{k}": 0.0 for d in ("i2t", "t2i") for k in RECALL_KS}
+        random100 = {f"{d}_r{k}": 0.0 for d in (IMAGE_TO_TEXT, TEXT_TO_IMAGE) for k in RECALL_KS}
         for run in range(runs):
             chosen, candidates = random100_candidates(self.subcategories, self.products, seed=seed * 1000 + run)
             if run == 0 and candidates.shape[1] - 1 < RANDOM100_NEGATIVES:
                 warnings.append(f"random-100: the split is too small for 100 negatives per query; used {candidates.shape[1] - 1}")
             candidates = torch.from_numpy(candidates)
-            for direction, queries, gallery in (("i2t", image_vectors, text_vectors), ("t2i", text_vectors, image_vectors)):
+            for direction, queries, gallery in ((IMAGE_TO_TEXT, image_vectors, text_vectors), (TEXT_TO_IMAGE, text_vectors, image_vectors)):
                 for k, value in recall(candidate_ranks(queries[torch.from_numpy(chosen)], gallery[candidates])).items():
                     random100[f"{direction}_r{k}"] += value / runs
         for protocol in (full, random100):
             protocol["mean"] = float(np.mean(list(protocol.values())))
-        return TaskEvaluation({"full": full, "random100": random100}, {"retrieval": lines}, warnings)
+        return TaskEvaluation({"full": full, "random100": random100}, {RETRIEVAL: lines}, warnings)
 
 
 TASK = CrossModalRetrieval()
