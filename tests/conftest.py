@@ -126,6 +126,13 @@ def tiny_student(tiny_shards, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def screenshots(request) -> Path:
+    """Where a browser test leaves its screenshot: .pytest_cache/d/screenshots, which outlives the run's
+    temporary folders (pytest keeps only failed tests' ones) and which git ignores."""
+    return request.config.cache.mkdir("screenshots")
+
+
+@pytest.fixture
 def browser(tmp_path):
     """A headless chromium under selenium, closed after the test; the test is skipped where Debian's
     chromium and its driver are missing."""

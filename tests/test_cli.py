@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import shlex
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -116,9 +120,11 @@ def test_a_full_disk_is_one_line(cli, tiny_raw, tmp_path, monkeypatch, failure):
 
 
 def test_shell_completion_completes_commands_and_options():
+    # Typer finds the user's shell among the process's parents, so the script is asked for from a bash.
+    command = f"{shlex.quote(str(Path(sys.executable).parent / 'famevil'))} --show-completion"
+    script = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0 and "complete -o default -F _famevil_completion famevil" in script.stdout, script.stderr
     runner = CliRunner()
-    script = runner.invoke(app, ["--show-completion", "bash"], env={"SHELL": "/bin/bash"})
-    assert script.exit_code == 0 and "complete -o default -F _famevil_completion famevil" in script.stdout
     completing = {"_FAMEVIL_COMPLETE": "complete_bash", "COMP_WORDS": "famevil tea", "COMP_CWORD": "1"}
     assert runner.invoke(app, [], env=completing).stdout.split() == ["teach"]
     options = runner.invoke(app, [], env=completing | {"COMP_WORDS": "famevil teach --max", "COMP_CWORD": "2"}).stdout.split()

@@ -204,7 +204,7 @@ def tiny_report(tiny_dumps, tiny_shards, tmp_path_factory) -> list:
 
 
 @pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture), a student distilled, five evaluations and a browser
-def test_the_page_shows_every_section_in_a_browser(tiny_report, browser, tmp_path, cli):
+def test_the_page_shows_every_section_in_a_browser(tiny_report, browser, screenshots, tmp_path, cli):
     page = tmp_path / "report.html"
     result = cli("report", *tiny_report, "--html", page)
     assert result.exit_code == 0, result.output
@@ -229,4 +229,4 @@ def test_the_page_shows_every_section_in_a_browser(tiny_report, browser, tmp_pat
     counted = sum(int(cell.text or 0) for cell in browser.find_elements(By.CSS_SELECTOR, "table.confusion td"))
     classified = (tiny_report[-1] / "classifications.jsonl").read_text().splitlines()
     assert matrix and counted == len(classified)  # each sample in one cell: the tiny set has fewer classes than a matrix shows
-    browser.save_screenshot(str(tmp_path / "report.png"))  # kept among the test's files, not committed
+    browser.save_screenshot(str(screenshots / "report.png"))

@@ -95,7 +95,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_from_a_photo(catalogue_index, browser, tmp_path):
+def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_from_a_photo(catalogue_index, browser, screenshots, tmp_path):
     port = _free_port()
     command = [sys.executable, "-m", "famevil_cli", "serve", str(catalogue_index), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
@@ -126,7 +126,7 @@ def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_fro
         browser.find_element(By.ID, "upload-modify").send_keys("has long sleeves\n")
         wait.until(lambda b: b.execute_script(answered) == 3)  # the composed search from the upload answered
         assert len(browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12 and browser.find_element(By.ID, "status").text == ""
-        browser.save_screenshot(str(tmp_path / "page.png"))  # kept among the test's files, not committed
+        browser.save_screenshot(str(screenshots / "page.png"))
     finally:
         process.terminate()
         process.wait(timeout=30)
