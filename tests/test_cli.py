@@ -121,7 +121,7 @@ def test_a_full_disk_is_one_line(cli, tiny_raw, tmp_path, monkeypatch, failure):
 
 def test_shell_completion_completes_commands_and_options():
     # Typer finds the user's shell among the process's parents, so the script is asked for from a bash.
-    command = f"{shlex.quote(str(Path(sys.executable).parent / 'famevil'))} --show-completion"
+    command = f"{shlex.quote(str(Path(sys.executable).parent / 'famevil'))} --show-completion; exit $?"  # two commands: bash stays the parent
     script = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert script.returncode == 0 and "complete -o default -F _famevil_completion famevil" in script.stdout, script.stderr
     runner = CliRunner()
