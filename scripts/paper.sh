@@ -48,5 +48,5 @@ stage "$run/baseline" "${launch[@]}" distill --shards "$run/shards" --base "$bas
 for model in student baseline; do
     stage "$run/eval/$model" famevil evaluate --model "$run/$model" --shards "$run/shards" --out "$run/eval/$model"
 done
-famevil report "${teacher_evals[@]}" --student "$run/eval/student" --baseline "$run/eval/baseline"
+famevil report "${teacher_evals[@]}" --student "$run/eval/student" --baseline "$run/eval/baseline" --html "$run/report.html"
 famevil params --model ViT-B-16 --bottleneck 64

@@ -62,3 +62,5 @@ def test_the_paper_script_runs_every_stage_with_its_flags(tiny_raw, tiny_shards,
     assert read_manifest(run / "baseline").details["kd_weight"] == 0
     for row in ("XMR mean R (random 100)", "TGIR avg R@10", "SCR accuracy", "FIC CIDEr", "parameters", "multi-task model"):
         assert row in finished.stdout
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "<svg" in page and "FIC CIDEr" in page  # the page with its curves, beside the printed table
