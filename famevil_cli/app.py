@@ -457,7 +457,7 @@ def report(
     ablations = _run(ablation_table, teachers=teacher, evaluations=[*student, *(baseline or []), *ablation]) if ablation else None
     sections = _run(report_sections.sections, table=result) if as_json or html_file else None
     if html_file is not None:
-        _run(report_page.write_page, out=html_file, table=result, sections=sections)
+        _run(report_page.write_page, out=html_file, table=result, sections=sections, ablations=ablations)
         err_console.print(f"report page: {html_file}", highlight=False, soft_wrap=True)
     if as_json:
         out_console.print_json(data=result.to_json() | {"sections": sections.to_json()} | ({"ablations": asdict(ablations)} if ablations else {}))

@@ -12,6 +12,7 @@
 #   IMTL-G (one batch of every task per update: a quarter of the updates for the same samples);
 #   no XAA in fusion; one TSA for all tasks; bottlenecks 128 and 512.
 # IAS validates every 200 updates and so keeps its best weights; the others keep their last.
+# The table, with the demo's curves and examples, is also written to RUN_DIR/ablations.html.
 # Rerunning skips the models that finished.
 set -euo pipefail
 source "$(dirname "$0")/_stage.sh"
@@ -58,4 +59,4 @@ for seed in "${seeds[@]}"; do
     report+=(--student "$dir/eval/student" --baseline "$dir/eval/baseline")
 done
 
-famevil report "${report[@]}"
+famevil report "${report[@]}" --html "$run/ablations.html"

@@ -12,7 +12,8 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import current_command, famevil_version
 from famevil.tasks import TASKS
 from famevil.tasks.base import CAPTIONS, CLASSIFICATIONS, RETRIEVAL
-from stages.report import Report, format_row
+from stages.ablations import AblationTable
+from stages.report import Report, format_cell, format_row
 from stages.report_sections import RESULTS_SHOWN, CaptionExample, Confusion, Curves, RetrievalExample, Sections
 from stages.svg import Series, line_chart
 from stages.training import LOSSES, METRICS_LOG
@@ -25,7 +26,7 @@ body{font-family:system-ui,sans-serif;margin:0 auto;max-width:76em;padding:1em 2
 h1{margin-bottom:0} h2{border-bottom:1px solid #ddd;margin-top:2em} h3{margin:1em 0 .3em}
 .meta,.note,.source{color:#666;font-size:.9em} .missing{color:#a33}
 table{border-collapse:collapse} td,th{padding:.25em .6em;text-align:left;vertical-align:top}
-#comparison td,#parameters td{text-align:right} #comparison td:first-child,#parameters td:first-child{text-align:left}
+#comparison td,#parameters td,#ablations td{text-align:right} #comparison td:first-child,#parameters td:first-child,#ablations td:first-child,#ablations td:last-child{text-align:left}
 #comparison tbody tr:nth-child(odd),#captions tbody tr:nth-child(odd){background:#f5f6f8} #comparison th{border-bottom:2px solid #ccc}
 .roles,.runs{display:flex;flex-wrap:wrap;gap:0 1em} .run{border:1px solid #e3e3e3;border-radius:6px;padding:.5em}
 .run h4{margin:0 0 .3em;font-size:.95em} svg.chart{vertical-align:top} .run .note{max-width:340px}
@@ -48,18 +49,18 @@ def check_destination(out: Path) -> None:
         raise FamevilError(f"--html {out}: the folder {out.parent} is not writable; choose another path")
 
 
-def write_page(out: Path, table: Report, sections: Sections) -> None:
+def write_page(out: Path, table: Report, sections: Sections, ablations: AblationTable | None = None) -> None:
     """Write the page beside `out` and rename it into place: a reader never sees half a page."""
     check_destination(out)
     temporary = out.with_name(f".{out.name}.partial")
     try:
-        temporary.write_text(page(table, sections), encoding="utf-8")
+        temporary.write_text(page(table, sections, ablations), encoding="utf-8")
         temporary.replace(out)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def page(table: Report, sections: Sections) -> str:
+def page(table: Report, sections: Sections, ablations: AblationTable | None = None) -> str:
     body = [
         "<h1>famevil report</h1>",
         f'<details class="meta"><summary>famevil {html.escape(famevil_version())}: the command</summary><code>{html.escape(current_command())}</code></details>',
@@ -67,6 +68,7 @@ def page(table: Report, sections: Sections) -> str:
         _comparison(table),
         "<h2>Parameters</h2>",
         _parameters(table),
+        *(["<h2>Ablations</h2>", _ablations(ablations)] if ablations else []),
         "<h2>Training curves</h2>",
         _curves(sections.curves),
         f'<p class="source">The examples below come from {html.escape(sections.examples_from)}.</p>',
@@ -99,6 +101,22 @@ def _parameters(table: Report) -> str:
         f"<tr><td>{html.escape(name)}</td><td>{count:,}</td><td>{100 * count / teachers:.1f} %</td></tr>" for name, count in table.parameters.items()
     )
     return f'<table id="parameters"><thead><tr><th>model</th><th>parameters</th><th>of the teachers\'</th></tr></thead><tbody>{rows}</tbody></table>'
+
+
+def _ablations(ablations: AblationTable) -> str:
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in ["variant", *ablations.columns, "gain over teachers %", "parameters", "paper's"])
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(cell)}</td>"
+            for cell in [row.label, *map(format_cell, row.figures), format_cell(row.gain, signed=True), f"{row.parameters:,}", row.paper]
+        )
+        + "</tr>"
+        for row in ablations.rows
+    )
+    headlines = ", ".join(f"{task.name.upper()} {task.headline}" for task in TASKS.values())
+    caption = f"{headlines}; mean ± sd over seeds; the paper's figure gives each effect's direction, not its size"
+    return f'<table id="ablations"><caption class="note">{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 def _curves(curves: list[Curves]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from selenium.webdriver.common.by import By
 from typer.testing import CliRunner
 
 from data_specs.errors import FamevilError
@@ -255,7 +256,7 @@ def test_the_ablation_table_refuses_a_teacher_and_a_repeated_seed(tmp_path):
         ablation_table(teachers, twice)
 
 
-def test_report_prints_the_ablation_table(tmp_path):
+def test_report_prints_the_ablation_table(tmp_path, browser, screenshots):
     runner = CliRunner(env={"COLUMNS": "200"})  # a table this wide wraps its cells at 80 columns
 
     def cli(*args):
@@ -271,6 +272,13 @@ def test_report_prints_the_ablation_table(tmp_path):
     payload = json.loads(cli("report", *arguments, "--json").output)
     assert [row["label"] for row in payload["ablations"]["rows"]] == ["FAME-ViL (size sampling, MTD)", "sampling uniform"]
     assert payload["ablations"]["rows"][1]["gain"]["mean"] == 5.0
+
+    page = tmp_path / "ablations.html"
+    assert cli("report", *arguments, "--html", page).exit_code == 0
+    browser.get(page.as_uri())
+    rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in browser.find_elements(By.CSS_SELECTOR, "#ablations tbody tr")]
+    assert [row[0] for row in rows] == ["FAME-ViL (size sampling, MTD)", "sampling uniform"] and rows[1][-1] == "+4.0%" and rows[1][5] == "+5.00"
+    browser.save_screenshot(str(screenshots / "ablations.png"))
 
 
 # --- scripts/ablations.sh ----------------------------------------------------------------------
@@ -314,6 +322,7 @@ def test_the_ablation_script_trains_every_variant_and_prints_the_table(tiny_shar
     assert sorted(path.name for path in (seed_dir / "ablations").iterdir()) == sorted(variants)
     assert read_manifest(seed_dir / "ablations" / "imtl-g").details["steps"] == 1  # a quarter of the updates
     assert read_manifest(seed_dir / "ablations" / "ias").details["ias_targets"].keys() == set(TASK_NAMES)
+    assert "IMTL-G" in (run / "ablations.html").read_text(encoding="utf-8")
     for label in ("FAME-ViL (size sampling, MTD)", "no distillation", "IAS", "IMTL-G, sampling round-robin", "no XAA (late fusion)", "bottleneck 512"):
         assert label in finished.stdout, label
 
