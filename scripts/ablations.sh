@@ -15,11 +15,12 @@
 # The table, with the demo's curves and examples, is also written to RUN_DIR/ablations.html.
 # Rerunning skips the models that finished.
 set -euo pipefail
-source "$(dirname "$0")/_stage.sh"
-source "$(dirname "$0")/_venv.sh" ""
+here="$(cd "$(dirname "$0")" && pwd)"  # _venv.sh changes directory
+source "$here/_stage.sh"
+source "$here/_venv.sh" ""
 run="${1:-runs/demo}"
 read -r -a seeds <<<"${SEEDS:-0}"
-source "$(dirname "$0")/_demo_options.sh"
+source "$here/_demo_options.sh"
 
 order=(uniform round-robin ias imtl-g no-xaa shared-tsa bottleneck-128 bottleneck-512)
 declare -A variants=(

@@ -10,11 +10,12 @@
 # RUN_DIR/seed-N, and the table gives mean +- sd over the seeds.
 # Rerunning skips the stages that finished and resumes an interrupted training run where it stopped.
 set -euo pipefail
-source "$(dirname "$0")/_stage.sh"
-source "$(dirname "$0")/_venv.sh" ""
+here="$(cd "$(dirname "$0")" && pwd)"  # _venv.sh changes directory
+source "$here/_stage.sh"
+source "$here/_venv.sh" ""
 run="${1:-runs/demo}"
 read -r -a seeds <<<"${SEEDS:-0}"
-source "$(dirname "$0")/_demo_options.sh"
+source "$here/_demo_options.sh"
 
 stage "$run/raw" famevil synth --preset demo --seed 0 --out "$run/raw" --contact-sheet "$run/raw-contact-sheet.png"
 stage "$run/shards" famevil prepare --fashiongen "$run/raw/fashiongen" --fashioniq "$run/raw/fashioniq" --out "$run/shards"
