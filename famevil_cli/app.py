@@ -463,32 +463,26 @@ def report(
         out_console.print_json(data=result.to_json() | {"sections": sections.to_json()} | ({"ablations": asdict(ablations)} if ablations else {}))
         return
     rows = [report_stage.format_row(row) for row in result.rows]
-    ablation_columns = ["variant", *(ablations.columns if ablations else []), "gain over teachers %", "parameters", "paper's"]
-    ablation_rows = (
-        [
-            [row.label, *map(report_stage.format_cell, row.figures), report_stage.format_cell(row.gain, signed=True), f"{row.parameters:,}", row.paper]
-            for row in ablations.rows
-        ]
-        if ablations
-        else []
-    )
     if markdown:
-        out_console.print(f"| metric | {' | '.join(result.columns)} |\n|---|{'---:|' * len(result.columns)}", highlight=False, soft_wrap=True)
-        for row in rows:
-            out_console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
+        _print_markdown(["metric", *result.columns], rows, right_aligned=range(1, len(result.columns) + 1))
         out_console.print("\n" + "\n".join(f"- {line}" for line in result.gain_lines()), highlight=False, soft_wrap=True)
         if ablations:
-            out_console.print(f"\n| {' | '.join(ablation_columns)} |\n|---|{'---:|' * (len(ablation_columns) - 2)}---|", highlight=False, soft_wrap=True)
-            for row in ablation_rows:
-                out_console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
+            out_console.print()
+            _print_markdown(ablations.header(), ablations.text_rows(), right_aligned=range(1, len(ablations.header()) - 1))
         return
     out_console.print(_table(f"teachers, student and baseline ({result.units()})", ["metric", *result.columns], rows))
     for line in result.gain_lines():
         out_console.print(line, highlight=False)
     if ablations:
-        headlines = ", ".join(f"{task.name.upper()} {task.headline}" for task in TASKS.values())
-        title = f"ablations ({headlines}; mean +- sd over seeds); the paper's figure gives each effect's direction, not its size"
-        out_console.print(_table(title, ablation_columns, ablation_rows))
+        out_console.print(_table(f"ablations ({ablations.units()})", ablations.header(), ablations.text_rows()))
+
+
+def _print_markdown(columns: list[str], rows: list[list[str]], right_aligned: range) -> None:
+    """A Markdown table, the columns in `right_aligned` (numbers) aligned right."""
+    rule = "".join("---:|" if index in right_aligned else "---|" for index in range(len(columns)))
+    out_console.print(f"| {' | '.join(columns)} |\n|{rule}", highlight=False, soft_wrap=True)
+    for row in rows:
+        out_console.print("| " + " | ".join(row) + " |", highlight=False, soft_wrap=True)
 
 
 ModelOption = Annotated[Path, typer.Option("--model", help="A famevil checkpoint directory (base, teacher or student).")]

@@ -12,7 +12,7 @@ from pathlib import Path
 from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
 from famevil.tasks import TASKS
-from stages.report import Figure, Run, parameter_count, read_run, relative_gain, teacher_runs, values_of
+from stages.report import Figure, Run, format_cell, parameter_count, read_run, relative_gain, teacher_runs, values_of
 from stages.training import TRAIN_CONFIG_FILE
 
 # What FAME-ViL's main model is trained with; a row is labelled by how it differs from this.
@@ -46,6 +46,17 @@ class AblationTable:
     columns: list[str]  # the tasks, each by its headline metric
     rows: list[AblationRow]
 
+    def header(self) -> list[str]:
+        return ["variant", *self.columns, "gain over teachers %", "parameters", "paper's"]
+
+    def text_rows(self) -> list[list[str]]:
+        """The rows as every form of the report shows them."""
+        return [[row.label, *map(format_cell, row.figures), format_cell(row.gain, signed=True), f"{row.parameters:,}", row.paper] for row in self.rows]
+
+    def units(self) -> str:
+        headlines = ", ".join(f"{task.name.upper()} {task.headline}" for task in TASKS.values())
+        return f"{headlines}; mean +- sd over seeds; the paper's figure gives each effect's direction, not its size"
+
 
 def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTable:
     """One row per set of switches among the evaluations (each a multi-task model's; give one per seed)."""
@@ -60,7 +71,7 @@ def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTab
         seeds = [run.seed for run in runs]
         if len(set(seeds)) < len(seeds):
             raise FamevilError(f"--ablation {runs[0].model}: two runs with the same switches and seed {seeds}; give one per seed")
-        figures = [Figure.of(values_of(runs, f"{task.name}.{task.headline}")) for task in tasks]
+        figures = [Figure.of(values_of(runs, task.headline_key)) for task in tasks]
         rows.append(AblationRow(_label(switches), figures, relative_gain(runs, by_task), parameter_count(runs[0].model), PAPER.get(switches, "")))
     return AblationTable([task.name.upper() for task in tasks], rows)
 

@@ -110,7 +110,7 @@ def _headlines(evaluations: list[Path]) -> dict[str, float]:
     found = {}
     for evaluation in evaluations:
         metrics = flatten(read_metrics(evaluation))
-        found |= {task.name: metrics[f"{task.name}.{task.headline}"] for task in TASKS.values() if f"{task.name}.{task.headline}" in metrics}
+        found |= {task.name: metrics[task.headline_key] for task in TASKS.values() if task.headline_key in metrics}
     return found
 
 
@@ -122,8 +122,7 @@ def _balancing(name: str, sampling: str, targets: dict[str, float], eval_every: 
         raise FamevilError("--balancing imtl-g takes one batch of every task per update: pass --sampling round-robin with it")
     if name == "ias" and eval_every == 0:
         raise FamevilError("--balancing ias follows the validation scores: set eval_every > 0 (e.g. --set eval_every=100)")
-    headlines = {task.name: f"{task.name}.{task.headline}" for task in TASKS.values()}
-    return build_balancing(name, list(task_names()), targets, headlines)
+    return build_balancing(name, list(task_names()), targets)
 
 
 def distillation_loss(

@@ -13,7 +13,7 @@ from data_specs.manifest import current_command, famevil_version
 from famevil.tasks import TASKS
 from famevil.tasks.base import CAPTIONS, CLASSIFICATIONS, RETRIEVAL
 from stages.ablations import AblationTable
-from stages.report import Report, format_cell, format_row
+from stages.report import Report, format_row
 from stages.report_sections import RESULTS_SHOWN, CaptionExample, Confusion, Curves, RetrievalExample, Sections
 from stages.svg import Series, line_chart
 from stages.training import LOSSES, METRICS_LOG
@@ -104,19 +104,9 @@ def _parameters(table: Report) -> str:
 
 
 def _ablations(ablations: AblationTable) -> str:
-    head = "".join(f"<th>{html.escape(name)}</th>" for name in ["variant", *ablations.columns, "gain over teachers %", "parameters", "paper's"])
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(cell)}</td>"
-            for cell in [row.label, *map(format_cell, row.figures), format_cell(row.gain, signed=True), f"{row.parameters:,}", row.paper]
-        )
-        + "</tr>"
-        for row in ablations.rows
-    )
-    headlines = ", ".join(f"{task.name.upper()} {task.headline}" for task in TASKS.values())
-    caption = f"{headlines}; mean ± sd over seeds; the paper's figure gives each effect's direction, not its size"
-    return f'<table id="ablations"><caption class="note">{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in ablations.header())
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in ablations.text_rows())
+    return f'<table id="ablations"><caption class="note">{html.escape(ablations.units())}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 def _curves(curves: list[Curves]) -> str:

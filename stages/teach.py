@@ -189,7 +189,7 @@ def validation(shards: Path, tasks: list[str], config: TrainConfig, model: Multi
     METEOR), and their `score`: the mean of each task's headline metric, which picks the best weights."""
     measured = measure(model, shards, tasks, "val", batch_size=2 * config.batch_size, random100_runs=1, seed=config.seed, meteor=False)
     metrics = flatten(measured.metrics)
-    return metrics | {SCORE: sum(metrics[f"{task}.{find_task(task).headline}"] for task in tasks) / len(tasks)}
+    return metrics | {SCORE: sum(metrics[find_task(task).headline_key] for task in tasks) / len(tasks)}
 
 
 def check_shards(shards: Path, tasks: list[Task]) -> Manifest:

@@ -71,7 +71,7 @@ def test_ias_scales_the_backbone_gradient_of_a_task_and_nothing_else():
         return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
     plain = gradients()
-    balancing = ImplicitAdaptiveScheduling(dict.fromkeys(TASK_NAMES, 1.0), {t: f"{t}.score" for t in TASK_NAMES})
+    balancing = ImplicitAdaptiveScheduling(dict.fromkeys(TASK_NAMES, 1.0))
     balancing.attach(model)
     balancing.scales["scr"] = 1.5
     balancing.start_micro_batch("scr")

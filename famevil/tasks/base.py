@@ -93,6 +93,11 @@ class Task:
 
     # Data -------------------------------------------------------------------------------------------
 
+    @property
+    def headline_key(self) -> str:
+        """Its headline metric's name among flattened metrics ("xmr.random100.mean")."""
+        return f"{self.name}.{self.headline}"
+
     def train_subset(self) -> str:
         return f"{self.source}/train"
 

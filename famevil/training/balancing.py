@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from data_specs.errors import FamevilError
+from famevil.tasks import find_task
 
 BALANCINGS = ("none", "ias", "imtl-g")
 # The authors' IAS constants: the largest change of a scale, and how sharply it depends on the best
@@ -79,9 +80,10 @@ class ImplicitAdaptiveScheduling(Balancing):
     or heads, as in the authors' code) is multiplied by the task's scale, set from the last validation:
     score / target per task, through `ias_scales`. Until the first validation every scale is 1."""
 
-    def __init__(self, targets: dict[str, float], headlines: dict[str, str]):
-        """targets: each task's target for its headline validation metric; headlines: task -> that metric's key."""
-        self.targets, self.headlines = targets, headlines
+    def __init__(self, targets: dict[str, float]):
+        """targets: each task's target for its headline validation metric."""
+        self.targets = targets
+        self.headlines = {task: find_task(task).headline_key for task in targets}
         self.scales = dict.fromkeys(targets, 1.0)
         self._task: str | None = None
 
@@ -155,7 +157,7 @@ class GradientBalancing(Balancing):
         self._gradients.clear()
 
 
-def build_balancing(name: str, tasks: list[str], targets: dict[str, float] | None = None, headlines: dict[str, str] | None = None) -> Balancing:
+def build_balancing(name: str, tasks: list[str], targets: dict[str, float] | None = None) -> Balancing:
     """The balancer `--balancing NAME` asks for; IAS needs a target for every task."""
     if name == "none":
         return Balancing()
@@ -168,5 +170,5 @@ def build_balancing(name: str, tasks: list[str], targets: dict[str, float] | Non
                 f"--balancing ias: no target for {', '.join(missing)}; give --ias-target TASK=VALUE for each "
                 "(its headline validation metric, e.g. the task's teacher's evaluation)"
             )
-        return ImplicitAdaptiveScheduling({task: targets[task] for task in tasks}, headlines or {})
+        return ImplicitAdaptiveScheduling({task: targets[task] for task in tasks})
     raise FamevilError(f"--balancing {name!r}: choose one of {', '.join(BALANCINGS)}")
