@@ -12,11 +12,19 @@ from pathlib import Path
 from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
 from famevil.tasks import TASKS
-from stages.report import Figure, Run, format_cell, parameter_count, read_run, relative_gain, teacher_runs, values_of
+from stages.report import Figure, Run, format_cell, parameter_count, read_run, relative_gain, teacher_runs, teacher_samples, values_of
 from stages.training import TRAIN_CONFIG_FILE
 
 # What FAME-ViL's main model is trained with; a row is labelled by how it differs from this.
-DEFAULTS = {"sampling": "size", "balancing": "none", "distillation": True, "fusion": "cross_attention", "task_adapters": "per_task", "bottleneck": 64}
+DEFAULTS = {
+    "sampling": "size",
+    "balancing": "none",
+    "distillation": True,
+    "fusion": "cross_attention",
+    "task_adapters": "per_task",
+    "bottleneck": 64,
+    "budget": 1.0,  # samples, over the teachers' together
+}
 # The paper's figure for a row differing from the main model in one setting: its mean relative gain over
 # the single-task models where the paper gives one (fame-vil-notes.md), else the direction its text states.
 PAPER = {
@@ -64,7 +72,7 @@ def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTab
     groups: dict[tuple, list[Run]] = {}
     for evaluation in evaluations:
         run = read_run(evaluation)
-        groups.setdefault(_switches(run.model), []).append(run)
+        groups.setdefault(_switches(run, teacher_samples(by_task, run.seed)), []).append(run)
     tasks = list(TASKS.values())
     rows = []
     for switches, runs in sorted(groups.items(), key=lambda item: (len(item[0]), item[0])):
@@ -76,8 +84,10 @@ def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTab
     return AblationTable([task.name.upper() for task in tasks], rows)
 
 
-def _switches(model: Path) -> tuple:
-    """How a multi-task model's training differs from the main model's, as sorted (setting, value) pairs."""
+def _switches(run: Run, teachers_samples: int | None) -> tuple:
+    """How a multi-task model's training differs from the main model's, as sorted (setting, value) pairs.
+    The main model's budget is the teachers' together (of the same seed), in samples."""
+    model = run.model
     manifest = read_manifest(model)
     details = manifest.details
     if manifest.kind != "student":
@@ -92,6 +102,8 @@ def _switches(model: Path) -> tuple:
         "task_adapters": options.get("task_adapters", "per_task"),
         "bottleneck": bottlenecks.pop() if len(bottlenecks) == 1 else "/".join(map(str, sorted(bottlenecks))),
     }
+    if run.samples and teachers_samples:
+        settings["budget"] = round(run.samples / teachers_samples, 2)
     return tuple(sorted((name, value) for name, value in settings.items() if value != DEFAULTS[name]))
 
 
@@ -103,4 +115,10 @@ def _label(switches: tuple) -> str:
         ("balancing", "ias"): "IAS",
         ("balancing", "imtl-g"): "IMTL-G",
     }
-    return ", ".join(words.get(switch, f"{switch[0]} {switch[1]}") for switch in switches) or "FAME-ViL (size sampling, MTD)"
+
+    def word(switch: tuple) -> str:
+        if switch[0] == "budget":
+            return f"{switch[1]:g}x the teachers' samples"
+        return words.get(switch, f"{switch[0]} {switch[1]}")
+
+    return ", ".join(map(word, switches)) or "FAME-ViL (size sampling, MTD)"

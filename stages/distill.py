@@ -96,7 +96,7 @@ def distill(
     job = Job("student", out, config, inputs, details, resume, overwrite, title=title, report_to=tuple(report_to or ()))
     return fit(
         job,
-        partial(build_model, model_config, base),
+        partial(build_model, model_config, base, config.xaa_init),
         {task.name: task_stream(shards, task, config) for task in tasks},
         sampler,
         partial(distillation_loss, teachers, kd_weight, temperature),

@@ -13,6 +13,7 @@ from data_specs.manifest import InputRef, Manifest, read_manifest, write_manifes
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, write_open_clip_folder
 from famevil.data.loading import CLIP_MEAN, CLIP_STD
+from famevil.model.backbone import CONV_STEM
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
 from famevil.tasks.base import FASHIONGEN
@@ -120,6 +121,11 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
     check_destination(out, overwrite, inputs=(model, metrics))
     manifest = require_checkpoint(model)
     network = load_checkpoint(model, manifest)
+    if form == "open_clip" and CONV_STEM in network.backbone_config:
+        raise FamevilError(
+            f"--format open_clip: {model}'s image tower has famevil's convolutional stem ({network.backbone_name}), "
+            "which open_clip cannot build; use --format famevil"
+        )
     measured = read_metrics(metrics) if metrics else None  # checked as an artifact, its schema too
     lineage = _lineage(model, manifest)
     synthetic = any(ref.kind == "raw-dataset" for _, made in lineage for ref in made.inputs)  # made from `famevil synth` output

@@ -13,11 +13,11 @@ from pathlib import Path
 from safetensors import safe_open
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import require_artifact
+from data_specs.manifest import read_manifest, require_artifact
 from famevil.checkpoint import WEIGHTS_FILE
 from famevil.tasks import TASKS
 from stages.evaluate import flatten, read_metrics
-from stages.training import TRAIN_CONFIG_FILE
+from stages.training import TRAIN_CONFIG_FILE, samples_trained
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,14 @@ class Figure:
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluation: its flat metrics, the checkpoint it evaluated and that checkpoint's training
-    seed (None where unknown)."""
+    """One evaluation: its flat metrics, the checkpoint it evaluated, and that checkpoint's training
+    seed and samples (None where unknown: a checkpoint famevil did not train)."""
 
     metrics: dict[str, float]
     model: Path
     seed: int | None
     evaluation: Path
+    samples: int | None = None
 
 
 TEACHER, STUDENT, BASELINE = "teacher", "student", "baseline"
@@ -112,10 +113,20 @@ def report(teachers: list[Path], students: list[Path], baselines: list[Path] | N
     if baseline_runs:
         parameters[columns[2]] = parameter_count(baseline_runs[0].model)
     rows.append(["parameters", *[f"{count:,}" for count in parameters.values()], ""])
+    seeds = sorted({run.seed for run in every_teacher}, key=str)
+    budgets = [[teacher_samples(by_task, seed) for seed in seeds], [run.samples for run in student_runs]]
+    if baseline_runs:
+        budgets.append([run.samples for run in baseline_runs])
+    rows.append(["training samples", *map(_mean_count, budgets), ""])  # the teachers' together, per seed
     gains = {"over teachers": relative_gain(student_runs, by_task)}
     if baseline_runs:
         gains["over baseline"] = relative_gain(student_runs, {task: baseline_runs for task in TASKS})
     return Report(columns, rows, gains, parameters, {TEACHER: every_teacher, STUDENT: student_runs, BASELINE: baseline_runs})
+
+
+def _mean_count(counts: list[int | None]) -> str:
+    """Counts over seeds as one cell: their mean, "" where any is unknown."""
+    return f"{round(statistics.fmean(counts)):,}" if counts and None not in counts else ""
 
 
 def teacher_runs(teachers: list[Path]) -> tuple[list[Run], dict[str, list[Run]]]:
@@ -180,9 +191,17 @@ def _reference_value(runs: list[Run], key: str, seed: int | None) -> float | Non
 
 def read_run(evaluation: Path) -> Run:
     model = _model_path(evaluation)
-    options = model / TRAIN_CONFIG_FILE
-    seed = json.loads(options.read_text(encoding="utf-8")).get("seed") if options.is_file() else None
-    return Run(flatten(read_metrics(evaluation)), model, seed, evaluation)
+    options_file = model / TRAIN_CONFIG_FILE
+    if not options_file.is_file():
+        return Run(flatten(read_metrics(evaluation)), model, None, evaluation)
+    options = json.loads(options_file.read_text(encoding="utf-8"))
+    return Run(flatten(read_metrics(evaluation)), model, options.get("seed"), evaluation, samples_trained(read_manifest(model).details, options))
+
+
+def teacher_samples(by_task: dict[str, list[Run]], seed: int | None) -> int | None:
+    """The samples the teachers of one seed consumed together (None unless every task's is known)."""
+    counts = [next((run.samples for run in runs if run.seed == seed), None) for runs in by_task.values()]
+    return sum(counts) if counts and None not in counts else None
 
 
 def _model_path(evaluation: Path) -> Path:

@@ -67,7 +67,7 @@ def teach(
         title=f"teach {chosen.name}",
         report_to=tuple(report_to or ()),
     )
-    return _fit_one_task(job, partial(build_model, model_config, base), chosen, shards, config)
+    return _fit_one_task(job, partial(build_model, model_config, base, config.xaa_init), chosen, shards, config)
 
 
 def pretrain(
@@ -154,11 +154,14 @@ def model_vocabularies(shards: Path, tasks: list[Task], config: TrainConfig) -> 
     return vocabularies
 
 
-def build_model(model_config: ModelConfig, base: str | None) -> MultiTaskModel:
+def build_model(model_config: ModelConfig, base: str | None, xaa_init: str = "zero") -> MultiTaskModel:
+    """A fresh multi-task model on the base's backbone weights; xaa_init as TrainConfig says."""
     model = MultiTaskModel(model_config)
     if base is not None:
         load_base(model, base)
     model.init_heads_from_backbone()
+    if xaa_init == "default":
+        model.open_cross_attention()
     return model
 
 

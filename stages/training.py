@@ -45,6 +45,7 @@ from stages.progress import console, progress_bar
 from stages.tracking import scalars, trackers
 
 METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
+
 SCORE = "score"  # the validation value that picks the best weights (higher is better)
 LOSSES = ("loss_", "kd_")  # metrics.jsonl's per-task losses, by name prefix: the task's own, and distillation's
 STATE_PREFIX = "step-"
@@ -61,6 +62,15 @@ Batch = dict[str, Any]
 LossFunction = Callable[[torch.nn.Module, str, Batch], tuple[torch.Tensor, dict[str, float]]]
 # (the unwrapped model) -> flat validation metrics with a SCORE, e.g. {"xmr.random100.mean": 41.2, "score": 41.2}
 Validation = Callable[[MultiTaskModel], dict[str, float]]
+
+
+def samples_trained(details: dict, options: dict) -> int:
+    """The training samples a finished run consumed, from its manifest's details and its train_config.json:
+    the budget its comparisons are fair by."""
+    per_update = options["batch_size"] * options["gradient_accumulation"] * details["processes"]
+    if details.get("balancing") == "imtl-g":  # one batch of every task per micro-step (GradientBalancing)
+        per_update *= len(details["tasks"])
+    return details["steps"] * per_update
 
 
 @dataclass(frozen=True)

@@ -207,9 +207,10 @@ def _distilled(
     model = root / f"model-{name}"
     model.mkdir()
     save_file({"weight": torch.zeros(2, width)}, model / "model.safetensors")
-    (model / "train_config.json").write_text(json.dumps({"seed": seed} | (options or {})))
-    defaults = {"sampling": "size", "kd_weight": 1.0, "balancing": "none"} if kind == "student" else {}
-    write_manifest(model, kind, inputs=[], details=defaults | (details or {}))
+    (model / "train_config.json").write_text(json.dumps({"seed": seed, "batch_size": 8, "gradient_accumulation": 1} | (options or {})))
+    defaults = {"sampling": "size", "kd_weight": 1.0, "balancing": "none", "tasks": TASK_NAMES} if kind == "student" else {}
+    trained = {"steps": 40 if kind == "student" else 10, "processes": 1}  # the student's budget: the four teachers' together
+    write_manifest(model, kind, inputs=[], details=trained | defaults | (details or {}))
     out = root / f"eval-{name}"
     out.mkdir()
     (out / METRICS_FILE).write_text(json.dumps({"schema_version": METRICS_SCHEMA_VERSION, "metrics": metrics, "warnings": []}))
@@ -231,14 +232,25 @@ def test_the_ablation_table_groups_runs_by_their_switches(tmp_path):
     runs = [
         _distilled(tmp_path, "student-0", 0, _headlines(55.0)),
         _distilled(tmp_path, "student-1", 1, _headlines(57.0)),
-        _distilled(tmp_path, "imtlg-0", 0, _headlines(40.0), {"sampling": "round-robin", "balancing": "imtl-g"}),
-        _distilled(tmp_path, "imtlg-1", 1, _headlines(44.0), {"sampling": "round-robin", "balancing": "imtl-g"}),
+        # IMTL-G takes a batch of every task per update: a quarter of the updates is the same budget
+        _distilled(tmp_path, "imtlg-0", 0, _headlines(40.0), {"sampling": "round-robin", "balancing": "imtl-g", "steps": 10}),
+        _distilled(tmp_path, "imtlg-1", 1, _headlines(44.0), {"sampling": "round-robin", "balancing": "imtl-g", "steps": 10}),
+        _distilled(tmp_path, "longer-0", 0, _headlines(58.0), {"steps": 80}),
+        _distilled(tmp_path, "longer-baseline-0", 0, _headlines(54.0), {"steps": 80, "kd_weight": 0.0}),
         _distilled(tmp_path, "wide-0", 0, _headlines(60.0), options={"tsa_bottleneck": 512, "xaa_bottleneck": 512}, width=30),
         _distilled(tmp_path, "late-shared-0", 0, _headlines(30.0), options={"fusion": "late", "task_adapters": "shared"}),
     ]
     table = ablation_table(teachers, runs)
     rows = {row.label: row for row in table.rows}
-    assert list(rows) == ["FAME-ViL (size sampling, MTD)", "bottleneck 512", "IMTL-G, sampling round-robin", "no XAA (late fusion), one TSA for all tasks"]
+    assert list(rows) == [
+        "FAME-ViL (size sampling, MTD)",
+        "bottleneck 512",
+        "2x the teachers' samples",
+        "IMTL-G, sampling round-robin",
+        "2x the teachers' samples, no distillation",
+        "no XAA (late fusion), one TSA for all tasks",
+    ]
+    assert rows["2x the teachers' samples"].gain.mean == 16.0 and rows["2x the teachers' samples"].paper == ""
     student, imtlg, wide = rows["FAME-ViL (size sampling, MTD)"], rows["IMTL-G, sampling round-robin"], rows["bottleneck 512"]
     assert [(f.mean, f.runs) for f in imtlg.figures] == [(42.0, 2)] * 4 and abs(imtlg.figures[0].sd - 2.828) < 1e-3
     assert student.gain.mean == 12.0 and imtlg.gain.mean == -16.0  # percent over the teachers, paired by seed
@@ -298,7 +310,7 @@ def _environment_without_install(tmp_path: Path) -> dict[str, str]:
     return os.environ | {"FAMEVIL_VENV": str(venv), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
-@pytest.mark.slow  # eight tiny distillations and their evaluations through the CLI
+@pytest.mark.slow  # ten tiny distillations and their evaluations through the CLI
 def test_the_ablation_script_trains_every_variant_and_prints_the_table(tiny_shards, tiny_dumps, tmp_path):
     run, seed_dir = tmp_path / "demo", tmp_path / "demo" / "seed-0"
     (seed_dir / "eval").mkdir(parents=True)
@@ -312,18 +324,20 @@ def test_the_ablation_script_trains_every_variant_and_prints_the_table(tiny_shar
         evaluate(seed_dir / "eval" / f"teacher-{task}", tiny_shards, model=teacher, random100_runs=1)
         outputs.append(dumped)
     for role, kd_weight in (("student", 1.0), ("baseline", 0.0)):
-        distill(tiny_shards, seed_dir / role, outputs, base=str(run / "base"), kd_weight=kd_weight, overrides=TINY | {"max_steps": 2})
+        # the demo's budget: the student's samples are the teachers' together (4 x 3 updates of 8)
+        distill(tiny_shards, seed_dir / role, outputs, base=str(run / "base"), kd_weight=kd_weight, overrides=TINY | {"max_steps": 12})
         evaluate(seed_dir / "eval" / role, tiny_shards, model=seed_dir / role, random100_runs=1)
 
-    environment = _environment_without_install(tmp_path) | {"SEEDS": "0", "DEMO_PRESET": str(preset), "STUDENT_STEPS": "4"}
+    environment = _environment_without_install(tmp_path) | {"SEEDS": "0", "DEMO_PRESET": str(preset), "STUDENT_STEPS": "12"}
     finished = subprocess.run(["bash", ROOT / "scripts" / "ablations.sh", run], env=environment, capture_output=True, text=True, timeout=1200)
     assert finished.returncode == 0, finished.stderr[-4000:]
-    variants = ["uniform", "round-robin", "ias", "imtl-g", "no-xaa", "shared-tsa", "bottleneck-128", "bottleneck-512"]
+    variants = ["budget-2x", "no-distillation-2x", "uniform", "round-robin", "ias", "imtl-g", "no-xaa", "shared-tsa", "bottleneck-128", "bottleneck-512"]
     assert sorted(path.name for path in (seed_dir / "ablations").iterdir()) == sorted(variants)
-    assert read_manifest(seed_dir / "ablations" / "imtl-g").details["steps"] == 1  # a quarter of the updates
+    assert read_manifest(seed_dir / "ablations" / "imtl-g").details["steps"] == 3  # a quarter of the updates
     assert read_manifest(seed_dir / "ablations" / "ias").details["ias_targets"].keys() == set(TASK_NAMES)
     assert "IMTL-G" in (run / "ablations.html").read_text(encoding="utf-8")
-    for label in ("FAME-ViL (size sampling, MTD)", "no distillation", "IAS", "IMTL-G, sampling round-robin", "no XAA (late fusion)", "bottleneck 512"):
+    labels = ("FAME-ViL (size sampling, MTD)", "no distillation", "IAS", "IMTL-G, sampling round-robin", "no XAA (late fusion)", "bottleneck 512")
+    for label in (*labels, "2x the teachers' samples", "2x the teachers' samples, no distillation"):
         assert label in finished.stdout, label
 
 

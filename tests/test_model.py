@@ -16,12 +16,14 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
 from famevil.checkpoint import export_open_clip, load_base, load_checkpoint, save_checkpoint
 from famevil.data.examples import text_tokens
-from famevil.model.backbone import create_backbone, load_strict, read_state_dict
+from famevil.model.backbone import CONV_STEM, backbone_config, create_backbone, load_strict, read_state_dict
 from famevil.model.decoding import generate
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.params import count_parameters
 from famevil.tasks import find_task, task_names
 from famevil.tasks.fic import caption_targets
+from stages.export import export
+from stages.teach import build_model
 
 TOKENIZE = open_clip.get_tokenizer("famevil-tiny")
 TASK_NAMES = task_names()
@@ -299,3 +301,58 @@ def test_cutting_the_padding_columns_changes_no_output(inputs):
     assert torch.allclose(model.encode_text(cut, "xmr"), model.encode_text(tokens, "xmr"), atol=1e-5)
     assert torch.allclose(model.composed(images, cut, "scr"), model.composed(images, tokens, "scr"), atol=1e-5)
     assert torch.allclose(caption_logits(model, images, cut), caption_logits(model, images, tokens)[:, : cut.shape[1]], atol=1e-4)
+
+
+def _conv_stem_model() -> MultiTaskModel:
+    """famevil-tiny with famevil-small's kind of image stem: three stride-2 convolutions for 8-pixel patches."""
+    torch.manual_seed(0)
+    architecture = backbone_config("famevil-tiny") | {CONV_STEM: [8, 16, 32]}
+    return MultiTaskModel(ModelConfig("famevil-tiny", tasks=TASK_NAMES, vocabularies=SEVEN_CLASSES), architecture)
+
+
+@torch.no_grad()
+def test_a_conv_stem_replaces_the_patch_embedding_and_travels_with_the_checkpoint(tmp_path, inputs):
+    images, tokens = inputs
+    model = _conv_stem_model()
+    convolutions = [layer for layer in model.backbone.visual.conv1 if isinstance(layer, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convolutions] == [(3, 8, 2), (8, 16, 2), (16, 32, 2), (32, 64, 1)]
+    assert model.backbone.visual._embeds(images).shape == _model().backbone.visual._embeds(images).shape  # the same 4x4 grid of tokens
+    model.train().encode_image(images, "xmr")  # BatchNorm's running statistics move: they must travel too
+    model.eval()
+    directory = tmp_path / "checkpoint"
+    directory.mkdir()
+    save_checkpoint(model, directory, details={})
+    loaded = load_checkpoint(directory).eval()
+    assert loaded.backbone_config[CONV_STEM] == [8, 16, 32]
+    assert torch.equal(loaded.encode_image(images, "xmr"), model.encode_image(images, "xmr"))
+    with pytest.raises(FamevilError, match="--format open_clip: .*convolutional stem"):
+        export(directory, tmp_path / "export", form="open_clip")
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_conv_stem_that_does_not_make_the_patch_grid_is_refused():
+    with pytest.raises(FamevilError, match=r"conv_stem \[8, 16\] halves the image 2 times, but the tower's patches are 8 pixels wide"):
+        MultiTaskModel(ModelConfig("famevil-tiny", tasks=("xmr",)), backbone_config("famevil-tiny") | {CONV_STEM: [8, 16]})
+
+
+@pytest.mark.parametrize("xaa_init", ["zero", "default"])
+def test_xaa_init_decides_whether_the_image_path_trains_from_the_first_update(inputs, xaa_init):
+    """Zero-initialised cross-attention adapters leave the model its backbone, and their attention no
+    gradient until the last projection has grown; "default" lets the captioner's image path learn at once."""
+    images, tokens = inputs
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("famevil-tiny", tasks=("fic",)), None, xaa_init)
+    task_loss(model, "fic", {"images": images, "tokens": tokens})[0].backward()
+    key_gradient = model.xaa["text"][0].key.weight.grad
+    if xaa_init == "zero":
+        assert all(not adapter.adapter.up.weight.any() for adapter in model.xaa["text"])
+        assert key_gradient is None or not key_gradient.any()
+    else:
+        assert all(adapter.adapter.up.weight.abs().sum() > 0 for adapter in model.xaa["text"])
+        assert key_gradient.abs().sum() > 0
+
+
+def test_xaa_init_leaves_a_contrastive_model_alone():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("famevil-tiny", tasks=("xmr",)), None, "default")
+    assert model.xaa is None

@@ -47,7 +47,8 @@ def _evaluation(root: Path, name: str, seed: int, metrics: dict, log: list[dict]
     model = root / f"model-{name}"
     model.mkdir()
     save_file({"weight": torch.zeros(2, 3)}, model / "model.safetensors")
-    (model / "train_config.json").write_text(json.dumps({"seed": seed}))
+    (model / "train_config.json").write_text(json.dumps({"seed": seed, "batch_size": 8, "gradient_accumulation": 1}))
+    write_manifest(model, "teacher", inputs=[], details={"steps": 10, "processes": 1})
     if log:
         (model / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in log))
     out = root / f"eval-{name}"
@@ -77,7 +78,8 @@ def test_several_seeds_give_mean_sd_and_relative_gains_paired_by_seed(tmp_path):
     assert table.relative_gains["over teachers"].mean == pytest.approx(10.0)
     assert table.relative_gains["over teachers"].sd == pytest.approx(0.0, abs=1e-9)
     assert table.relative_gains["over baseline"].mean == pytest.approx(100 * (1.1 / 0.9 - 1))
-    assert table.rows[-1][0] == "parameters"
+    assert table.rows[-2][0] == "parameters"
+    assert table.rows[-1] == ["training samples", "320", "80", "80", ""]  # 10 updates of 8 each; the teachers' together
 
 
 def test_a_student_seed_without_its_own_teacher_is_compared_with_the_teachers_mean(tmp_path):
@@ -211,7 +213,8 @@ def test_the_page_shows_every_section_in_a_browser(tiny_report, browser, screens
     browser.set_window_size(1400, 1000)
     browser.get(page.as_uri())
     rows = browser.find_elements(By.CSS_SELECTOR, "#comparison tbody tr")
-    assert len(rows) == 1 + sum(len(task.report_rows) for task in TASKS.values()) and rows[-1].text.startswith("parameters")
+    assert len(rows) == 2 + sum(len(task.report_rows) for task in TASKS.values()) and rows[-2].text.startswith("parameters")
+    assert rows[-1].text.startswith("training samples")
     cards = browser.find_elements(By.CSS_SELECTOR, ".run")
     assert len(cards) == len(TASKS)  # three teachers and the student
     drawn = "return arguments[0].getTotalLength() > 0 && arguments[0].getBoundingClientRect().width > 0"

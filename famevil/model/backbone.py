@@ -14,6 +14,9 @@ from torch import nn
 from data_specs.errors import FamevilError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# famevil's one key beside open_clip's in an architecture config: the channels of a convolutional stem
+# that replaces the image tower's patch embedding (conv_stem below). open_clip cannot build such a tower.
+CONV_STEM = "conv_stem"
 PAD_TOKEN = 0  # open_clip's tokenizer pads with 0; start and end of text are its two largest ids
 open_clip.add_model_config(CONFIG_DIR)  # famevil-tiny, famevil-small, ... become open_clip model names
 
@@ -43,7 +46,31 @@ def create_backbone(name: str, config: dict | None = None) -> open_clip.model.CL
         raise FamevilError(f"--model {name!r} has a custom text tower; famevil adapts OpenAI-style CLIP towers only")
     if "multimodal_cfg" in config:
         raise FamevilError(f"--model {name!r} is a captioning (CoCa) model; famevil adapts CLIP models only")
-    return open_clip.model.CLIP(**config)
+    model = open_clip.model.CLIP(**{key: value for key, value in config.items() if key != CONV_STEM})
+    if CONV_STEM in config:
+        model.visual.conv1 = conv_stem(config[CONV_STEM], model.visual.conv1, name)
+    return model
+
+
+def conv_stem(channels: list[int], patch_embedding: nn.Conv2d, name: str) -> nn.Sequential:
+    """Early convolutions (Xiao et al., 2021) in place of a ViT's patch embedding: 3x3 stride-2
+    convolutions, each with BatchNorm and ReLU, then a 1x1 convolution to the tower's width. The tokens
+    are the patches' grid, so the stem has log2(patch_size) convolutions.
+
+    famevil-small has one: its image tower is trained from scratch in two CPU-minutes, and a patch
+    embedding followed by four blocks had not learnt to tell garments apart by their shape by then,
+    which left the demo's captioner naming colours only (docs/captioning.md). A real CLIP has no need."""
+    patch = patch_embedding.kernel_size[0]
+    if not channels or 2 ** len(channels) != patch:
+        raise FamevilError(
+            f"--model {name}: conv_stem {channels} halves the image {len(channels)} times, but the tower's patches are "
+            f"{patch} pixels wide; give one channel count per halving (log2 of patch_size)"
+        )
+    layers: list[nn.Module] = []
+    for channels_in, channels_out in zip([3, *channels[:-1]], channels, strict=True):
+        layers += [nn.Conv2d(channels_in, channels_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels_out), nn.ReLU(inplace=True)]
+    layers.append(nn.Conv2d(channels[-1], patch_embedding.out_channels, 1))
+    return nn.Sequential(*layers)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

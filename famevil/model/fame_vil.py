@@ -167,6 +167,14 @@ class FameVil(nn.Module):
         self.embed_dim = self.backbone.text_projection.shape[1]  # the projected image and text vectors
         self.text_width = text_width
 
+    def open_cross_attention(self) -> None:
+        """Give each cross-attention adapter's last projection PyTorch's default initialisation instead of
+        zero: the model no longer starts as its backbone, but the attention's projections get gradient
+        from the first update instead of waiting for that projection to grow (TrainConfig.xaa_init)."""
+        for side in (self.xaa or {}).values():  # a contrastive-only model has none
+            for adapter in side:
+                adapter.adapter.up.reset_parameters()
+
     # Stems and pooling: open_clip's own code paths --------------------------------------------------
 
     def _image_stem(self, images: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,10 @@ class TrainConfig:
         "cross_attention"  # fusion tasks' towers cross-attend, or run apart and add their vectors (the no-XAA ablation)
     )
     task_adapters: Literal["per_task", "shared"] = "per_task"  # one TSA set per task, or one that all tasks share (an ablation)
+    # The cross-attention adapters' last projection at the start: "zero", the authors' (the model starts as
+    # its backbone), or "default", PyTorch's initialisation, so that the other stream's gradient flows from
+    # the first update; the demo's from-scratch captioner reads the image far sooner (docs/captioning.md).
+    xaa_init: Literal["zero", "default"] = "zero"
     batch_size: int = 32  # per process; the global batch is this x processes x accumulation
     gradient_accumulation: int = 1  # micro-batches per optimiser update
     max_steps: int = 300  # optimiser updates
