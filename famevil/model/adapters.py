@@ -1,4 +1,5 @@
-"""The two adapter kinds. Both end in a zero-initialised projection, so a fresh model is exactly its backbone."""
+"""The two adapter kinds. Both end in a zero-initialised projection, so a fresh model is exactly its backbone
+(unless training opens the cross-attention ones: FameVil.open_cross_attention, TrainConfig.xaa_init)."""
 
 from __future__ import annotations
 
