@@ -71,7 +71,7 @@ def _time_task(task: Task, student: MultiTaskModel, args: argparse.Namespace, la
     teacher.train()
     plain_step = _update(clip, plain_loss)
     teacher_step = _update(teacher, lambda: task_loss(teacher, name, batch)[0])
-    distill_step = _update(student, lambda: distillation_loss(outputs, 1.0, 1.0, student, name, batch)[0])
+    distill_step = _update(student, lambda: distillation_loss(outputs, lambda step: 1.0, 1.0, student, name, batch, 0)[0])
     plain_s, teacher_s, teacher_ratio = interleaved(plain_step, teacher_step, args.steps)
     teacher_again_s, distill_s, distill_ratio = interleaved(teacher_step, distill_step, args.steps)
     n = args.batch_size

@@ -401,6 +401,10 @@ def distill(
     max_steps: MaxStepsOption = None,
     sampling: Annotated[str, typer.Option(help="Task sampling: size (proportional to training-set size), uniform or round-robin.")] = "size",
     kd_weight: Annotated[float, typer.Option(help="Weight of the distillation loss; 0 trains the multi-task baseline.", min=0)] = 1.0,
+    kd_schedule: Annotated[
+        str,
+        typer.Option(help=f"The distillation weight over the run: {', '.join(distill_stage.KD_SCHEDULES)} (anneal: linearly down to 0, teacher annealing)."),
+    ] = "constant",
     temperature: Annotated[float, typer.Option(help="Distillation temperature.", min=0.01, max=100)] = 1.0,
     balancing: Annotated[str, typer.Option(help=f"How the tasks' gradients combine: {', '.join(BALANCINGS)} (none: summed, the paper's).")] = "none",
     ias_target: Annotated[
@@ -425,6 +429,7 @@ def distill(
         overrides=overrides,
         sampling=sampling,
         kd_weight=kd_weight,
+        kd_schedule=kd_schedule,
         temperature=temperature,
         balancing=balancing,
         ias_targets=targets,

@@ -6,8 +6,8 @@
 # Usage: [SEEDS="0 1 2"] scripts/ablations.sh [RUN_DIR]   (default runs/demo: a finished demo.sh run
 # with the same SEEDS, whose teachers, their outputs, student and baseline it reuses)
 #
-# Variants (the student: size-proportional sampling, distillation, XAA, one TSA per task, bottleneck 64,
-# as many samples as the four teachers together; the baseline: no distillation):
+# Variants (the student: size-proportional sampling, distillation annealed from weight 1 to 0, XAA, one
+# TSA per task, bottleneck 64, as many samples as the four teachers together; the baseline: no distillation):
 #   the student and the baseline with twice the teachers' samples (does the comparison change with the
 #   budget?); sampling uniform, round-robin; IAS (gradient scales from validation against the teachers' scores);
 #   IMTL-G (one batch of every task per update: a quarter of the updates for the same samples);

@@ -5,21 +5,19 @@ the paper's corresponding figure, for the direction of each effect rather than i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import read_manifest
 from famevil.tasks import TASKS
 from stages.report import Figure, Run, format_cell, parameter_count, read_run, relative_gain, teacher_runs, teacher_samples, values_of
-from stages.training import TRAIN_CONFIG_FILE
 
 # What FAME-ViL's main model is trained with; a row is labelled by how it differs from this.
 DEFAULTS = {
     "sampling": "size",
     "balancing": "none",
     "distillation": True,
+    "kd_schedule": "constant",
     "fusion": "cross_attention",
     "task_adapters": "per_task",
     "bottleneck": 64,
@@ -38,6 +36,8 @@ PAPER = {
     (("bottleneck", 128),): "above 64, more parameters",
     (("bottleneck", 512),): "above 64, more parameters",
 }
+# Settings the paper keeps fixed: a row differing in them as well gets the paper's figure of its other switches.
+NOT_ABLATED_IN_PAPER = ("kd_schedule",)
 
 
 @dataclass(frozen=True)
@@ -80,24 +80,22 @@ def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTab
         if len(set(seeds)) < len(seeds):
             raise FamevilError(f"--ablation {runs[0].model}: two runs with the same switches and seed {seeds}; give one per seed")
         figures = [Figure.of(values_of(runs, task.headline_key)) for task in tasks]
-        rows.append(AblationRow(_label(switches), figures, relative_gain(runs, by_task), parameter_count(runs[0].model), PAPER.get(switches, "")))
+        rows.append(AblationRow(_label(switches), figures, relative_gain(runs, by_task), parameter_count(runs[0].model), _paper_figure(switches)))
     return AblationTable([task.name.upper() for task in tasks], rows)
 
 
 def _switches(run: Run, teachers_samples: int | None) -> tuple:
     """How a multi-task model's training differs from the main model's, as sorted (setting, value) pairs.
     The main model's budget is the teachers' together (of the same seed), in samples."""
-    model = run.model
-    manifest = read_manifest(model)
-    details = manifest.details
-    if manifest.kind != "student":
-        raise FamevilError(f"--ablation: {model} is not a multi-task model (famevil distill); give evaluations of distilled models")
-    options = json.loads((model / TRAIN_CONFIG_FILE).read_text(encoding="utf-8"))
+    details, options = run.details, run.options
+    if run.kind != "student":
+        raise FamevilError(f"--ablation: {run.model} is not a multi-task model (famevil distill); give evaluations of distilled models")
     bottlenecks = {options.get("tsa_bottleneck", 64), options.get("xaa_bottleneck", 64)}
     settings = {
         "sampling": details["sampling"],
         "balancing": details.get("balancing", "none"),
         "distillation": details["kd_weight"] > 0,
+        "kd_schedule": details.get("kd_schedule", "constant") if details["kd_weight"] > 0 else "constant",
         "fusion": options.get("fusion", "cross_attention"),
         "task_adapters": options.get("task_adapters", "per_task"),
         "bottleneck": bottlenecks.pop() if len(bottlenecks) == 1 else "/".join(map(str, sorted(bottlenecks))),
@@ -107,11 +105,16 @@ def _switches(run: Run, teachers_samples: int | None) -> tuple:
     return tuple(sorted((name, value) for name, value in settings.items() if value != DEFAULTS[name]))
 
 
+def _paper_figure(switches: tuple) -> str:
+    return PAPER.get(tuple(switch for switch in switches if switch[0] not in NOT_ABLATED_IN_PAPER), "")
+
+
 def _label(switches: tuple) -> str:
     words = {
         ("distillation", False): "no distillation",
         ("fusion", "late"): "no XAA (late fusion)",
         ("task_adapters", "shared"): "one TSA for all tasks",
+        ("kd_schedule", "anneal"): "teacher annealing",
         ("balancing", "ias"): "IAS",
         ("balancing", "imtl-g"): "IMTL-G",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from stages.evaluate import flatten, read_metrics
 from stages.teach import build_model, check_shards, model_vocabularies, network_config, task_stream, validation
 from stages.training import Job, TrainingResult, fit
 
+KD_SCHEDULES = ("constant", "anneal")
+
 
 def distill(
     shards: Path,
@@ -35,6 +38,7 @@ def distill(
     overrides: dict[str, Any] | None = None,
     sampling: str = "size",
     kd_weight: float = 1.0,
+    kd_schedule: str = "constant",
     temperature: float = 1.0,
     balancing: str = "none",
     ias_targets: dict[str, float] | None = None,
@@ -51,7 +55,10 @@ def distill(
     distillation loss against its teacher: KL between the in-batch similarity distributions (XMR both
     ways, TGIR query to target), soft class labels (SCR), per-token soft labels over the teacher's
     top-k (FIC), at --temperature. --kd-weight 0 trains the plain multi-task baseline and needs no
-    teacher outputs. Same options, resume and outputs as famevil teach.
+    teacher outputs. --kd-schedule anneal lowers the weight linearly from --kd-weight to 0 over the
+    run (teacher annealing, Clark et al. 2019), so that a student can outgrow a weak teacher: it learns
+    from the teachers first and from the labels alone by the end. Same options, resume and outputs as
+    famevil teach.
 
     The paper's alternatives to plain summed gradients (--balancing): ias scales each task's gradient
     on the backbone after every validation (eval_every > 0), up for a task that lags its
@@ -71,6 +78,8 @@ def distill(
     """
     if kd_weight < 0 or temperature <= 0:
         raise FamevilError(f"--kd-weight {kd_weight} --temperature {temperature}: the weight must be >= 0 and the temperature > 0")
+    if kd_schedule not in KD_SCHEDULES:
+        raise FamevilError(f"--kd-schedule {kd_schedule!r}: choose one of {', '.join(KD_SCHEDULES)}")
     config = load_config(preset, overrides)
     tasks = list(TASKS.values())
     names = task_names()
@@ -88,6 +97,7 @@ def distill(
         "sampling": sampling,
         "task_probabilities": {t: round(p, 4) for t, p in sampler.probabilities.items()},
         "kd_weight": kd_weight,
+        "kd_schedule": kd_schedule,
         "temperature": temperature,
         "balancing": balancing,
         **({"ias_targets": ias_targets} if balancing == "ias" else {}),
@@ -99,7 +109,7 @@ def distill(
         partial(build_model, model_config, base, config.xaa_init),
         {task.name: task_stream(shards, task, config) for task in tasks},
         sampler,
-        partial(distillation_loss, teachers, kd_weight, temperature),
+        partial(distillation_loss, teachers, partial(kd_weight_at, kd_weight, kd_schedule, config.max_steps), temperature),
         partial(validation, shards, list(names), config),
         balancer,
     )
@@ -125,16 +135,27 @@ def _balancing(name: str, sampling: str, targets: dict[str, float], eval_every: 
     return build_balancing(name, list(task_names()), targets)
 
 
+def kd_weight_at(weight: float, schedule: str, steps: int, step: int) -> float:
+    """The distillation weight of update `step` (0-based) of `steps`: constant, or annealed linearly to 0."""
+    return weight if schedule == "constant" else weight * (1 - step / steps)
+
+
 def distillation_loss(
-    teachers: dict[str, TeacherOutputs], kd_weight: float, temperature: float, model: torch.nn.Module, task: str, batch: dict[str, Any]
+    teachers: dict[str, TeacherOutputs],
+    kd_weight: Callable[[int], float],
+    temperature: float,
+    model: torch.nn.Module,
+    task: str,
+    batch: dict[str, Any],
+    step: int,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The task's loss plus kd_weight times the distillation loss against the task's teacher."""
+    """The task's loss plus kd_weight(step) times the distillation loss against the task's teacher."""
     loss, logits = task_loss(model, task, batch)
     if task not in teachers:
         return loss, {f"loss_{task}": loss.item()}
     signals = teachers[task].gather(batch["keys"], logits.device)
     kd_loss = find_task(task).distillation(logits, signals, batch, temperature)
-    return loss + kd_weight * kd_loss, {f"loss_{task}": loss.item(), f"kd_{task}": kd_loss.item()}
+    return loss + kd_weight(step) * kd_loss, {f"loss_{task}": loss.item(), f"kd_{task}": kd_loss.item()}
 
 
 def _teacher_outputs(paths: list[Path], shards: Path, shards_id: str, student_backbone: str) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from safetensors import safe_open
@@ -35,14 +35,24 @@ class Figure:
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluation: its flat metrics, the checkpoint it evaluated, and that checkpoint's training
-    seed and samples (None where unknown: a checkpoint famevil did not train)."""
+    """One evaluation: its flat metrics, the checkpoint it evaluated and, where famevil trained that
+    checkpoint, the kind and details of its manifest and its training options (train_config.json)."""
 
     metrics: dict[str, float]
     model: Path
-    seed: int | None
     evaluation: Path
-    samples: int | None = None
+    kind: str | None = None
+    details: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def seed(self) -> int | None:
+        return self.options.get("seed")
+
+    @property
+    def samples(self) -> int | None:
+        """The training samples the checkpoint consumed (None for one famevil did not train)."""
+        return samples_trained(self.details, self.options) if self.options else None
 
 
 TEACHER, STUDENT, BASELINE = "teacher", "student", "baseline"
@@ -193,9 +203,10 @@ def read_run(evaluation: Path) -> Run:
     model = _model_path(evaluation)
     options_file = model / TRAIN_CONFIG_FILE
     if not options_file.is_file():
-        return Run(flatten(read_metrics(evaluation)), model, None, evaluation)
+        return Run(flatten(read_metrics(evaluation)), model, evaluation)
+    manifest = read_manifest(model)
     options = json.loads(options_file.read_text(encoding="utf-8"))
-    return Run(flatten(read_metrics(evaluation)), model, options.get("seed"), evaluation, samples_trained(read_manifest(model).details, options))
+    return Run(flatten(read_metrics(evaluation)), model, evaluation, manifest.kind, manifest.details, options)
 
 
 def teacher_samples(by_task: dict[str, list[Run]], seed: int | None) -> int | None:

@@ -182,7 +182,7 @@ def task_stream(shards: Path, task: Task, config: TrainConfig) -> TaskStream:
     return TaskStream(lambda epoch: epoch_batches(epoch=epoch), workers=config.workers)
 
 
-def logged_task_loss(model: torch.nn.Module, task: str, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+def logged_task_loss(model: torch.nn.Module, task: str, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
     loss, _ = task_loss(model, task, batch)
     return loss, {f"loss_{task}": loss.item()}
 

@@ -58,8 +58,8 @@ STATE_MARKER = "famevil-state.json"  # written last into each saved state: famev
 RUN_STATE_FILE = "run_state.json"  # famevil's counters, task sampler and data positions (as JSON, never a pickle)
 
 Batch = dict[str, Any]
-# (model as prepared, task, batch on the device) -> (loss to minimise, its parts for the log)
-LossFunction = Callable[[torch.nn.Module, str, Batch], tuple[torch.Tensor, dict[str, float]]]
+# (model as prepared, task, batch on the device, updates done so far) -> (loss to minimise, its parts for the log)
+LossFunction = Callable[[torch.nn.Module, str, Batch, int], tuple[torch.Tensor, dict[str, float]]]
 # (the unwrapped model) -> flat validation metrics with a SCORE, e.g. {"xmr.random100.mean": 41.2, "score": 41.2}
 Validation = Callable[[MultiTaskModel], dict[str, float]]
 
@@ -303,7 +303,7 @@ def _train(
                     batch = _to_device(next(state.streams[task]), accelerator.device)
                     state.balancing.start_micro_batch(task)
                     with accelerator.accumulate(model), accelerator.autocast():
-                        loss, parts = loss_function(model, task, batch)
+                        loss, parts = loss_function(model, task, batch, state.step)
                         accelerator.backward(loss)
                         state.balancing.end_micro_batch(unwrapped, task, accelerator.sync_gradients, partial(accelerator.reduce, reduction="mean"))
                         if accelerator.sync_gradients:

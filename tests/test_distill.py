@@ -8,6 +8,7 @@ import json
 import pickle
 import shutil
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from famevil.model.backbone import tokenizer
 from famevil.tasks import find_task
 from famevil.tasks.fic import caption_targets
 from famevil.training.sampling import TaskSampler
-from stages.distill import distill
+from stages.distill import distill, distillation_loss, kd_weight_at
 from stages.dump import dump
 from stages.evaluate import evaluate
 from tests.conftest import TASK_NAMES, TINY, RunsCode
@@ -115,6 +116,26 @@ def test_the_baseline_needs_no_teachers(tiny_shards, tmp_path):
     lines = (tmp_path / "baseline" / "metrics.jsonl").read_text()
     assert "kd_" not in lines and result.manifest.details["kd_weight"] == 0
     assert [ref.role for ref in result.manifest.inputs] == ["base", "shards"]
+
+
+@pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture)
+@torch.no_grad()
+def test_teacher_annealing_fades_the_distillation_loss_out(tiny_shards, tiny_dumps):
+    student = load_checkpoint(tiny_dumps["scr"][0])
+    torch.nn.init.normal_(student.head("scr").weight)  # away from its teacher, so that the distillation loss is not 0
+    batch = _first_batch(tiny_shards, "scr", student)
+    teachers = {"scr": TeacherOutputs(tiny_dumps["scr"][1])}
+
+    def total(schedule: str, step: int) -> tuple[float, float, float]:
+        loss, parts = distillation_loss(teachers, partial(kd_weight_at, 2.0, schedule, 4), 1.0, student, "scr", batch, step)
+        return loss.item(), parts["loss_scr"], parts["kd_scr"]
+
+    for step, weight in [(0, 2.0), (2, 1.0), (4, 0.0)]:
+        annealed, task_loss, kd_loss = total("anneal", step)
+        assert kd_loss > 0.1 and annealed == pytest.approx(task_loss + weight * kd_loss, rel=1e-5)
+        assert total("constant", step)[0] == pytest.approx(task_loss + 2.0 * kd_loss, rel=1e-5)
+    with pytest.raises(FamevilError, match="--kd-schedule 'cosine'"):
+        distill(tiny_shards, Path("unused"), kd_schedule="cosine")
 
 
 def _from_other_shards(outputs: dict[str, Path], tmp_path: Path) -> Path:
