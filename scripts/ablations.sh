@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The paper's ablations on the demo: the distilled student retrained with one switch turned at a time,
 # per seed, then one table of mean +- sd over the seeds beside the paper's figures (for the direction
-# of each effect, not its size). About 50 minutes per seed on 2 CPU cores, after scripts/demo.sh.
+# of each effect, not its size). About 55 minutes per seed on 2 CPU cores, after scripts/demo.sh.
 #
 # Usage: [SEEDS="0 1 2"] scripts/ablations.sh [RUN_DIR]   (default runs/demo: a finished demo.sh run
 # with the same SEEDS, whose teachers, their outputs, student and baseline it reuses)
 #
 # Variants (the student: size-proportional sampling, distillation annealed from weight 1 to 0, XAA, one
 # TSA per task, bottleneck 64, as many samples as the four teachers together; the baseline: no distillation):
-#   the student and the baseline with twice the teachers' samples (does the comparison change with the
-#   budget?); sampling uniform, round-robin; IAS (gradient scales from validation against the teachers' scores);
+#   the student and the baseline with twice and half the teachers' samples (how does the comparison
+#   change with the budget?); sampling uniform, round-robin; IAS (gradient scales from validation against the teachers' scores);
 #   IMTL-G (one batch of every task per update: a quarter of the updates for the same samples);
 #   no XAA in fusion; one TSA for all tasks; bottlenecks 128 and 512.
 # IAS validates every 200 updates and so keeps its best weights; the others keep their last.
@@ -23,10 +23,12 @@ run="${1:-runs/demo}"
 read -r -a seeds <<<"${SEEDS:-0}"
 source "$here/_demo_options.sh"
 
-order=(budget-2x no-distillation-2x uniform round-robin ias imtl-g no-xaa shared-tsa bottleneck-128 bottleneck-512)
+order=(budget-2x no-distillation-2x budget-half no-distillation-half uniform round-robin ias imtl-g no-xaa shared-tsa bottleneck-128 bottleneck-512)
 declare -A variants=(
     [budget-2x]="--max-steps $((student_steps * 2))"
     [no-distillation-2x]="--kd-weight 0 --max-steps $((student_steps * 2))"
+    [budget-half]="--max-steps $((student_steps / 2))"
+    [no-distillation-half]="--kd-weight 0 --max-steps $((student_steps / 2))"
     [uniform]="--sampling uniform"
     [round-robin]="--sampling round-robin"
     [ias]="--balancing ias --set eval_every=200"

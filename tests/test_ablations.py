@@ -313,7 +313,7 @@ def _environment_without_install(tmp_path: Path) -> dict[str, str]:
     return os.environ | {"FAMEVIL_VENV": str(venv), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
-@pytest.mark.slow  # ten tiny distillations and their evaluations through the CLI
+@pytest.mark.slow  # twelve tiny distillations and their evaluations through the CLI
 def test_the_ablation_script_trains_every_variant_and_prints_the_table(tiny_shards, tiny_dumps, tmp_path):
     run, seed_dir = tmp_path / "demo", tmp_path / "demo" / "seed-0"
     (seed_dir / "eval").mkdir(parents=True)
@@ -334,7 +334,20 @@ def test_the_ablation_script_trains_every_variant_and_prints_the_table(tiny_shar
     environment = _environment_without_install(tmp_path) | {"SEEDS": "0", "DEMO_PRESET": str(preset), "STUDENT_STEPS": "12"}
     finished = subprocess.run(["bash", ROOT / "scripts" / "ablations.sh", run], env=environment, capture_output=True, text=True, timeout=1200)
     assert finished.returncode == 0, finished.stderr[-4000:]
-    variants = ["budget-2x", "no-distillation-2x", "uniform", "round-robin", "ias", "imtl-g", "no-xaa", "shared-tsa", "bottleneck-128", "bottleneck-512"]
+    variants = [
+        "budget-2x",
+        "no-distillation-2x",
+        "budget-half",
+        "no-distillation-half",
+        "uniform",
+        "round-robin",
+        "ias",
+        "imtl-g",
+        "no-xaa",
+        "shared-tsa",
+        "bottleneck-128",
+        "bottleneck-512",
+    ]
     assert sorted(path.name for path in (seed_dir / "ablations").iterdir()) == sorted(variants)
     assert read_manifest(seed_dir / "ablations" / "imtl-g").details["steps"] == 3  # a quarter of the updates
     assert read_manifest(seed_dir / "ablations" / "ias").details["ias_targets"].keys() == set(TASK_NAMES)
@@ -346,7 +359,8 @@ def test_the_ablation_script_trains_every_variant_and_prints_the_table(tiny_shar
         "IMTL-G, teacher annealing, sampling round-robin",
         "no XAA (late fusion), teacher annealing",
     )
-    for label in (*labels, "bottleneck 512, teacher annealing", "2x the teachers' samples, teacher annealing", "2x the teachers' samples, no distillation"):
+    budgets = ("2x the teachers' samples, teacher annealing", "2x the teachers' samples, no distillation", "0.5x the teachers' samples, no distillation")
+    for label in (*labels, "bottleneck 512, teacher annealing", *budgets):
         assert label in finished.stdout, label
 
 
