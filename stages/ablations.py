@@ -42,6 +42,7 @@ NOT_ABLATED_IN_PAPER = ("kd_schedule",)
 
 @dataclass(frozen=True)
 class AblationRow:
+    switches: tuple  # sorted (setting, value) pairs where the row differs from FAME-ViL's main model
     label: str
     figures: list[Figure | None]  # one per task's headline metric, in AblationTable.columns order
     gain: Figure | None  # mean relative gain over the teachers, percent
@@ -53,6 +54,7 @@ class AblationRow:
 class AblationTable:
     columns: list[str]  # the tasks, each by its headline metric
     rows: list[AblationRow]
+    teachers: list[Figure | None]  # each task's teachers on its headline metric, in columns order
 
     def header(self) -> list[str]:
         return ["variant", *self.columns, "gain over teachers %", "parameters", "paper's"]
@@ -60,6 +62,21 @@ class AblationTable:
     def text_rows(self) -> list[list[str]]:
         """The rows as every form of the report shows them."""
         return [[row.label, *map(format_cell, row.figures), format_cell(row.gain, signed=True), f"{row.parameters:,}", row.paper] for row in self.rows]
+
+    def by_budget(self) -> dict[str, list[tuple[float, AblationRow]]]:
+        """The rows that differ from the main model in their budget at most, with and without
+        distillation, each series by budget (x the teachers' samples): the curves of how the
+        comparison changes with the budget. Empty unless some series has two budgets or more."""
+        series: dict[str, list[tuple[float, AblationRow]]] = {}
+        for row in self.rows:
+            settings = dict(row.switches)
+            budget = settings.pop("budget", 1.0)
+            settings.pop("kd_schedule", None)
+            if settings in ({}, {"distillation": False}):
+                series.setdefault("no distillation" if settings else "distilled", []).append((budget, row))
+        if not any(len(points) > 1 for points in series.values()):
+            return {}
+        return {name: sorted(points, key=lambda point: point[0]) for name, points in series.items()}
 
     def units(self) -> str:
         headlines = ", ".join(f"{task.name.upper()} {task.headline}" for task in TASKS.values())
@@ -80,8 +97,9 @@ def ablation_table(teachers: list[Path], evaluations: list[Path]) -> AblationTab
         if len(set(seeds)) < len(seeds):
             raise FamevilError(f"--ablation {runs[0].model}: two runs with the same switches and seed {seeds}; give one per seed")
         figures = [Figure.of(values_of(runs, task.headline_key)) for task in tasks]
-        rows.append(AblationRow(_label(switches), figures, relative_gain(runs, by_task), parameter_count(runs[0].model), _paper_figure(switches)))
-    return AblationTable([task.name.upper() for task in tasks], rows)
+        rows.append(AblationRow(switches, _label(switches), figures, relative_gain(runs, by_task), parameter_count(runs[0].model), _paper_figure(switches)))
+    teachers = [Figure.of(values_of(by_task.get(task.name, []), task.headline_key)) for task in tasks]
+    return AblationTable([task.name.upper() for task in tasks], rows, teachers)
 
 
 def _switches(run: Run, teachers_samples: int | None) -> tuple:

@@ -106,7 +106,34 @@ def _parameters(table: Report) -> str:
 def _ablations(ablations: AblationTable) -> str:
     head = "".join(f"<th>{html.escape(name)}</th>" for name in ablations.header())
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in ablations.text_rows())
-    return f'<table id="ablations"><caption class="note">{html.escape(ablations.units())}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    table = f'<table id="ablations"><caption class="note">{html.escape(ablations.units())}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return table + _budget_curves(ablations)
+
+
+def _budget_curves(ablations: AblationTable) -> str:
+    """Per task, its headline metric against the budget, with and without distillation, and the
+    teachers' level: where the student overtakes its teachers, and whether distillation helps."""
+    series = ablations.by_budget()
+    if not series:
+        return ""
+    colors = {"distilled": "#1f77b4", "no distillation": "#d62728"}
+    budgets = sorted({budget for points in series.values() for budget, _ in points})
+    charts = []
+    for column, (task, teachers) in enumerate(zip(TASKS.values(), ablations.teachers, strict=True)):
+        lines = [
+            Series(label, [(budget, row.figures[column].mean) for budget, row in points if row.figures[column]], colors[label])
+            for label, points in series.items()
+        ]
+        if teachers:
+            lines.append(Series("teachers", [(budgets[0], teachers.mean), (budgets[-1], teachers.mean)], "#555", dashed=True))
+        lines = [line for line in lines if line.points]
+        if lines:
+            chart = line_chart(lines, "budget, x the teachers' samples", f"{task.name.upper()} {task.headline}")
+            charts.append(f'<div class="run"><h4>{html.escape(task.name.upper())}</h4>{chart}</div>')
+    return (
+        '<p class="note">By budget: each task\'s headline metric (mean over seeds) against the budget, in multiples of the '
+        f'teachers\' samples together.</p><div class="runs" id="budget-curves">{"".join(charts)}</div>'
+    )
 
 
 def _curves(curves: list[Curves]) -> str:

@@ -296,6 +296,43 @@ def test_report_prints_the_ablation_table(tmp_path, browser, screenshots):
     browser.save_screenshot(str(screenshots / "ablations.png"))
 
 
+def test_the_page_draws_each_tasks_metric_by_budget(tmp_path, browser, screenshots):
+    teachers = [_teacher(tmp_path, task, 0, 50.0) for task in TASK_NAMES]
+    runs = [
+        _distilled(tmp_path, name, 0, _headlines(value), {"steps": steps} | extra)
+        for name, value, steps, extra in [
+            ("student", 52.0, 40, {}),
+            ("half", 30.0, 20, {}),
+            ("double", 61.0, 80, {}),
+            ("baseline", 51.0, 40, {"kd_weight": 0.0}),
+            ("baseline-double", 60.0, 80, {"kd_weight": 0.0}),
+            ("uniform", 49.0, 40, {"sampling": "uniform"}),  # not a budget row: not on the curves
+        ]
+    ]
+    series = ablation_table(teachers, runs).by_budget()
+    assert {name: [(budget, row.figures[0].mean) for budget, row in points] for name, points in series.items()} == {
+        "distilled": [(0.5, 30.0), (1.0, 52.0), (2.0, 61.0)],
+        "no distillation": [(1.0, 51.0), (2.0, 60.0)],
+    }
+    page = tmp_path / "budget.html"
+    arguments = [item for path in teachers for item in ("--teacher", path)] + ["--student", runs[0], "--ablation", *runs[1:2]]
+    for run in runs[2:]:
+        arguments += ["--ablation", run]
+    assert CliRunner().invoke(app, [str(a) for a in ["report", *arguments, "--html", page]]).exit_code == 0
+    browser.get(page.as_uri())
+    charts = browser.find_elements(By.CSS_SELECTOR, "#budget-curves svg")
+    assert len(charts) == 4  # one per task
+    assert [len(chart.find_elements(By.CSS_SELECTOR, "polyline.series")) for chart in charts] == [3] * 4  # distilled, no distillation, teachers
+    assert "no distillation" in charts[0].text and "teachers" in charts[0].text
+    browser.save_screenshot(str(screenshots / "budget-curves.png"))
+
+
+def test_no_budget_curves_without_two_budgets(tmp_path):
+    teachers = [_teacher(tmp_path, task, 0, 50.0) for task in TASK_NAMES]
+    runs = [_distilled(tmp_path, "student", 0, _headlines(52.0)), _distilled(tmp_path, "uniform", 0, _headlines(49.0), {"sampling": "uniform"})]
+    assert ablation_table(teachers, runs).by_budget() == {}
+
+
 # --- scripts/ablations.sh ----------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
