@@ -65,13 +65,12 @@ class AblationTable:
 
     def by_budget(self) -> dict[str, list[tuple[float, AblationRow]]]:
         """The rows that differ from the main model in their budget at most, with and without
-        distillation, each series by budget (x the teachers' samples): the curves of how the
+        distillation (settings the paper keeps fixed aside), each series by budget (x the teachers' samples): the curves of how the
         comparison changes with the budget. Empty unless some series has two budgets or more."""
         series: dict[str, list[tuple[float, AblationRow]]] = {}
         for row in self.rows:
-            settings = dict(row.switches)
+            settings = dict(_ablated(row.switches))
             budget = settings.pop("budget", 1.0)
-            settings.pop("kd_schedule", None)
             if settings in ({}, {"distillation": False}):
                 series.setdefault("no distillation" if settings else "distilled", []).append((budget, row))
         if not any(len(points) > 1 for points in series.values()):
@@ -123,8 +122,13 @@ def _switches(run: Run, teachers_samples: int | None) -> tuple:
     return tuple(sorted((name, value) for name, value in settings.items() if value != DEFAULTS[name]))
 
 
+def _ablated(switches: tuple) -> tuple:
+    """The switches without the settings the paper keeps fixed."""
+    return tuple(switch for switch in switches if switch[0] not in NOT_ABLATED_IN_PAPER)
+
+
 def _paper_figure(switches: tuple) -> str:
-    return PAPER.get(tuple(switch for switch in switches if switch[0] not in NOT_ABLATED_IN_PAPER), "")
+    return PAPER.get(_ablated(switches), "")
 
 
 def _label(switches: tuple) -> str:
