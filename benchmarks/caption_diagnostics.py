@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from famevil.checkpoint import load_checkpoint
-from famevil.data.loading import image_transform, samples
+from famevil.data.loading import samples
 from famevil.data.synthetic.taxonomy import COLOURS, SUBCATEGORIES
-from famevil.model.backbone import tokenizer
+from famevil.data.transforms import image_transform
 from famevil.model.fame_vil import _feed_forward, _self_attention
 from famevil.tasks import find_task
 
@@ -62,7 +62,7 @@ def attributes(evaluations: list[Path]) -> None:
 def layer_features(model_dir: Path, shards: Path, subset: str, count: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     model = load_checkpoint(model_dir).eval()
     adapters = model.tasks[0]
-    transform = image_transform(model.backbone_config["vision_cfg"]["image_size"], train=False)
+    transform = image_transform(model.preprocess, train=False)
     views = list(itertools.islice(samples(shards, subset), count))
     x = model._image_stem(torch.stack([transform(view["jpg"]) for view in views]))
     features = {}
@@ -99,8 +99,8 @@ def units(shards: Path, models: list[Path]) -> None:
     for model_dir in models:
         model = load_checkpoint(model_dir).eval()
         task = find_task(model.tasks[0])
-        transform = image_transform(model.backbone_config["vision_cfg"]["image_size"], train=False)
-        batch = task.batch(list(itertools.islice(samples(shards, "fashiongen/val"), 64)), transform, tokenizer(model.config.backbone))
+        transform = image_transform(model.preprocess, train=False)
+        batch = task.batch(list(itertools.islice(samples(shards, "fashiongen/val"), 64)), transform, model.tokenizer())
         activations: dict[str, torch.Tensor] = {}
         for layer in range(model.layers):
             for name, adapter in ((f"XAA {layer}", model.xaa["text"][layer].adapter), (f"TSA {layer}", model.tsa[task.name]["text"][layer])):

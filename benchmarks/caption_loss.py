@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from famevil.checkpoint import load_checkpoint
-from famevil.data.loading import batched, image_transform, samples
-from famevil.model.backbone import tokenizer
+from famevil.data.loading import batched, samples
+from famevil.data.transforms import image_transform
 from famevil.multitask import task_loss
 from famevil.tasks import find_task
 
@@ -23,8 +23,8 @@ from famevil.tasks import find_task
 def caption_losses(model_dir: Path, shards: Path, batch_size: int, seed: int) -> tuple[float, float]:
     model = load_checkpoint(model_dir).eval()
     task = find_task("captioning")
-    transform = image_transform(model.backbone_config["vision_cfg"]["image_size"], train=False)
-    tokenize = tokenizer(model.config.backbone)
+    transform = image_transform(model.preprocess, train=False)
+    tokenize = model.tokenizer()
     generator = torch.Generator().manual_seed(seed)
     matching, shuffled, count = 0.0, 0.0, 0
     for chunk in batched(samples(shards, task.subsets("val")[0]), batch_size):

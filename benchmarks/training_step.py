@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from timing import interleaved  # benchmarks/timing.py, beside this script
 
-from famevil.data.loading import image_transform, training_batches
+from famevil.data.loading import training_batches
 from famevil.data.teacher_outputs import TeacherOutputs, write_outputs
+from famevil.data.transforms import image_transform
 from famevil.losses import symmetric_info_nce
-from famevil.model.backbone import tokenizer
+from famevil.model.backbone import backbone_config, text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import TASKS, task_names
 from famevil.tasks.base import Task
@@ -49,9 +50,12 @@ def _time_task(task: Task, student: MultiTaskModel, args: argparse.Namespace, la
     """One row: the task's teacher step against open_clip's, and the distillation step against the teacher's."""
     name = task.name
     classes = student.config.vocabularies
-    size = student.backbone_config["vision_cfg"]["image_size"]
-    tokenize = tokenizer(args.model)
-    batch = next(iter(training_batches(args.shards, task.train_subset(), task.batch, args.batch_size, image_transform(size, train=True), tokenize, 0, 0, 1)))
+    tokenize = student.tokenizer()
+    batch = next(
+        iter(
+            training_batches(args.shards, task.train_subset(), task.batch, args.batch_size, image_transform(student.preprocess, train=True), tokenize, 0, 0, 1)
+        )
+    )
     teacher = MultiTaskModel(ModelConfig(args.model, (name,), vocabularies=classes)).train()
     clip = teacher.backbone
 
@@ -90,7 +94,8 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch {args.batch_size}, random weights")
     classes = {"subcategory": [f"class {i}" for i in range(30)]}
-    restricted = {name: words for task in TASKS.values() for name, words in task.text_vocabulary(args.shards, tokenizer(args.model)).items()}
+    tokenize = text_tokenizer(backbone_config(args.model))
+    restricted = {name: words for task in TASKS.values() for name, words in task.text_vocabulary(args.shards, tokenize).items()}
     students = {
         vocabularies: MultiTaskModel(ModelConfig(args.model, task_names(), vocabularies=classes | extra)).train()
         for vocabularies, extra in (("full", {}), ("training", restricted))
@@ -99,7 +104,7 @@ def main() -> None:
     print(f"{'task':<28}{'open_clip':>10}{'teacher':>10}{'ratio':>11}    |{'teacher':>10}{'distill':>10}{'ratio':>11}")
     for task in TASKS.values():
         _time_task(task, students["full"], args, task.name)
-        if task.text_vocabulary(args.shards, tokenizer(args.model)):
+        if task.text_vocabulary(args.shards, tokenize):
             _time_task(task, students["training"], args, f"{task.name} (training vocabulary)")
     print("samples/s from each pair's own alternating run; time ratios: above 1 means slower than the reference")
 

@@ -23,8 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from data_specs.errors import FamevilError
 from famevil.checkpoint import load_checkpoint
 from famevil.data.examples import text_tokens
-from famevil.data.loading import image_transform
-from famevil.model.backbone import tokenizer
+from famevil.data.transforms import image_transform
 from famevil.model.decoding import generate
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
@@ -64,8 +63,8 @@ class FashionModel:
         self.network = network.eval().to(device)
         self.source = source
         self.device = torch.device(device)
-        self.transform = image_transform(network.backbone_config["vision_cfg"]["image_size"], train=False)
-        self.tokenize = tokenizer(network.config.backbone)
+        self.transform = image_transform(network.preprocess, train=False)  # as the checkpoint's base was trained, in evaluation's geometry
+        self.tokenize = network.tokenizer()
 
     @property
     def tasks(self) -> tuple[str, ...]:

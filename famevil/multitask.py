@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from data_specs.errors import FamevilError
+from famevil.data.transforms import Preprocess
 from famevil.model.fame_vil import FameVil, FameVilConfig
 from famevil.tasks import find_task
 from famevil.tasks.base import CONTRASTIVE, Batch
@@ -21,7 +22,7 @@ from famevil.tasks.base import CONTRASTIVE, Batch
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str  # an open_clip model name: ViT-B-16, famevil-tiny, ...
+    backbone: str  # the architecture's name: open_clip's (ViT-B-16), famevil's (famevil-tiny), or the hf-hub:/local-dir: base it came from
     tasks: tuple[str, ...]  # each gets its task-specific adapters and its head
     tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
     xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
@@ -41,8 +42,8 @@ class ModelConfig:
 
 
 class MultiTaskModel(FameVil):
-    def __init__(self, config: ModelConfig, architecture: dict | None = None):
-        """architecture: the open_clip config of the backbone; by default, that of config.backbone."""
+    def __init__(self, config: ModelConfig, architecture: dict | None = None, preprocess: Preprocess | None = None):
+        """architecture and preprocess: the backbone's, as FameVil takes them (by default those of config.backbone)."""
         tasks = [find_task(name) for name in config.tasks]
         network = FameVilConfig(
             config.backbone,
@@ -55,7 +56,7 @@ class MultiTaskModel(FameVil):
             config.fusion,
             _shared_task_adapters(config.task_adapters),
         )
-        super().__init__(network, architecture)
+        super().__init__(network, architecture, preprocess)
         self.config = ModelConfig(**(asdict(config) | {"tasks": network.adapter_sets}))  # aliases resolved
         self.heads = nn.ModuleDict({task.name: head for task in tasks if (head := task.build_head(self, config.vocabularies)) is not None})
 

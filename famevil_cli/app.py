@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 import famevil
-from data_specs.errors import FamevilError
+from data_specs.errors import FamevilError, FamevilWarning
 from data_specs.manifest import famevil_version, require_artifact, verify_artifact
 from famevil.params import FASHIONGEN_SUBCATEGORIES, count_parameters
 from famevil.tasks import TASKS, find_task, task_names
@@ -48,6 +49,7 @@ app = typer.Typer(
 out_console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
+_python_show_warning = warnings.showwarning
 Result = TypeVar("Result")
 
 
@@ -65,10 +67,21 @@ def _options(
     _state["debug"] = debug
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A FamevilWarning as one yellow line; any other warning as Python prints it."""
+    if issubclass(category, FamevilWarning):
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 def _run(stage: Callable[..., Result], **options) -> Result:
-    """Run a stage; a FamevilError becomes one red line and exit code 1 (a traceback only with --debug)."""
+    """Run a stage; a FamevilError becomes one red line and exit code 1 (a traceback only with --debug),
+    a FamevilWarning one yellow line."""
     try:
-        return stage(**options)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return stage(**options)
     except FamevilError as error:
         if _state["debug"]:
             raise
@@ -236,9 +249,12 @@ def evaluate(
     shards: Annotated[Path | None, typer.Option(help="A shards artifact (famevil prepare).")] = None,
     model: Annotated[Path | None, typer.Option(help="A famevil checkpoint directory.")] = None,
     base: Annotated[
-        str | None, typer.Option(help="Instead of --model: open_clip NAME:TAG, a local checkpoint file, or a config name (random weights).")
+        str | None,
+        typer.Option(
+            help="Instead of --model: open_clip NAME:TAG, hf-hub:ORG/NAME, local-dir:DIR, a local checkpoint file, or a config name (random weights)."
+        ),
     ] = None,
-    arch: Annotated[str, typer.Option(help="The architecture of a local --base checkpoint file.")] = "ViT-B-16",
+    arch: Annotated[str, typer.Option(help="The architecture of a local --base checkpoint file (e.g. ViT-B-16-quickgelu for OpenAI's weights).")] = "ViT-B-16",
     tasks: Annotated[str | None, typer.Option(help=f"Comma-separated tasks (default: all the model has): {','.join(task_names())}.")] = None,
     split: Annotated[str, typer.Option(help="The shards' split to evaluate on: val or train.")] = "val",
     beams: Annotated[int, typer.Option(help="Caption decoding: 1 is greedy, more is beam search.", min=1)] = 1,
@@ -293,7 +309,11 @@ ShardsOption = Annotated[Path, typer.Option(help="A shards artifact (famevil pre
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a training option: NAME=VALUE (repeatable), e.g. --set batch_size=16.")]
 MaxStepsOption = Annotated[int | None, typer.Option(help="Optimiser updates (overrides the preset's max_steps).", min=1)]
 BaseOption = Annotated[
-    str | None, typer.Option(help="Starting weights: open_clip NAME:TAG, a local open_clip file, or a famevil base/checkpoint directory. Default: random.")
+    str | None,
+    typer.Option(
+        help="Starting weights, which bring their architecture, activation and preprocessing: open_clip NAME:TAG (ViT-B-16:openai), "
+        "hf-hub:ORG/NAME, local-dir:DIR, a famevil checkpoint directory, or a local open_clip file of --set model=. Default: random."
+    ),
 ]
 ResumeOption = Annotated[str | None, typer.Option(help="'auto' continues OUT's interrupted run; or a checkpoints/step-N folder to start from.")]
 

@@ -6,7 +6,9 @@
 # Usage: FASHIONGEN=/data/fashiongen FASHIONIQ=/data/fashioniq scripts/paper.sh [RUN_DIR]
 # Settings (environment, with the paper's values as defaults):
 #   GPUS=4                     processes per node (global batch: 16 x GPUS)
-#   BASE=ViT-B-16:openai       starting weights: an open_clip NAME:TAG, a local file or a famevil base
+#   BASE=ViT-B-16:openai       starting weights: an open_clip NAME:TAG (the tag brings its activation and
+#                              preprocessing: QuickGELU and bicubic for OpenAI's), hf-hub:/local-dir:, a famevil
+#                              base, or a local file of OpenAI's weights (the presets name ViT-B-16-quickgelu)
 #   TEACHER_PRESET=paper       teachers: 30,000 updates (TGIR: TGIR_STEPS=6000)
 #   STUDENT_PRESET=paper-student   90,000 updates, 10,000 warm-up, lr x0.1 at 50,000 and 80,000
 # Needs: famevil installed (pip install .), the releases, and the base weights in open_clip's cache

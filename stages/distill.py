@@ -14,16 +14,13 @@ from webdataset.tariterators import base_plus_ext
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, require_artifact
 from data_specs.shards import read_sizes, shard_paths
-from famevil.checkpoint import base_reference
 from famevil.data.teacher_outputs import TeacherOutputs
-from famevil.model.backbone import backbone_config
 from famevil.multitask import task_loss
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.training.balancing import Balancing, build_balancing
-from famevil.training.config import load_config
 from famevil.training.sampling import TaskSampler
 from stages.evaluate import flatten, read_metrics
-from stages.teach import build_model, check_shards, model_vocabularies, network_config, task_stream, validation
+from stages.teach import build_model, check_shards, model_vocabularies, network_config, task_stream, training_base, validation
 from stages.training import Job, TrainingResult, fit
 
 KD_SCHEDULES = ("constant", "anneal")
@@ -80,17 +77,20 @@ def distill(
         raise FamevilError(f"--kd-weight {kd_weight} --temperature {temperature}: the weight must be >= 0 and the temperature > 0")
     if kd_schedule not in KD_SCHEDULES:
         raise FamevilError(f"--kd-schedule {kd_schedule!r}: choose one of {', '.join(KD_SCHEDULES)}")
-    config = load_config(preset, overrides)
+    config, backbone = training_base(preset, overrides, base)
     tasks = list(TASKS.values())
     names = task_names()
     ias_targets = _headlines(ias_targets_from or []) | (ias_targets or {})
     balancer = _balancing(balancing, sampling, ias_targets, config.eval_every)
     shards_manifest = check_shards(shards, tasks)
-    teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, config.model) if kd_weight > 0 else ({}, [])
-    model_config = network_config(config, names, model_vocabularies(shards, tasks, config))
+    student_text = backbone.architecture["text_cfg"]
+    teachers, teacher_refs = (
+        _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, backbone.backbone, student_text) if kd_weight > 0 else ({}, [])
+    )
+    model_config = network_config(config, names, model_vocabularies(shards, tasks, config, backbone))
     sizes = read_sizes(shards)
     sampler = TaskSampler({task.name: task.training_size(sizes) for task in tasks}, sampling, seed=config.seed)
-    inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
+    inputs = [backbone.ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     inputs += teacher_refs
     details = {
         "tasks": list(names),
@@ -106,8 +106,8 @@ def distill(
     job = Job("student", out, config, inputs, details, resume, overwrite, title=title, report_to=tuple(report_to or ()))
     return fit(
         job,
-        partial(build_model, model_config, base, config.xaa_init),
-        {task.name: task_stream(shards, task, config) for task in tasks},
+        partial(build_model, model_config, backbone, config.xaa_init),
+        {task.name: task_stream(shards, task, config, backbone) for task in tasks},
         sampler,
         partial(distillation_loss, teachers, partial(kd_weight_at, kd_weight, kd_schedule, config.max_steps), temperature),
         partial(validation, shards, list(names), config),
@@ -158,9 +158,11 @@ def distillation_loss(
     return loss + kd_weight(step) * kd_loss, {f"loss_{task}": loss.item(), f"kd_{task}": kd_loss.item()}
 
 
-def _teacher_outputs(paths: list[Path], shards: Path, shards_id: str, student_backbone: str) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
-    """Each task's teacher outputs, checked against the shards before any training step, and their references."""
-    student_text = backbone_config(student_backbone)["text_cfg"]
+def _teacher_outputs(
+    paths: list[Path], shards: Path, shards_id: str, student_backbone: str, student_text: dict
+) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
+    """Each task's teacher outputs, checked against the shards (and the student's text tower: its
+    vocabulary and context) before any training step, and their references."""
     found: dict[str, TeacherOutputs] = {}
     references: list[InputRef] = []
     for path in paths:

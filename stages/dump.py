@@ -12,9 +12,9 @@ from data_specs.manifest import InputRef, Manifest, require_artifact, write_mani
 from data_specs.shards import listed_shards
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import load_checkpoint
-from famevil.data.loading import batched, image_transform, shard_samples
+from famevil.data.loading import batched, shard_samples
 from famevil.data.teacher_outputs import OUTPUTS_DIR, output_path, read_keys, write_outputs
-from famevil.model.backbone import tokenizer
+from famevil.data.transforms import image_transform
 from famevil.tasks import find_task
 from famevil.tasks.base import check_coverage
 from stages.progress import progress_bar
@@ -54,8 +54,8 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
         raise FamevilError(f"--top-k {top_k}: must be at least 1")
     model = load_checkpoint(teacher, teacher_manifest).eval()
     backbone = model.backbone_config
-    transform = image_transform(backbone["vision_cfg"]["image_size"], train=False)
-    tokenize = tokenizer(model.config.backbone)
+    transform = image_transform(model.preprocess, train=False)
+    tokenize = model.tokenizer()
     files = listed_shards(shards, subset)
     inputs = [InputRef("teacher", "teacher", teacher_manifest.content_id, str(teacher)), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     plan = {"inputs": [ref.id for ref in inputs], "top_k": top_k}

@@ -13,9 +13,10 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, require_artifact, write_manifest
 from data_specs.shards import read_sizes, read_training_vocabularies
 from data_specs.staging import check_destination, staging
-from famevil.checkpoint import LOCAL_DIR, base_reference, load_base, load_checkpoint, require_checkpoint
-from famevil.data.loading import batched, image_transform, samples
-from famevil.model.backbone import HF_HUB, backbone_config, tokenizer
+from famevil.bases import resolve_base
+from famevil.checkpoint import load_checkpoint, require_checkpoint
+from famevil.data.loading import batched, samples
+from famevil.data.transforms import image_transform
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.tasks.base import EvalSettings, check_coverage
@@ -63,9 +64,10 @@ def evaluate(
     decoding, or beam search with --beams. All in percent, CIDEr x100, like the paper. --split val
     (the default: FashionGen's validation file serves as its test split) or train.
 
-    Give --model (a famevil checkpoint directory) or --base: an open_clip NAME:TAG, a local open_clip
-    checkpoint (with --arch), or a config name such as famevil-tiny for random weights (zero-shot
-    CLIP baseline for XMR and TGIR, a random baseline for all four).
+    Give --model (a famevil checkpoint directory) or --base: an open_clip NAME:TAG, hf-hub:ORG/NAME,
+    local-dir:DIR, a local open_clip checkpoint file (with --arch), or a config name such as
+    famevil-tiny for random weights (zero-shot CLIP baseline for XMR and TGIR, a random baseline for
+    all four). A base runs as it was trained: its activation and image preprocessing come with it.
 
     Example (a minute on a laptop CPU, on the tiny synthetic shards):
 
@@ -127,8 +129,8 @@ def measure(
     check_coverage(shards, chosen, train=False, evaluate_on=split)
     settings = EvalSettings(
         split,
-        image_transform(network.backbone_config["vision_cfg"]["image_size"], train=False),
-        tokenizer(network.config.backbone),
+        image_transform(network.preprocess, train=False),
+        network.tokenizer(),
         beams,
         max_new_tokens,
         random100_runs,
@@ -166,24 +168,15 @@ def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: d
     if model is not None:
         manifest = require_checkpoint(model)
         return load_checkpoint(model, manifest), InputRef("model", manifest.kind, manifest.content_id, str(model))
-    path = Path(base)
-    if path.is_dir():
+    if Path(base).is_dir():
         raise FamevilError(f"--base {base}: a famevil checkpoint directory is evaluated with --model {base}")
-    pretrained = path.is_file() or ":" in base
-    if pretrained:
-        by_arch = path.is_file() or base.startswith((HF_HUB, LOCAL_DIR))  # the weights' architecture is --arch
-        name = arch if by_arch else base.split(":", 1)[0]
-        if by_arch:
-            backbone_config(arch, option=f"--arch {arch}")
-        ref = base_reference(base, name, architecture_option="--arch ")  # checks a NAME:TAG's architecture
-    else:
-        backbone_config(base, option="--base")
-        name, ref = base, base_reference(None, base)
-        ref = InputRef(ref.role, ref.kind, f"{ref.id}:seed{torch.initial_seed()}", ref.path)
-    network = MultiTaskModel(ModelConfig(name, task_names(), vocabularies=vocabularies))
-    if pretrained:
-        load_base(network, base, architecture_option="--arch ")
-    return network, ref
+    if Path(base).is_file() or ":" in base:  # weights: a tag, a Hub model, a folder, or a file of the --arch architecture
+        backbone = resolve_base(base, arch, option="--arch ")
+        ref = backbone.ref
+    else:  # an architecture's name: random weights, seeded
+        backbone = resolve_base(None, base, option="--base ")
+        ref = InputRef(backbone.ref.role, backbone.ref.kind, f"{backbone.ref.id}:seed{torch.initial_seed()}", backbone.ref.path)
+    return backbone.model(ModelConfig(backbone.backbone, task_names(), vocabularies=vocabularies)), ref
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

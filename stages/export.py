@@ -12,8 +12,7 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, read_manifest, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, write_open_clip_folder
-from famevil.data.loading import CLIP_MEAN, CLIP_STD
-from famevil.model.backbone import CONV_STEM
+from famevil.model.backbone import CONV_STEM, QUICK_GELU
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
 from famevil.tasks.base import FASHIONGEN
@@ -90,10 +89,13 @@ def model_card(model: Path, network: MultiTaskModel, lineage: list[tuple[str, Ma
         lines += ["", "## Evaluation", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {name} | {value:.2f} |" for name, value in flat.items() if isinstance(value, (int, float))]
     lines += ["", "## Limitations", ""]
+    preprocess = network.preprocess
     if synthetic:
         lines += ["**Trained on famevil's procedural (synthetic) data set**: a demonstration of the pipeline, not a model for real products."]
     lines += [
-        f"A {network.config.backbone} backbone at {network.backbone_config['vision_cfg']['image_size']} px; its figures hold for the data it was evaluated on.",
+        f"A {network.config.backbone} backbone ({'QuickGELU' if network.backbone_config.get(QUICK_GELU) else 'GELU'}) at {preprocess.size} px, images resized "
+        f"{preprocess.interpolation} and normalised with mean {list(preprocess.mean)} and std {list(preprocess.std)}, as its base was trained; "
+        "its figures hold for the data it was evaluated on.",
         "Fashion copy carries its sources' biases (gender, body type, the retailers' catalogues).",
         "",
     ]
@@ -134,8 +136,7 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
         inputs.append(InputRef("metrics", "metrics", read_manifest(metrics).content_id, str(metrics)))
     with staging(out, {"inputs": [ref.id for ref in inputs], "format": form}, resume=False) as stage:
         if form == "open_clip":
-            size = network.backbone_config["vision_cfg"]["image_size"]
-            write_open_clip_folder(network, stage.partial, {"size": size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD)})
+            write_open_clip_folder(network, stage.partial)
         else:
             for name in (WEIGHTS_FILE, CONFIG_FILE):
                 shutil.copy2(model / name, stage.partial / name)

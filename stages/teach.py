@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ import torch
 
 from data_specs.manifest import InputRef, Manifest, require_artifact
 from data_specs.shards import read_training_vocabularies
-from famevil.checkpoint import base_reference, load_base
-from famevil.data.loading import image_transform, training_batches
-from famevil.model.backbone import backbone_config, tokenizer
+from famevil.bases import Base, resolve_base
+from famevil.data.loading import training_batches
+from famevil.data.transforms import image_transform
+from famevil.model.backbone import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import find_task
 from famevil.tasks.base import Task, check_coverage
@@ -40,7 +42,13 @@ def teach(
     """Train a single-task teacher: the backbone, the task's adapters (and the cross-attention adapters
     where its mode fuses or generates) and its head, then keep the best weights by validation.
 
-    --preset paper is the paper's setting (ViT-B-16, batch 16 per process, 30,000 updates, lr 1e-6 for
+    --base gives the starting weights, and with them the architecture, activation and image
+    preprocessing they were trained with: an open_clip NAME:TAG (the paper's: ViT-B-16:openai, run with
+    the QuickGELU OpenAI trained it with), hf-hub:ORG/NAME, local-dir:DIR, a famevil checkpoint
+    directory, or a bare weights file of the architecture --set model= names. Without --base the
+    backbone starts from random weights.
+
+    --preset paper is the paper's setting (ViT-B-16 with OpenAI's QuickGELU, batch 16 per process, 30,000 updates, lr 1e-6 for
     CLIP and 1e-4 for the rest, bf16; TGIR teachers use --max-steps 6000); demo-cpu is a small
     backbone for the synthetic demo. --set NAME=VALUE overrides any option (see train_config.json in a
     run). The run is resumable: rerun the same command with --resume auto after an interruption.
@@ -52,10 +60,10 @@ def teach(
             --base runs/demo/base --out runs/demo/teacher-fic
     """
     chosen = find_task(task)
-    config = load_config(preset, overrides)
+    config, backbone = training_base(preset, overrides, base)
     shards_manifest = check_shards(shards, [chosen])
-    model_config = network_config(config, (chosen.name,), model_vocabularies(shards, [chosen], config))
-    inputs = [base_reference(base, config.model), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
+    model_config = network_config(config, (chosen.name,), model_vocabularies(shards, [chosen], config, backbone))
+    inputs = [backbone.ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
     job = Job(
         "teacher",
         out,
@@ -67,7 +75,7 @@ def teach(
         title=f"teach {chosen.name}",
         report_to=tuple(report_to or ()),
     )
-    return _fit_one_task(job, partial(build_model, model_config, base, config.xaa_init), chosen, shards, config)
+    return _fit_one_task(job, partial(build_model, model_config, backbone, config.xaa_init), chosen, shards, config, backbone)
 
 
 def pretrain(
@@ -93,7 +101,7 @@ def pretrain(
         famevil pretrain --shards runs/demo/shards --out runs/demo/base
     """
     retrieval = find_task(PRETRAINING_TASK)
-    config = load_config(preset, overrides)
+    config, backbone = training_base(preset, overrides, None)
     shards_manifest = check_shards(shards, [retrieval])
     model_config = network_config(config, (retrieval.name,))
     job = Job(
@@ -107,26 +115,35 @@ def pretrain(
         title="pretrain",
         report_to=tuple(report_to or ()),
     )
-    return _fit_one_task(job, partial(_backbone_only, model_config), retrieval, shards, config)
+    return _fit_one_task(job, partial(_backbone_only, model_config, backbone), retrieval, shards, config, backbone)
 
 
-def _fit_one_task(job: Job, build: Callable[[], MultiTaskModel], task: Task, shards: Path, config: TrainConfig) -> TrainingResult:
+def _fit_one_task(job: Job, build: Callable[[], MultiTaskModel], task: Task, shards: Path, config: TrainConfig, backbone: Base) -> TrainingResult:
     return fit(
         job,
         build,
-        {task.name: task_stream(shards, task, config)},
+        {task.name: task_stream(shards, task, config, backbone)},
         TaskSampler({task.name: 1}, seed=config.seed),
         logged_task_loss,
         partial(validation, shards, [task.name], config),
     )
 
 
-def _backbone_only(model_config: ModelConfig) -> MultiTaskModel:
+def _backbone_only(model_config: ModelConfig, backbone: Base) -> MultiTaskModel:
     """The backbone and the task's head (the contrastive temperature) train; the adapters stay at zero."""
-    model = MultiTaskModel(model_config)
+    model = backbone.model(model_config)
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith(("backbone.", "heads."))
     return model
+
+
+def training_base(preset: str, overrides: dict[str, Any] | None, base: str | None) -> tuple[TrainConfig, Base]:
+    """The training options and the base they start from, checked before any work. The base defines the
+    architecture (its name becomes the options' model); --set model= is needed only for random weights
+    or a bare weights file, and is an error against a base of another architecture."""
+    config = load_config(preset, overrides)
+    backbone = resolve_base(base, config.model, explicit="model" in (overrides or {}))
+    return replace(config, model=backbone.backbone), backbone
 
 
 def network_config(config: TrainConfig, tasks: tuple[str, ...], vocabularies: dict[str, list[str]] | None = None) -> ModelConfig:
@@ -144,30 +161,29 @@ def network_config(config: TrainConfig, tasks: tuple[str, ...], vocabularies: di
     )
 
 
-def model_vocabularies(shards: Path, tasks: list[Task], config: TrainConfig) -> dict[str, list[str]]:
+def model_vocabularies(shards: Path, tasks: list[Task], config: TrainConfig, backbone: Base) -> dict[str, list[str]]:
     """What the heads classify into (the shards' label vocabularies) and, with head_vocabulary=training,
     the tokens a language-model head may write."""
     vocabularies = read_training_vocabularies(shards)
     if config.head_vocabulary == "training":
         for task in tasks:
-            vocabularies |= task.text_vocabulary(shards, tokenizer(config.model))
+            vocabularies |= task.text_vocabulary(shards, text_tokenizer(backbone.architecture))
     return vocabularies
 
 
-def build_model(model_config: ModelConfig, base: str | None, xaa_init: str = "zero") -> MultiTaskModel:
-    """A fresh multi-task model on the base's backbone weights; xaa_init as TrainConfig says."""
-    model = MultiTaskModel(model_config)
-    if base is not None:
-        load_base(model, base)
+def build_model(model_config: ModelConfig, backbone: Base, xaa_init: str = "zero") -> MultiTaskModel:
+    """A fresh multi-task model on the base (its architecture, preprocessing and weights); xaa_init as TrainConfig says."""
+    model = backbone.model(model_config)
     model.init_heads_from_backbone()
     if xaa_init == "default":
         model.open_cross_attention()
     return model
 
 
-def task_stream(shards: Path, task: Task, config: TrainConfig) -> TaskStream:
-    """The task's resampled training batches, with the paper's training transform (unless augment is off)."""
-    transform = image_transform(backbone_config(config.model)["vision_cfg"]["image_size"], train=config.augment)
+def task_stream(shards: Path, task: Task, config: TrainConfig, backbone: Base) -> TaskStream:
+    """The task's resampled training batches, with the paper's training transform (unless augment is off)
+    in the base's preprocessing, and the base's tokenizer."""
+    transform = image_transform(backbone.preprocess, train=config.augment)
     epoch_batches = partial(
         training_batches,
         shards,
@@ -175,7 +191,7 @@ def task_stream(shards: Path, task: Task, config: TrainConfig) -> TaskStream:
         task.batch,
         config.batch_size,
         transform,
-        tokenizer(config.model),
+        text_tokenizer(backbone.architecture),
         config.seed,
         batches_per_epoch=config.batches_per_epoch,
     )

@@ -6,14 +6,22 @@ so that the readers are checked against the published layout and not only agains
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-# Tests never download: a Hub lookup fails at once instead of retrying for half a minute. Set before
-# open_clip imports huggingface_hub, which reads it once; subprocesses inherit it.
+# Tests never download: a Hub lookup fails at once instead of retrying for half a minute. And they
+# have a Hugging Face cache of their own, empty but for the random weights tests place in it, never
+# the developer's. Set before open_clip imports huggingface_hub, which reads both once; subprocesses
+# inherit them.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# This file runs twice, as pytest's conftest and as tests.conftest (tests import TINY from it): one cache.
+if "FAMEVIL_TESTS_HF_HOME" not in os.environ:
+    os.environ["FAMEVIL_TESTS_HF_HOME"] = tempfile.mkdtemp(prefix="famevil-tests-hf-")
+os.environ["HF_HOME"] = os.environ["FAMEVIL_TESTS_HF_HOME"]
 
 import h5py
 import numpy as np
@@ -30,6 +38,7 @@ from stages.prepare import prepare
 from stages.synth import synth
 from stages.teach import teach
 
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 TASK_NAMES = task_names()  # the built-in tasks (a test may register more for a while)
 # Training options for 2-layer models on the tiny preset: seconds per run.
 TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "eval_every": 0}

@@ -19,9 +19,9 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
 from data_specs.shards import shard_paths
 from famevil.checkpoint import load_checkpoint
-from famevil.data.loading import image_transform, shard_samples
+from famevil.data.loading import shard_samples
 from famevil.data.teacher_outputs import TeacherOutputs, read_keys, write_outputs
-from famevil.model.backbone import tokenizer
+from famevil.data.transforms import image_transform
 from famevil.tasks import find_task
 from famevil.tasks.fic import caption_targets
 from famevil.training.sampling import TaskSampler
@@ -34,8 +34,7 @@ from tests.conftest import TASK_NAMES, TINY, RunsCode
 def _first_batch(shards: Path, task_name: str, teacher) -> dict:
     task = find_task(task_name)
     samples = list(itertools.islice(shard_samples(shard_paths(shards, task.train_subset())), 8))
-    transform = image_transform(teacher.backbone_config["vision_cfg"]["image_size"], train=False)
-    return task.batch(samples, transform, tokenizer(teacher.config.backbone))
+    return task.batch(samples, image_transform(teacher.preprocess, train=False), teacher.tokenizer())
 
 
 @pytest.mark.slow  # four teachers trained and dumped (the tiny_dumps fixture)

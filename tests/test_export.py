@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import open_clip
@@ -12,8 +13,9 @@ import torch
 import famevil
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.checkpoint import load_base, load_checkpoint
-from famevil.multitask import ModelConfig, MultiTaskModel
+from famevil.bases import resolve_base
+from famevil.checkpoint import load_checkpoint
+from famevil.multitask import ModelConfig
 from stages.evaluate import evaluate
 from stages.export import export
 from stages.teach import pretrain
@@ -73,13 +75,19 @@ def test_a_famevil_export_with_its_card(tiny_student, tiny_shards, tmp_path):
 
 def test_local_dir_and_hf_hub_bases(tiny_base, tmp_path):
     folder = export(tiny_base, tmp_path / "export", form="open_clip").out
-    model = MultiTaskModel(ModelConfig("famevil-tiny", ("xmr",)))
-    load_base(model, f"local-dir:{folder}")
-    expected = load_checkpoint(tiny_base).backbone.state_dict()
+    exported = json.loads((folder / "open_clip_config.json").read_text())
+    source = load_checkpoint(tiny_base)
+    assert exported["preprocess_cfg"] == source.preprocess.open_clip_dict()  # the export's preprocessing is the model's own
+    _, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    assert "interpolation=bilinear" in str(preprocess)  # open_clip reads it back: famevil-tiny's bilinear resize
+    base = resolve_base(f"local-dir:{folder}", "ViT-B-16")  # the folder defines the architecture: --set model= plays no part
+    model = base.model(ModelConfig("famevil-tiny", ("xmr",)))
+    assert (model.backbone_config, model.preprocess.open_clip_dict()) == (source.backbone_config, source.preprocess.open_clip_dict())
+    expected = source.backbone.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in model.backbone.state_dict().items())
     with pytest.raises(FamevilError, match="not an open_clip folder"):
-        load_base(model, f"local-dir:{tmp_path}")
+        resolve_base(f"local-dir:{tmp_path}", "famevil-tiny")
     with pytest.raises(FamevilError, match="--base hf-hub:nobody/nothing: could not fetch it"):
-        load_base(model, "hf-hub:nobody/nothing")
+        resolve_base("hf-hub:nobody/nothing", "famevil-tiny")
     with pytest.raises(FamevilError, match="--format zip: choose famevil or open_clip"):
         export(tiny_base, tmp_path / "other", form="zip")

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from data_specs.shards import read_sizes, shard_paths
 from famevil.checkpoint import save_checkpoint
-from famevil.data.loading import image_transform, shard_samples
+from famevil.data.loading import shard_samples
+from famevil.data.transforms import image_transform, legacy_preprocess
 from famevil.losses import info_nce
 from famevil.model.adapters import CrossAttentionAdapter
 from famevil.model.decoding import generate
@@ -122,7 +123,7 @@ def test_fashiongen_tasks_sample_by_products(tiny_shards):
 def test_fashiongen_tasks_read_the_title_and_the_description(tiny_shards):
     samples = [s for _, s in zip(range(4), shard_samples(shard_paths(tiny_shards, "fashiongen/train")), strict=False)]
     expected = TOKENIZE([f"{s['json']['title']}. {s['json']['description']}" for s in samples])
-    transform = image_transform(32, train=False)
+    transform = image_transform(legacy_preprocess(32), train=False)
     for name in ("xmr", "scr", "fic"):
         tokens = TASKS[name].batch(samples, transform, TOKENIZE)["tokens"]
         assert torch.equal(tokens, expected[:, : tokens.shape[1]]), name

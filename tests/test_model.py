@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import open_clip
 import pytest
@@ -14,7 +11,8 @@ from safetensors.torch import save_file
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.checkpoint import export_open_clip, load_base, load_checkpoint, save_checkpoint
+from famevil.bases import resolve_base
+from famevil.checkpoint import export_open_clip, load_checkpoint, save_checkpoint
 from famevil.data.examples import text_tokens
 from famevil.model.backbone import CONV_STEM, backbone_config, create_backbone, load_strict, read_state_dict
 from famevil.model.decoding import generate
@@ -194,8 +192,7 @@ def test_strict_load_of_a_vit_b_16_open_clip_state_dict(tmp_path):
     reference = create_backbone("ViT-B-16")
     path = tmp_path / "vit-b-16.safetensors"
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
-    model = MultiTaskModel(ModelConfig("ViT-B-16", tasks=("xmr",)))
-    load_base(model, str(path))
+    model = resolve_base(str(path), "ViT-B-16").model(ModelConfig("ViT-B-16", tasks=("xmr",)))
     assert torch.equal(model.backbone.visual.conv1.weight, reference.visual.conv1.weight)
 
 
@@ -256,20 +253,17 @@ def test_checkpoint_directory_round_trip(tmp_path, inputs):
     assert require_artifact(directory, "model").details == {"note": "test"}
     loaded = load_checkpoint(directory).eval()
     assert torch.equal(loaded.composed(images, tokens, "scr"), model.composed(images, tokens, "scr"))
-    other = _model(seed=5)
-    load_base(other, str(directory))  # a famevil directory as a base: its backbone only
+    torch.manual_seed(5)
+    other = resolve_base(str(directory), "ViT-B-16").model(ModelConfig("famevil-tiny", tasks=("xmr",)))  # a famevil directory as a base: its backbone only
+    assert other.backbone_name == "famevil-tiny" and other.preprocess == model.preprocess
     assert torch.equal(other.backbone.token_embedding.weight, model.backbone.token_embedding.weight)
+    assert not torch.equal(other.tsa["xmr"]["text"][0].down.weight, model.tsa["xmr"]["text"][0].down.weight)
 
 
 def test_pretrained_tag_offline_is_a_clear_error():
-    code = (
-        "from famevil.model.backbone import create_backbone, load_pretrained\n"
-        "from data_specs.errors import FamevilError\n"
-        "try:\n    load_pretrained(create_backbone('ViT-B-16'), 'ViT-B-16', 'openai')\n"
-        "except FamevilError as error:\n    print(error)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"}, timeout=120)
-    assert "could not fetch the weights" in result.stdout and "local checkpoint file" in result.stdout
+    base = resolve_base("ViT-B-32:openai", "ViT-B-16")  # its config is open_clip's, known offline; no test places its weights
+    with pytest.raises(FamevilError, match=r"--base ViT-B-32:openai: could not fetch it .*open_clip's local cache \(HF_HOME\); or pass a local weights file"):
+        base.model(ModelConfig("ViT-B-32", tasks=("xmr",)))
 
 
 def test_parameter_accounting_adds_up():
@@ -341,7 +335,7 @@ def test_xaa_init_decides_whether_the_image_path_trains_from_the_first_update(in
     gradient until the last projection has grown; "default" lets the captioner's image path learn at once."""
     images, tokens = inputs
     torch.manual_seed(0)
-    model = build_model(ModelConfig("famevil-tiny", tasks=("fic",)), None, xaa_init)
+    model = build_model(ModelConfig("famevil-tiny", tasks=("fic",)), resolve_base(None, "famevil-tiny"), xaa_init)
     task_loss(model, "fic", {"images": images, "tokens": tokens})[0].backward()
     key_gradient = model.xaa["text"][0].key.weight.grad
     if xaa_init == "zero":
@@ -354,5 +348,5 @@ def test_xaa_init_decides_whether_the_image_path_trains_from_the_first_update(in
 
 def test_xaa_init_leaves_a_contrastive_model_alone():
     torch.manual_seed(0)
-    model = build_model(ModelConfig("famevil-tiny", tasks=("xmr",)), None, "default")
+    model = build_model(ModelConfig("famevil-tiny", tasks=("xmr",)), resolve_base(None, "famevil-tiny"), "default")
     assert model.xaa is None

@@ -248,7 +248,12 @@ BAD_INPUTS = [
     (
         "a base of another architecture",
         lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "d", "--base", "ViT-B-16:openai"],
-        ["--base ViT-B-16:openai", "--set model=ViT-B-16"],
+        ["--set model=famevil-tiny: --base ViT-B-16:openai is a ViT-B-16", "drop --set model="],
+    ),
+    (
+        "a base famevil cannot adapt yet",
+        lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "d", "--base", "ViT-B-16-SigLIP:webli"],
+        ["--base ViT-B-16-SigLIP:webli: famevil cannot adapt a timm image trunk (vit_base_patch16_siglip_224) yet"],
     ),
     (
         "a resume folder famevil did not write",

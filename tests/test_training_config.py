@@ -15,7 +15,9 @@ from famevil.training.config import LIMITS, PRESET_DIR, PRESET_NAMES, SET_SOURCE
 def test_presets_load_and_name_real_architectures():
     assert set(PRESET_NAMES) >= {"paper", "paper-student", "demo-cpu", "demo-base"}
     paper = load_config("paper")
-    assert (paper.model, paper.lr_backbone, paper.lr_adapters, paper.mixed_precision) == ("ViT-B-16", 1e-6, 1e-4, "bf16")
+    assert (paper.model, paper.lr_backbone, paper.lr_adapters, paper.mixed_precision) == ("ViT-B-16-quickgelu", 1e-6, 1e-4, "bf16")
+    # The paper's weights are OpenAI's: a bare file of them under the paper presets runs their QuickGELU.
+    assert all(backbone_config(load_config(name).model)["quick_gelu"] for name in ("paper", "paper-student"))
     assert load_config("paper-student").decay_steps == (50000, 80000)  # a JSON list from the preset file
     for name in PRESET_NAMES:
         backbone_config(load_config(name).model)  # raises for an unknown architecture

@@ -10,14 +10,15 @@ import tarfile
 import torch
 from PIL import Image
 
-from famevil.data.loading import image_transform, shard_samples, training_batches
-from famevil.model.backbone import tokenizer
+from famevil.data.loading import shard_samples, training_batches
+from famevil.data.transforms import image_transform, legacy_preprocess
+from famevil.model.backbone import backbone_config, text_tokenizer
 from famevil.tasks import find_task, task_names
 from famevil.training.streams import TaskStream
 from tests.conftest import RunsCode
 
-TRANSFORM = image_transform(32, train=True)
-TOKENIZE = tokenizer("famevil-tiny")
+TRANSFORM = image_transform(legacy_preprocess(32), train=True)
+TOKENIZE = text_tokenizer(backbone_config("famevil-tiny"))
 
 
 def _batches(shards, task, seed=0, epoch=0, count=3):

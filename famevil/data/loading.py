@@ -1,4 +1,4 @@
-"""From shards to model inputs: the paper's image transforms and batching."""
+"""From shards to model inputs: training batches and evaluation samples (the image transforms are famevil.data.transforms)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,9 @@ from typing import Any
 
 import torch
 import webdataset as wds
-from torchvision.transforms import v2
 
 from data_specs.errors import FamevilError
 from data_specs.shards import listed_shards, shard_paths
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
 
 # A sample's key, as `famevil prepare` writes them ("train-00000042", "val-dress-B0JBVYKKR8"): a member
 # name outside it (a path such as "../../x.jpg") is not one of famevil's samples.
@@ -42,16 +37,6 @@ def _json_member(key: str, data: bytes) -> Any:
 # Shard members decode as images (PIL) and JSON, and nothing else: webdataset's default decoders would
 # also unpickle .pyd, .pickle and .pth members, which can run code. Any other member stays bytes.
 DECODE = wds.Decoder([wds.imagehandler("pil"), _json_member], post=[])
-
-
-def image_transform(size: int, train: bool) -> Callable:
-    """Train: random resized crop (scale 0.8-1, ratio 0.75-1.3) and horizontal flip. Eval: resize to
-    256/224 of the input size, centre crop. Both end in CLIP's normalisation."""
-    if train:
-        geometry = [v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.75, 1.3), antialias=True), v2.RandomHorizontalFlip()]
-    else:
-        geometry = [v2.Resize(round(size * 256 / 224), antialias=True), v2.CenterCrop(size)]
-    return v2.Compose([v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(CLIP_MEAN, CLIP_STD)])
 
 
 def training_batches(

@@ -1,4 +1,5 @@
-"""The open_clip backbone: famevil's own tiny configs beside open_clip's, and weights from a tag or a file."""
+"""The open_clip backbone: architectures (famevil's own tiny configs beside open_clip's), what famevil can adapt,
+the tokenizer and default preprocessing of an architecture, and weights read from a file."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ from pathlib import Path
 
 import open_clip
 import torch
-from huggingface_hub import hf_hub_download
 from safetensors.torch import load_file
 from torch import nn
 
 from data_specs.errors import FamevilError
+from famevil.data.transforms import Preprocess, legacy_preprocess, square_size
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # famevil's one key beside open_clip's in an architecture config: the channels of a convolutional stem
 # that replaces the image tower's patch embedding (conv_stem below). open_clip cannot build such a tower.
 CONV_STEM = "conv_stem"
 PAD_TOKEN = 0  # open_clip's tokenizer pads with 0; start and end of text are its two largest ids
+QUICK_GELU = "quick_gelu"  # an architecture's activation: QuickGELU (OpenAI's CLIP) where true, else GELU
+# Settings that make open_clip build its CustomResidualAttentionBlock, whose attention famevil cannot step.
+CUSTOM_BLOCK_KEYS = ("block_type", "qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc")
 open_clip.add_model_config(CONFIG_DIR)  # famevil-tiny, famevil-small, ... become open_clip model names
+FAMEVIL_ARCHITECTURES = tuple(sorted(path.stem for path in CONFIG_DIR.glob("*.json")))
 
 
 def backbone_config(name: str, option: str = "--set model") -> dict:
@@ -26,26 +31,65 @@ def backbone_config(name: str, option: str = "--set model") -> dict:
     is how the user gave the name, for the error."""
     config = open_clip.get_model_config(name)
     if config is None:
-        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
-        hub = "; an open_clip folder is --base local-dir:PATH with --set model= its architecture" if name in ("hf-hub", "local-dir") else ""
+        known = ", ".join(FAMEVIL_ARCHITECTURES)
+        hub = "; an open_clip folder is --base local-dir:PATH, a Hub model --base hf-hub:ORG/NAME" if name in ("hf-hub", "local-dir") else ""
         raise FamevilError(f"{option}: {name!r} is not an open_clip model config; try ViT-B-16 or one of famevil's: {known}{hub}")
     return json.loads(json.dumps(config))  # a private copy: open_clip hands out its registry's dict
 
 
-def tokenizer(name: str):
-    """open_clip's tokenizer for the architecture (its bundled BPE vocabulary: nothing is downloaded)."""
-    backbone_config(name)  # a clear error for an unknown name
-    return open_clip.get_tokenizer(name)
+def same_shape(first: dict, second: dict) -> bool:
+    """Two architectures that differ at most in their activation (ViT-B-16 and ViT-B-16-quickgelu):
+    the same weights fit both."""
+    return {k: v for k, v in first.items() if k != QUICK_GELU} == {k: v for k, v in second.items() if k != QUICK_GELU}
+
+
+def default_preprocess(name: str, architecture: dict) -> Preprocess:
+    """The preprocessing of an architecture's fresh, randomly initialised weights: famevil's own
+    architectures keep the transform their demo figures were measured with; open_clip's get open_clip's
+    defaults (OpenAI's mean and std, bicubic)."""
+    size = square_size(architecture["vision_cfg"]["image_size"], name)
+    return legacy_preprocess(size) if name in FAMEVIL_ARCHITECTURES else Preprocess.from_open_clip({}, size, name)
+
+
+def check_adaptable(architecture: dict, where: str) -> None:
+    """One line, before any work, for an architecture whose towers famevil cannot step block by block yet:
+    it names what is missing. famevil adapts open_clip's own VisionTransformer and causal TextTransformer."""
+    vision, text = architecture.get("vision_cfg", {}), architecture.get("text_cfg", {})
+    missing = None
+    if "multimodal_cfg" in architecture:
+        missing = "a captioning (CoCa) model's multimodal decoder"
+    elif vision.get("timm_model_name"):
+        missing = f"a timm image trunk ({vision['timm_model_name']})"
+    elif isinstance(vision.get("layers"), (list, tuple)):
+        missing = "a ResNet image tower (open_clip's ModifiedResNet)"
+    elif architecture.get("custom_text") or text.get("hf_model_name"):
+        missing = f"a custom text tower ({text.get('hf_model_name') or 'custom_text'})"
+    elif custom := [
+        f"{tower} {key}" for tower, cfg in (("image", vision), ("text", text)) for key in CUSTOM_BLOCK_KEYS if cfg.get(key) not in (None, False, "default")
+    ]:
+        missing = f"open_clip's custom attention blocks ({', '.join(custom)})"
+    elif text.get("no_causal_mask") or text.get("pool_type", "argmax") != "argmax":
+        missing = f"a text tower that is not causal or not pooled at the end-of-text token (pool_type {text.get('pool_type', 'argmax')!r})"
+    elif text.get("hf_tokenizer_name"):
+        missing = f"a Hugging Face tokenizer ({text['hf_tokenizer_name']})"
+    if missing:
+        raise FamevilError(
+            f"{where}: famevil cannot adapt {missing} yet; it adapts open_clip's own ViT image and causal text towers (e.g. --base ViT-B-16:openai)"
+        )
+
+
+def text_tokenizer(architecture: dict) -> open_clip.tokenizer.SimpleTokenizer:
+    """The architecture's tokenizer, as open_clip.get_tokenizer makes it for a CLIP text tower: the
+    bundled BPE vocabulary at the tower's context length (nothing is downloaded)."""
+    text = architecture["text_cfg"]
+    return open_clip.tokenizer.SimpleTokenizer(context_length=text.get("context_length", 77), **(text.get("tokenizer_kwargs") or {}))
 
 
 def create_backbone(name: str, config: dict | None = None) -> open_clip.model.CLIP:
     """A randomly initialised open_clip CLIP of the named architecture (or of `config`, an open_clip
     architecture dict, as a checkpoint stores it)."""
     config = config or backbone_config(name)
-    if "custom_text" in config or config.get("text_cfg", {}).get("hf_model_name"):
-        raise FamevilError(f"--model {name!r} has a custom text tower; famevil adapts OpenAI-style CLIP towers only")
-    if "multimodal_cfg" in config:
-        raise FamevilError(f"--model {name!r} is a captioning (CoCa) model; famevil adapts CLIP models only")
+    check_adaptable(config, f"--model {name}")
     model = open_clip.model.CLIP(**{key: value for key, value in config.items() if key != CONV_STEM})
     if CONV_STEM in config:
         model.visual.conv1 = conv_stem(config[CONV_STEM], model.visual.conv1, name)
@@ -113,44 +157,3 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
             f"{listing(unexpected)}; wrong shapes: {listing(mismatched)}; check --model matches the checkpoint"
         )
     module.load_state_dict(state, strict=True)
-
-
-HF_HUB = "hf-hub:"  # open_clip's schema for a model on the Hugging Face Hub
-
-
-def _unreachable(base: str, error: Exception) -> FamevilError:
-    return FamevilError(f"--base {base}: could not fetch it ({type(error).__name__}); this needs the internet or open_clip's local cache (HF_HOME)")
-
-
-def hub_architecture(base: str) -> dict:
-    """The open_clip architecture of a model on the Hub (hf-hub:ORG/NAME): its config alone, fetched
-    (or read from the cache) before any work."""
-    try:
-        config = hf_hub_download(base[len(HF_HUB) :], "open_clip_config.json")
-        return json.loads(Path(config).read_text(encoding="utf-8"))["model_cfg"]
-    except Exception as error:  # hub, network and format errors come in many types
-        raise _unreachable(base, error) from None
-
-
-def load_hub(model: open_clip.model.CLIP, base: str) -> None:
-    """Weights of an open_clip model on the Hugging Face Hub, through open_clip's own download and cache."""
-    try:
-        hub_model = open_clip.create_model(base)
-    except Exception as error:  # hub and network errors come in many types
-        raise _unreachable(base, error) from None
-    load_strict(model, hub_model.state_dict(), base)
-
-
-def load_pretrained(model: open_clip.model.CLIP, name: str, tag: str) -> None:
-    """Weights of an open_clip pretrained tag, through open_clip's own download and cache."""
-    if tag not in open_clip.list_pretrained_tags_by_model(name):
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
-        raise FamevilError(f"--base {name}:{tag}: open_clip has no such pretrained tag (for {name}: {tags})")
-    try:
-        path = open_clip.download_pretrained(open_clip.get_pretrained_cfg(name, tag))
-    except Exception as error:  # hub and network errors come in many types
-        raise FamevilError(
-            f"--base {name}:{tag}: could not fetch the weights ({type(error).__name__}); this needs the internet or "
-            f"open_clip's local cache (HF_HOME); or pass a local checkpoint file"
-        ) from None
-    load_strict(model, read_state_dict(Path(path)), f"{name}:{tag}")

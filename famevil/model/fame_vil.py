@@ -28,13 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_specs.errors import FamevilError
+from famevil.data.transforms import Preprocess
 from famevil.model.adapters import Adapter, CrossAttentionAdapter, attend
-from famevil.model.backbone import backbone_config, create_backbone
+from famevil.model.backbone import backbone_config, create_backbone, default_preprocess, text_tokenizer
 
 
 @dataclass(frozen=True)
 class FameVilConfig:
-    backbone: str  # an open_clip model name: ViT-B-16, famevil-tiny, ...
+    backbone: str  # the architecture's name: open_clip's (ViT-B-16), famevil's (famevil-tiny), or the hf-hub:/local-dir: base it came from
     adapter_sets: tuple[str, ...]  # one set of task-specific adapters (TSA) per name, in every block of both towers
     cross_attention: bool = True  # build the shared cross-attention adapters (fusion and generative modes need them)
     tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
@@ -117,13 +118,16 @@ def _feed_forward(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 class FameVil(nn.Module):
-    def __init__(self, config: FameVilConfig, architecture: dict | None = None):
-        """architecture: the open_clip config of the backbone; by default, that of config.backbone."""
+    def __init__(self, config: FameVilConfig, architecture: dict | None = None, preprocess: Preprocess | None = None):
+        """architecture: the open_clip config of the backbone (activation included); by default, that of
+        config.backbone. preprocess: how images are prepared for it, as its weights were trained; by
+        default, the architecture's (famevil.model.backbone.default_preprocess)."""
         super().__init__()
         if not config.adapter_sets:
             raise FamevilError("a FAME-ViL model needs at least one set of task-specific adapters")
         self.backbone_name = config.backbone
         self.backbone_config = architecture or backbone_config(config.backbone)
+        self.preprocess = preprocess or default_preprocess(config.backbone, self.backbone_config)
         self.backbone = create_backbone(config.backbone, self.backbone_config)
         vision, text = self.backbone.visual.transformer, self.backbone.transformer
         if vision.layers != text.layers:
@@ -166,6 +170,10 @@ class FameVil(nn.Module):
         self.caption_reads = config.caption_reads
         self.embed_dim = self.backbone.text_projection.shape[1]  # the projected image and text vectors
         self.text_width = text_width
+
+    def tokenizer(self):
+        """The backbone's tokenizer (open_clip's, for its text tower's context length)."""
+        return text_tokenizer(self.backbone_config)
 
     def open_cross_attention(self) -> None:
         """Give each cross-attention adapter's last projection PyTorch's default initialisation instead of
