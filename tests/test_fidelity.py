@@ -25,7 +25,9 @@ from famevil.model.heads import Temperature
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.params import count_parameters
 from famevil.tasks import TASKS, find_task
+from famevil.tasks.base import EvalSettings
 from famevil.tasks.fashiongen import product_text
+from famevil.tasks.xmr import RetrievalEvaluation
 from famevil.training.config import load_config
 from famevil.training.optim import build_optimizer, lr_multiplier
 from famevil.training.sampling import TaskSampler
@@ -185,3 +187,30 @@ def test_captions_may_run_to_the_text_context():
     head.bias[5] = 0  # a caption that never ends
     captions = generate(model, head, torch.randn(2, 3, 32, 32), "fic")
     assert [len(caption) for caption in captions] == [model.backbone.context_length - 1] * 2
+
+
+def _xmr_evaluation(images: torch.Tensor, texts: torch.Tensor, products: list[int]) -> RetrievalEvaluation:
+    """XMR's evaluation over hand-made embeddings (one row per view), as its add() collects them."""
+    evaluation = RetrievalEvaluation(find_task("xmr"), network=None, settings=EvalSettings("val", None, None, random100_runs=1))
+    evaluation.images, evaluation.texts, evaluation.products = [images], [texts], products
+    evaluation.subcategories, evaluation.keys = ["dresses"] * len(products), [f"view-{i}" for i in range(len(products))]
+    return evaluation
+
+
+def test_the_xmr_gallery_holds_one_text_per_product_against_every_view():
+    """The authors rank one text per product: product 0's six views must not put its text six times
+    above product 1's only view's own text."""
+    products = [0] * 6 + [1, 2, 3, 4]
+    basis = torch.eye(5)
+    texts = basis[products]  # a product's views share its text
+    images = basis[products].clone()
+    images[6] = 0.9 * basis[0] + 0.5 * basis[1]  # product 1's view: product 0's text first, its own second
+    evaluation = _xmr_evaluation(images, texts, products)
+    image_gallery, text_gallery = evaluation.galleries()
+    assert len(text_gallery.keys) == len(set(products)) == 5 and len(image_gallery.keys) == 10
+    result = evaluation.finish()
+    assert result.metrics["full"]["i2t_r1"] == pytest.approx(90.0)
+    assert result.metrics["full"]["i2t_r5"] == pytest.approx(100.0)  # one text per view would rank it 6th
+    assert result.metrics["full"]["t2i_r1"] == pytest.approx(100.0)
+    by_direction = [line["task"] for line in result.records["retrieval"]]
+    assert by_direction.count("xmr-t2i") == 5 and by_direction.count("xmr-i2t") == 10

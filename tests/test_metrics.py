@@ -29,8 +29,9 @@ def test_recall_chance_is_one_when_k_exceeds_the_gallery():
 
 
 def test_xmr_and_scr_chance():
-    chance = xmr_chance([1, 1, 2, 3])  # product 1 has two views
-    assert chance["full_r1"] == pytest.approx(100 * (2 / 4 + 2 / 4 + 1 / 4 + 1 / 4) / 4)
+    chance = xmr_chance([1, 1, 2, 3])  # product 1 has two views, so three texts face four images
+    assert chance["full_i2t_r1"] == pytest.approx(100 / 3)
+    assert chance["full_t2i_r1"] == pytest.approx(100 * (2 / 4 + 1 / 4 + 1 / 4) / 3)
     scr = scr_chance(["a", "a", "b"], ["a", "b", "c", "c"])
     assert scr["accuracy"] == pytest.approx(25.0) and scr["uniform_accuracy"] == pytest.approx(50.0)
     assert scr["macro_f1"] == pytest.approx(100 * (2 * 1 / (1 + 4)) / 3)

@@ -50,21 +50,33 @@ def test_random100_negatives_share_the_subcategory_and_are_never_positives():
     rng = np.random.default_rng(0)
     subcategories = rng.choice(["a", "b", "c"], size=900)
     products = rng.integers(0, 300, size=900)
-    chosen, candidates = random100_candidates(subcategories, products, seed=1, queries=50, negatives=100)
-    assert candidates.shape == (50, 101) and (candidates[:, 0] == chosen).all()
-    for row in candidates:
-        assert (subcategories[row[1:]] == subcategories[row[0]]).all()
-        assert (products[row[1:]] != products[row[0]]).all()
+    chosen, candidates = random100_candidates(products, subcategories, products, subcategories, seed=1, queries=50, negatives=100)
+    assert candidates.shape == (50, 101)
+    for query, row in zip(chosen, candidates, strict=True):
+        assert products[row[0]] == products[query]  # the positive: a row of the query's product
+        assert (subcategories[row[1:]] == subcategories[query]).all()
+        assert (products[row[1:]] != products[query]).all()
         assert len(set(row[1:])) == 100
-    again = random100_candidates(subcategories, products, seed=1, queries=50)
-    other = random100_candidates(subcategories, products, seed=2, queries=50)
+    again = random100_candidates(products, subcategories, products, subcategories, seed=1, queries=50)
+    other = random100_candidates(products, subcategories, products, subcategories, seed=2, queries=50)
     assert np.array_equal(again[1], candidates) and not np.array_equal(other[1], candidates)
+
+
+def test_random100_against_the_products_texts_never_draws_a_product_twice():
+    """The authors' draw: image queries (every view) against one text per product."""
+    rng = np.random.default_rng(3)
+    view_products = np.repeat(np.arange(400), rng.integers(1, 6, size=400))  # 1 to 5 views a product
+    product_subcategories = rng.choice(["a", "b"], size=400)
+    text_products = np.arange(400)
+    chosen, candidates = random100_candidates(view_products, product_subcategories[view_products], text_products, product_subcategories, seed=0, queries=300)
+    for query, row in zip(chosen, candidates, strict=True):
+        assert len(set(text_products[row])) == 101 and text_products[row[0]] == view_products[query]
 
 
 def test_random100_tops_up_from_other_subcategories_when_one_is_small():
     subcategories = ["rare"] * 5 + ["common"] * 200
     products = list(range(205))
-    _, candidates = random100_candidates(subcategories, products, seed=0, queries=205, negatives=100)
+    _, candidates = random100_candidates(products, subcategories, products, subcategories, seed=0, queries=205, negatives=100)
     rare_query = next(row for row in candidates if row[0] < 5)
     assert set(rare_query[1:5]) <= set(range(5)) and len(set(rare_query[1:])) == 100
 

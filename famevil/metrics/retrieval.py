@@ -71,30 +71,40 @@ def recall(ranks: torch.Tensor, ks: Sequence[int] = RECALL_KS) -> dict[int, floa
 
 
 def random100_candidates(
-    subcategories: Sequence[str], products: Sequence[int], seed: int, queries: int = 1000, negatives: int = RANDOM100_NEGATIVES
+    query_groups: Sequence[int],
+    query_subcategories: Sequence[str],
+    gallery_groups: Sequence[int],
+    gallery_subcategories: Sequence[str],
+    seed: int | Sequence[int],
+    queries: int = 1000,
+    negatives: int = RANDOM100_NEGATIVES,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The "random 100" protocol's draw: query rows, and per query its candidates (its own row first,
-    then `negatives` rows of other products of its subcategory).
+    """The "random 100" protocol's draw, as the authors' code makes it: `queries` query rows, and per
+    query its gallery candidates, first one positive (a random gallery item of its group), then
+    `negatives` items of other groups in its subcategory. For XMR the groups are products: against the
+    products' texts the negatives are 100 distinct products; against the views' images two views of
+    one product may both be drawn, as in the authors' protocol.
 
     When a subcategory holds fewer negatives than asked (the small demo data set does), the rest are
     drawn from other subcategories, so every query still faces the same number of candidates; a
-    data set too small for that many negatives at all gets as many as its smallest pool allows
-    (the caller sees it in the candidates' width).
+    gallery too small for that many negatives at all gets as many as its smallest pool allows (the
+    caller sees it in the candidates' width).
     """
     rng = np.random.default_rng(seed)
-    subcategories, products = np.asarray(subcategories), np.asarray(products)
-    _, views = np.unique(products, return_counts=True)
-    negatives = min(negatives, len(products) - int(views.max()))
-    chosen = rng.choice(len(products), size=min(queries, len(products)), replace=False)
+    query_groups, query_subcategories = np.asarray(query_groups), np.asarray(query_subcategories)
+    gallery_groups, gallery_subcategories = np.asarray(gallery_groups), np.asarray(gallery_subcategories)
+    _, sizes = np.unique(gallery_groups, return_counts=True)
+    negatives = min(negatives, len(gallery_groups) - int(sizes.max()))
+    chosen = rng.choice(len(query_groups), size=min(queries, len(query_groups)), replace=False)
     candidates = np.empty((len(chosen), negatives + 1), dtype=np.int64)
     for i, row in enumerate(chosen):
-        others = products != products[row]
-        same = np.flatnonzero(others & (subcategories == subcategories[row]))
+        own = gallery_groups == query_groups[row]
+        same = np.flatnonzero(~own & (gallery_subcategories == query_subcategories[row]))
         picked = rng.choice(same, size=min(negatives, len(same)), replace=False)
         if len(picked) < negatives:
-            rest = np.flatnonzero(others & (subcategories != subcategories[row]))
+            rest = np.flatnonzero(~own & (gallery_subcategories != query_subcategories[row]))
             picked = np.concatenate([picked, rng.choice(rest, size=negatives - len(picked), replace=False)])
-        candidates[i, 0], candidates[i, 1:] = row, picked
+        candidates[i, 0], candidates[i, 1:] = rng.choice(np.flatnonzero(own)), picked
     return chosen, candidates
 
 

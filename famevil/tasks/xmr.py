@@ -3,6 +3,8 @@ off), symmetric InfoNCE over the batch; evaluated on the full gallery and on "ra
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -125,9 +127,11 @@ class CrossModalRetrieval(Task):
 
 
 class RetrievalEvaluation:
-    """Full gallery (every view against every text; all views of a product are positives) and random
-    100 (each query against its positive and 100 negatives of its subcategory, seeded runs averaged),
-    both directions, R@1/5/10 and their mean."""
+    """The authors' galleries: every view's image, and one text per product (its views share it).
+    Full gallery: every image against every product's text, every product's text against every image
+    (a hit is the product's text, or any of its views). Random 100: each of 1,000 queries against one
+    positive and 100 negatives of its subcategory, seeded runs averaged. Both directions, R@1/5/10 and
+    their mean."""
 
     def __init__(self, task: CrossModalRetrieval, network: FameVil, settings: EvalSettings):
         self.task, self.network, self.settings = task, network, settings
@@ -146,31 +150,53 @@ class RetrievalEvaluation:
         self.products += [sample["json"]["product_id"] for sample in samples]
         self.subcategories += [sample["json"]["subcategory"] for sample in samples]
 
+    def galleries(self) -> tuple[Gallery, Gallery]:
+        """Every view's image, and one text per product: its first view's (all its views carry the same
+        title and description)."""
+        products, subcategories = np.asarray(self.products), np.asarray(self.subcategories)
+        first_views = np.sort(np.unique(products, return_index=True)[1])
+        images = Gallery(torch.cat(self.images), products, subcategories, self.keys)
+        texts = Gallery(torch.cat(self.texts)[first_views], products[first_views], subcategories[first_views], [self.keys[i] for i in first_views])
+        return images, texts
+
     def finish(self) -> TaskEvaluation:
-        image_vectors, text_vectors = torch.cat(self.images), torch.cat(self.texts)
-        products = torch.tensor(self.products)
+        images, texts = self.galleries()
+        directions = ((IMAGE_TO_TEXT, images, texts), (TEXT_TO_IMAGE, texts, images))
         lines: list[dict] = []
         warnings: list[str] = []
         full: dict[str, float] = {}
-        for direction, queries, gallery in ((IMAGE_TO_TEXT, image_vectors, text_vectors), (TEXT_TO_IMAGE, text_vectors, image_vectors)):
-            ranks, top = gallery_ranks(queries, gallery, products, products)
+        for direction, queries, gallery in directions:
+            ranks, top = gallery_ranks(queries.vectors, gallery.vectors, torch.from_numpy(queries.products), torch.from_numpy(gallery.products))
             full |= {f"{direction}_r{k}": value for k, value in recall(ranks).items()}
             lines += [
-                {"task": self.task.direction(direction), "query": self.keys[i], "top10": [self.keys[j] for j in row]} for i, row in enumerate(top.tolist())
+                {"task": self.task.direction(direction), "query": queries.keys[i], "top10": [gallery.keys[j] for j in row]}
+                for i, row in enumerate(top.tolist())
             ]
         runs, seed = self.settings.random100_runs, self.settings.seed
         random100 = {f"{d}_r{k}": 0.0 for d in (IMAGE_TO_TEXT, TEXT_TO_IMAGE) for k in RECALL_KS}
         for run in range(runs):
-            chosen, candidates = random100_candidates(self.subcategories, self.products, seed=seed * 1000 + run)
-            if run == 0 and candidates.shape[1] - 1 < RANDOM100_NEGATIVES:
-                warnings.append(f"random-100: the split is too small for 100 negatives per query; used {candidates.shape[1] - 1}")
-            candidates = torch.from_numpy(candidates)
-            for direction, queries, gallery in ((IMAGE_TO_TEXT, image_vectors, text_vectors), (TEXT_TO_IMAGE, text_vectors, image_vectors)):
-                for k, value in recall(candidate_ranks(queries[torch.from_numpy(chosen)], gallery[candidates])).items():
+            for number, (direction, queries, gallery) in enumerate(directions):
+                chosen, candidates = random100_candidates(
+                    queries.products, queries.subcategories, gallery.products, gallery.subcategories, seed=(seed, run, number)
+                )
+                if run == 0 and candidates.shape[1] - 1 < RANDOM100_NEGATIVES:
+                    warnings.append(f"random-100 {direction}: the split is too small for 100 negatives per query; used {candidates.shape[1] - 1}")
+                ranks = candidate_ranks(queries.vectors[torch.from_numpy(chosen)], gallery.vectors[torch.from_numpy(candidates)])
+                for k, value in recall(ranks).items():
                     random100[f"{direction}_r{k}"] += value / runs
         for protocol in (full, random100):
             protocol["mean"] = float(np.mean(list(protocol.values())))
         return TaskEvaluation({"full": full, "random100": random100}, {RETRIEVAL: lines}, warnings)
+
+
+@dataclass
+class Gallery:
+    """One side of XMR's evaluation: embeddings and, per row, its product, subcategory and record key."""
+
+    vectors: torch.Tensor
+    products: np.ndarray
+    subcategories: np.ndarray
+    keys: list[str]
 
 
 TASK = CrossModalRetrieval()
