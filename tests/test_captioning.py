@@ -11,7 +11,7 @@ import torch
 
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import samples
-from famevil.data.transforms import image_transform, legacy_preprocess
+from famevil.data.transforms import image_transform, scratch_preprocess
 from famevil.model.backbone import PAD_TOKEN
 from famevil.model.decoding import generate
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
@@ -108,7 +108,7 @@ def test_teach_with_the_training_vocabulary_writes_and_reloads_the_restricted_he
 
 
 def _evaluate_captions(model: MultiTaskModel, samples: list[dict]):
-    settings = EvalSettings("val", image_transform(legacy_preprocess(32), train=False), TOKENIZE, max_new_tokens=5, meteor=False)
+    settings = EvalSettings("val", image_transform(scratch_preprocess(32), train=False), TOKENIZE, max_new_tokens=5, meteor=False)
     evaluation = CAPTIONING.evaluator(model, model.head("fic"), settings)
     evaluation.add("fashiongen/val", samples)
     return evaluation.finish()
@@ -137,7 +137,7 @@ def test_a_captioner_that_reads_the_image_has_a_grounding_gap(tiny_shards):
 
 
 def test_training_checks_log_the_gap_and_warn_once_when_it_stays_near_zero(tiny_shards, capsys):
-    batch = CAPTIONING.batch(_views(tiny_shards)[:12], image_transform(legacy_preprocess(32), train=False), TOKENIZE)
+    batch = CAPTIONING.batch(_views(tiny_shards)[:12], image_transform(scratch_preprocess(32), train=False), TOKENIZE)
     checks = TaskChecks("teach fic", warn_from=100)
     model = _model()  # zero cross-attention adapters: the image cannot matter
     logged = [checks.run(model, "fic", batch, step) for step in (25, 50, 75, 100, 125)]

@@ -175,12 +175,13 @@ def _photo(width: int = 300, height: int = 260) -> Image.Image:
 
 
 def reference_transform(preprocess_cfg: dict, interpolation: str | None = None) -> T.Compose:
-    """The paper's evaluation geometry (resize the shortest side to 256/224 of the input, centre crop) in
-    a base's preprocessing, with torchvision's classic PIL transforms, as open_clip's own transform runs them."""
+    """The authors' evaluation geometry (squash to a square of 256/224 of the input, centre crop) in a
+    base's preprocessing, with torchvision's classic PIL transforms, as open_clip's own transform runs them."""
     size = preprocess_cfg["size"] if isinstance(preprocess_cfg["size"], int) else preprocess_cfg["size"][0]
     mode = T.InterpolationMode.BICUBIC if (interpolation or preprocess_cfg["interpolation"]) == "bicubic" else T.InterpolationMode.BILINEAR
+    fitted = round(size * 256 / 224)
     return T.Compose(
-        [T.Resize(round(size * 256 / 224), interpolation=mode), T.CenterCrop(size), T.ToTensor(), T.Normalize(preprocess_cfg["mean"], preprocess_cfg["std"])]
+        [T.Resize((fitted, fitted), interpolation=mode), T.CenterCrop(size), T.ToTensor(), T.Normalize(preprocess_cfg["mean"], preprocess_cfg["std"])]
     )
 
 

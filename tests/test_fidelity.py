@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import open_clip
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from PIL import Image
 
 from data_specs.shards import read_sizes, shard_paths
 from famevil.checkpoint import save_checkpoint
 from famevil.data.loading import shard_samples
-from famevil.data.transforms import image_transform, legacy_preprocess
+from famevil.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess, image_transform, legacy_preprocess, scratch_preprocess
 from famevil.losses import info_nce
 from famevil.model.adapters import CrossAttentionAdapter
 from famevil.model.decoding import generate
@@ -125,7 +127,7 @@ def test_fashiongen_tasks_sample_by_products(tiny_shards):
 def test_fashiongen_tasks_read_the_title_and_the_description(tiny_shards):
     samples = [s for _, s in zip(range(4), shard_samples(shard_paths(tiny_shards, "fashiongen/train")), strict=False)]
     expected = TOKENIZE([f"{s['json']['title']}. {s['json']['description']}" for s in samples])
-    transform = image_transform(legacy_preprocess(32), train=False)
+    transform = image_transform(scratch_preprocess(32), train=False)
     for name in ("xmr", "scr", "fic"):
         tokens = TASKS[name].batch(samples, transform, TOKENIZE)["tokens"]
         assert torch.equal(tokens, expected[:, : tokens.shape[1]]), name
@@ -214,3 +216,17 @@ def test_the_xmr_gallery_holds_one_text_per_product_against_every_view():
     assert result.metrics["full"]["t2i_r1"] == pytest.approx(100.0)
     by_direction = [line["task"] for line in result.records["retrieval"]]
     assert by_direction.count("xmr-t2i") == 5 and by_direction.count("xmr-i2t") == 10
+
+
+def test_a_tall_image_keeps_its_top_and_bottom_in_evaluation():
+    """The authors squash every image to a square before evaluation's centre crop (FashionIQ's are tall
+    or wide); a shortest-side resize would crop a tall garment's ends away."""
+    tall = np.full((300, 100, 3), 128, dtype=np.uint8)
+    tall[:60], tall[-60:] = (255, 0, 0), (0, 0, 255)  # red top, blue bottom
+    mean, std = torch.tensor(CLIP_MEAN)[:, None], torch.tensor(CLIP_STD)[:, None]
+    for preprocess in (scratch_preprocess(32), Preprocess.from_open_clip({}, 224, "ViT-B-16")):
+        pixels = image_transform(preprocess, train=False)(Image.fromarray(tall))
+        top, bottom = ((pixels[:, row].mean(dim=1, keepdim=True) * std + mean).squeeze(1) for row in (0, -1))
+        assert torch.allclose(top, torch.tensor([1.0, 0.0, 0.0]), atol=0.02) and torch.allclose(bottom, torch.tensor([0.0, 0.0, 1.0]), atol=0.02)
+    old = image_transform(legacy_preprocess(32), train=False)(Image.fromarray(tall))  # a checkpoint from before keeps its crop
+    assert torch.allclose((old[:, 0].mean(dim=1, keepdim=True) * std + mean).squeeze(1), torch.full((3,), 128 / 255), atol=0.02)

@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 
 from famevil.data.loading import shard_samples, training_batches
-from famevil.data.transforms import image_transform, legacy_preprocess
+from famevil.data.transforms import image_transform, scratch_preprocess
 from famevil.model.backbone import backbone_config, text_tokenizer
 from famevil.tasks import find_task, task_names
 from famevil.training.streams import TaskStream
 from tests.conftest import RunsCode
 
-TRANSFORM = image_transform(legacy_preprocess(32), train=True)
+TRANSFORM = image_transform(scratch_preprocess(32), train=True)
 TOKENIZE = text_tokenizer(backbone_config("famevil-tiny"))
 
 

@@ -1,5 +1,5 @@
 """How an image becomes the network's input: the preprocessing a base's weights were trained with
-(size, mean and std, interpolation), in the paper's geometry.
+(size, mean and std, interpolation), in the authors' geometry.
 
 A `Preprocess` is recorded in every checkpoint's config.json and travels with the model, so that
 training, dumping, evaluation and every use of a model prepare images the same way.
@@ -8,7 +8,7 @@ training, dumping, evaluation and every use of a model prepare images the same w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI's, and open_clip's def
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 INTERPOLATIONS = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}
 RESIZE_MODES = ("shortest", "longest", "squash")
+EVALUATION_FITS = ("squash", "shortest")
 # What open_clip's preprocess_cfg holds (open_clip.transform.PreprocessCfg, less its fixed mode "RGB").
 OPEN_CLIP_KEYS = ("size", "mean", "std", "interpolation", "resize_mode", "fill_color")
 
@@ -31,8 +32,12 @@ class Preprocess:
     std: tuple[float, float, float]
     interpolation: str = "bicubic"  # how images are resized: bicubic (open_clip's default) or bilinear
     # How open_clip's own transform fits an image to the input: recorded and exported, but evaluation keeps
-    # the paper's geometry whatever it says (resize to 256/224 of the input, centre crop; docs/fidelity.md).
+    # the authors' geometry whatever it says (evaluation_fit below, then a centre crop; docs/fidelity.md).
     resize_mode: str = "shortest"
+    # How evaluation fits an image to 256/224 of the input before its centre crop: "squash" to a square,
+    # as the authors do for every data set (a tall FashionIQ garment keeps its top and bottom), or
+    # "shortest" side, as famevil did before 0.2 (the crop then cuts a tall image's ends).
+    evaluation_fit: str = "squash"
     fill_color: int = 0  # open_clip's padding colour for resize_mode "longest" (exported with the rest)
     # Where the resize's arithmetic runs: "pil", as open_clip's transform does (and so the pretrained
     # weights saw), or "torch", famevil's antialiased tensor resize, which the demo's from-scratch bases
@@ -44,6 +49,8 @@ class Preprocess:
             raise FamevilError(f"preprocess interpolation {self.interpolation!r}: famevil resizes with {' or '.join(INTERPOLATIONS)}")
         if self.resize_mode not in RESIZE_MODES:
             raise FamevilError(f"preprocess resize_mode {self.resize_mode!r}: expected one of {', '.join(RESIZE_MODES)}")
+        if self.evaluation_fit not in EVALUATION_FITS:
+            raise FamevilError(f"preprocess evaluation_fit {self.evaluation_fit!r}: expected one of {', '.join(EVALUATION_FITS)}")
         if self.resampler not in ("pil", "torch"):
             raise FamevilError(f"preprocess resampler {self.resampler!r}: expected pil or torch")
         if len(self.mean) != 3 or len(self.std) != 3:
@@ -83,22 +90,30 @@ def square_size(image_size: int | list[int] | tuple[int, ...], where: str) -> in
     return int(sides.pop())
 
 
-def legacy_preprocess(size: int) -> Preprocess:
-    """What famevil did before a checkpoint recorded its preprocessing: CLIP's mean and std, a bilinear
-    resize of the image tensor. Checkpoints without a record keep it, and so do famevil's own from-scratch
-    architectures (famevil-tiny, famevil-small), whose demo figures were measured with it."""
+def scratch_preprocess(size: int) -> Preprocess:
+    """famevil's own from-scratch architectures (famevil-tiny, famevil-small): CLIP's mean and std and a
+    bilinear resize of the image tensor, the transform their demo figures were measured with."""
     return Preprocess(size, CLIP_MEAN, CLIP_STD, interpolation="bilinear", resampler="torch")
 
 
+def legacy_preprocess(size: int) -> Preprocess:
+    """What famevil did before a checkpoint recorded its preprocessing: the scratch preprocessing with
+    evaluation's resize on the shortest side. Checkpoints without a record keep it."""
+    return replace(scratch_preprocess(size), evaluation_fit="shortest")
+
+
 def image_transform(preprocess: Preprocess, train: bool) -> Callable[[Any], torch.Tensor]:
-    """Train: random resized crop (scale 0.8-1, ratio 0.75-1.3) and horizontal flip. Eval: resize the
-    shortest side to 256/224 of the input size, centre crop. Both with the base's interpolation, ending
-    in its normalisation. PIL images are resized by PIL unless the preprocessing says torch."""
+    """Train: random resized crop (scale 0.8-1, ratio 0.75-1.3) and horizontal flip. Eval: squash to a
+    square of 256/224 of the input size (or resize its shortest side to it), centre crop. Both with the
+    base's interpolation, ending in its normalisation. PIL images are resized by PIL unless the
+    preprocessing says torch."""
     size, interpolation = preprocess.size, INTERPOLATIONS[preprocess.interpolation]
     if train:
         geometry = [v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.75, 1.3), interpolation=interpolation, antialias=True), v2.RandomHorizontalFlip()]
     else:
-        geometry = [v2.Resize(round(size * 256 / 224), interpolation=interpolation, antialias=True), v2.CenterCrop(size)]
+        fitted = round(size * 256 / 224)
+        fit = (fitted, fitted) if preprocess.evaluation_fit == "squash" else fitted
+        geometry = [v2.Resize(fit, interpolation=interpolation, antialias=True), v2.CenterCrop(size)]
     # v2 transforms run on what they are given: on a PIL image they call PIL, on a tensor torch.
     steps = [*geometry, v2.ToImage()] if preprocess.resampler == "pil" else [v2.ToImage(), *geometry]
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(preprocess.mean, preprocess.std)])

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from data_specs.errors import FamevilError
-from famevil.data.transforms import Preprocess, legacy_preprocess, square_size
+from famevil.data.transforms import Preprocess, scratch_preprocess, square_size
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # famevil's one key beside open_clip's in an architecture config: the channels of a convolutional stem
@@ -48,7 +48,7 @@ def default_preprocess(name: str, architecture: dict) -> Preprocess:
     architectures keep the transform their demo figures were measured with; open_clip's get open_clip's
     defaults (OpenAI's mean and std, bicubic)."""
     size = square_size(architecture["vision_cfg"]["image_size"], name)
-    return legacy_preprocess(size) if name in FAMEVIL_ARCHITECTURES else Preprocess.from_open_clip({}, size, name)
+    return scratch_preprocess(size) if name in FAMEVIL_ARCHITECTURES else Preprocess.from_open_clip({}, size, name)
 
 
 def check_adaptable(architecture: dict, where: str) -> None:
