@@ -13,7 +13,7 @@ from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import samples
 from famevil.data.transforms import image_transform, scratch_preprocess
 from famevil.model.backbone import PAD_TOKEN
-from famevil.model.decoding import generate
+from famevil.model.decoding import caption_lengths, generate
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import find_task
 from famevil.tasks.base import EvalSettings
@@ -144,3 +144,15 @@ def test_training_checks_log_the_gap_and_warn_once_when_it_stays_near_zero(tiny_
     assert all(entry == {"grounding_gap_fic": 0.0} for entry in logged)
     warned = capsys.readouterr().err
     assert warned.count("grounding gap 0.00%") == 1 and "step 100" in warned  # not before warn_from, then once
+
+
+def test_the_padding_id_is_a_real_token_that_trains_and_survives_decoding():
+    """Token id 0 pads, but it is also CLIP's "!" (here inside "!?!!"): padding is told by length."""
+    tokens = TOKENIZE(["wool coat !?!!", "coat"])
+    end = TOKENIZE.eot_token_id
+    assert PAD_TOKEN in tokens[0, 1 : int(tokens[0].argmax())].tolist()
+    _, real, targets = caption_targets(tokens)
+    assert real.sum(dim=1).tolist() == tokens.argmax(dim=1).tolist()  # every next token up to and including the end
+    assert (targets == PAD_TOKEN).sum() == 1 and (targets == end).sum() == 2
+    generated = torch.tensor([[5, PAD_TOKEN, 7, end, PAD_TOKEN, PAD_TOKEN], [PAD_TOKEN] * 6])
+    assert caption_lengths(generated, end).tolist() == [3, 6]  # the "!" before the end stays; a row without an end is whole

@@ -164,7 +164,10 @@ def test_caption_loss_reads_real_next_tokens_only(inputs):
     assert torch.equal(logits.tokens, torch.arange(model.backbone.vocab_size))
     every_position = caption_logits(model, images, tokens[:, :-1])
     assert torch.allclose(logits.log_probs, every_position[real].log_softmax(-1), atol=1e-4)
-    expected = torch.nn.functional.cross_entropy(every_position.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=0)
+    labels = tokens[:, 1:].clone()
+    for row, ids in enumerate(tokens.tolist()):
+        labels[row, ids.index(TOKENIZE.eot_token_id) :] = -100  # every position after the end token is padding
+    expected = torch.nn.functional.cross_entropy(every_position.flatten(0, 1), labels.flatten(), ignore_index=-100)
     assert torch.allclose(task_loss(model, "fic", {"images": images, "tokens": tokens})[0], expected, atol=1e-5)
 
 

@@ -28,6 +28,14 @@ def _next_logits(model: FameVil, head: nn.Module, tokens: torch.Tensor, state: D
     return head(model.decode_step(tokens, fresh, adapters, last_only=True))
 
 
+def caption_lengths(generated: torch.Tensor, end: int) -> torch.Tensor:
+    """(rows,) how many tokens of each generated row come before its first end token (all of them where
+    it has none). The padding after the end is told by position, not by id: the padding id is also a
+    real token (CLIP's "!")."""
+    ended = generated == end
+    return torch.where(ended.any(dim=1), ended.int().argmax(dim=1), generated.shape[1])
+
+
 @torch.no_grad()
 def generate(
     model: FameVil,
@@ -71,10 +79,7 @@ def generate(
         finished = finished[chosen] | (new_tokens == end)
         if finished.all():
             break
-    lengths = ((tokens != PAD_TOKEN) & (tokens != end)).sum(dim=1).view(count, beams)
+    generated = tokens[:, 1:]
+    lengths = caption_lengths(generated, end).view(count, beams)
     best_beam = (scores / lengths.clamp(min=1)).argmax(dim=-1)  # length-normalised, so short is not favoured
-    captions = []
-    for image, beam in enumerate(best_beam.tolist()):
-        sequence = tokens[image * beams + beam, 1:].tolist()
-        captions.append([t for t in sequence[: sequence.index(end)] if t != PAD_TOKEN] if end in sequence else sequence)
-    return captions
+    return [generated[image * beams + beam, : lengths[image, beam]].tolist() for image, beam in enumerate(best_beam.tolist())]

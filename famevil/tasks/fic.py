@@ -37,9 +37,14 @@ from famevil.tasks.fashiongen import product_text, view_batch
 
 def caption_targets(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher forcing: the input positions (all but the last), where the next token is a real one
-    (padding neither trains nor counts), and those next tokens, packed."""
+    (padding neither trains nor counts), and those next tokens, packed.
+
+    Padding is told by length, up to the end-of-text token, and not by id: the padding id 0 is also
+    CLIP's "!", which a caption may hold. The end token is the tokenizer's largest id, so its first
+    position is the argmax, as open_clip's text pooling finds it."""
     inputs, following = tokens[:, :-1], tokens[:, 1:]
-    real = following != PAD_TOKEN
+    ends = tokens.argmax(dim=1)
+    real = torch.arange(following.shape[1], device=tokens.device)[None, :] < ends[:, None]
     return inputs, real, following[real]
 
 
