@@ -17,6 +17,7 @@ from data_specs.shards import read_sizes, shard_paths
 from famevil.data.teacher_outputs import TeacherOutputs
 from famevil.multitask import task_loss
 from famevil.tasks import TASKS, find_task, task_names
+from famevil.tasks.base import selection_keys
 from famevil.training.balancing import Balancing, build_balancing
 from famevil.training.sampling import TaskSampler
 from stages.evaluate import flatten, read_metrics
@@ -82,6 +83,7 @@ def distill(
     names = task_names()
     ias_targets = _headlines(ias_targets_from or []) | (ias_targets or {})
     balancer = _balancing(balancing, sampling, ias_targets, config.eval_every)
+    selection_keys(names, config.select_by)  # a bad criterion fails before any work
     shards_manifest = check_shards(shards, tasks)
     student_text = backbone.architecture["text_cfg"]
     teachers, teacher_refs = (

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, require_artifact
 from data_specs.shards import read_training_vocabularies
 from famevil.bases import Base, resolve_base
@@ -18,7 +19,7 @@ from famevil.data.transforms import image_transform
 from famevil.model.backbone import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import find_task
-from famevil.tasks.base import Task, check_coverage
+from famevil.tasks.base import Task, check_coverage, selection_keys
 from famevil.training.config import TrainConfig, load_config
 from famevil.training.sampling import TaskSampler
 from famevil.training.streams import TaskStream
@@ -61,6 +62,7 @@ def teach(
     """
     chosen = find_task(task)
     config, backbone = training_base(preset, overrides, base)
+    selection_keys([chosen.name], config.select_by)  # a bad criterion fails before any work
     shards_manifest = check_shards(shards, [chosen])
     model_config = network_config(config, (chosen.name,), model_vocabularies(shards, [chosen], config, backbone))
     inputs = [backbone.ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
@@ -102,6 +104,7 @@ def pretrain(
     """
     retrieval = find_task(PRETRAINING_TASK)
     config, backbone = training_base(preset, overrides, None)
+    selection_keys([retrieval.name], config.select_by)
     shards_manifest = check_shards(shards, [retrieval])
     model_config = network_config(config, (retrieval.name,))
     job = Job(
@@ -205,10 +208,14 @@ def logged_task_loss(model: torch.nn.Module, task: str, batch: dict[str, Any], s
 
 def validation(shards: Path, tasks: list[str], config: TrainConfig, model: MultiTaskModel) -> dict[str, float]:
     """The tasks' validation metrics through evaluate's code (greedy captions, one random-100 draw, no
-    METEOR), and their `score`: the mean of each task's headline metric, which picks the best weights."""
+    METEOR), and their `score`, which picks the best weights (select_by)."""
     measured = measure(model, shards, tasks, "val", batch_size=2 * config.batch_size, random100_runs=1, seed=config.seed, meteor=False)
     metrics = flatten(measured.metrics)
-    return metrics | {SCORE: sum(metrics[find_task(task).headline_key] for task in tasks) / len(tasks)}
+    keys = selection_keys(tasks, config.select_by)
+    missing = [key for key in keys if key not in metrics]
+    if missing:
+        raise FamevilError(f"--set select_by={config.select_by}: validation has no metric {missing[0]!r}; its metrics are {', '.join(sorted(metrics))}")
+    return metrics | {SCORE: sum(metrics[key] for key in keys) / len(keys)}
 
 
 def check_shards(shards: Path, tasks: list[Task]) -> Manifest:

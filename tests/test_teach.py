@@ -256,6 +256,11 @@ BAD_INPUTS = [
         ["--base ViT-B-16-SigLIP:webli: famevil cannot adapt a timm image trunk (vit_base_patch16_siglip_224) yet"],
     ),
     (
+        "a selection criterion of an untrained task",
+        lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "d", "--set", "select_by=fic.bleu4"],
+        ["--set select_by=fic.bleu4: expected headlines, authors, or a validation metric of a trained task"],
+    ),
+    (
         "a resume folder famevil did not write",
         lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "e", "--resume", _state_without_marker(t)],
         ["famevil resumes only the states a run wrote itself"],
@@ -374,3 +379,9 @@ def test_an_unknown_or_missing_tracker_is_one_line(tiny_shards, tmp_path):
     if importlib.util.find_spec("wandb") is None:
         with pytest.raises(FamevilError, match="--report-to wandb: needs the wandb package; pip install wandb"):
             teach("scr", tiny_shards, tmp_path / "b", overrides=TINY | {"max_steps": 1}, report_to=["wandb"])
+
+
+def test_select_by_authors_keeps_a_teacher_by_the_authors_criterion(tiny_shards, tmp_path):
+    """XMR's authors keep the teacher by the full gallery's mean, not famevil's headline (random 100)."""
+    result = teach("xmr", tiny_shards, tmp_path / "xmr", overrides=TINY | {"max_steps": 2, "eval_every": 2, "checkpoint_every": 2, "select_by": "authors"})
+    assert result.validation["score"] == result.validation["xmr.full.mean"] != result.validation["xmr.random100.mean"]

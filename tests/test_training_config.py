@@ -9,6 +9,7 @@ import pytest
 
 from data_specs.errors import FamevilError
 from famevil.model.backbone import backbone_config
+from famevil.tasks.base import selection_keys
 from famevil.training.config import LIMITS, PRESET_DIR, PRESET_NAMES, SET_SOURCE, TrainConfig, _apply, convert_options, load_config, parse_overrides
 
 
@@ -202,3 +203,14 @@ def test_preset_help_lists_every_preset(cli, command):
     for name in PRESET_NAMES:
         assert name in help_text
     assert "paper-student" in help_text and "demo-base" in help_text
+
+
+def test_the_selection_criterion_follows_the_authors_configs():
+    assert selection_keys(["xmr"], "authors") == ["xmr.full.mean"]  # contrastive.yaml
+    assert selection_keys(["fic"], "authors") == ["fic.bleu4"]  # captioning.yaml
+    assert selection_keys(["xmr", "tgir", "scr", "fic"], "authors") == ["tgir.mean"]  # mtl_wa_kd.yaml
+    assert selection_keys(["xmr", "fic"], "headlines") == ["xmr.random100.mean", "fic.cider"]
+    assert selection_keys(["scr"], "scr.macro_f1") == ["scr.macro_f1"]
+    assert all(load_config(name).select_by == "authors" for name in ("paper", "paper-student"))
+    with pytest.raises(FamevilError, match="tgir is not trained"):
+        selection_keys(["xmr", "fic"], "authors")

@@ -87,7 +87,8 @@ class Task:
     aliases: tuple[str, ...] = ()  # other names `--task` accepts
     mode: str  # CONTRASTIVE, FUSION or GENERATIVE: FUSION and GENERATIVE need the cross-attention adapters
     source: str  # FASHIONGEN or FASHIONIQ: where its samples come from
-    headline: str  # its metric that picks the best weights and summarises it, a key of its flattened metrics
+    headline: str  # its metric that summarises it (and picks the best weights by default), a key of its flattened metrics
+    authors_selection: str  # the metric the authors' config keeps a single-task model of it by (select_by=authors)
     report_rows: tuple[tuple[str, str], ...] = ()  # (metric key, label) rows of `famevil report`
     paper: dict[str, float] = {}  # the paper's FAME-ViL (multi-task) figures, by metric key, for --compare
 
@@ -97,6 +98,10 @@ class Task:
     def headline_key(self) -> str:
         """Its headline metric's name among flattened metrics ("xmr.random100.mean")."""
         return f"{self.name}.{self.headline}"
+
+    @property
+    def authors_selection_key(self) -> str:
+        return f"{self.name}.{self.authors_selection}"
 
     def train_subset(self) -> str:
         return f"{self.source}/train"
@@ -204,6 +209,26 @@ def find_task(name: str) -> Task:
             return task
     choices = ", ".join(f"{t.name} ({', '.join(t.aliases)})" if t.aliases else t.name for t in TASKS.values())
     raise FamevilError(f"unknown task {name!r}; choose one of: {choices}")
+
+
+AUTHORS_MULTITASK_SELECTION = "tgir.mean"  # mtl_wa_kd.yaml keeps the student by FashionIQ's R@K average
+
+
+def selection_keys(tasks: list[str], select_by: str) -> list[str]:
+    """The validation metrics whose mean picks the best weights, checked before any work."""
+    if select_by == "headlines":
+        return [find_task(task).headline_key for task in tasks]
+    if select_by == "authors":
+        if len(tasks) == 1:
+            return [find_task(tasks[0]).authors_selection_key]
+        if AUTHORS_MULTITASK_SELECTION.split(".")[0] not in tasks:
+            raise FamevilError(f"--set select_by=authors: the authors keep a multi-task model by {AUTHORS_MULTITASK_SELECTION}, and tgir is not trained")
+        return [AUTHORS_MULTITASK_SELECTION]
+    if select_by.split(".")[0] not in tasks:
+        raise FamevilError(
+            f"--set select_by={select_by}: expected headlines, authors, or a validation metric of a trained task ({', '.join(tasks)}), e.g. {find_task(tasks[0]).headline_key}"
+        )
+    return [select_by]
 
 
 def check_coverage(shards: Path, tasks: Sequence[Task], train: bool, evaluate_on: str | None) -> None:

@@ -41,6 +41,7 @@ class SubcategoryRecognition(Task):
     mode = FUSION
     source = FASHIONGEN
     headline = "accuracy"
+    authors_selection = "accuracy"  # classification.yaml
     report_rows = (("accuracy", "SCR accuracy"), ("macro_f1", "SCR macro-F1"))
     paper = {"accuracy": 94.67, "macro_f1": 88.21}
     vocabulary = "subcategory"  # the vocab.json entry whose training names are the classes; samples carry its "<name>_id"

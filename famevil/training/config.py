@@ -53,6 +53,11 @@ class TrainConfig:
     checkpoint_every: int = 100  # updates between resumable states (checkpoints/step-N); the last step always saves one
     keep_checkpoints: int = 2  # resumable states kept (the newest); the best weights are kept apart
     early_stopping: int = 0  # validations without improvement before stopping; 0 never stops
+    # What picks the best weights by validation: "headlines", the mean of the tasks' headline metrics;
+    # "authors", the authors' criterion (a teacher by its task's metric in their config: XMR's full-gallery
+    # mean, TGIR's R@K average, SCR's accuracy, FIC's BLEU-4; a multi-task model by TGIR's R@K average);
+    # or one validation metric by its flattened name, e.g. "tgir.mean".
+    select_by: str = "headlines"
     head_vocabulary: Literal["full", "training"] = "full"  # a language-model head writes any token, or only the training text's (cheaper; evaluation unchanged)
     augment: bool = True  # random crops and flips; off: the evaluation transform, the view teachers' outputs are dumped from
     workers: int = 0  # data-loader worker processes per training process
