@@ -108,7 +108,7 @@ def distill(
     job = Job("student", out, config, inputs, details, resume, overwrite, title=title, report_to=tuple(report_to or ()))
     return fit(
         job,
-        partial(build_model, model_config, backbone, config.xaa_init),
+        partial(build_model, model_config, backbone, config.xaa_init, config.head_init),
         {task.name: task_stream(shards, task, config, backbone) for task in tasks},
         sampler,
         partial(distillation_loss, teachers, partial(kd_weight_at, kd_weight, kd_schedule, config.max_steps), temperature),

@@ -77,7 +77,7 @@ def teach(
         title=f"teach {chosen.name}",
         report_to=tuple(report_to or ()),
     )
-    return _fit_one_task(job, partial(build_model, model_config, backbone, config.xaa_init), chosen, shards, config, backbone)
+    return _fit_one_task(job, partial(build_model, model_config, backbone, config.xaa_init, config.head_init), chosen, shards, config, backbone)
 
 
 def pretrain(
@@ -174,10 +174,12 @@ def model_vocabularies(shards: Path, tasks: list[Task], config: TrainConfig, bac
     return vocabularies
 
 
-def build_model(model_config: ModelConfig, backbone: Base, xaa_init: str = "zero") -> MultiTaskModel:
-    """A fresh multi-task model on the base (its architecture, preprocessing and weights); xaa_init as TrainConfig says."""
+def build_model(model_config: ModelConfig, backbone: Base, xaa_init: str = "zero", head_init: str = "backbone") -> MultiTaskModel:
+    """A fresh multi-task model on the base (its architecture, preprocessing and weights); xaa_init and
+    head_init as TrainConfig says."""
     model = backbone.model(model_config)
-    model.init_heads_from_backbone()
+    if head_init == "backbone":
+        model.init_heads_from_backbone()
     if xaa_init == "default":
         model.open_cross_attention()
     return model

@@ -20,6 +20,7 @@ from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.params import count_parameters
 from famevil.tasks import find_task, task_names
 from famevil.tasks.fic import caption_targets
+from famevil.training.config import load_config
 from stages.export import export
 from stages.teach import build_model
 
@@ -353,3 +354,15 @@ def test_xaa_init_leaves_a_contrastive_model_alone():
     torch.manual_seed(0)
     model = build_model(ModelConfig("famevil-tiny", tasks=("xmr",)), resolve_base(None, "famevil-tiny"), "default")
     assert model.xaa is None
+
+
+@pytest.mark.parametrize("head_init", ["backbone", "default"])
+def test_head_init_decides_whether_the_captioning_head_starts_from_the_token_embedding(head_init):
+    """The authors' captioning head starts from PyTorch's default initialisation (the paper presets);
+    famevil's demo starts it from the token embedding."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("famevil-tiny", tasks=("fic",)), resolve_base(None, "famevil-tiny"), head_init=head_init)
+    head, embedding = model.head("fic"), model.backbone.token_embedding.weight
+    from_embedding = torch.equal(head.weight, embedding[head.tokens]) and not head.bias.any()
+    assert from_embedding == (head_init == "backbone")
+    assert all(load_config(name).head_init == "default" for name in ("paper", "paper-student"))

@@ -34,6 +34,10 @@ class TrainConfig:
     # its backbone), or "default", PyTorch's initialisation, so that the other stream's gradient flows from
     # the first update; the demo's from-scratch captioner reads the image far sooner (docs/captioning.md).
     xaa_init: Literal["zero", "default"] = "zero"
+    # How the heads start: "backbone", from the backbone's weights where a head has a counterpart (the
+    # captioning head from the token embedding; it learns in far fewer updates, docs/fidelity.md row 2b),
+    # or "default", PyTorch's initialisation, as the authors' code does.
+    head_init: Literal["backbone", "default"] = "backbone"
     batch_size: int = 32  # per process; the global batch is this x processes x accumulation
     gradient_accumulation: int = 1  # micro-batches per optimiser update
     max_steps: int = 300  # optimiser updates
