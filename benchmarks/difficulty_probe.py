@@ -216,7 +216,7 @@ def caption_probe(
     chance = fic_chance(texts, val_texts, args.seed)
     print(f"\ncaptioner: {steps} steps in {args.caption_seconds:.0f} s over {len(ids)} tokens; e.g. {generated[0]!r}")
     print(f"{'task':<28}{'metric':<12}{'model':>8}{'chance':>10}{'ratio':>10}")
-    row("FIC greedy", "BLEU-4", scores.bleu4, chance["bleu4"])
+    row("FIC greedy", "BLEU-4 (coco-caption)", scores.bleu4, chance["coco_bleu4"])
     row("FIC greedy", "CIDEr", scores.cider, chance["cider"])
     gap = 100 * (shuffled - matching) / matching
     print(f"{'FIC grounding gap':<28}{'percent':<12}{gap:>8.2f}{'':>10}{'':>10}")

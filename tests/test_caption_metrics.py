@@ -11,6 +11,8 @@ import contextlib
 import io
 import os
 import shutil
+from collections import Counter
+from math import exp, log
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,31 @@ def test_mismatched_keys_raise(monkeypatch, references, candidates, message):
     monkeypatch.setattr(captioning, "java_available", lambda: False)
     with pytest.raises(ValueError, match=message):
         caption_scores(references, candidates)
+
+
+def _corpus_bleu4(references: list[list[str]], candidates: list[list[str]]) -> float:
+    """Corpus BLEU-4 over token lists as the authors' metric computes it (Hugging Face evaluate's
+    nmt_bleu): clipped n-gram matches and lengths summed over the corpus, no smoothing."""
+    matches, possible = [0] * 4, [0] * 4
+    for reference, candidate in zip(references, candidates, strict=True):
+        for n in range(1, 5):
+            grams = Counter(tuple(candidate[i : i + n]) for i in range(len(candidate) - n + 1))
+            reference_grams = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
+            matches[n - 1] += sum((grams & reference_grams).values())
+            possible[n - 1] += max(len(candidate) - n + 1, 0)
+    precisions = [m / p if p else 0.0 for m, p in zip(matches, possible, strict=True)]
+    if min(precisions) == 0:
+        return 0.0
+    ratio = sum(map(len, candidates)) / sum(map(len, references))
+    return 100 * exp(sum(map(log, precisions)) / 4) * (1.0 if ratio > 1 else exp(1 - 1 / ratio))
+
+
+def test_paper_bleu4_is_the_authors_corpus_bleu_with_case_and_punctuation_kept():
+    references = ["red silk dress . a long - sleeved dress in red silk .", "navy wool coat with a notched collar , two pockets"]
+    candidates = ["red silk dress . a long dress in silk .", "navy wool coat with two pockets"]
+    expected = _corpus_bleu4([r.split() for r in references], [c.split() for c in candidates])
+    assert captioning.paper_bleu4(references, candidates) == pytest.approx(expected, abs=1e-9) and 0 < expected < 100
+    # 13a splits the full stop from the word either way; the case and the punctuation count.
+    assert captioning.paper_bleu4(references, ["red silk dress. a long dress in silk.", candidates[1]]) == pytest.approx(expected, abs=1e-9)
+    assert captioning.paper_bleu4(references, ["Red Silk Dress . a long dress in silk .", candidates[1]]) < expected
+    assert captioning.paper_bleu4(references, ["red silk dress a long dress in silk", candidates[1]]) != pytest.approx(expected, abs=1e-3)

@@ -156,3 +156,21 @@ def test_the_padding_id_is_a_real_token_that_trains_and_survives_decoding():
     assert (targets == PAD_TOKEN).sum() == 1 and (targets == end).sum() == 2
     generated = torch.tensor([[5, PAD_TOKEN, 7, end, PAD_TOKEN, PAD_TOKEN], [PAD_TOKEN] * 6])
     assert caption_lengths(generated, end).tolist() == [3, 6]  # the "!" before the end stays; a row without an end is whole
+
+
+def test_the_headline_bleu4_scores_against_the_text_as_the_model_reads_it(tiny_shards):
+    """The authors' BLEU-4 references are the tokenised input decoded (lower case, cut to the text
+    context): captions equal to them score 100, though the raw text has capitals; coco-caption's BLEU-4
+    against the raw text stays beside it."""
+    views = _views(tiny_shards)
+    model = _model()
+    evaluation = CAPTIONING.evaluator(
+        model, model.head("fic"), EvalSettings("val", image_transform(scratch_preprocess(32), train=False), TOKENIZE, max_new_tokens=2, meteor=False)
+    )
+    evaluation.add("fashiongen/val", views)
+    raw = [f"{view['json']['title']}. {view['json']['description']}" for view in views]
+    assert evaluation.read_references == [TOKENIZE.decode(ids[1 : ids.index(TOKENIZE.eot_token_id)]).strip() for ids in TOKENIZE(raw).tolist()]
+    assert any(text != text.lower() for text in raw)
+    evaluation.generated = list(evaluation.read_references)
+    metrics = evaluation.finish().metrics
+    assert metrics["bleu4"] == pytest.approx(100.0) and "coco_bleu4" in metrics

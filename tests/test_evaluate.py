@@ -23,7 +23,7 @@ EXPECTED = {
     "xmr.random100": ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mean"],
     "tgir": ["dress_r10", "dress_r50", "shirt_r10", "shirt_r50", "toptee_r10", "toptee_r50", "avg_r10", "avg_r50", "mean"],
     "scr": ["accuracy", "macro_f1"],
-    "fic": ["bleu4", "meteor", "rouge_l", "cider", "grounding_gap", "distinct_captions"],
+    "fic": ["bleu4", "coco_bleu4", "meteor", "rouge_l", "cider", "grounding_gap", "distinct_captions"],
 }
 
 

@@ -97,7 +97,7 @@ def test_manifest_sizes_and_chance(tiny_raw):
     assert manifest.details["seed"] == 0 and manifest.details["preset"] == "tiny"
     chance = manifest.details["chance_percent"]
     assert abs(chance["xmr"]["random100_r1"] - 100 / 101) < 1e-9
-    assert 0 <= chance["scr"]["accuracy"] < 50 and 0 < chance["fic"]["bleu4"] < 30
+    assert 0 <= chance["scr"]["accuracy"] < 50 and 0 < chance["fic"]["coco_bleu4"] < 30
     assert manifest.details["sizes"]["fashiongen"]["train"]["products"] == PRESETS["tiny"].fashiongen_products["train"]
 
 

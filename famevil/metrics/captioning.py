@@ -1,8 +1,10 @@
-"""Captioning metrics as the COCO caption evaluation computes them, in percent like FAME-ViL's FIC table.
+"""Captioning metrics, in percent like FAME-ViL's FIC table.
 
-BLEU-4, METEOR, ROUGE-L and CIDEr come from pycocoevalcap on PTB-tokenised captions, so the numbers
-compare with published ones. The PTB tokenizer and METEOR are Java programs; without Java the
-captions are tokenised by a Python stand-in and METEOR is left out, with a warning saying so.
+paper_bleu4 is BLEU-4 as the authors' code scores it (their only caption metric in any config): corpus
+BLEU with sacrebleu's 13a tokenisation, case and punctuation kept. caption_scores gives the COCO caption
+evaluation's BLEU-4, METEOR, ROUGE-L and CIDEr, from pycocoevalcap on PTB-tokenised captions. The PTB
+tokenizer and METEOR are Java programs; without Java the captions are tokenised by a Python stand-in and
+METEOR is left out, with a warning saying so.
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ class CaptionScores:
     rouge_l: float
     cider: float
     warnings: tuple[str, ...] = ()
+
+
+def paper_bleu4(references: Sequence[str], candidates: Sequence[str]) -> float:
+    """BLEU-4 x100 as the authors score FIC (their metrics.py loads Hugging Face evaluate's bleu): one
+    reference per caption, corpus-level counts and brevity penalty, no smoothing, and the 13a tokenisation
+    (punctuation split off and counted, case kept). The authors' references are the ground-truth text as
+    the model reads it: tokenised to the text context and decoded (CaptionEvaluation does that)."""
+    import sacrebleu  # noqa: PLC0415 - imported where scores are made
+
+    if len(references) != len(candidates) or not candidates:
+        raise ValueError(f"paper_bleu4 needs one reference per candidate; got {len(references)} and {len(candidates)}")
+    return sacrebleu.corpus_bleu(list(candidates), [list(references)], tokenize="13a", smooth_method="none", lowercase=False, force=True).score
 
 
 def java_available() -> bool:

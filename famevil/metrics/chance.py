@@ -66,4 +66,4 @@ def fic_chance(train_captions: Sequence[str], test_captions: Sequence[str], seed
     references = {str(i): [caption] for i, caption in enumerate(test_captions)}
     candidates = {str(i): train_captions[g] for i, g in enumerate(guesses)}
     scores = caption_scores(references, candidates, meteor=False)
-    return {"bleu4": scores.bleu4, "cider": scores.cider}
+    return {"coco_bleu4": scores.bleu4, "cider": scores.cider}

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from famevil.data.loading import records
-from famevil.metrics.captioning import caption_scores
+from famevil.metrics.captioning import caption_scores, paper_bleu4
 from famevil.metrics.chance import fic_chance
 from famevil.model.backbone import PAD_TOKEN
 from famevil.model.decoding import generate
@@ -98,7 +98,7 @@ class Captioning(Task):
     source = FASHIONGEN
     headline = "cider"
     authors_selection = "bleu4"  # captioning.yaml
-    report_rows = (("bleu4", "FIC BLEU-4"), ("cider", "FIC CIDEr"))
+    report_rows = (("bleu4", "FIC BLEU-4"), ("coco_bleu4", "FIC BLEU-4 (coco-caption)"), ("cider", "FIC CIDEr"))
     paper = {"bleu4": 30.73, "meteor": 25.04, "rouge_l": 55.83, "cider": 150.4}
 
     def batch(self, samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
@@ -238,6 +238,7 @@ class CaptionEvaluation:
         self.keys: list[str] = []
         self.generated: list[str] = []
         self.references: list[str] = []
+        self.read_references: list[str] = []  # the references as the model reads them, the authors' BLEU-4 scores against
         self.shuffler = torch.Generator().manual_seed(settings.seed)
         self.matching_loss = self.shuffled_loss = 0.0  # summed over captions: the gap is their ratio
 
@@ -248,6 +249,8 @@ class CaptionEvaluation:
         self.generated += [settings.tokenize.decode(caption).strip() for caption in ids]
         self.keys += batch["keys"]
         self.references += [product_text(sample["json"]) for sample in samples]
+        ends = batch["tokens"].argmax(dim=1).tolist()  # the end-of-text token: the largest id
+        self.read_references += [settings.tokenize.decode(row[1:end]).strip() for row, end in zip(batch["tokens"].tolist(), ends, strict=True)]
         others = torch.randperm(len(samples), generator=self.shuffler)
         matching, shuffled = paired_losses(self.task, self.network, self.head, batch, others)
         self.matching_loss += matching
@@ -262,7 +265,8 @@ class CaptionEvaluation:
         ]
         gap = grounding_gap(self.matching_loss, self.shuffled_loss)
         metrics = {
-            "bleu4": scores.bleu4,
+            "bleu4": paper_bleu4(self.read_references, self.generated),
+            "coco_bleu4": scores.bleu4,
             "meteor": scores.meteor,
             "rouge_l": scores.rouge_l,
             "cider": scores.cider,
