@@ -34,7 +34,7 @@ def _encode_seconds(task: tuple[Path, int, int]) -> float:
     path, start, stop = task
     spent = 0.0
     with FashionGenFile(path) as release:
-        for row in release.rows(start, stop, image_block=READ_BLOCK):
+        for row in release.rows(range(start, stop), image_block=READ_BLOCK):
             began = time.perf_counter()
             encode_jpeg(row.image)
             spent += time.perf_counter() - began

@@ -172,6 +172,7 @@ def prepare(
     images: Annotated[Path | None, typer.Option(help="Folder the catalogue's image paths are relative to.")] = None,
     pairs: Annotated[Path | None, typer.Option(help="Modification texts between catalogue images, .csv or .jsonl (columns above).")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per tar shard.", min=1)] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the training samples' random order in the shards.")] = 0,
     workers: WorkersOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -184,6 +185,7 @@ def prepare(
         images=images,
         pairs=pairs,
         shard_size=shard_size,
+        seed=seed,
         workers=workers,
         overwrite=overwrite,
     )

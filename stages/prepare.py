@@ -84,15 +84,13 @@ class ShardTask:
     kind: str  # "fashiongen", "catalogue", "triplets" or "gallery"
     split: str
     source: Path | None = None  # the h5, for FashionGen
-    start: int = 0
-    stop: int = 0
-    items: tuple = ()  # TripletItem or GalleryItem for FashionIQ and pairs, CatalogueItem for a catalogue
+    items: tuple = ()  # ascending h5 rows for FashionGen, TripletItem or GalleryItem for FashionIQ and pairs, CatalogueItem for a catalogue
     category_ids: dict[str, int] | None = None
     subcategory_ids: dict[str, int] | None = None
 
     @property
     def samples(self) -> int:
-        return self.stop - self.start if self.kind == "fashiongen" else len(self.items)
+        return len(self.items)
 
 
 @dataclass(frozen=True)
@@ -113,6 +111,7 @@ def prepare(
     images: Path | None = None,
     pairs: Path | None = None,
     shard_size: int = 1000,
+    seed: int = 0,
     workers: int | None = None,
     overwrite: bool = False,
 ) -> PrepareResult:
@@ -123,7 +122,10 @@ def prepare(
     product id, view), for XMR, SCR and FIC. FashionIQ: one sample per triplet (reference image,
     target image, two captions, group) for TGIR, and one per gallery image. Label vocabularies
     (train names first, validation-only names after) and sizes.json are stored once for every later
-    stage. Either source may be omitted.
+    stage. Either source may be omitted. Training samples are written in a random order fixed by
+    --seed (views of one product and neighbours in the release land in different shards, so a
+    training batch draws from the whole split, as the authors' random permutation does); validation
+    and test samples keep the release's order.
 
     Your own catalogue (instead of both releases): --catalogue, a .csv or .jsonl file with columns
     image (a path relative to --images), title, description, category, subcategory, and optionally
@@ -162,27 +164,27 @@ def prepare(
         sources = _open_fashiongen(fashiongen)
         vocab = _vocabularies({source.split: source.labels for source in sources})
         inputs += _input_refs("fashiongen", "fashiongen-h5", fashiongen, [s.path for s in sources])
-        tasks += _fashiongen_tasks(sources, vocab, shard_size)
+        tasks += _fashiongen_tasks(sources, vocab, shard_size, seed)
         for source in sources:
             sizes["subsets"][fashiongen_subset(source.split)] = {"samples": source.rows, "products": source.products}
     if fashioniq is not None:
         iq = _scan_fashioniq(fashioniq)
         listed = sorted(path for path in (fashioniq / "images").iterdir() if path.is_file())
         inputs += _input_refs("fashioniq", "fashioniq-json", fashioniq, _fashioniq_json_files(fashioniq), listed=listed)
-        tasks += _fashioniq_tasks(iq, shard_size)
+        tasks += _fashioniq_tasks(iq, shard_size, seed)
         _add_fashioniq_sizes(sizes, iq)
     if catalogue is not None:
         own = _scan_catalogue(catalogue, images, pairs, workers)
         vocab = _vocabularies({split: _labels(items) for split, items in own.views.items()})
         inputs += own.inputs
-        tasks += _catalogue_tasks(own.views, vocab, shard_size) + _fashioniq_tasks(own.pairs, shard_size)
+        tasks += _catalogue_tasks(own.views, vocab, shard_size, seed) + _fashioniq_tasks(own.pairs, shard_size, seed)
         for split, items in own.views.items():
             sizes["subsets"][fashiongen_subset(split)] = {"samples": len(items), "products": len({item.product_id for item in items})}
         _add_fashioniq_sizes(sizes, own.pairs)
 
     inputs = list(dict.fromkeys(inputs))  # both sources may come from one `famevil synth` artifact
     # Inputs are compared by id, not path: moved sources still resume.
-    plan = {"inputs": [asdict(ref) | {"path": None} for ref in inputs], "shard_size": shard_size, "sizes_schema": SIZES_SCHEMA_VERSION}
+    plan = {"inputs": [asdict(ref) | {"path": None} for ref in inputs], "shard_size": shard_size, "seed": seed, "sizes_schema": SIZES_SCHEMA_VERSION}
     with staging(out, plan) as stage:
         done, resumed = _write_shards(stage.partial, tasks, workers, resume=stage.resumed)
         for subset, entry in sizes["subsets"].items():
@@ -191,7 +193,12 @@ def prepare(
             write_vocab(stage.partial, vocab)
             sizes["vocab"] = {name: {"names": len(v.names), "num_train": v.num_train} for name, v in vocab.items()}
         (stage.partial / SIZES_FILE).write_text(json.dumps(sizes, indent=2) + "\n", encoding="utf-8")
-        details = {"shard_size": shard_size, "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()}, "skipped": sizes["skipped"]}
+        details = {
+            "shard_size": shard_size,
+            "train_order_seed": seed,
+            "subsets": {k: v["samples"] for k, v in sizes["subsets"].items()},
+            "skipped": sizes["skipped"],
+        }
         if own is not None:
             if own.skipped:
                 with open(stage.partial / SKIPPED_FILE, "w", encoding="utf-8") as listing:
@@ -270,29 +277,22 @@ def _vocabularies(labels: dict[str, dict[str, frozenset[str]]]) -> dict[str, Voc
     return vocab
 
 
-def _fashiongen_tasks(sources: list[FashionGenSource], vocab: dict[str, Vocabulary], shard_size: int) -> list[ShardTask]:
+def _fashiongen_tasks(sources: list[FashionGenSource], vocab: dict[str, Vocabulary], shard_size: int, seed: int) -> list[ShardTask]:
+    ids = {"category_ids": vocab["category"].index(), "subcategory_ids": vocab["subcategory"].index()}
     tasks = []
     for source in sources:
-        subset = fashiongen_subset(source.split)
-        for index, start in enumerate(range(0, source.rows, shard_size)):
+        rows = _training_order(list(range(source.rows)), source.split, seed)
+        for index, chunk in _chunks(rows, shard_size):
+            # Each shard reads its rows in file order (h5 reads run forwards); which rows it holds is what mixes the stream.
             tasks.append(
-                ShardTask(
-                    relative=shard_name(subset, index),
-                    kind="fashiongen",
-                    split=source.split,
-                    source=source.path,
-                    start=start,
-                    stop=min(start + shard_size, source.rows),
-                    category_ids=vocab["category"].index(),
-                    subcategory_ids=vocab["subcategory"].index(),
-                )
+                ShardTask(shard_name(fashiongen_subset(source.split), index), "fashiongen", source.split, source=source.path, items=tuple(sorted(chunk)), **ids)
             )
     return tasks
 
 
 def _fashiongen_samples(task: ShardTask) -> Iterator[Sample]:
     with FashionGenFile(task.source) as release:
-        for index, row in enumerate(release.rows(task.start, task.stop, image_block=READ_BLOCK), start=task.start):
+        for index, row in zip(task.items, release.rows(task.items, image_block=READ_BLOCK), strict=True):
             yield fashiongen_sample(f"{task.split}-{index:08d}", row, task.category_ids, task.subcategory_ids)
 
 
@@ -353,11 +353,13 @@ def _scan_fashioniq(directory: Path) -> FashionIQSource:
     return source
 
 
-def _fashioniq_tasks(source: FashionIQSource, shard_size: int) -> list[ShardTask]:
+def _fashioniq_tasks(source: FashionIQSource, shard_size: int, seed: int) -> list[ShardTask]:
     tasks = []
-    for kind, subset_of, items_of in (("triplets", triplet_subset, source.triplets), ("gallery", gallery_subset, source.galleries)):
-        for split, items in items_of.items():
-            tasks += [ShardTask(shard_name(subset_of(split), index), kind, split, items=chunk) for index, chunk in _chunks(items, shard_size)]
+    for split, items in source.triplets.items():
+        ordered = _training_order(items, split, seed)
+        tasks += [ShardTask(shard_name(triplet_subset(split), index), "triplets", split, items=chunk) for index, chunk in _chunks(ordered, shard_size)]
+    for split, items in source.galleries.items():
+        tasks += [ShardTask(shard_name(gallery_subset(split), index), "gallery", split, items=chunk) for index, chunk in _chunks(items, shard_size)]
     return tasks
 
 
@@ -495,12 +497,12 @@ def _labels(items: list[CatalogueItem]) -> dict[str, frozenset[str]]:
     return {"category": frozenset(i.view.category for i in items), "subcategory": frozenset(i.view.subcategory for i in items)}
 
 
-def _catalogue_tasks(views: dict[str, list[CatalogueItem]], vocab: dict[str, Vocabulary], shard_size: int) -> list[ShardTask]:
+def _catalogue_tasks(views: dict[str, list[CatalogueItem]], vocab: dict[str, Vocabulary], shard_size: int, seed: int) -> list[ShardTask]:
     ids = {"category_ids": vocab["category"].index(), "subcategory_ids": vocab["subcategory"].index()}
     return [
         ShardTask(shard_name(fashiongen_subset(split), index), "catalogue", split, items=chunk, **ids)
         for split, items in views.items()
-        for index, chunk in _chunks(items, shard_size)
+        for index, chunk in _chunks(_training_order(items, split, seed), shard_size)
     ]
 
 
@@ -533,6 +535,19 @@ def _catalogue_notes(source: CatalogueSource, out: Path) -> tuple[str, ...]:
 
 
 # Shards -------------------------------------------------------------------------------------------
+
+
+def _training_order(items: list, split: str, seed: int) -> list:
+    """A training split's samples in a seeded random order, any other split's as the source lists them.
+
+    Training streams its shards through a shuffle buffer about one shard long, so the order written
+    here is the order a batch is drawn from: in the source's order a batch would come from one or two
+    stretches of the file (a product's views side by side, and whatever the release is sorted by);
+    shuffled, each batch draws from the whole split, as the authors' random permutation does."""
+    if split != "train":
+        return items
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[i] for i in order]
 
 
 def _chunks(items: list, size: int) -> Iterator[tuple[int, tuple]]:

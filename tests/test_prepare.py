@@ -14,6 +14,8 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import content_id, require_artifact, write_manifest
 from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, read_sizes, read_vocab, shard_paths
 from data_specs.staging import partial_path
+from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
+from famevil.data.loading import training_batches
 from famevil.data.synthetic.catalogue import PRESETS, fashioniq_catalogue
 from stages.prepare import prepare
 from tests.conftest import write_fashioniq, write_release_h5
@@ -40,6 +42,50 @@ def test_fashiongen_shards_read_back_with_webdataset(tiny_shards, tiny_raw, spli
         assert vocab["category"].names[sample["json"]["category_id"]] == sample["json"]["category"]
         if split == "train":
             assert sample["json"]["subcategory_id"] < vocab["subcategory"].num_train
+
+
+def _rows(samples):
+    return [int(s["__key__"].rsplit("-", 1)[1]) for s in samples]
+
+
+def test_each_sample_is_the_h5_row_its_key_names(tiny_shards, tiny_raw):
+    with FashionGenFile(tiny_raw / "fashiongen" / RELEASE_FILES["train"]) as release:
+        rows = list(release.rows(range(len(release))))
+    for sample in _read(tiny_shards, "fashiongen/train"):
+        row = rows[_rows([sample])[0]]
+        assert (sample["json"]["product_id"], sample["json"]["view"], sample["json"]["title"]) == (row.product_id, row.view, row.title)
+        difference = float(np.abs(sample["jpg"] * 255 - row.image).mean())  # decoded "rgb": floats in [0, 1]
+        assert difference < 8  # the same picture, through JPEG
+
+
+def test_training_shards_hold_rows_from_all_over_the_release(tiny_shards, tiny_raw):
+    """The authors draw a random permutation of the products: each training shard is a random draw of
+    the release's rows (so is the stream through its shuffle buffer); validation keeps the release's order."""
+    rows = _rows(_read(tiny_shards, "fashiongen/train"))
+    total = len(rows)
+    assert sorted(rows) == list(range(total)) and rows != sorted(rows)
+    for path in shard_paths(tiny_shards, "fashiongen/train"):
+        held = _rows(list(wds.WebDataset([str(path)], shardshuffle=False)))
+        assert held == sorted(held) and max(held) - min(held) > total / 2  # read forwards, drawn from everywhere
+    assert _rows(_read(tiny_shards, "fashiongen/val")) == list(range(len(_read(tiny_shards, "fashiongen/val"))))
+    groups = [s["json"]["group"] for s in _read(tiny_shards, "fashioniq/train")]
+    assert groups != sorted(groups, key=groups.index)  # the release lists the groups one after another
+
+
+def test_two_consecutive_training_batches_draw_from_all_over_the_release(tiny_shards):
+    total = read_sizes(tiny_shards)["subsets"]["fashiongen/train"]["samples"]
+    keep = lambda samples, transform, tokenize: _rows(samples)  # noqa: E731
+    # No shuffle buffer: what a batch draws from is what the shards hold.
+    first, second = training_batches(tiny_shards, "fashiongen/train", keep, 8, None, None, seed=0, epoch=0, batches_per_epoch=2, shuffle_buffer=1)
+    assert len({row * 4 // total for row in first + second}) == 4  # every quarter of the release
+
+
+def test_the_training_order_is_fixed_by_the_seed(tiny_raw, tiny_shards, tmp_path):
+    again = prepare(tmp_path / "again", fashiongen=tiny_raw / "fashiongen", shard_size=16, workers=1)
+    other = prepare(tmp_path / "other", fashiongen=tiny_raw / "fashiongen", shard_size=16, seed=1, workers=1)
+    assert _rows(_read(again.out, "fashiongen/train")) == _rows(_read(tiny_shards, "fashiongen/train"))
+    assert _rows(_read(other.out, "fashiongen/train")) != _rows(_read(tiny_shards, "fashiongen/train"))
+    assert other.manifest.details["train_order_seed"] == 1
 
 
 def test_validation_only_labels_come_after_every_training_label(tiny_shards):

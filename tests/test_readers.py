@@ -29,11 +29,15 @@ def test_fashiongen_rows_are_streamed_with_clean_text(tmp_path):
     write_release_h5(path, rows)
     with FashionGenFile(path) as release:
         assert len(release) == 3 and release.image_shape == (16, 16, 3)
-        first, second, third = release.rows(0, 3, image_block=2)  # crosses an image block boundary
+        first, second, third = release.rows(range(3), image_block=2)  # crosses an image block boundary
         assert (first.product_id, first.view, second.view) == (7, "id_gridfs_1", "id_gridfs_2")
         assert first.description == "Coat & belt. Wool." and first.category == "JACKETS & COATS"
         assert int(second.image[0, 0, 0]) == 20
         assert third.title == "Café Tee" and third.subcategory == "T-SHIRTS" and int(third.image[0, 0, 0]) == 30
+        picked = list(release.rows([0, 2], image_block=1))  # a shard of a shuffled order: rows apart
+        assert [(r.product_id, r.view, int(r.image[0, 0, 0])) for r in picked] == [(7, "id_gridfs_1", 10), (9, third.view, 30)]
+        with pytest.raises(ValueError, match="ascending"):
+            list(release.rows([2, 0]))
         assert list(release.product_ids(block=2)) == [7, 7, 9]
         assert list(release.labels(block=2))[2] == ("SHIRTS", "T-SHIRTS")
 
@@ -42,7 +46,7 @@ def test_fashiongen_without_optional_fields_reads_blank(tmp_path):
     path = tmp_path / "fashiongen_256_256_train.h5"
     write_release_h5(path, [{}], drop=("input_gender", "input_season"))
     with FashionGenFile(path) as release:
-        (row,) = release.rows(0, 1)
+        (row,) = release.rows(range(1))
     assert row.gender == "" and row.season == "" and row.composition == "100% cotton"
 
 

@@ -33,7 +33,7 @@ def test_fashiongen_text_carries_the_release_quirks_and_reads_back_clean(tiny_ra
     assert b"&amp;" in raw and b"<br>" in raw and "ô".encode("latin-1") in raw
     products = fashiongen_catalogue(PRESETS["tiny"], seed=0)["train"]
     with FashionGenFile(path) as release:
-        rows = list(release.rows(0, len(release)))
+        rows = list(release.rows(range(len(release))))
     expected = [(p.product_id, view, p.description, p.garment.subcategory) for p in products for view in p.views]
     assert [(r.product_id, r.view, r.description, r.subcategory) for r in rows] == expected
 
