@@ -64,3 +64,29 @@ def test_the_paper_script_runs_every_stage_with_its_flags(tiny_raw, tiny_shards,
         assert row in finished.stdout
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "<svg" in page and "FIC CIDEr" in page  # the page with its curves, beside the printed table
+
+
+def _lanes(tmp_path, arguments: str, lanes: int) -> subprocess.CompletedProcess:
+    """scripts/_stage.sh's lanes over a job that logs its start and end, failing for the argument 'bad'."""
+    script = f"""
+        set -euo pipefail
+        source {ROOT / "scripts" / "_stage.sh"}
+        job() {{ echo "start $1 $OMP_NUM_THREADS" >> {tmp_path / "log"}; sleep 0.3; echo "end $1" >> {tmp_path / "log"}; echo "said $1"; [ "$1" != bad ]; }}
+        lanes job {arguments}
+        echo finished
+    """
+    return subprocess.run(["bash", "-c", script], env=os.environ | {"LANES": str(lanes)}, capture_output=True, text=True, timeout=60)
+
+
+def test_lanes_run_side_by_side_and_stop_after_a_failure(tmp_path):
+    finished = _lanes(tmp_path, "a b c", lanes=2)
+    assert finished.returncode == 0 and finished.stdout.splitlines()[-1] == "finished"
+    assert "[a] said a" in finished.stdout and "[c] said c" in finished.stdout
+    events = (tmp_path / "log").read_text().split("\n")
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)  # nproc's count: an equal share of the cores each
+    assert set(events[:2]) == {f"start a {threads}", f"start b {threads}"}
+    assert events.index(f"start c {threads}") > max(events.index("end a"), events.index("end b"))  # two at a time
+    (tmp_path / "log").unlink()
+    failed = _lanes(tmp_path, "bad a c", lanes=2)
+    assert failed.returncode != 0 and "finished" not in failed.stdout
+    assert "start c" not in (tmp_path / "log").read_text()  # nothing more starts after a failure
