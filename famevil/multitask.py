@@ -30,6 +30,7 @@ class ModelConfig:
     caption_reads: str = "block_outputs"  # what the captioner reads of each image layer (FameVilConfig)
     fusion: str = "cross_attention"  # or "late": fusion tasks add the towers' separate vectors (an ablation)
     task_adapters: str = "per_task"  # or "shared": one TSA set for every task (an ablation)
+    retrieval_scale: str = "log"  # XMR's and TGIR's logit scale: stored as its log, or "squared", the authors' s x s (famevil.model.heads)
     vocabularies: dict[str, list[str]] = field(default_factory=dict)  # label names the heads classify into, so a checkpoint is self-contained
 
     def to_dict(self) -> dict[str, Any]:

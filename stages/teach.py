@@ -160,6 +160,7 @@ def network_config(config: TrainConfig, tasks: tuple[str, ...], vocabularies: di
         config.caption_reads,
         config.fusion,
         config.task_adapters,
+        config.retrieval_scale,
         vocabularies=vocabularies or {},
     )
 

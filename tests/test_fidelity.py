@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from PIL import Image
 
+from data_specs.errors import FamevilError
 from data_specs.shards import read_sizes, shard_paths
 from famevil.checkpoint import save_checkpoint
 from famevil.data.loading import shard_samples
@@ -154,6 +155,38 @@ def test_retrieval_temperatures_start_at_16_and_train_with_the_adapters():
     adapters = next(group for group in optimizer.param_groups if group["name"] == "adapters")
     assert any(parameter is model.head("xmr").log_scale for parameter in adapters["params"])
     assert adapters["lr"] == 1e-4
+
+
+def test_the_paper_presets_learn_the_authors_squared_retrieval_scale(tiny_shards, tmp_path):
+    """The authors learn s (from 4) and scale both sides by it, logits s x s x cos: Adam's steps of about
+    lr move s, not its log, so the scale cannot run off as a log-stored one can."""
+    assert all(load_config(name).retrieval_scale == "squared" for name in ("paper", "paper-student"))
+    squared, logged = Temperature("squared"), Temperature("log")
+    assert [name for name, _ in squared.named_parameters()] == ["root_scale"] and squared.root_scale.item() == 4.0
+    assert squared().item() == logged().item() == 16.0
+    travelled = {}
+    for form, head in (("squared", squared), ("log", logged)):
+        optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=0)
+        for _ in range(200):  # a loss that always wants sharper logits
+            optimizer.zero_grad()
+            (-head()).backward()
+            optimizer.step()
+        travelled[form] = head().item()
+    # Adam moves a parameter about lr an update (a little more while its gradient grows): 200 x 0.01.
+    assert (4 + 2) ** 2 <= travelled["squared"] < 45  # on s: about (4 + 2)^2
+    assert travelled["log"] > 16 * math.exp(2)  # on the log: about 16 e^2 = 118, three times as far
+    tiny = {"model": "famevil-tiny", "batch_size": 4, "batches_per_epoch": 2, "warmup_steps": 0, "eval_every": 0, "max_steps": 1, "checkpoint_every": 1}
+    teach("xmr", tiny_shards, tmp_path / "teacher", overrides=tiny | {"retrieval_scale": "squared"})
+    assert json.loads((tmp_path / "teacher" / "config.json").read_text())["famevil"]["retrieval_scale"] == "squared"
+    with pytest.raises(FamevilError, match="retrieval_scale='linear'"):
+        Temperature("linear")
+
+
+def test_the_paper_student_has_the_authors_bottleneck_and_validation_grid():
+    """mtl_wa_kd.yaml: bottleneck 128, validation every 2,000 updates; the teachers every 1,000 (TGIR 562,
+    in scripts/paper.sh); the baseline (mtl_wa.yaml) keeps 64."""
+    assert load_config("paper-student").tsa_bottleneck == 128 and load_config("paper").tsa_bottleneck == 64
+    assert load_config("paper-student").eval_every == 2000 and load_config("paper").eval_every == 1000
 
 
 def test_cross_attention_has_no_output_projection_and_the_params_table_fits_the_paper():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 
 import numpy as np
 import pytest
 import webdataset as wds
+from PIL import Image
 
 import stages.prepare
 from data_specs.errors import FamevilError
@@ -204,6 +206,10 @@ def test_hand_built_release_through_prepare(tmp_path):
     assert sample["json"]["category"] == "JACKETS & COATS" and sample["json"]["subcategory_id"] == 1
     (test,) = _read(tmp_path / "shards", "fashioniq/test")
     assert test["json"]["target"] is None and np.asarray(test["reference.jpg"]).shape == (24, 20, 3)
+    # A release JPEG goes in as its own bytes (no second compression); a PNG is encoded once.
+    (triplet,) = wds.WebDataset([str(p) for p in shard_paths(tmp_path / "shards", "fashioniq/train")], shardshuffle=False)
+    assert triplet["reference.jpg"] == (fashioniq / "images" / "B1.jpg").read_bytes()
+    assert triplet["target.jpg"][:2] == b"\xff\xd8" and np.asarray(Image.open(io.BytesIO(triplet["target.jpg"]))).shape == (24, 20, 3)
 
 
 def test_fashiongen_only_and_fashioniq_only(tmp_path, tiny_raw):

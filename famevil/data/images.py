@@ -1,4 +1,4 @@
-"""Image bytes in and out: what goes into a shard is always a baseline RGB JPEG."""
+"""Image bytes in and out: what goes into a shard is always an RGB JPEG."""
 
 from __future__ import annotations
 
@@ -36,6 +36,17 @@ def read_rgb(path: Path) -> Image.Image:
 
 
 def image_file_as_jpeg(path: Path, quality: int = JPEG_QUALITY) -> bytes:
+    """The file's own bytes when it is an RGB JPEG already (FashionIQ's are: a second compression
+    would alter what the model sees, and the authors read the files as they are); any other image
+    decoded and encoded at `quality`."""
+    try:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format == "JPEG" and image.mode == "RGB":
+                image.load()  # a truncated file fails here, not in training
+                return data
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        pass  # read_rgb says what is wrong with the file
     return encode_jpeg(read_rgb(path), quality)
 
 

@@ -45,16 +45,42 @@ class CaptionScores:
     warnings: tuple[str, ...] = ()
 
 
+# Hugging Face's decode (transformers 4.20, the authors' version) ends with clean_up_tokenization: these
+# spaces, which open_clip's decode leaves, go. 13a splits "." "," "?" "!" off again but not the
+# apostrophe, so "men 's" (two words) and "men's" (one) count differently.
+_HF_CLEAN_UP = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
+
+
+def hf_decoded(text: str) -> str:
+    """open_clip's decoded text as Hugging Face's CLIP tokenizer decodes the same tokens."""
+    for spaced, joined in _HF_CLEAN_UP:
+        text = text.replace(spaced, joined)
+    return text
+
+
 def paper_bleu4(references: Sequence[str], candidates: Sequence[str]) -> float:
     """BLEU-4 x100 as the authors score FIC (their metrics.py loads Hugging Face evaluate's bleu): one
     reference per caption, corpus-level counts and brevity penalty, no smoothing, and the 13a tokenisation
     (punctuation split off and counted, case kept). The authors' references are the ground-truth text as
-    the model reads it: tokenised to the text context and decoded (CaptionEvaluation does that)."""
+    the model reads it: tokenised to the text context and decoded (CaptionEvaluation does that); both
+    sides, decoded by open_clip, get Hugging Face's clean-up of the spaces first, as their decode did."""
     import sacrebleu  # noqa: PLC0415 - imported where scores are made
 
     if len(references) != len(candidates) or not candidates:
         raise ValueError(f"paper_bleu4 needs one reference per candidate; got {len(references)} and {len(candidates)}")
-    return sacrebleu.corpus_bleu(list(candidates), [list(references)], tokenize="13a", smooth_method="none", lowercase=False, force=True).score
+    hypotheses, truths = [hf_decoded(c) for c in candidates], [hf_decoded(r) for r in references]
+    return sacrebleu.corpus_bleu(hypotheses, [truths], tokenize="13a", smooth_method="none", lowercase=False, force=True).score
 
 
 def java_available() -> bool:

@@ -70,7 +70,7 @@ class TextGuidedRetrieval(Task):
         }
 
     def build_head(self, network: FameVil, vocabularies: dict[str, list[str]]) -> nn.Module:
-        return Temperature()
+        return Temperature(network.config.retrieval_scale)
 
     def queries(self, network: FameVil, batch: Batch) -> torch.Tensor:
         return F.normalize(network.composed(batch["images"], batch["tokens"], self.name), dim=-1)

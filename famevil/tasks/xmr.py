@@ -82,7 +82,7 @@ class CrossModalRetrieval(Task):
         return view_batch(samples, transform, tokenize)
 
     def build_head(self, network: FameVil, vocabularies: dict[str, list[str]]) -> nn.Module:
-        return Temperature()
+        return Temperature(network.config.retrieval_scale)
 
     def embeddings(self, network: FameVil, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return network.encode_image(batch["images"], self.name), network.encode_text(batch["tokens"], self.name)

@@ -30,6 +30,9 @@ class TrainConfig:
         "cross_attention"  # fusion tasks' towers cross-attend, or run apart and add their vectors (the no-XAA ablation)
     )
     task_adapters: Literal["per_task", "shared"] = "per_task"  # one TSA set per task, or one that all tasks share (an ablation)
+    # XMR's and TGIR's learnt logit scale: "log", stored as its log like CLIP's, or "squared", the authors' s x s
+    # with s from 4; the form sets how far it can travel in a run (famevil.model.heads.Temperature).
+    retrieval_scale: Literal["log", "squared"] = "log"
     # The cross-attention adapters' last projection at the start: "zero", the authors' (the model starts as
     # its backbone), or "default", PyTorch's initialisation, so that the other stream's gradient flows from
     # the first update; the demo's from-scratch captioner reads the image far sooner (docs/captioning.md).
