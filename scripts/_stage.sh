@@ -18,21 +18,22 @@ stage() {
 # returns non-zero, starting nothing more, once one has failed. A small model's matrix products gain little from a second thread
 # (1.37x on 2 cores for the demo's), so two runs of one thread each get through ~1.45x the work.
 lanes() {
-    local run="$1" cores width threads pids=() failed=0
+    # Bash scopes dynamically: a job's function sees these locals, so their names are ones no job reads.
+    local lane_job="$1" lane_cores lane_width lane_threads lane_arg lane_pid lane_pids lane_failed=0
     shift
-    cores="$(nproc)"
-    width="${LANES:-$cores}"
-    threads=$((cores / width > 0 ? cores / width : 1))
+    lane_cores="$(nproc)"
+    lane_width="${LANES:-$lane_cores}"
+    lane_threads=$((lane_cores / lane_width > 0 ? lane_cores / lane_width : 1))
     while [ $# -gt 0 ]; do
-        pids=()
-        for arg in "${@:1:$width}"; do
-            (OMP_NUM_THREADS="$threads" "$run" "$arg" 2>&1 | sed -u "s/^/[$arg] /") &
-            pids+=("$!")
+        lane_pids=()
+        for lane_arg in "${@:1:$lane_width}"; do
+            (OMP_NUM_THREADS="$lane_threads" "$lane_job" "$lane_arg" 2>&1 | sed -u "s/^/[$lane_arg] /") &
+            lane_pids+=("$!")
         done
-        for pid in "${pids[@]}"; do
-            wait "$pid" || failed=1
+        for lane_pid in "${lane_pids[@]}"; do
+            wait "$lane_pid" || lane_failed=1
         done
-        [ "$failed" = 0 ] || return 1  # nothing more starts after a failure
-        shift $(($# < width ? $# : width))
+        [ "$lane_failed" = 0 ] || return 1  # nothing more starts after a failure
+        shift $(($# < lane_width ? $# : lane_width))
     done
 }

@@ -71,7 +71,8 @@ def _lanes(tmp_path, arguments: str, lanes: int) -> subprocess.CompletedProcess:
     script = f"""
         set -euo pipefail
         source {ROOT / "scripts" / "_stage.sh"}
-        job() {{ echo "start $1 $OMP_NUM_THREADS" >> {tmp_path / "log"}; sleep 0.3; echo "end $1" >> {tmp_path / "log"}; echo "said $1"; [ "$1" != bad ]; }}
+        run=outer  # a job reads the caller's variables, whatever lanes names its own
+        job() {{ echo "start $1 $OMP_NUM_THREADS" >> {tmp_path / "log"}; sleep 0.3; echo "end $1" >> {tmp_path / "log"}; echo "said $1 in $run"; [ "$1" != bad ]; }}
         lanes job {arguments}
         echo finished
     """
@@ -81,7 +82,7 @@ def _lanes(tmp_path, arguments: str, lanes: int) -> subprocess.CompletedProcess:
 def test_lanes_run_side_by_side_and_stop_after_a_failure(tmp_path):
     finished = _lanes(tmp_path, "a b c", lanes=2)
     assert finished.returncode == 0 and finished.stdout.splitlines()[-1] == "finished"
-    assert "[a] said a" in finished.stdout and "[c] said c" in finished.stdout
+    assert "[a] said a in outer" in finished.stdout and "[c] said c in outer" in finished.stdout
     events = (tmp_path / "log").read_text().split("\n")
     threads = max(1, len(os.sched_getaffinity(0)) // 2)  # nproc's count: an equal share of the cores each
     assert set(events[:2]) == {f"start a {threads}", f"start b {threads}"}
