@@ -92,6 +92,9 @@ def shop(tmp_path_factory) -> dict[str, Path]:
     return made
 
 
+CATALOGUE_ORDER = ["tops/a1.jpg", "tops/a2.png", "tops/b.jpg", "pants/c1.jpg", "pants/c2.jpg", "pants/c3.jpg"]  # the training views, in the file's order
+
+
 def test_csv_and_jsonl_give_the_same_shards(shop):
     csv_files, jsonl_files = (require_artifact(result.out, "shards").files for result in shop.values())
     same = [name for name in csv_files if name != "skipped.jsonl"]  # its line numbers count the CSV's header
@@ -104,8 +107,10 @@ def test_views_are_written_by_split_with_their_labels(shop):
     vocab = read_vocab(shards)
     assert vocab["category"].names == ("PANTS", "TOPS", "DRESSES") and vocab["category"].num_train == 2
     assert vocab["subcategory"].names == ("JEANS", "SHIRTS", "T-SHIRTS", "GOWNS") and vocab["subcategory"].num_train == 3
-    train = list(samples(shards, "fashiongen/train"))
-    assert [s["json"]["view"] for s in train] == ["tops/a1.jpg", "tops/a2.png", "tops/b.jpg", "pants/c1.jpg", "pants/c2.jpg", "pants/c3.jpg"]
+    # Training views are written in a seeded random order (batches draw from the whole split); sorted
+    # by view name here.
+    train = sorted(samples(shards, "fashiongen/train"), key=lambda s: CATALOGUE_ORDER.index(s["json"]["view"]))
+    assert [s["json"]["view"] for s in train] == CATALOGUE_ORDER
     assert [s["json"]["product_id"] for s in train] == [0, 0, 1, 2, 2, 2]
     assert train[0]["json"]["description"] == "A white & blue shirt. Cotton." and train[0]["jpg"].size == (12, 16)
     val = list(records(shards, "fashiongen/val"))
@@ -119,10 +124,10 @@ def test_views_are_written_by_split_with_their_labels(shop):
 
 def test_pairs_become_triplets_and_galleries(shop):
     shards = shop[".csv"].out
-    train = list(samples(shards, "fashioniq/train"))
-    assert [(s["json"]["candidate"], s["json"]["target"], s["json"]["captions"]) for s in train] == [
-        ("tops/a1.jpg", "tops/b.jpg", ["has short sleeves", "has no collar"]),
+    train = list(samples(shards, "fashioniq/train"))  # in a seeded random order, as training views are
+    assert sorted((s["json"]["candidate"], s["json"]["target"], s["json"]["captions"]) for s in train) == [
         ("pants/c3.jpg", "tops/a1.jpg", ["is a shirt"]),
+        ("tops/a1.jpg", "tops/b.jpg", ["has short sleeves", "has no collar"]),
     ]
     assert all(s["reference.jpg"].size == s["target.jpg"].size == (12, 16) for s in train)
     assert [(r["group"], r["target"]) for r in records(shards, "fashioniq/val")] == [("dresses", "dresses/e.jpg")]
