@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the whole FAME-ViL pipeline on the procedural demo data set,
 # from data generation to one table of the four teachers, the distilled student and the multi-task
-# baseline, also as a page with the training curves and examples (RUN_DIR/report.html). About 20
+# baseline, also as a page with the training curves and examples (RUN_DIR/report.html). About 19
 # minutes per seed on 2 CPU cores, where independent runs go side by side, a core each (LANES=1: one
-# at a time).
+# at a time; 27 minutes a seed).
 #
 # Usage: [SEEDS="0 1 2"] scripts/demo.sh [RUN_DIR]   (default runs/demo; everything it writes lives there)
 # The data set, its shards and the pretrained base are made once (seed 0, as a real run starts from
