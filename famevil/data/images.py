@@ -42,11 +42,12 @@ def image_file_as_jpeg(path: Path, quality: int = JPEG_QUALITY) -> bytes:
     try:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as image:
+            image.load()  # a truncated file fails here, not in training
             if image.format == "JPEG" and image.mode == "RGB":
-                image.load()  # a truncated file fails here, not in training
                 return data
+            return encode_jpeg(image, quality)  # encode_jpeg converts to RGB; the file is read once
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
-        pass  # read_rgb says what is wrong with the file
+        pass  # read_rgb reads it again and says what is wrong with the file
     return encode_jpeg(read_rgb(path), quality)
 
 
