@@ -10,8 +10,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from data_specs.evaluations import flatten, read_metrics
 from famevil.tasks import TASKS
-from stages.evaluate import flatten, read_metrics
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -125,3 +126,28 @@ def _open_partial(destination: Path, plan: dict[str, Any], resume: bool) -> bool
     partial.mkdir()
     (partial / PLAN_FILE).write_text(json.dumps(plan, indent=2, sort_keys=True), encoding="utf-8")
     return False
+
+
+def check_file_destination(out: Path, flag: str, inputs: Iterable[Path | None] = ()) -> None:
+    """Refuse a single-file output (a page) that cannot be written, or that lies inside an input
+    artifact (it would change the artifact under its manifest), before any work."""
+    if out.is_dir():
+        raise FamevilError(f"{flag} {out}: is a directory; give a file name, such as {out / 'page.html'}")
+    if not out.parent.is_dir():
+        raise FamevilError(f"{flag} {out}: the folder {out.parent} does not exist; create it or choose another path")
+    if not os.access(out.parent, os.W_OK):
+        raise FamevilError(f"{flag} {out}: the folder {out.parent} is not writable; choose another path")
+    target = out.resolve()
+    for given in inputs:
+        if given is not None and Path(given).exists() and Path(given).resolve() in target.parents:
+            raise FamevilError(f"{flag} {out}: lies inside the input {given}, which it would change; choose a path outside it")
+
+
+def write_file(out: Path, text: str) -> None:
+    """Write a single-file output beside `out` and rename it into place: a reader never sees half a file."""
+    temporary = out.with_name(f".{out.name}.partial")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(out)
+    finally:
+        temporary.unlink(missing_ok=True)

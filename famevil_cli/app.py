@@ -18,11 +18,15 @@ from rich.table import Table
 
 import famevil
 from data_specs.errors import FamevilError, FamevilWarning
+from data_specs.evaluations import flatten, read_metrics
 from data_specs.manifest import famevil_version, require_artifact, verify_artifact
 from famevil.params import FASHIONGEN_SUBCATEGORIES, count_parameters
+from famevil.report.table import format_row
+from famevil.serving import SearchSession
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.training.balancing import BALANCINGS
 from famevil.training.config import PRESET_NAMES, parse_overrides
+from famevil.training.loop import TrainingResult
 from famevil_cli.server import create_app
 from stages import distill as distill_stage
 from stages import dump as dump_stage
@@ -30,13 +34,11 @@ from stages import evaluate as evaluate_stage
 from stages import export as export_stage
 from stages import index as index_stage
 from stages import prepare as prepare_stage
+from stages import pretrain as pretrain_stage
 from stages import report as report_stage
-from stages import report_page, report_sections
 from stages import search as search_stage
 from stages import synth as synth_stage
 from stages import teach as teach_stage
-from stages.ablations import ablation_table
-from stages.training import TrainingResult
 
 app = typer.Typer(
     name="famevil",
@@ -288,7 +290,7 @@ def evaluate(
         seed=seed,
         overwrite=overwrite,
     )
-    flat = evaluate_stage.flatten(result.metrics)
+    flat = flatten(result.metrics)
     out_console.print(
         _table(f"{result.out}  ({result.manifest.content_id[:19]}…)", ["metric", "percent"], [[k, v if v is not None else "missing"] for k, v in flat.items()])
     )
@@ -300,7 +302,7 @@ def _print_comparison(runs: list[Path]) -> None:
     if not runs:
         err_console.print("[bold red]error:[/] --compare needs evaluation directories: famevil evaluate --compare DIR1 DIR2 ...")
         raise typer.Exit(2)
-    flat = [evaluate_stage.flatten(_run(evaluate_stage.read_metrics, directory=run)) for run in runs]
+    flat = [flatten(_run(read_metrics, directory=run)) for run in runs]
     paper = evaluate_stage.paper_figures()
     names = sorted(set().union(*flat) | set(paper), key=lambda name: (name.split(".")[0], name))
     rows = [[name, *[f.get(name, "") if f.get(name) is not None else "" for f in flat], paper.get(name, "")] for name in names]
@@ -379,7 +381,7 @@ def teach(
     )
 
 
-@app.command(help=inspect.cleandoc(teach_stage.pretrain.__doc__))
+@app.command(help=inspect.cleandoc(pretrain_stage.pretrain.__doc__))
 def pretrain(
     shards: ShardsOption,
     out: OutOption,
@@ -392,7 +394,7 @@ def pretrain(
 ) -> None:
     overrides = _training_overrides(set_, max_steps)
     _print_training(
-        _run(teach_stage.pretrain, shards=shards, out=out, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite, report_to=report_to)
+        _run(pretrain_stage.pretrain, shards=shards, out=out, preset=preset, overrides=overrides, resume=resume, overwrite=overwrite, report_to=report_to)
     )
 
 
@@ -478,18 +480,14 @@ def report(
         typer.Option("--ablation", help="A distilled model's evaluation, trained with other switches (scripts/ablations.sh); one per variant and seed."),
     ] = None,
 ) -> None:
-    if html_file is not None:
-        _run(report_page.check_destination, out=html_file)
-    result = _run(report_stage.report, teachers=teacher, students=student, baselines=baseline or None)
-    ablations = _run(ablation_table, teachers=teacher, evaluations=[*student, *(baseline or []), *ablation]) if ablation else None
-    sections = _run(report_sections.sections, table=result) if as_json or html_file else None
-    if html_file is not None:
-        _run(report_page.write_page, out=html_file, table=result, sections=sections, ablations=ablations)
-        err_console.print(f"report page: {html_file}", highlight=False, soft_wrap=True)
+    made = _run(report_stage.report, teachers=teacher, students=student, baselines=baseline, ablations=ablation, html=html_file, with_sections=as_json)
+    result, ablations, sections = made.table, made.ablations, made.sections
+    if made.page is not None:
+        err_console.print(f"report page: {made.page}", highlight=False, soft_wrap=True)
     if as_json:
         out_console.print_json(data=result.to_json() | {"sections": sections.to_json()} | ({"ablations": asdict(ablations)} if ablations else {}))
         return
-    rows = [report_stage.format_row(row) for row in result.rows]
+    rows = [format_row(row) for row in result.rows]
     if markdown:
         _print_markdown(["metric", *result.columns], rows, right_aligned=range(1, len(result.columns) + 1))
         out_console.print("\n" + "\n".join(f"- {line}" for line in result.gain_lines()), highlight=False, soft_wrap=True)
@@ -608,10 +606,7 @@ def search(
         famevil search runs/demo/index --image ref.jpg \\
             --modify "is red with short sleeves"
     """
-    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model, approximate=approximate)
-    result = _run(catalogue.search, text=text, image=image, modify=modify, top=top)
-    if html_file is not None:
-        html_file.write_text(search_stage.results_page(catalogue, result), encoding="utf-8")
+    result = _run(search_stage.search, index=index_dir, text=text, image=image, modify=modify, top=top, model=model, approximate=approximate, html=html_file)
     if as_json:
         out_console.print_json(data=[{"rank": h.rank, "item": h.item, "path": h.path, "score": h.score} for h in result.hits])
         return
@@ -636,7 +631,7 @@ def serve(
 
         famevil serve runs/demo/index --port 8000
     """
-    catalogue = _run(search_stage.Catalogue, index=index_dir, model=model, approximate=approximate)
+    catalogue = _run(SearchSession, index=index_dir, model=model, approximate=approximate)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the server (it has no authentication)")
     out_console.print(f"serving {index_dir} ({len(catalogue.index)} items) at http://{host}:{port}/", highlight=False, soft_wrap=True)

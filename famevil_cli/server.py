@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from data_specs.errors import FamevilError
 from famevil.api import COMPOSED_SEARCH
-from famevil.search import Hit, read_image_and_hash
-from stages.search import Catalogue
+from famevil.catalogue_index import Hit, read_image_and_hash
+from famevil.serving import SearchSession
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a product photo; larger uploads get 413
 MAX_RESULTS = 200
@@ -43,7 +43,7 @@ async def _upload(image: UploadFile) -> Image.Image:
         raise HTTPException(415, f"{image.filename or 'the upload'} is not an image (JPEG, PNG or WebP expected)") from None
 
 
-def create_app(catalogue: Catalogue) -> FastAPI:
+def create_app(catalogue: SearchSession) -> FastAPI:
     app = FastAPI(title="famevil", description="Search a fashion catalogue by text or by an image and a change; caption and classify images.")
     index, model = catalogue.index, catalogue.model
     capabilities = model.capabilities()

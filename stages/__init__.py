@@ -1,4 +1,5 @@
-"""One module per `famevil` stage. A stage reads its input artifacts, runs, and writes one artifact.
+"""One module per `famevil` command that writes an artifact (or a page). A stage reads its inputs,
+runs the core (famevil/) and writes its output; no stage imports another.
 
 Each stage is one function whose docstring is its `--help`; the CLI only maps options onto it.
 """

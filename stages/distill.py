@@ -12,6 +12,7 @@ import torch
 from webdataset.tariterators import base_plus_ext
 
 from data_specs.errors import FamevilError
+from data_specs.evaluations import flatten, read_metrics
 from data_specs.manifest import InputRef, require_artifact
 from data_specs.shards import read_sizes, shard_paths
 from famevil.data.teacher_outputs import TeacherOutputs
@@ -19,10 +20,9 @@ from famevil.multitask import task_loss
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.tasks.base import selection_keys
 from famevil.training.balancing import Balancing, build_balancing
+from famevil.training.loop import Job, TrainingResult, fit
+from famevil.training.recipe import build_model, check_shards, model_vocabularies, network_config, task_stream, training_base, validation
 from famevil.training.sampling import TaskSampler
-from stages.evaluate import flatten, read_metrics
-from stages.teach import build_model, check_shards, model_vocabularies, network_config, task_stream, training_base, validation
-from stages.training import Job, TrainingResult, fit
 
 KD_SCHEDULES = ("constant", "anneal")
 

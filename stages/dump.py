@@ -15,9 +15,9 @@ from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import batched, shard_samples
 from famevil.data.teacher_outputs import OUTPUTS_DIR, output_path, read_keys, write_outputs
 from famevil.data.transforms import image_transform
+from famevil.progress import progress_bar
 from famevil.tasks import find_task
 from famevil.tasks.base import check_coverage
-from stages.progress import progress_bar
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,16 @@ from typing import Any
 import torch
 
 from data_specs.errors import FamevilError
+from data_specs.evaluations import METRICS_FILE, metrics_payload
 from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, require_artifact, write_manifest
-from data_specs.shards import read_sizes, read_training_vocabularies
+from data_specs.shards import read_training_vocabularies
 from data_specs.staging import check_destination, staging
 from famevil.bases import resolve_base
 from famevil.checkpoint import load_checkpoint, require_checkpoint
-from famevil.data.loading import batched, samples
-from famevil.data.transforms import image_transform
+from famevil.evaluation import measure
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import TASKS, find_task, task_names
-from famevil.tasks.base import EvalSettings, check_coverage
-from stages.progress import progress_bar
-
-METRICS_FILE = "metrics.json"
-METRICS_SCHEMA_VERSION = 1
+from famevil.tasks.base import check_coverage
 
 
 def paper_figures() -> dict[str, float]:
@@ -94,74 +90,10 @@ def evaluate(
         for stem, lines in measured.records.items():
             with open(stage.partial / f"{stem}.jsonl", "w", encoding="utf-8") as records:
                 records.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-        payload = {"schema_version": METRICS_SCHEMA_VERSION, "metrics": measured.metrics, "warnings": measured.warnings}
-        (stage.partial / METRICS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        (stage.partial / METRICS_FILE).write_text(metrics_payload(measured.metrics, measured.warnings), encoding="utf-8")
         manifest = write_manifest(stage.partial, "metrics", inputs=inputs, details={"tasks": wanted, "split": split, "beams": beams, "seed": seed})
         stage.publish()
     return EvaluateResult(out, manifest, measured.metrics, tuple(measured.warnings))
-
-
-@dataclass
-class Measurement:
-    metrics: dict[str, Any]  # by task
-    warnings: list[str]
-    records: dict[str, list[dict]]  # predictions by file stem (retrieval, captions, classifications), every task's lines in task order
-
-
-def measure(
-    network: MultiTaskModel,
-    shards: Path,
-    tasks: list[str],
-    split: str = "val",
-    beams: int = 1,
-    max_new_tokens: int | None = None,
-    batch_size: int = 64,
-    random100_runs: int = 5,
-    seed: int = 0,
-    show_progress: bool = True,
-    meteor: bool = True,
-) -> Measurement:
-    """The metrics of a model in memory (evaluate's work without the files; training validates with it,
-    without METEOR, whose Java start-up costs seconds each time).
-
-    Each subset is read once, whichever tasks evaluate on it; every batch goes to each of those tasks."""
-    chosen = [TASKS[task] for task in tasks]
-    check_coverage(shards, chosen, train=False, evaluate_on=split)
-    settings = EvalSettings(
-        split,
-        image_transform(network.preprocess, train=False),
-        network.tokenizer(),
-        beams,
-        max_new_tokens,
-        random100_runs,
-        seed,
-        meteor,
-        network.config.vocabularies,
-    )
-    was_training = network.training
-    network.eval()
-    evaluators = {task.name: task.evaluator(network, network.head(task.name), settings) for task in chosen}
-    readers: dict[str, list[str]] = {}  # subset -> the tasks that read it, subsets in reading order
-    for task in chosen:
-        for subset in task.subsets(split):
-            readers.setdefault(subset, []).append(task.name)
-    sizes = read_sizes(shards)["subsets"]
-    with torch.no_grad():
-        for subset, names in readers.items():
-            with progress_bar(f"{', '.join(names)} on {subset}", sizes[subset]["samples"], enabled=show_progress) as advance:
-                for batch in batched(samples(shards, subset), batch_size):
-                    for name in names:
-                        evaluators[name].add(subset, batch)
-                    advance(len(batch))
-        measured = Measurement({}, [], {})
-        for name, evaluator in evaluators.items():
-            result = evaluator.finish()
-            measured.metrics[name] = result.metrics
-            measured.warnings += result.warnings
-            for stem, lines in result.records.items():
-                measured.records.setdefault(stem, []).extend(lines)
-    network.train(was_training)
-    return measured
 
 
 def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: dict[str, list[str]]) -> tuple[MultiTaskModel, InputRef]:
@@ -177,21 +109,3 @@ def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: d
         backbone = resolve_base(None, base, option="--base ")
         ref = InputRef(backbone.ref.role, backbone.ref.kind, f"{backbone.ref.id}:seed{torch.initial_seed()}", backbone.ref.path)
     return backbone.model(ModelConfig(backbone.backbone, task_names(), vocabularies=vocabularies)), ref
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """{"xmr": {"full": {"i2t_r1": x}}} -> {"xmr.full.i2t_r1": x}"""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        flat |= flatten(value, name + ".") if isinstance(value, dict) else {name: value}
-    return flat
-
-
-def read_metrics(directory: Path) -> dict[str, Any]:
-    """The metrics of an evaluation artifact, for --compare."""
-    require_artifact(directory, "metrics")
-    payload = json.loads((directory / METRICS_FILE).read_text(encoding="utf-8"))
-    if payload.get("schema_version") != METRICS_SCHEMA_VERSION:
-        raise FamevilError(f"{directory / METRICS_FILE}: unknown schema_version; rerun famevil evaluate")
-    return payload["metrics"]

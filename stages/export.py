@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_specs.errors import FamevilError
+from data_specs.evaluations import flatten, read_metrics
 from data_specs.manifest import InputRef, Manifest, read_manifest, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, write_open_clip_folder
@@ -16,7 +17,6 @@ from famevil.model.backbone import CONV_STEM, QUICK_GELU
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
 from famevil.tasks.base import FASHIONGEN
-from stages.evaluate import flatten, read_metrics
 
 FORMATS = ("famevil", "open_clip")
 CARD_FILE = "README.md"

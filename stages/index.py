@@ -17,8 +17,7 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel
-from famevil.checkpoint import load_checkpoint, require_checkpoint
-from famevil.search import (
+from famevil.catalogue_index import (
     IMAGE_SUFFIXES,
     ITEMS_FILE,
     SKIPPED_FILE,
@@ -29,7 +28,8 @@ from famevil.search import (
     read_image_and_hash,
     thumbnail_jpeg,
 )
-from stages.progress import progress_bar
+from famevil.checkpoint import load_checkpoint, require_checkpoint
+from famevil.progress import progress_bar
 
 CHUNKS_DIR = "chunks"  # the staging directory's finished chunks, merged when all are done
 

@@ -36,8 +36,8 @@ from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
 from famevil.data.fashioniq import Triplet, caption_file, image_index, image_split_file, read_image_split, read_triplets
 from famevil.data.images import ImageCheck, check_image_file, image_file_as_jpeg, read_rgb
 from famevil.data.parallel import worker_map
-from famevil.data.shards import Sample, ShardRecord, fashiongen_sample, gallery_sample, triplet_sample, write_shard
-from stages.progress import progress_bar
+from famevil.data.shard_writer import Sample, ShardRecord, fashiongen_sample, gallery_sample, triplet_sample, write_shard
+from famevil.progress import progress_bar
 
 READ_BLOCK = 64  # h5 rows read at once by a worker: about 12 MB of 256x256 images
 DONE_FILE = ".done.jsonl"  # finished shards of an interrupted run, one ShardRecord per line

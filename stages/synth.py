@@ -12,7 +12,7 @@ import numpy as np
 from data_specs.errors import FamevilError
 from data_specs.manifest import Manifest, write_manifest
 from data_specs.staging import check_destination, staging
-from famevil.data.synthetic.catalogue import (
+from famevil.data.synthetic.products import (
     PRESETS,
     STREAM_RENDER,
     FashionIQSplit,
@@ -23,10 +23,10 @@ from famevil.data.synthetic.catalogue import (
 from famevil.data.synthetic.release import fashiongen_path, write_fashiongen_h5, write_fashioniq
 from famevil.data.synthetic.render import contact_sheet as draw_contact_sheet
 from famevil.data.synthetic.render import render_garment
+from famevil.progress import progress_bar
 from famevil.tasks import TASKS
 from famevil.tasks.base import DatasetFacts
-from famevil.tasks.fashiongen import product_text
-from stages.progress import progress_bar
+from famevil.tasks.product_text import product_text
 
 CONTACT_SHEET_PRODUCTS = 48
 

@@ -18,16 +18,17 @@ from selenium.webdriver.common.by import By
 from typer.testing import CliRunner
 
 from data_specs.errors import FamevilError
+from data_specs.evaluations import METRICS_FILE, METRICS_SCHEMA_VERSION
 from data_specs.manifest import InputRef, read_manifest, write_manifest
 from famevil.checkpoint import load_checkpoint
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
+from famevil.report.ablations import ablation_table
 from famevil.training.balancing import ImplicitAdaptiveScheduling, ias_scales, imtl_g
 from famevil.training.streams import TaskStream
 from famevil_cli.app import app
-from stages.ablations import ablation_table
 from stages.distill import distill
-from stages.evaluate import METRICS_FILE, METRICS_SCHEMA_VERSION, evaluate
-from stages.teach import pretrain
+from stages.evaluate import evaluate
+from stages.pretrain import pretrain
 from tests.conftest import TASK_NAMES, TINY
 from tests.test_model import SEVEN_CLASSES, TOKENIZE, _perturb
 

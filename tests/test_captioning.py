@@ -18,8 +18,8 @@ from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import find_task
 from famevil.tasks.base import EvalSettings
 from famevil.tasks.fic import CAPTION_TOKENS, caption_targets
+from famevil.training.loop import TaskChecks
 from stages.teach import teach
-from stages.training import TaskChecks
 from tests.conftest import TINY
 
 TOKENIZE = open_clip.get_tokenizer("famevil-tiny")

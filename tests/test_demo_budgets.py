@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from famevil.data.synthetic.catalogue import PRESETS, fashiongen_catalogue, fashioniq_catalogue
+from famevil.data.synthetic.products import PRESETS, fashiongen_catalogue, fashioniq_catalogue
 from famevil.training.config import load_config
 from famevil.training.sampling import TaskSampler
 

@@ -9,13 +9,14 @@ import torch
 
 import famevil
 from data_specs.errors import FamevilError
+from data_specs.evaluations import flatten
 from data_specs.manifest import file_sha256, require_artifact
 from data_specs.shards import read_sizes
 from famevil.checkpoint import save_checkpoint
 from famevil.data.loading import samples
 from famevil.multitask import ModelConfig, MultiTaskModel
-from famevil.tasks.fashiongen import product_text
-from stages.evaluate import evaluate, flatten
+from famevil.tasks.product_text import product_text
+from stages.evaluate import evaluate
 from stages.prepare import prepare
 
 EXPECTED = {

@@ -18,7 +18,7 @@ from famevil.checkpoint import load_checkpoint
 from famevil.multitask import ModelConfig
 from stages.evaluate import evaluate
 from stages.export import export
-from stages.teach import pretrain
+from stages.pretrain import pretrain
 from tests.conftest import TINY
 
 

@@ -29,7 +29,7 @@ from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.params import count_parameters
 from famevil.tasks import TASKS, find_task
 from famevil.tasks.base import EvalSettings
-from famevil.tasks.fashiongen import product_text
+from famevil.tasks.product_text import product_text
 from famevil.tasks.xmr import RetrievalEvaluation
 from famevil.training.config import load_config
 from famevil.training.optim import build_optimizer, lr_multiplier

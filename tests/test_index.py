@@ -17,9 +17,9 @@ import famevil
 import stages.index as index_module
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.search import CatalogueIndex, approximate_index
+from famevil.catalogue_index import CatalogueIndex, approximate_index
+from famevil.serving import SearchSession, results_page
 from stages.index import index
-from stages.search import Catalogue, results_page
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_an_index_holds_each_readable_image_with_its_vectors_thumbnail_and_hash(
 
 def test_search_ranks_as_the_model_does(tiny_student, catalogue, tmp_path):
     index(tiny_student, catalogue, tmp_path / "idx", batch_size=4)
-    searcher = Catalogue(tmp_path / "idx")
+    searcher = SearchSession(tmp_path / "idx")
     model = famevil.load(tiny_student)
     paths = sorted(catalogue.rglob("*.png"))
     hits = searcher.search(text="navy wool cardigan", top=5).hits
@@ -102,9 +102,9 @@ def test_bad_input_is_one_line(tiny_student, tiny_dumps, catalogue, tmp_path):
         index(tiny_student, tmp_path / "empty", tmp_path / "c")
     index(tiny_student, catalogue, tmp_path / "idx")
     with pytest.raises(FamevilError, match="is not the model .* was built with"):
-        Catalogue(tmp_path / "idx", model=tiny_dumps["tgir"][0])
+        SearchSession(tmp_path / "idx", model=tiny_dumps["tgir"][0])
     with pytest.raises(FamevilError, match="--modify"):
-        Catalogue(tmp_path / "idx").search(image=next(catalogue.rglob("*.png")))
+        SearchSession(tmp_path / "idx").search(image=next(catalogue.rglob("*.png")))
 
 
 def test_index_and_search_commands(cli, tiny_student, catalogue, tmp_path):
@@ -134,6 +134,6 @@ def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogu
     recall = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(torch.from_numpy(found), exact, strict=True)) / exact.numel()
     assert recall >= 0.9
     index(tiny_student, catalogue, tmp_path / "idx")
-    exact_hits = Catalogue(tmp_path / "idx").search(text="black coat", top=4).hits
-    approximate_hits = Catalogue(tmp_path / "idx", approximate=True).search(text="black coat", top=4).hits
+    exact_hits = SearchSession(tmp_path / "idx").search(text="black coat", top=4).hits
+    approximate_hits = SearchSession(tmp_path / "idx", approximate=True).search(text="black coat", top=4).hits
     assert [h.item for h in approximate_hits] == [h.item for h in exact_hits]

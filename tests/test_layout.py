@@ -82,6 +82,23 @@ def test_layers_point_down(layer, forbidden):
             assert not wrong, f"{module} imports {wrong}"
 
 
+def test_no_stage_imports_another():
+    """A stage orchestrates one command; what two stages share belongs in the core or in data_specs."""
+    for module, targets in GRAPH.items():
+        if module.startswith("stages."):
+            others = sorted(t for t in targets if t.startswith("stages.") or t == "stages")
+            assert not others, f"{module} imports the stages {others}"
+
+
+def test_every_stage_is_a_command():
+    """Each module in stages/ defines the function its command runs, named after the module."""
+    for module, path in MODULES.items():
+        if module.startswith("stages."):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+            assert module.split(".")[-1] in functions, f"{path.relative_to(ROOT)} defines no {module.split('.')[-1]}() stage"
+
+
 def _docstrings(tree: ast.AST) -> set[int]:
     ids = set()
     for node in ast.walk(tree):

@@ -21,8 +21,8 @@ from famevil.params import count_parameters
 from famevil.tasks import find_task, task_names
 from famevil.tasks.fic import caption_targets
 from famevil.training.config import load_config
+from famevil.training.recipe import build_model
 from stages.export import export
-from stages.teach import build_model
 
 TOKENIZE = open_clip.get_tokenizer("famevil-tiny")
 TASK_NAMES = task_names()

@@ -18,7 +18,7 @@ from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, read_sizes, rea
 from data_specs.staging import partial_path
 from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
 from famevil.data.loading import training_batches
-from famevil.data.synthetic.catalogue import PRESETS, fashioniq_catalogue
+from famevil.data.synthetic.products import PRESETS, fashioniq_catalogue
 from stages.prepare import prepare
 from tests.conftest import write_fashioniq, write_release_h5
 

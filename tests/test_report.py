@@ -12,12 +12,13 @@ import torch
 from safetensors.torch import save_file
 from selenium.webdriver.common.by import By
 
+from data_specs.evaluations import METRICS_FILE, METRICS_SCHEMA_VERSION
 from data_specs.manifest import InputRef, write_manifest
+from famevil.report.table import build_report
 from famevil.tasks import TASKS
-from stages import report_page
+from stages import report as report_stage
 from stages.distill import distill
-from stages.evaluate import METRICS_FILE, METRICS_SCHEMA_VERSION, evaluate
-from stages.report import report
+from stages.evaluate import evaluate
 from tests.conftest import TINY
 
 # Each seed's teachers, one evaluation per task (XMR with its mean only: rows a run lacks stay empty).
@@ -69,7 +70,7 @@ def test_several_seeds_give_mean_sd_and_relative_gains_paired_by_seed(tmp_path):
     # The student is 10% above its own seed's teachers on every metric; the baseline 10% below them.
     students = [_evaluation(tmp_path, f"student-{seed}", seed, _scaled(TEACHERS[seed], 1.1)) for seed in (0, 1)]
     baselines = [_evaluation(tmp_path, f"baseline-{seed}", seed, _scaled(TEACHERS[seed], 0.9)) for seed in (1, 0)]  # any order
-    table = report(teachers, students, baselines)
+    table = build_report(teachers, students, baselines)
 
     recall10 = next(row for row in table.rows if row[0] == "TGIR avg R@10")
     assert recall10[1].mean == pytest.approx(42.0) and recall10[1].sd == pytest.approx(statistics.stdev([40.0, 44.0])) and recall10[1].runs == 2
@@ -85,7 +86,7 @@ def test_several_seeds_give_mean_sd_and_relative_gains_paired_by_seed(tmp_path):
 def test_a_student_seed_without_its_own_teacher_is_compared_with_the_teachers_mean(tmp_path):
     teachers = _task_evaluations(tmp_path, 0) + _task_evaluations(tmp_path, 1)
     student = _evaluation(tmp_path, "student-7", 7, _scaled(TEACHERS[0], 1.0))
-    gain = report(teachers, [student]).relative_gains["over teachers"]
+    gain = build_report(teachers, [student]).relative_gains["over teachers"]
     assert gain.runs == 1 and gain.mean < 0  # seed 0's figures against the mean of seeds 0 and 1
 
 
@@ -182,7 +183,7 @@ def test_a_page_that_cannot_be_written_is_one_line_naming_the_flag(tmp_path, cli
 def test_a_failed_page_leaves_the_old_one_whole(tmp_path, cli, monkeypatch):
     page = tmp_path / "report.html"
     page.write_text("the old page")
-    monkeypatch.setattr(report_page, "page", lambda *_: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(report_stage, "page", lambda *_: (_ for _ in ()).throw(RuntimeError("boom")))
     result = cli("report", *_arguments(_task_evaluations(tmp_path, 0), [_evaluation(tmp_path, "student-0", 0, TEACHERS[0])]), "--html", page)
     assert result.exit_code != 0 and page.read_text() == "the old page" and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 

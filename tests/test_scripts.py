@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from data_specs.manifest import read_manifest
-from stages.teach import pretrain
+from stages.pretrain import pretrain
 
 pytestmark = pytest.mark.slow  # the whole pipeline, with accelerate launching two processes per training stage
 

@@ -19,8 +19,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import famevil_cli.server as server
+from famevil.serving import SearchSession
 from stages.index import index
-from stages.search import Catalogue
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def catalogue_index(tiny_student, tiny_raw, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(catalogue_index) -> TestClient:
-    return TestClient(server.create_app(Catalogue(catalogue_index)), raise_server_exceptions=False)
+    return TestClient(server.create_app(SearchSession(catalogue_index)), raise_server_exceptions=False)
 
 
 def _png(size: int = 40) -> bytes:
@@ -47,7 +47,7 @@ def _png(size: int = 40) -> bytes:
 
 def test_the_api_answers_every_call(client, catalogue_index):
     found = client.get("/api/search", params={"q": "navy wool cardigan", "top": 5}).json()
-    expected = Catalogue(catalogue_index).search(text="navy wool cardigan", top=5).hits
+    expected = SearchSession(catalogue_index).search(text="navy wool cardigan", top=5).hits
     assert [r["item"] for r in found["results"]] == [h.item for h in expected] and found["kind"] == "text"
     thumbnail = client.get(found["results"][0]["thumbnail"])
     assert thumbnail.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(thumbnail.content)).format == "JPEG"
@@ -81,7 +81,7 @@ def test_bad_requests_get_a_4xx_with_a_json_error(client, monkeypatch):
 
 
 def test_an_unexpected_failure_is_a_json_500_without_a_traceback(catalogue_index):
-    catalogue = Catalogue(catalogue_index)
+    catalogue = SearchSession(catalogue_index)
     client = TestClient(server.create_app(catalogue), raise_server_exceptions=False)
     catalogue.search = lambda **_: (_ for _ in ()).throw(RuntimeError("boom"))
     response = client.get("/api/search", params={"q": "coat"})

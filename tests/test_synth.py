@@ -11,7 +11,7 @@ from PIL import Image
 
 from data_specs.manifest import content_id, require_artifact
 from famevil.data.fashiongen import ALL_TEXT_FIELDS, FashionGenFile
-from famevil.data.synthetic.catalogue import PRESETS, fashiongen_catalogue, fashioniq_catalogue
+from famevil.data.synthetic.products import PRESETS, fashiongen_catalogue, fashioniq_catalogue
 from famevil.data.synthetic.taxonomy import SUBCATEGORIES
 from stages.synth import synth
 

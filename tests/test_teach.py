@@ -23,10 +23,11 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
 from famevil.checkpoint import load_checkpoint
 from famevil.tasks import find_task
+from famevil.training.loop import _truncate_log
 from famevil.training.streams import TaskStream
 from stages.prepare import prepare
-from stages.teach import pretrain, teach
-from stages.training import _truncate_log
+from stages.pretrain import pretrain
+from stages.teach import teach
 from tests.conftest import RunsCode
 
 # A 2-layer backbone, small batches, a learning rate that moves it within a dozen updates.

@@ -11,13 +11,13 @@ from torch import nn
 
 from famevil.checkpoint import load_checkpoint
 from famevil.model.fame_vil import FameVil
+from famevil.report.table import build_report
 from famevil.tasks import register, task_names, unregister
 from famevil.tasks.base import CONTRASTIVE, Batch
 from famevil.tasks.scr import SubcategoryRecognition
 from stages.distill import distill
 from stages.dump import dump
 from stages.evaluate import evaluate
-from stages.report import report
 from stages.teach import teach
 from tests.conftest import TASK_NAMES, TINY
 
@@ -73,7 +73,7 @@ def test_a_fifth_task_runs_through_every_stage(toy_task, tiny_shards, tiny_dumps
     teacher_eval = evaluate(tmp_path / "eval-teacher", tiny_shards, model=teacher_dir, batch_size=16)
     assert set(teacher_eval.metrics) == {"category"}
 
-    table = report([tmp_path / "eval-teacher"], [tmp_path / "eval-student"])
+    table = build_report([tmp_path / "eval-teacher"], [tmp_path / "eval-student"])
     row = next(row for row in table.rows if row[0] == "category accuracy")
     assert row[1].mean == teacher_eval.metrics["category"]["accuracy"] and row[2].mean == student_eval.metrics["category"]["accuracy"]
 

@@ -32,7 +32,7 @@ from famevil.tasks.base import (
     Transform,
     count_parameters,
 )
-from famevil.tasks.fashiongen import product_text, view_batch
+from famevil.tasks.product_text import product_text, view_batch
 
 
 def caption_targets(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ from famevil.tasks.base import (
     Tokenize,
     Transform,
 )
-from famevil.tasks.fashiongen import product_text
+from famevil.tasks.product_text import product_text
 
 
 class SubcategoryRecognition(Task):

@@ -28,7 +28,7 @@ from famevil.tasks.base import (
     Tokenize,
     Transform,
 )
-from famevil.tasks.fashiongen import view_batch
+from famevil.tasks.product_text import view_batch
 
 
 def scaled(scale: torch.Tensor, batch: int) -> torch.Tensor:

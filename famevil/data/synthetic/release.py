@@ -21,7 +21,7 @@ from data_specs.shards import FASHIONIQ_SPLITS
 from famevil.data.fashiongen import RELEASE_FILES
 from famevil.data.fashioniq import caption_file, image_split_file
 from famevil.data.parallel import worker_map
-from famevil.data.synthetic.catalogue import STREAM_RENDER, FashionIQSplit, Product
+from famevil.data.synthetic.products import STREAM_RENDER, FashionIQSplit, Product
 from famevil.data.synthetic.render import render_garment
 from famevil.data.synthetic.taxonomy import FASHIONIQ_GROUPS, Garment
 

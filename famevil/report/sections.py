@@ -19,15 +19,15 @@ from PIL import Image
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
 from data_specs.shards import IMAGE_EXTENSION
+from data_specs.training_runs import LOSSES, METRICS_LOG, SCORE
+from famevil.catalogue_index import thumbnail_jpeg
 from famevil.data.loading import find_samples
 from famevil.metrics.classification import accuracy
-from famevil.search import thumbnail_jpeg
+from famevil.report.table import STUDENT, TEACHER, Report, Run
 from famevil.tasks import TASKS
 from famevil.tasks.base import CAPTIONS, CLASSIFICATIONS, RETRIEVAL
-from famevil.tasks.fashiongen import product_text
+from famevil.tasks.product_text import product_text
 from famevil.tasks.xmr import TEXT_TO_IMAGE, CrossModalRetrieval
-from stages.report import STUDENT, TEACHER, Report, Run
-from stages.training import LOSSES, METRICS_LOG, SCORE
 
 EXAMPLES = 6  # retrieval queries, and captions, spread evenly over the evaluation's records
 RESULTS_SHOWN = 5  # retrieved images per query

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_specs.errors import FamevilError
+from famevil.report.table import Figure, Run, format_cell, parameter_count, read_run, relative_gain, teacher_runs, teacher_samples, values_of
 from famevil.tasks import TASKS
-from stages.report import Figure, Run, format_cell, parameter_count, read_run, relative_gain, teacher_runs, teacher_samples, values_of
 
 # What FAME-ViL's main model is trained with; a row is labelled by how it differs from this.
 DEFAULTS = {

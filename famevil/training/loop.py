@@ -2,13 +2,8 @@
 one prepare(), accumulate(), save_state/load_state. The same code runs in one CPU process, on one GPU,
 and under `accelerate launch` on several processes, GPUs or nodes (a shared filesystem for --out).
 
-A run writes into OUT's staging directory (.OUT.partial) and publishes OUT when it ends:
-
-    model.safetensors, config.json   the best weights by validation (the last, without validation)
-    train_config.json                the resolved training options
-    metrics.jsonl                    one line per update (loss, lr, samples/s) and per validation
-    checkpoints/step-NNNNNN/         Accelerate states to resume from (the newest few, the last included)
-    manifest.json
+A run writes into OUT's staging directory (.OUT.partial) and publishes OUT when it ends, in the
+layout data_specs.training_runs declares.
 """
 
 from __future__ import annotations
@@ -33,44 +28,29 @@ from accelerate.utils import broadcast_object_list, gather_object, set_seed
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, famevil_version, file_sha256, write_manifest
 from data_specs.staging import check_destination, partial_path, read_plan, staging
+from data_specs.training_runs import CHECKPOINTS, LOSSES, METRICS_LOG, RUN_STATE_FILE, SCORE, STATE_MARKER, STATE_PREFIX, TRAIN_CONFIG_FILE
 from famevil.checkpoint import save_weights
 from famevil.multitask import MultiTaskModel
+from famevil.progress import console, progress_bar
 from famevil.tasks import find_task
 from famevil.training.balancing import Balancing
 from famevil.training.config import TrainConfig
 from famevil.training.optim import build_optimizer, build_scheduler
 from famevil.training.sampling import TaskSampler
 from famevil.training.streams import TaskStream
-from stages.progress import console, progress_bar
-from stages.tracking import scalars, trackers
+from famevil.training.tracking import scalars, trackers
 
-METRICS_LOG, TRAIN_CONFIG_FILE, CHECKPOINTS = "metrics.jsonl", "train_config.json", "checkpoints"
-
-SCORE = "score"  # the validation value that picks the best weights (higher is better)
-LOSSES = ("loss_", "kd_")  # metrics.jsonl's per-task losses, by name prefix: the task's own, and distillation's
-STATE_PREFIX = "step-"
 # A task's checks on a training batch (Task.check): logged every CHECK_EVERY updates after warm-up, and
 # warned about (once per run) on the mean of the last CHECKS_AVERAGED, since one small batch is noisy,
 # from a quarter of the run on: a captioner learns the copy's language before it reads the image (on
 # the demo its grounding gap was 1% at update 100 of 600, 7% at 150 and 20% from 300 on).
 CHECK_EVERY, CHECKS_AVERAGED = 25, 4
-STATE_MARKER = "famevil-state.json"  # written last into each saved state: famevil's own proof that the state is whole
-RUN_STATE_FILE = "run_state.json"  # famevil's counters, task sampler and data positions (as JSON, never a pickle)
 
 Batch = dict[str, Any]
 # (model as prepared, task, batch on the device, updates done so far) -> (loss to minimise, its parts for the log)
 LossFunction = Callable[[torch.nn.Module, str, Batch, int], tuple[torch.Tensor, dict[str, float]]]
 # (the unwrapped model) -> flat validation metrics with a SCORE, e.g. {"xmr.random100.mean": 41.2, "score": 41.2}
 Validation = Callable[[MultiTaskModel], dict[str, float]]
-
-
-def samples_trained(details: dict, options: dict) -> int:
-    """The training samples a finished run consumed, from its manifest's details and its train_config.json:
-    the budget its comparisons are fair by."""
-    per_update = options["batch_size"] * options["gradient_accumulation"] * details["processes"]
-    if details.get("balancing") == "imtl-g":  # one batch of every task per micro-step (GradientBalancing)
-        per_update *= len(details["tasks"])
-    return details["steps"] * per_update
 
 
 @dataclass(frozen=True)
@@ -85,7 +65,7 @@ class Job:
     resume: str | None = None  # None, "auto" (OUT's interrupted run) or a checkpoints/step-N directory
     overwrite: bool = False
     title: str = "train"  # the progress bar's label
-    report_to: tuple[str, ...] = ()  # experiment trackers (stages.tracking), beside metrics.jsonl
+    report_to: tuple[str, ...] = ()  # experiment trackers (famevil.training.tracking), beside metrics.jsonl
 
 
 @dataclass

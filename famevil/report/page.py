@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-from pathlib import Path
 
-from data_specs.errors import FamevilError
 from data_specs.manifest import current_command, famevil_version
+from data_specs.training_runs import LOSSES, METRICS_LOG
+from famevil.report.ablations import AblationTable
+from famevil.report.sections import RESULTS_SHOWN, CaptionExample, Confusion, Curves, RetrievalExample, Sections
+from famevil.report.svg import Series, line_chart
+from famevil.report.table import Report, format_row
 from famevil.tasks import TASKS
 from famevil.tasks.base import CAPTIONS, CLASSIFICATIONS, RETRIEVAL
-from stages.ablations import AblationTable
-from stages.report import Report, format_row
-from stages.report_sections import RESULTS_SHOWN, CaptionExample, Confusion, Curves, RetrievalExample, Sections
-from stages.svg import Series, line_chart
-from stages.training import LOSSES, METRICS_LOG
 
 # One colour per task, the same in every chart (Okabe-Ito: told apart with colour-blindness too).
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000")
@@ -37,27 +34,6 @@ table{border-collapse:collapse} td,th{padding:.25em .6em;text-align:left;vertica
 .confusion td{width:1.8em;height:1.8em;padding:0;text-align:center;vertical-align:middle;font-size:.75em;border:1px solid #fff}
 .confusion th{font-size:.75em;font-weight:normal;white-space:nowrap} .confusion th.predicted{writing-mode:vertical-rl;transform:rotate(180deg)}
 """
-
-
-def check_destination(out: Path) -> None:
-    """Refuse a page path that cannot be written, before any work."""
-    if out.is_dir():
-        raise FamevilError(f"--html {out}: is a directory; give a file name, such as {out / 'report.html'}")
-    if not out.parent.is_dir():
-        raise FamevilError(f"--html {out}: the folder {out.parent} does not exist; create it or choose another path")
-    if not os.access(out.parent, os.W_OK):
-        raise FamevilError(f"--html {out}: the folder {out.parent} is not writable; choose another path")
-
-
-def write_page(out: Path, table: Report, sections: Sections, ablations: AblationTable | None = None) -> None:
-    """Write the page beside `out` and rename it into place: a reader never sees half a page."""
-    check_destination(out)
-    temporary = out.with_name(f".{out.name}.partial")
-    try:
-        temporary.write_text(page(table, sections, ablations), encoding="utf-8")
-        temporary.replace(out)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def page(table: Report, sections: Sections, ablations: AblationTable | None = None) -> str:
