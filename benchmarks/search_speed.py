@@ -24,8 +24,9 @@ import torch
 from safetensors.torch import save_file
 
 import famevil
+from data_specs.indexes import ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
 from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
-from famevil.catalogue_index import ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE, CatalogueIndex, list_images
+from famevil.catalogue_index import CatalogueIndex, list_images
 from stages.index import index
 
 QUERIES = ["navy wool cardigan", "red slip dress", "black leather tote bag", "striped cotton shirt", "grey joggers", "white sneakers"]

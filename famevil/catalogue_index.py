@@ -1,10 +1,5 @@
-"""A catalogue index and exact search over it.
-
-An index folder holds, per catalogue image, its path and SHA-256 (items.jsonl), its vectors for text
-search and for composed search (L2-normalised, fp16) and a small JPEG thumbnail (vectors.safetensors:
-the thumbnails' bytes end to end, with offsets). Search is an inner product against every item, on
-the CPU; `famevil index` writes the folder (stages/index.py).
-"""
+"""A catalogue index (the folder data_specs.indexes lays out) and search over it: an inner product
+against every item on the CPU, or FAISS inverted files (approximate)."""
 
 from __future__ import annotations
 
@@ -22,12 +17,9 @@ from PIL import Image
 from safetensors import safe_open
 
 from data_specs.errors import FamevilError
+from data_specs.indexes import ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
 from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
 
-ITEMS_FILE = "items.jsonl"
-VECTORS_FILE = "vectors.safetensors"
-SKIPPED_FILE = "skipped.jsonl"
-THUMBNAIL_BYTES, THUMBNAIL_OFFSETS = "thumbnail_bytes", "thumbnail_offsets"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 

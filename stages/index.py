@@ -14,16 +14,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from data_specs.errors import FamevilError
+from data_specs.indexes import ITEMS_FILE, SKIPPED_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
 from data_specs.manifest import InputRef, Manifest, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel
 from famevil.catalogue_index import (
     IMAGE_SUFFIXES,
-    ITEMS_FILE,
-    SKIPPED_FILE,
-    THUMBNAIL_BYTES,
-    THUMBNAIL_OFFSETS,
-    VECTORS_FILE,
     list_images,
     read_image_and_hash,
     thumbnail_jpeg,
