@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_specs.shards import fashiongen_subset, triplet_subset
+from data_specs.shards import Shards, fashiongen_subset, triplet_subset
 from famevil.data.loading import records, training_batches
 
 
@@ -49,8 +49,8 @@ def _row(sample: dict) -> int:
 
 
 def measure(shards: Path, subset: str, label: str, batches: int, batch_size: int, seed: int) -> dict[str, float]:
-    split = list(records(shards, subset))
-    stream = training_batches(shards, subset, _keep, batch_size, None, None, seed=seed, epoch=0, batches_per_epoch=batches)
+    split = list(records(Shards.open(shards), subset))
+    stream = training_batches(Shards.open(shards), subset, _keep, batch_size, None, None, seed=seed, epoch=0, batches_per_epoch=batches)
     drawn = list(stream)
     figures = {
         "same_label": float(np.mean([_pair_share(b, lambda s: s[label]) for b in drawn])),

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from data_specs.shards import Shards
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import samples
 from famevil.data.synthetic.taxonomy import COLOURS, SUBCATEGORIES
@@ -63,7 +64,7 @@ def layer_features(model_dir: Path, shards: Path, subset: str, count: int) -> tu
     model = load_checkpoint(model_dir).eval()
     adapters = model.tasks[0]
     transform = image_transform(model.preprocess, train=False)
-    views = list(itertools.islice(samples(shards, subset), count))
+    views = list(itertools.islice(samples(Shards.open(shards), subset), count))
     x = model._image_stem(torch.stack([transform(view["jpg"]) for view in views]))
     features = {}
     for layer, (block, adapter) in enumerate(zip(model.backbone.visual.transformer.resblocks, model.tsa[adapters]["vision"], strict=True)):
@@ -100,7 +101,7 @@ def units(shards: Path, models: list[Path]) -> None:
         model = load_checkpoint(model_dir).eval()
         task = find_task(model.tasks[0])
         transform = image_transform(model.preprocess, train=False)
-        batch = task.batch(list(itertools.islice(samples(shards, "fashiongen/val"), 64)), transform, model.tokenizer())
+        batch = task.batch(list(itertools.islice(samples(Shards.open(shards), "fashiongen/val"), 64)), transform, model.tokenizer())
         activations: dict[str, torch.Tensor] = {}
         for layer in range(model.layers):
             for name, adapter in ((f"XAA {layer}", model.xaa["text"][layer].adapter), (f"TSA {layer}", model.tsa[task.name]["text"][layer])):

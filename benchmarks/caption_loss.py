@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from data_specs.shards import Shards
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import batched, samples
 from famevil.data.transforms import image_transform
@@ -27,7 +28,7 @@ def caption_losses(model_dir: Path, shards: Path, batch_size: int, seed: int) ->
     tokenize = model.tokenizer()
     generator = torch.Generator().manual_seed(seed)
     matching, shuffled, count = 0.0, 0.0, 0
-    for chunk in batched(samples(shards, task.subsets("val")[0]), batch_size):
+    for chunk in batched(samples(Shards.open(shards), task.subsets("val")[0]), batch_size):
         batch = task.batch(chunk, transform, tokenize)
         matching += task_loss(model, task.name, batch)[0].item() * len(chunk)
         batch["images"] = batch["images"][torch.randperm(len(chunk), generator=generator)]

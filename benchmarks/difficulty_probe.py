@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import webdataset as wds
 from torchvision.transforms import v2
 
-from data_specs.shards import FASHIONIQ_GROUPS, read_vocab, shard_paths
+from data_specs.shards import FASHIONIQ_GROUPS, Shards, read_vocab
 from famevil.metrics.captioning import caption_scores
 from famevil.metrics.chance import fic_chance, scr_chance, tgir_chance, xmr_chance
 from famevil.metrics.classification import accuracy, macro_f1
@@ -45,7 +45,7 @@ STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
 
 def load(root: Path, subset: str, image_keys: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """Every sample of a subset in memory: uint8 image tensors (N, 3, H, W) per key, and the json records."""
-    urls = [str(p) for p in shard_paths(root, subset)]
+    urls = [str(p) for p in Shards.open(root).paths(subset)]
     images: dict[str, list[torch.Tensor]] = {key: [] for key in image_keys}
     records: list[dict[str, Any]] = []
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("torchrgb8"):

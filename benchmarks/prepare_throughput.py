@@ -24,7 +24,8 @@ import psutil
 from famevil.data.fashiongen import FashionGenFile
 from famevil.data.images import encode_jpeg
 from famevil.data.parallel import worker_map
-from stages.prepare import READ_BLOCK, prepare
+from famevil.data.shard_writer import READ_BLOCK
+from stages.prepare import prepare
 from stages.synth import synth
 
 

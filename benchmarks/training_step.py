@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from timing import interleaved  # benchmarks/timing.py, beside this script
 
+from data_specs.shards import Shards
 from famevil.data.loading import training_batches
 from famevil.data.teacher_outputs import TeacherOutputs, write_outputs
 from famevil.data.transforms import image_transform
@@ -53,7 +54,9 @@ def _time_task(task: Task, student: MultiTaskModel, args: argparse.Namespace, la
     tokenize = student.tokenizer()
     batch = next(
         iter(
-            training_batches(args.shards, task.train_subset(), task.batch, args.batch_size, image_transform(student.preprocess, train=True), tokenize, 0, 0, 1)
+            training_batches(
+                Shards.open(args.shards), task.train_subset(), task.batch, args.batch_size, image_transform(student.preprocess, train=True), tokenize, 0, 0, 1
+            )
         )
     )
     teacher = MultiTaskModel(ModelConfig(args.model, (name,), vocabularies=classes)).train()
@@ -95,7 +98,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, batch {args.batch_size}, random weights")
     classes = {"subcategory": [f"class {i}" for i in range(30)]}
     tokenize = text_tokenizer(backbone_config(args.model))
-    restricted = {name: words for task in TASKS.values() for name, words in task.text_vocabulary(args.shards, tokenize).items()}
+    restricted = {name: words for task in TASKS.values() for name, words in task.text_vocabulary(Shards.open(args.shards), tokenize).items()}
     students = {
         vocabularies: MultiTaskModel(ModelConfig(args.model, task_names(), vocabularies=classes | extra)).train()
         for vocabularies, extra in (("full", {}), ("training", restricted))
@@ -104,7 +107,7 @@ def main() -> None:
     print(f"{'task':<28}{'open_clip':>10}{'teacher':>10}{'ratio':>11}    |{'teacher':>10}{'distill':>10}{'ratio':>11}")
     for task in TASKS.values():
         _time_task(task, students["full"], args, task.name)
-        if task.text_vocabulary(args.shards, tokenize):
+        if task.text_vocabulary(Shards.open(args.shards), tokenize):
             _time_task(task, students["training"], args, f"{task.name} (training vocabulary)")
     print("samples/s from each pair's own alternating run; time ratios: above 1 means slower than the reference")
 

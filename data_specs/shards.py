@@ -18,11 +18,13 @@ Samples (webdataset: files sharing a key form one sample):
 from __future__ import annotations
 
 import json
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_specs.errors import FamevilError
+from data_specs.manifest import InputRef, Manifest, require_artifact
 
 VOCAB_FILE = "vocab.json"
 SIZES_FILE = "sizes.json"
@@ -103,11 +105,6 @@ def read_vocab(root: Path | str) -> dict[str, Vocabulary]:
         raise FamevilError(f"{path}: unreadable vocabulary ({error}); rebuild the shards with famevil prepare") from None
 
 
-def read_training_vocabularies(root: Path | str) -> dict[str, list[str]]:
-    """The label names seen in training, by vocabulary: what a model's heads classify into."""
-    return {name: list(vocabulary.names[: vocabulary.num_train]) for name, vocabulary in read_vocab(root).items()}
-
-
 def read_sizes(root: Path | str) -> dict[str, Any]:
     path = Path(root) / SIZES_FILE
     try:
@@ -119,16 +116,60 @@ def read_sizes(root: Path | str) -> dict[str, Any]:
     return sizes
 
 
-def listed_shards(root: Path | str, subset: str) -> list[tuple[Path, int]]:
-    """The shard files of one subset, in order, with the samples each holds, as sizes.json lists them."""
-    root = Path(root)
-    subsets = read_sizes(root)["subsets"]
-    if subset not in subsets:
-        present = ", ".join(sorted(subsets)) or "none"
-        raise FamevilError(f"{root}: has no {subset!r} subset (present: {present}); prepare the missing source")
-    return [(root / shard["path"], shard["samples"]) for shard in subsets[subset]["shards"]]
+def sample_key(member: str) -> str:
+    """The sample a shard member belongs to: its name up to the first dot (keys hold none), as webdataset
+    groups members ("train-00000042.json" and "train-00000042.jpg" form one sample)."""
+    return member.partition(".")[0]
 
 
-def shard_paths(root: Path | str, subset: str) -> list[Path]:
-    """The shard files of one subset, in order, as sizes.json lists them."""
-    return [path for path, _ in listed_shards(root, subset)]
+@dataclass(frozen=True)
+class Shards:
+    """A shards artifact opened once: its manifest checked (kind, files, sizes), sizes.json and vocab.json
+    read. Stages open it and pass it down; nothing below reads those files again."""
+
+    root: Path
+    manifest: Manifest
+    sizes: dict[str, Any]
+    vocabularies: dict[str, Vocabulary]
+
+    @classmethod
+    def open(cls, root: Path | str) -> Shards:
+        root = Path(root)
+        manifest = require_artifact(root, "shards")
+        return cls(root, manifest, read_sizes(root), read_vocab(root))
+
+    def __str__(self) -> str:  # messages name the folder the user gave
+        return str(self.root)
+
+    @property
+    def ref(self) -> InputRef:
+        """The shards as a stage's input, for its manifest."""
+        return InputRef("shards", "shards", self.manifest.content_id, str(self.root))
+
+    @property
+    def subsets(self) -> dict[str, dict[str, Any]]:
+        return self.sizes["subsets"]
+
+    def samples_in(self, subset: str) -> int:
+        """How many samples a subset holds (0 for a subset these shards lack)."""
+        return self.subsets.get(subset, {}).get("samples", 0)
+
+    def listed(self, subset: str) -> list[tuple[Path, int]]:
+        """The shard files of one subset, in order, with the samples each holds, as sizes.json lists them."""
+        if subset not in self.subsets:
+            present = ", ".join(sorted(self.subsets)) or "none"
+            raise FamevilError(f"{self.root}: has no {subset!r} subset (present: {present}); prepare the missing source")
+        return [(self.root / shard["path"], shard["samples"]) for shard in self.subsets[subset]["shards"]]
+
+    def paths(self, subset: str) -> list[Path]:
+        """The shard files of one subset, in order."""
+        return [path for path, _ in self.listed(subset)]
+
+    def training_vocabularies(self) -> dict[str, list[str]]:
+        """The label names seen in training, by vocabulary: what a model's heads classify into."""
+        return {name: list(vocabulary.names[: vocabulary.num_train]) for name, vocabulary in self.vocabularies.items()}
+
+    def sample_keys(self, shard: Path) -> list[str]:
+        """The keys of a shard's samples, in order, from its tar headers (no member is read)."""
+        with tarfile.open(shard) as archive:
+            return list(dict.fromkeys(sample_key(name) for name in archive.getnames()))

@@ -4,12 +4,11 @@ without its files, and what training validates with."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from data_specs.shards import read_sizes
+from data_specs.shards import Shards
 from famevil.data.loading import batched, samples
 from famevil.data.transforms import image_transform
 from famevil.multitask import MultiTaskModel
@@ -27,7 +26,7 @@ class Measurement:
 
 def measure(
     network: MultiTaskModel,
-    shards: Path,
+    shards: Shards,
     tasks: list[str],
     split: str = "val",
     beams: int = 1,
@@ -62,10 +61,9 @@ def measure(
     for task in chosen:
         for subset in task.subsets(split):
             readers.setdefault(subset, []).append(task.name)
-    sizes = read_sizes(shards)["subsets"]
     with torch.no_grad():
         for subset, names in readers.items():
-            with progress_bar(f"{', '.join(names)} on {subset}", sizes[subset]["samples"], enabled=show_progress) as advance:
+            with progress_bar(f"{', '.join(names)} on {subset}", shards.samples_in(subset), enabled=show_progress) as advance:
                 for batch in batched(samples(shards, subset), batch_size):
                     for name in names:
                         evaluators[name].add(subset, batch)

@@ -7,14 +7,14 @@ DistributedDataParallel wrapper sees every forward pass and synchronises the gra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from data_specs.errors import FamevilError
 from famevil.data.transforms import Preprocess
+from famevil.model.adapter_config import ADAPTER_OPTIONS, AdapterConfig
 from famevil.model.fame_vil import FameVil, FameVilConfig
 from famevil.tasks import find_task
 from famevil.tasks.base import CONTRASTIVE, Batch
@@ -24,22 +24,24 @@ from famevil.tasks.base import CONTRASTIVE, Batch
 class ModelConfig:
     backbone: str  # the architecture's name: open_clip's (ViT-B-16), famevil's (famevil-tiny), or the hf-hub:/local-dir: base it came from
     tasks: tuple[str, ...]  # each gets its task-specific adapters and its head
-    tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
-    xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
-    adapter_dropout: float = 0.0  # the authors' value
-    caption_reads: str = "block_outputs"  # what the captioner reads of each image layer (FameVilConfig)
-    fusion: str = "cross_attention"  # or "late": fusion tasks add the towers' separate vectors (an ablation)
-    task_adapters: str = "per_task"  # or "shared": one TSA set for every task (an ablation)
+    adapters: AdapterConfig = AdapterConfig()
     retrieval_scale: str = "log"  # XMR's and TGIR's logit scale: stored as its log, or "squared", the authors' s x s (famevil.model.heads)
     vocabularies: dict[str, list[str]] = field(default_factory=dict)  # label names the heads classify into, so a checkpoint is self-contained
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"tasks": list(self.tasks)}
+        """config.json's "model": the adapter settings flat beside the others, as they are named on the command line."""
+        return (
+            {"backbone": self.backbone, "tasks": list(self.tasks)}
+            | self.adapters.to_dict()
+            | {"retrieval_scale": self.retrieval_scale, "vocabularies": self.vocabularies}
+        )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         # A config written before caption_reads existed belongs to a captioner that read h'.
-        return cls(**({"caption_reads": "attention_states"} | values | {"tasks": tuple(values["tasks"])}))
+        values = {"caption_reads": "attention_states"} | values
+        adapters = AdapterConfig(**{name: values.pop(name) for name in ADAPTER_OPTIONS if name in values})
+        return cls(**(values | {"tasks": tuple(values["tasks"]), "adapters": adapters}))
 
 
 class MultiTaskModel(FameVil):
@@ -47,18 +49,13 @@ class MultiTaskModel(FameVil):
         """architecture and preprocess: the backbone's, as FameVil takes them (by default those of config.backbone)."""
         tasks = [find_task(name) for name in config.tasks]
         network = FameVilConfig(
-            config.backbone,
-            tuple(task.name for task in tasks),
-            any(task.mode != CONTRASTIVE for task in tasks),
-            config.tsa_bottleneck,
-            config.xaa_bottleneck,
-            config.adapter_dropout,
-            config.caption_reads,
-            config.fusion,
-            _shared_task_adapters(config.task_adapters),
+            backbone=config.backbone,
+            adapter_sets=tuple(task.name for task in tasks),
+            cross_attention=any(task.mode != CONTRASTIVE for task in tasks),
+            adapters=config.adapters,
         )
         super().__init__(network, architecture, preprocess)
-        self.config = ModelConfig(**(asdict(config) | {"tasks": network.adapter_sets}))  # aliases resolved
+        self.config = replace(config, tasks=network.adapter_sets)  # aliases resolved
         self.heads = nn.ModuleDict({task.name: head for task in tasks if (head := task.build_head(self, config.vocabularies)) is not None})
 
     @property
@@ -76,12 +73,6 @@ class MultiTaskModel(FameVil):
         """Let each head start from the backbone's weights (call after loading them)."""
         for name, head in self.heads.items():
             find_task(name).init_head(head, self)
-
-
-def _shared_task_adapters(task_adapters: str) -> bool:
-    if task_adapters not in ("per_task", "shared"):
-        raise FamevilError(f"task_adapters={task_adapters!r}: expected per_task or shared")
-    return task_adapters == "shared"
 
 
 def task_loss(model: nn.Module, task: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from famevil.model.adapter_config import AdapterConfig
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import TASKS, task_names
 from famevil.tasks.base import count_parameters as count
@@ -26,7 +27,8 @@ def count_parameters(
     """
     tasks = tasks or task_names()
     vocabularies = {"subcategory": [""] * num_classes}
-    config = ModelConfig(backbone, tasks, tsa_bottleneck, xaa_bottleneck or tsa_bottleneck, vocabularies=vocabularies)
+    adapters = AdapterConfig(tsa_bottleneck=tsa_bottleneck, xaa_bottleneck=xaa_bottleneck or tsa_bottleneck)
+    config = ModelConfig(backbone, tasks, adapters=adapters, vocabularies=vocabularies)
     with torch.device("meta"):
         model = MultiTaskModel(config)
     tsa = {task: count(model.tsa[task]) for task in tasks}

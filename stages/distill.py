@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from webdataset.tariterators import base_plus_ext
 
 from data_specs.errors import FamevilError
 from data_specs.evaluations import flatten, read_metrics
 from data_specs.manifest import InputRef, require_artifact
-from data_specs.shards import read_sizes, shard_paths
+from data_specs.shards import Shards
 from famevil.data.teacher_outputs import TeacherOutputs
 from famevil.multitask import task_loss
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.tasks.base import selection_keys
 from famevil.training.balancing import Balancing, build_balancing
 from famevil.training.loop import Job, TrainingResult, fit
-from famevil.training.recipe import build_model, check_shards, model_vocabularies, network_config, task_stream, training_base, validation
+from famevil.training.recipe import build_model, model_vocabularies, network_config, task_stream, training_base, training_shards, validation
 from famevil.training.sampling import TaskSampler
 
 KD_SCHEDULES = ("constant", "anneal")
@@ -84,15 +82,12 @@ def distill(
     ias_targets = _headlines(ias_targets_from or []) | (ias_targets or {})
     balancer = _balancing(balancing, sampling, ias_targets, config.eval_every)
     selection_keys(names, config.select_by)  # a bad criterion fails before any work
-    shards_manifest = check_shards(shards, tasks)
+    opened = training_shards(shards, tasks)
     student_text = backbone.architecture["text_cfg"]
-    teachers, teacher_refs = (
-        _teacher_outputs(teacher_outputs or [], shards, shards_manifest.content_id, backbone.backbone, student_text) if kd_weight > 0 else ({}, [])
-    )
-    model_config = network_config(config, names, model_vocabularies(shards, tasks, config, backbone))
-    sizes = read_sizes(shards)
-    sampler = TaskSampler({task.name: task.training_size(sizes) for task in tasks}, sampling, seed=config.seed)
-    inputs = [backbone.ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
+    teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], opened, backbone.backbone, student_text) if kd_weight > 0 else ({}, [])
+    model_config = network_config(config, names, model_vocabularies(opened, tasks, config, backbone))
+    sampler = TaskSampler({task.name: task.training_size(opened.sizes) for task in tasks}, sampling, seed=config.seed)
+    inputs = [backbone.ref, opened.ref]
     inputs += teacher_refs
     details = {
         "tasks": list(names),
@@ -109,10 +104,10 @@ def distill(
     return fit(
         job,
         partial(build_model, model_config, backbone, config.xaa_init, config.head_init),
-        {task.name: task_stream(shards, task, config, backbone) for task in tasks},
+        {task.name: task_stream(opened, task, config, backbone) for task in tasks},
         sampler,
         partial(distillation_loss, teachers, partial(kd_weight_at, kd_weight, kd_schedule, config.max_steps), temperature),
-        partial(validation, shards, list(names), config),
+        partial(validation, opened, list(names), config),
         balancer,
     )
 
@@ -160,9 +155,7 @@ def distillation_loss(
     return loss + kd_weight(step) * kd_loss, {f"loss_{task}": loss.item(), f"kd_{task}": kd_loss.item()}
 
 
-def _teacher_outputs(
-    paths: list[Path], shards: Path, shards_id: str, student_backbone: str, student_text: dict
-) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
+def _teacher_outputs(paths: list[Path], shards: Shards, student_backbone: str, student_text: dict) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
     """Each task's teacher outputs, checked against the shards (and the student's text tower: its
     vocabulary and context) before any training step, and their references."""
     found: dict[str, TeacherOutputs] = {}
@@ -173,7 +166,7 @@ def _teacher_outputs(
         if task in found:
             raise FamevilError(f"--teacher-outputs {path}: a second set for {task} (the first: {found[task].root}); give one per task")
         made_from = next(ref for ref in manifest.inputs if ref.role == "shards")
-        if made_from.id != shards_id:
+        if made_from.id != shards.manifest.content_id:
             raise FamevilError(
                 f"--teacher-outputs {path}: was dumped from other shards ({made_from.path}, id {made_from.id[:19]}…) than --shards {shards}; "
                 f"rerun famevil dump --shards {shards}"
@@ -195,11 +188,10 @@ def _teacher_outputs(
     return found, references
 
 
-def _check_keys(outputs: TeacherOutputs, shards: Path, subset: str, path: Path) -> None:
+def _check_keys(outputs: TeacherOutputs, shards: Shards, subset: str, path: Path) -> None:
     """The outputs hold exactly the training samples of the shards, shard by shard (read from the tar headers)."""
-    for shard in shard_paths(shards, subset):
-        with tarfile.open(shard) as tar:
-            keys = list(dict.fromkeys(base_plus_ext(name)[0] for name in tar.getnames()))  # webdataset's own grouping
+    for shard in shards.paths(subset):
+        keys = shards.sample_keys(shard)
         stored = outputs.keys_by_shard.get(shard.name.removesuffix(".tar"))
         if stored != keys:
             problem = "no outputs" if stored is None else f"{len(stored)} outputs for {len(keys)} samples" if len(stored) != len(keys) else "other sample keys"

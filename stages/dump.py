@@ -9,7 +9,7 @@ import torch
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
-from data_specs.shards import listed_shards
+from data_specs.shards import Shards
 from data_specs.staging import check_destination, staging
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import batched, shard_samples
@@ -46,9 +46,9 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     """
     check_destination(out, overwrite, inputs=(teacher, shards))
     teacher_manifest = require_artifact(teacher, "teacher")
-    shards_manifest = require_artifact(shards, "shards")
+    opened = Shards.open(shards)
     task = find_task(teacher_manifest.details["task"])
-    check_coverage(shards, [task], train=True, evaluate_on=None)
+    check_coverage(opened, [task], train=True, evaluate_on=None)
     subset = task.train_subset()
     if top_k < 1:
         raise FamevilError(f"--top-k {top_k}: must be at least 1")
@@ -56,8 +56,8 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     backbone = model.backbone_config
     transform = image_transform(model.preprocess, train=False)
     tokenize = model.tokenizer()
-    files = listed_shards(shards, subset)
-    inputs = [InputRef("teacher", "teacher", teacher_manifest.content_id, str(teacher)), InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
+    files = opened.listed(subset)
+    inputs = [InputRef("teacher", "teacher", teacher_manifest.content_id, str(teacher)), opened.ref]
     plan = {"inputs": [ref.id for ref in inputs], "top_k": top_k}
     resumed_shards = 0
     with staging(out, plan) as stage, torch.no_grad():

@@ -11,8 +11,8 @@ import torch
 
 from data_specs.errors import FamevilError
 from data_specs.evaluations import METRICS_FILE, metrics_payload
-from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, require_artifact, write_manifest
-from data_specs.shards import read_training_vocabularies
+from data_specs.manifest import MANIFEST_FILE, InputRef, Manifest, read_manifest, write_manifest
+from data_specs.shards import Shards
 from data_specs.staging import check_destination, staging
 from famevil.bases import resolve_base
 from famevil.checkpoint import load_checkpoint, require_checkpoint
@@ -76,17 +76,17 @@ def evaluate(
     if held not in (None, "metrics"):
         raise FamevilError(f"--out {out}: holds a {held!r} artifact; refusing to replace it with metrics, choose another --out")
     check_destination(out, overwrite, inputs=(model, shards, base))
-    shards_manifest = require_artifact(shards, "shards")
+    opened = Shards.open(shards)
     torch.manual_seed(seed)
-    network, model_ref = _load_model(model, base, arch, read_training_vocabularies(shards))
+    network, model_ref = _load_model(model, base, arch, opened.training_vocabularies())
     wanted = [find_task(name).name for name in tasks] if tasks else list(network.tasks)
     for task in wanted:
         if task not in network.tasks:
             raise FamevilError(f"the model has no {task!r} adapters or head (its tasks: {', '.join(network.tasks)}); evaluate other --tasks")
-    check_coverage(shards, [TASKS[task] for task in wanted], train=False, evaluate_on=split)
-    inputs = [model_ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
+    check_coverage(opened, [TASKS[task] for task in wanted], train=False, evaluate_on=split)
+    inputs = [model_ref, opened.ref]
     with staging(out, {"inputs": [ref.id for ref in inputs], "tasks": wanted, "split": split}, resume=False) as stage:
-        measured = measure(network, shards, wanted, split, beams, max_new_tokens, batch_size, random100_runs, seed)
+        measured = measure(network, opened, wanted, split, beams, max_new_tokens, batch_size, random100_runs, seed)
         for stem, lines in measured.records.items():
             with open(stage.partial / f"{stem}.jsonl", "w", encoding="utf-8") as records:
                 records.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)

@@ -6,13 +6,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from data_specs.manifest import InputRef
 from famevil.bases import Base
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import find_task
 from famevil.tasks.base import selection_keys
 from famevil.training.loop import Job, TrainingResult
-from famevil.training.recipe import check_shards, fit_one_task, network_config, training_base
+from famevil.training.recipe import fit_one_task, network_config, training_base, training_shards
 
 PRETRAINING_TASK = "retrieval"  # the demo base is trained as plain CLIP is: contrastive image-text retrieval
 
@@ -42,20 +41,20 @@ def pretrain(
     retrieval = find_task(PRETRAINING_TASK)
     config, backbone = training_base(preset, overrides, None)
     selection_keys([retrieval.name], config.select_by)
-    shards_manifest = check_shards(shards, [retrieval])
+    opened = training_shards(shards, [retrieval])
     model_config = network_config(config, (retrieval.name,))
     job = Job(
         "base",
         out,
         config,
-        [InputRef("shards", "shards", shards_manifest.content_id, str(shards))],
+        [opened.ref],
         {"task": retrieval.name, "adapters": "frozen at zero"},
         resume,
         overwrite,
         title="pretrain",
         report_to=tuple(report_to or ()),
     )
-    return fit_one_task(job, partial(_backbone_only, model_config, backbone), retrieval, shards, config, backbone)
+    return fit_one_task(job, partial(_backbone_only, model_config, backbone), retrieval, opened, config, backbone)
 
 
 def _backbone_only(model_config: ModelConfig, backbone: Base) -> MultiTaskModel:

@@ -6,11 +6,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from data_specs.manifest import InputRef
 from famevil.tasks import find_task
 from famevil.tasks.base import selection_keys
 from famevil.training.loop import Job, TrainingResult
-from famevil.training.recipe import build_model, check_shards, fit_one_task, model_vocabularies, network_config, training_base
+from famevil.training.recipe import build_model, fit_one_task, model_vocabularies, network_config, training_base, training_shards
 
 
 def teach(
@@ -47,9 +46,9 @@ def teach(
     chosen = find_task(task)
     config, backbone = training_base(preset, overrides, base)
     selection_keys([chosen.name], config.select_by)  # a bad criterion fails before any work
-    shards_manifest = check_shards(shards, [chosen])
-    model_config = network_config(config, (chosen.name,), model_vocabularies(shards, [chosen], config, backbone))
-    inputs = [backbone.ref, InputRef("shards", "shards", shards_manifest.content_id, str(shards))]
+    opened = training_shards(shards, [chosen])
+    model_config = network_config(config, (chosen.name,), model_vocabularies(opened, [chosen], config, backbone))
+    inputs = [backbone.ref, opened.ref]
     job = Job(
         "teacher",
         out,
@@ -61,4 +60,4 @@ def teach(
         title=f"teach {chosen.name}",
         report_to=tuple(report_to or ()),
     )
-    return fit_one_task(job, partial(build_model, model_config, backbone, config.xaa_init, config.head_init), chosen, shards, config, backbone)
+    return fit_one_task(job, partial(build_model, model_config, backbone, config.xaa_init, config.head_init), chosen, opened, config, backbone)

@@ -21,6 +21,7 @@ from data_specs.errors import FamevilError
 from data_specs.evaluations import METRICS_FILE, METRICS_SCHEMA_VERSION
 from data_specs.manifest import InputRef, read_manifest, write_manifest
 from famevil.checkpoint import load_checkpoint
+from famevil.model.adapter_config import AdapterConfig
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.report.ablations import ablation_table
 from famevil.training.balancing import ImplicitAdaptiveScheduling, ias_scales, imtl_g
@@ -87,7 +88,7 @@ def test_ias_scales_the_backbone_gradient_of_a_task_and_nothing_else():
 @torch.no_grad()
 def test_late_fusion_adds_the_towers_vectors_and_the_captioner_keeps_its_cross_attention():
     torch.manual_seed(0)
-    late = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), fusion="late", vocabularies=SEVEN_CLASSES)).eval()
+    late = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), adapters=AdapterConfig(fusion="late"), vocabularies=SEVEN_CLASSES)).eval()
     full = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), vocabularies=SEVEN_CLASSES)).eval()
     _perturb(late.tsa)
     _perturb(late.xaa)
@@ -103,7 +104,7 @@ def test_late_fusion_adds_the_towers_vectors_and_the_captioner_keeps_its_cross_a
 @torch.no_grad()
 def test_shared_task_adapters_are_one_set_that_every_task_uses():
     torch.manual_seed(0)
-    model = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), task_adapters="shared", vocabularies=SEVEN_CLASSES)).eval()
+    model = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), adapters=AdapterConfig(task_adapters="shared"), vocabularies=SEVEN_CLASSES)).eval()
     assert list(model.tsa) == ["shared"] and model.tasks == tuple(TASK_NAMES)
     images = torch.randn(2, 3, 32, 32)
     before = {task: model.encode_image(images, task) for task in ("xmr", "tgir")}
@@ -121,7 +122,7 @@ def _options(**extra) -> dict:
 def test_switches_train_save_and_load(tiny_shards, tmp_path):
     result = distill(tiny_shards, tmp_path / "late-shared", kd_weight=0, overrides=_options(max_steps=2, fusion="late", task_adapters="shared"))
     model = load_checkpoint(result.out)
-    assert (model.config.fusion, model.config.task_adapters) == ("late", "shared")
+    assert (model.config.adapters.fusion, model.config.adapters.task_adapters) == ("late", "shared")
     assert list(model.tsa) == ["shared"] and set(model.xaa) == {"text"}
 
 

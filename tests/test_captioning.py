@@ -9,6 +9,7 @@ import open_clip
 import pytest
 import torch
 
+from data_specs.shards import Shards
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import samples
 from famevil.data.transforms import image_transform, scratch_preprocess
@@ -115,7 +116,7 @@ def _evaluate_captions(model: MultiTaskModel, samples: list[dict]):
 
 
 def _views(tiny_shards) -> list[dict]:
-    return list(samples(tiny_shards, "fashiongen/val"))[:24]
+    return list(samples(Shards.open(tiny_shards), "fashiongen/val"))[:24]
 
 
 def test_a_captioner_that_ignores_the_image_has_no_grounding_gap_and_is_warned(tiny_shards):

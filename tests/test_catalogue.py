@@ -12,7 +12,7 @@ from PIL import Image
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from data_specs.shards import read_sizes, read_vocab
+from data_specs.shards import Shards, read_sizes, read_vocab
 from famevil.data.catalogue import HASHED_SPLIT, SPLIT_COLUMN, hashed_split
 from famevil.data.loading import records, samples
 from stages.evaluate import evaluate
@@ -109,11 +109,11 @@ def test_views_are_written_by_split_with_their_labels(shop):
     assert vocab["subcategory"].names == ("JEANS", "SHIRTS", "T-SHIRTS", "GOWNS") and vocab["subcategory"].num_train == 3
     # Training views are written in a seeded random order (batches draw from the whole split); sorted
     # by view name here.
-    train = sorted(samples(shards, "fashiongen/train"), key=lambda s: CATALOGUE_ORDER.index(s["json"]["view"]))
+    train = sorted(samples(Shards.open(shards), "fashiongen/train"), key=lambda s: CATALOGUE_ORDER.index(s["json"]["view"]))
     assert [s["json"]["view"] for s in train] == CATALOGUE_ORDER
     assert [s["json"]["product_id"] for s in train] == [0, 0, 1, 2, 2, 2]
     assert train[0]["json"]["description"] == "A white & blue shirt. Cotton." and train[0]["jpg"].size == (12, 16)
-    val = list(records(shards, "fashiongen/val"))
+    val = list(records(Shards.open(shards), "fashiongen/val"))
     assert [(r["view"], r["title"], r["product_id"]) for r in val] == [("pants/d.jpg", "", 3), ("dresses/e.jpg", "Silk gown", 4)]
     for record in [s["json"] for s in train] + val:
         assert vocab["category"].names[record["category_id"]] == record["category"]
@@ -124,15 +124,15 @@ def test_views_are_written_by_split_with_their_labels(shop):
 
 def test_pairs_become_triplets_and_galleries(shop):
     shards = shop[".csv"].out
-    train = list(samples(shards, "fashioniq/train"))  # in a seeded random order, as training views are
+    train = list(samples(Shards.open(shards), "fashioniq/train"))  # in a seeded random order, as training views are
     assert sorted((s["json"]["candidate"], s["json"]["target"], s["json"]["captions"]) for s in train) == [
         ("pants/c3.jpg", "tops/a1.jpg", ["is a shirt"]),
         ("tops/a1.jpg", "tops/b.jpg", ["has short sleeves", "has no collar"]),
     ]
     assert all(s["reference.jpg"].size == s["target.jpg"].size == (12, 16) for s in train)
-    assert [(r["group"], r["target"]) for r in records(shards, "fashioniq/val")] == [("dresses", "dresses/e.jpg")]
-    assert [r["asin"] for r in records(shards, "fashioniq/gallery-train")] == ["tops/a1.jpg", "tops/b.jpg", "pants/c3.jpg"]
-    assert [(r["group"], r["asin"]) for r in records(shards, "fashioniq/gallery-val")] == [
+    assert [(r["group"], r["target"]) for r in records(Shards.open(shards), "fashioniq/val")] == [("dresses", "dresses/e.jpg")]
+    assert [r["asin"] for r in records(Shards.open(shards), "fashioniq/gallery-train")] == ["tops/a1.jpg", "tops/b.jpg", "pants/c3.jpg"]
+    assert [(r["group"], r["asin"]) for r in records(Shards.open(shards), "fashioniq/gallery-val")] == [
         ("dresses", "pants/d.jpg"),
         ("dresses", "dresses/e.jpg"),
     ]
@@ -165,7 +165,7 @@ def test_without_a_split_column_a_seeded_hash_splits_by_product(tmp_path):
             rows.append((f"{product}-{view}.png", f"item {product}", "", "TOPS", "SHIRTS", f"sku{product}"))
     catalogue = _write_table(tmp_path / "products.csv", COLUMNS[:-1], rows)
     result = prepare(tmp_path / "shards", catalogue=catalogue, images=images, workers=1)
-    split_of = {r["view"]: split for split in ("train", "val") for r in records(result.out, f"fashiongen/{split}")}
+    split_of = {r["view"]: split for split in ("train", "val") for r in records(Shards.open(result.out), f"fashiongen/{split}")}
     assert split_of == {f"{p}-{v}.png": hashed_split(f"sku{p}") for p in range(30) for v in range(2)}
     assert 0 < list(split_of.values()).count("val") < 20
     assert require_artifact(result.out, "shards").details["catalogue"]["split"] == HASHED_SPLIT

@@ -25,8 +25,9 @@ def _demo_options() -> dict[str, str]:
 
 
 def _samples(options: str) -> int:
-    """Updates x batch size, the demo-cpu preset's where the options leave them."""
-    preset = load_config("demo-cpu", {})
+    """Updates x batch size, the preset's (demo-cpu unless --preset) where the options leave them."""
+    named = re.search(r"--preset (\S+)", options)
+    preset = load_config(named.group(1) if named else "demo-cpu", {})
     steps = re.search(r"--max-steps (\d+)", options)
     batch = re.search(r"--set batch_size=(\d+)", options)
     return (int(steps.group(1)) if steps else preset.max_steps) * (int(batch.group(1)) if batch else preset.batch_size)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import read_manifest
-from data_specs.shards import shard_paths
+from data_specs.shards import Shards
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import shard_samples
 from famevil.data.teacher_outputs import TeacherOutputs, read_keys, write_outputs
@@ -33,7 +33,7 @@ from tests.conftest import TASK_NAMES, TINY, RunsCode
 
 def _first_batch(shards: Path, task_name: str, teacher) -> dict:
     task = find_task(task_name)
-    samples = list(itertools.islice(shard_samples(shard_paths(shards, task.train_subset())), 8))
+    samples = list(itertools.islice(shard_samples(Shards.open(shards).paths(task.train_subset())), 8))
     return task.batch(samples, image_transform(teacher.preprocess, train=False), teacher.tokenizer())
 
 
@@ -62,8 +62,10 @@ def test_stored_outputs_rebuild_the_teachers_own_distributions(tiny_shards, tiny
     manifest = read_manifest(outputs_dir)
     assert manifest.kind == "teacher-outputs" and manifest.details["task"] == task
     assert [ref.role for ref in manifest.inputs] == ["teacher", "shards"]
-    assert len(stored) == manifest.details["samples"] == sum(1 for _ in shard_samples(shard_paths(tiny_shards, find_task(task).train_subset())))
-    assert {p.name for p in (outputs_dir / "outputs").iterdir()} == {f"{p.stem}.safetensors" for p in shard_paths(tiny_shards, find_task(task).train_subset())}
+    assert len(stored) == manifest.details["samples"] == sum(1 for _ in shard_samples(Shards.open(tiny_shards).paths(find_task(task).train_subset())))
+    assert {p.name for p in (outputs_dir / "outputs").iterdir()} == {
+        f"{p.stem}.safetensors" for p in Shards.open(tiny_shards).paths(find_task(task).train_subset())
+    }
     assert manifest.details["bytes_per_sample"] < 10_000
 
 

@@ -11,7 +11,7 @@ import famevil
 from data_specs.errors import FamevilError
 from data_specs.evaluations import flatten
 from data_specs.manifest import file_sha256, require_artifact
-from data_specs.shards import read_sizes
+from data_specs.shards import Shards, read_sizes
 from famevil.checkpoint import save_checkpoint
 from famevil.data.loading import samples
 from famevil.multitask import ModelConfig, MultiTaskModel
@@ -71,7 +71,7 @@ def test_the_classifications_are_the_predictions_the_metrics_come_from(tiny_stud
     lines = [json.loads(line) for line in (result.out / "classifications.jsonl").read_text().splitlines()]
     listed = require_artifact(result.out, "metrics").files["classifications.jsonl"]
     assert listed["sha256"] == file_sha256(result.out / "classifications.jsonl")
-    views = list(samples(tiny_shards, "fashiongen/val"))
+    views = list(samples(Shards.open(tiny_shards), "fashiongen/val"))
     assert [line["key"] for line in lines] == [view["__key__"] for view in views]
     assert [line["label"] for line in lines] == [view["json"]["subcategory"] for view in views] and {line["task"] for line in lines} == {"scr"}
     model = famevil.load(tiny_student)

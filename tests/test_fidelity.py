@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from data_specs.errors import FamevilError
-from data_specs.shards import read_sizes, shard_paths
+from data_specs.shards import Shards, read_sizes
 from famevil.checkpoint import save_checkpoint
 from famevil.data.loading import shard_samples
 from famevil.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess, image_transform, legacy_preprocess, scratch_preprocess
@@ -126,7 +126,7 @@ def test_fashiongen_tasks_sample_by_products(tiny_shards):
 
 
 def test_fashiongen_tasks_read_the_title_and_the_description(tiny_shards):
-    samples = [s for _, s in zip(range(4), shard_samples(shard_paths(tiny_shards, "fashiongen/train")), strict=False)]
+    samples = [s for _, s in zip(range(4), shard_samples(Shards.open(tiny_shards).paths("fashiongen/train")), strict=False)]
     expected = TOKENIZE([f"{s['json']['title']}. {s['json']['description']}" for s in samples])
     transform = image_transform(scratch_preprocess(32), train=False)
     for name in ("xmr", "scr", "fic"):
@@ -142,7 +142,7 @@ def test_caption_references_are_the_title_and_the_description(tiny_shards, tmp_p
     save_checkpoint(model, tmp_path / "model")
     evaluate(tmp_path / "eval", tiny_shards, model=tmp_path / "model", batch_size=16, max_new_tokens=2)
     line = json.loads((tmp_path / "eval" / "captions.jsonl").read_text().splitlines()[0])
-    record = next(s["json"] for s in shard_samples(shard_paths(tiny_shards, "fashiongen/val")) if s["__key__"] == line["key"])
+    record = next(s["json"] for s in shard_samples(Shards.open(tiny_shards).paths("fashiongen/val")) if s["__key__"] == line["key"])
     assert line["references"] == [f"{record['title']}. {record['description']}"]
 
 

@@ -99,6 +99,19 @@ def test_every_stage_is_a_command():
             assert module.split(".")[-1] in functions, f"{path.relative_to(ROOT)} defines no {module.split('.')[-1]}() stage"
 
 
+def test_names_say_one_thing():
+    """No two modules of the same file name, and no two public classes of the same name, anywhere in the
+    packages: a name found in a traceback or a search points at one place."""
+    stems = [path.stem for path in MODULES.values() if path.name != "__init__.py"]
+    assert not sorted({stem for stem in stems if stems.count(stem) > 1}), "modules sharing a name"
+    classes: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                classes.setdefault(node.name, []).append(module)
+    assert not {name: found for name, found in classes.items() if len(found) > 1}, "public classes sharing a name"
+
+
 def _docstrings(tree: ast.AST) -> set[int]:
     ids = set()
     for node in ast.walk(tree):

@@ -14,6 +14,7 @@ from data_specs.manifest import require_artifact
 from famevil.bases import resolve_base
 from famevil.checkpoint import export_open_clip, load_checkpoint, save_checkpoint
 from famevil.data.examples import text_tokens
+from famevil.model.adapter_config import AdapterConfig
 from famevil.model.backbone import CONV_STEM, backbone_config, create_backbone, load_strict, read_state_dict
 from famevil.model.decoding import generate
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
@@ -94,7 +95,9 @@ def test_the_captioner_reads_what_caption_reads_says(inputs, reads):
     """Text layer i attends to image block i's output (the authors' captioner), or to its h'."""
     images, _ = inputs
     torch.manual_seed(0)
-    model = MultiTaskModel(ModelConfig("famevil-tiny", tasks=("fic",), caption_reads=reads)).eval()  # adapters at zero: open_clip's blocks
+    model = MultiTaskModel(
+        ModelConfig("famevil-tiny", tasks=("fic",), adapters=AdapterConfig(caption_reads=reads))
+    ).eval()  # adapters at zero: open_clip's blocks
     state = model.start_decoding(images, "fic")
     x = model.backbone.visual._embeds(images)
     for block, cross, (keys, values) in zip(model.backbone.visual.transformer.resblocks, model.xaa["text"], state.image_keys_values, strict=True):
@@ -104,11 +107,23 @@ def test_the_captioner_reads_what_caption_reads_says(inputs, reads):
         assert torch.allclose(keys, expected_keys, atol=1e-5) and torch.allclose(values, expected_values, atol=1e-5)
 
 
+def test_the_model_config_round_trips_flat_and_checks_its_adapters_once():
+    """config.json keeps the adapter settings flat, by their option names; a bad one is refused where the config is made."""
+    config = ModelConfig("famevil-tiny", ("fic",), adapters=AdapterConfig(tsa_bottleneck=8, fusion="late"))
+    written = config.to_dict()
+    assert (written["tsa_bottleneck"], written["fusion"]) == (8, "late") and "adapters" not in written
+    assert ModelConfig.from_dict(written) == config
+    with pytest.raises(FamevilError, match="fusion='early': expected cross_attention or late"):
+        AdapterConfig(fusion="early")
+    with pytest.raises(FamevilError, match="tsa_bottleneck must be at least 1"):
+        AdapterConfig(tsa_bottleneck=0)
+
+
 def test_a_checkpoint_config_from_before_caption_reads_keeps_its_wiring():
     written = ModelConfig("famevil-tiny", ("fic",)).to_dict()
     del written["caption_reads"]
-    assert ModelConfig.from_dict(written).caption_reads == "attention_states"
-    assert ModelConfig("famevil-tiny", ("fic",)).caption_reads == "block_outputs"
+    assert ModelConfig.from_dict(written).adapters.caption_reads == "attention_states"
+    assert ModelConfig("famevil-tiny", ("fic",)).adapters.caption_reads == "block_outputs"
 
 
 @torch.no_grad()

@@ -11,10 +11,11 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
+import famevil.data.shard_writer
 import stages.prepare
 from data_specs.errors import FamevilError
 from data_specs.manifest import content_id, require_artifact, write_manifest
-from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, read_sizes, read_vocab, shard_paths
+from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, Shards, read_sizes, read_vocab
 from data_specs.staging import partial_path
 from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
 from famevil.data.loading import training_batches
@@ -24,7 +25,7 @@ from tests.conftest import write_fashioniq, write_release_h5
 
 
 def _read(shards, subset):
-    urls = [str(p) for p in shard_paths(shards, subset)]
+    urls = [str(p) for p in Shards.open(shards).paths(subset)]
     return list(wds.WebDataset(urls, shardshuffle=False).decode("rgb"))
 
 
@@ -66,7 +67,7 @@ def test_training_shards_hold_rows_from_all_over_the_release(tiny_shards, tiny_r
     rows = _rows(_read(tiny_shards, "fashiongen/train"))
     total = len(rows)
     assert sorted(rows) == list(range(total)) and rows != sorted(rows)
-    for path in shard_paths(tiny_shards, "fashiongen/train"):
+    for path in Shards.open(tiny_shards).paths("fashiongen/train"):
         held = _rows(list(wds.WebDataset([str(path)], shardshuffle=False)))
         assert held == sorted(held) and max(held) - min(held) > total / 2  # read forwards, drawn from everywhere
     assert _rows(_read(tiny_shards, "fashiongen/val")) == list(range(len(_read(tiny_shards, "fashiongen/val"))))
@@ -78,7 +79,7 @@ def test_two_consecutive_training_batches_draw_from_all_over_the_release(tiny_sh
     total = read_sizes(tiny_shards)["subsets"]["fashiongen/train"]["samples"]
     keep = lambda samples, transform, tokenize: _rows(samples)  # noqa: E731
     # No shuffle buffer: what a batch draws from is what the shards hold.
-    first, second = training_batches(tiny_shards, "fashiongen/train", keep, 8, None, None, seed=0, epoch=0, batches_per_epoch=2, shuffle_buffer=1)
+    first, second = training_batches(Shards.open(tiny_shards), "fashiongen/train", keep, 8, None, None, seed=0, epoch=0, batches_per_epoch=2, shuffle_buffer=1)
     assert len({row * 4 // total for row in first + second}) == 4  # every quarter of the release
 
 
@@ -159,12 +160,12 @@ def test_resume_after_interruption_gives_the_same_artifact(tiny_raw, tiny_shards
         written.append(relative)
         return real_write_shard(root, relative, samples)
 
-    real_write_shard = stages.prepare.write_shard
-    monkeypatch.setattr(stages.prepare, "write_shard", interrupted_after_two)
+    real_write_shard = famevil.data.shard_writer.write_shard
+    monkeypatch.setattr(famevil.data.shard_writer, "write_shard", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):
         prepare(out, fashiongen=tiny_raw / "fashiongen", fashioniq=tiny_raw / "fashioniq", shard_size=16, workers=1)
     assert not out.exists() and partial_path(out).is_dir()
-    monkeypatch.setattr(stages.prepare, "write_shard", real_write_shard)
+    monkeypatch.setattr(famevil.data.shard_writer, "write_shard", real_write_shard)
     result = prepare(out, fashiongen=tiny_raw / "fashiongen", fashioniq=tiny_raw / "fashioniq", shard_size=16, workers=2)
     assert result.resumed_shards == 2
     assert result.manifest.content_id == require_artifact(tiny_shards).content_id
@@ -207,7 +208,7 @@ def test_hand_built_release_through_prepare(tmp_path):
     (test,) = _read(tmp_path / "shards", "fashioniq/test")
     assert test["json"]["target"] is None and np.asarray(test["reference.jpg"]).shape == (24, 20, 3)
     # A release JPEG goes in as its own bytes (no second compression); a PNG is encoded once.
-    (triplet,) = wds.WebDataset([str(p) for p in shard_paths(tmp_path / "shards", "fashioniq/train")], shardshuffle=False)
+    (triplet,) = wds.WebDataset([str(p) for p in Shards.open(tmp_path / "shards").paths("fashioniq/train")], shardshuffle=False)
     assert triplet["reference.jpg"] == (fashioniq / "images" / "B1.jpg").read_bytes()
     assert triplet["target.jpg"][:2] == b"\xff\xd8" and np.asarray(Image.open(io.BytesIO(triplet["target.jpg"]))).shape == (24, 20, 3)
 
@@ -311,7 +312,7 @@ def test_sizes_json_lists_every_shard_once(tiny_shards):
 
 
 def test_shards_are_standard_tar_files(tiny_shards):
-    (first, *_) = shard_paths(tiny_shards, "fashioniq/val")
+    (first, *_) = Shards.open(tiny_shards).paths("fashioniq/val")
     with tarfile.open(first) as tar:
         members = tar.getmembers()
         assert all(m.isfile() and m.mtime == 0 and m.mode == 0o444 for m in members)

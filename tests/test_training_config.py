@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 import pytest
 
 from data_specs.errors import FamevilError
+from famevil.model.adapter_config import AdapterConfig
 from famevil.model.backbone import backbone_config
 from famevil.tasks.base import selection_keys
 from famevil.training.config import LIMITS, PRESET_DIR, PRESET_NAMES, SET_SOURCE, TrainConfig, _apply, convert_options, load_config, parse_overrides
@@ -109,7 +110,7 @@ def test_values_out_of_range_are_refused_before_any_work(assignment, message):
 
 
 def test_every_numeric_option_has_a_range_and_every_preset_is_within_it():
-    numeric = {f.name for f in fields(TrainConfig) if f.type in ("int", "float", "tuple[int, ...]")}
+    numeric = {f.name for options in (TrainConfig, AdapterConfig) for f in fields(options) if f.type in ("int", "float", "tuple[int, ...]")}
     assert numeric == set(LIMITS)
     for preset in PRESET_NAMES:
         load_config(preset)

@@ -10,6 +10,7 @@ import tarfile
 import torch
 from PIL import Image
 
+from data_specs.shards import Shards
 from famevil.data.loading import shard_samples, training_batches
 from famevil.data.transforms import image_transform, scratch_preprocess
 from famevil.model.backbone import backbone_config, text_tokenizer
@@ -24,7 +25,9 @@ TOKENIZE = text_tokenizer(backbone_config("famevil-tiny"))
 def _batches(shards, task, seed=0, epoch=0, count=3):
     torch.manual_seed(0)  # the random crops and flips; the order of samples is the pipeline's own
     return list(
-        training_batches(shards, find_task(task).train_subset(), find_task(task).batch, 4, TRANSFORM, TOKENIZE, seed=seed, epoch=epoch, batches_per_epoch=count)
+        training_batches(
+            Shards.open(shards), find_task(task).train_subset(), find_task(task).batch, 4, TRANSFORM, TOKENIZE, seed=seed, epoch=epoch, batches_per_epoch=count
+        )
     )
 
 
@@ -64,7 +67,10 @@ def test_each_process_draws_its_own_batches(tiny_shards, monkeypatch):
 def test_a_stream_restored_from_its_saved_place_continues_with_the_same_batches(tiny_shards):
     def stream() -> TaskStream:  # two loader workers, three batches each per epoch: eight batches cross an epoch
         return TaskStream(
-            lambda epoch: training_batches(tiny_shards, find_task("scr").train_subset(), find_task("scr").batch, 4, TRANSFORM, TOKENIZE, 0, epoch, 3), workers=2
+            lambda epoch: training_batches(
+                Shards.open(tiny_shards), find_task("scr").train_subset(), find_task("scr").batch, 4, TRANSFORM, TOKENIZE, 0, epoch, 3
+            ),
+            workers=2,
         )
 
     uninterrupted = [next(s) for s in [stream()] for _ in range(8)]

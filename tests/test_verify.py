@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import release_fingerprint
-from data_specs.shards import read_sizes
+from data_specs.shards import Shards, read_sizes
 from famevil.data.loading import samples, shard_samples
 from stages.evaluate import evaluate
 from stages.teach import teach
@@ -73,7 +73,7 @@ def test_a_shard_holding_other_samples_than_listed_is_refused_as_it_is_read(tiny
     shard = read_sizes(tiny_shards)["subsets"]["fashiongen/val"]["shards"][0]
     with pytest.raises(FamevilError, match=f"{shard['samples']} samples where sizes.json lists {shard['samples'] + 1}"):
         list(shard_samples([tiny_shards / shard["path"]], expected=shard["samples"] + 1))
-    assert len(list(samples(tiny_shards, "fashiongen/val"))) == read_sizes(tiny_shards)["subsets"]["fashiongen/val"]["samples"]
+    assert len(list(samples(Shards.open(tiny_shards), "fashiongen/val"))) == read_sizes(tiny_shards)["subsets"]["fashiongen/val"]["samples"]
 
 
 def test_a_member_outside_the_key_pattern_is_refused(tmp_path):

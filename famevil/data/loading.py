@@ -14,7 +14,7 @@ import torch
 import webdataset as wds
 
 from data_specs.errors import FamevilError
-from data_specs.shards import listed_shards, shard_paths
+from data_specs.shards import Shards, sample_key
 
 # A sample's key, as `famevil prepare` writes them ("train-00000042", "val-dress-B0JBVYKKR8"): a member
 # name outside it (a path such as "../../x.jpg") is not one of famevil's samples.
@@ -40,7 +40,7 @@ DECODE = wds.Decoder([wds.imagehandler("pil"), _json_member], post=[])
 
 
 def training_batches(
-    root: Path,
+    shards: Shards,
     subset: str,
     make_batch: Callable[[list[dict[str, Any]], Callable, Callable], dict[str, Any]],
     batch_size: int,
@@ -62,7 +62,7 @@ def training_batches(
     one, so skipping batches leaves the training generator (dropout) where a resumed run needs it.
     The epoch is `batches_per_epoch` batches per worker, whatever the shard sizes.
     """
-    urls = [str(path) for path in shard_paths(root, subset)]
+    urls = [str(path) for path in shards.paths(subset)]
     stream_seed = seed * 100_003 + epoch  # a different, reproducible draw every epoch
 
     def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -84,11 +84,11 @@ def _every_shard(urls: Iterator[dict]) -> Iterator[dict]:
     return urls
 
 
-def samples(root: Path, subset: str) -> Iterator[dict[str, Any]]:
+def samples(shards: Shards, subset: str) -> Iterator[dict[str, Any]]:
     """Every sample of a subset in shard order, images decoded to PIL, all in this one process (also
     under a multi-process launch, where only the main process evaluates). Each shard must hold the
     samples sizes.json lists."""
-    for path, count in listed_shards(root, subset):
+    for path, count in shards.listed(subset):
         yield from shard_samples([path], expected=count)
 
 
@@ -105,27 +105,27 @@ def shard_samples(shards: list[Path], expected: int | None = None) -> Iterator[d
         raise FamevilError(f"{where}: {count} samples where sizes.json lists {expected}; rebuild the shards with famevil prepare")
 
 
-def records(root: Path, subset: str) -> Iterator[dict[str, Any]]:
+def records(shards: Shards, subset: str) -> Iterator[dict[str, Any]]:
     """Every sample's JSON record of a subset, in shard order, without reading its images."""
-    for path in shard_paths(root, subset):
+    for path in shards.paths(subset):
         with tarfile.open(path) as archive:
             for member in archive:
                 if member.isfile() and member.name.endswith(".json"):
                     yield json.load(archive.extractfile(member))
 
 
-def find_samples(root: Path, subsets: list[str], wanted: set[str]) -> dict[str, dict[str, Any]]:
+def find_samples(shards: Shards, subsets: list[str], wanted: set[str]) -> dict[str, dict[str, Any]]:
     """The samples with these keys, looked for in the subsets in order until all are found, their
     members as stored (bytes; JSON decoded), by key. Only the wanted members are read: a report's
     handful of pictures costs a pass over the tar headers, not a decode of every image."""
     found: dict[str, dict[str, Any]] = {}
     for subset in subsets:
-        for path in shard_paths(root, subset):
+        for path in shards.paths(subset):
             if wanted <= found.keys():
                 return found
             with tarfile.open(path) as archive:
                 for member in archive:
-                    key, _, extension = member.name.partition(".")
+                    key, extension = sample_key(member.name), member.name.partition(".")[2]
                     if member.isfile() and key in wanted:
                         data = archive.extractfile(member).read()
                         found.setdefault(key, {"__key__": key})[extension] = json.loads(data) if extension == "json" else data

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from data_specs.shards import IMAGE_EXTENSION, REFERENCE_IMAGE, TARGET_IMAGE
-from famevil.data.fashiongen import FashionGenRow
+from famevil.data.fashiongen import FashionGenFile, FashionGenRow
 from famevil.data.fashioniq import Triplet
-from famevil.data.images import encode_jpeg
+from famevil.data.images import encode_jpeg, image_file_as_jpeg, read_rgb
+from famevil.data.parallel import worker_map
+from famevil.progress import progress_bar
 
 Sample = dict[str, Any]
 
@@ -120,3 +124,105 @@ def _ustar_header(name: str, size: int) -> bytes:
     header[257:265] = b"ustar\x0000"
     header[148:156] = b"%06o\0 " % sum(header)
     return bytes(header)
+
+
+# Writing a whole shards folder -------------------------------------------------------------------
+
+READ_BLOCK = 64  # h5 rows read at once by a worker: about 12 MB of 256x256 images
+DONE_FILE = ".done.jsonl"  # finished shards of an interrupted run, one ShardRecord per line
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to write; small enough to send to a worker process."""
+
+    relative: str
+    kind: str  # "fashiongen", "catalogue", "triplets" or "gallery"
+    split: str
+    source: Path | None = None  # the h5, for FashionGen
+    items: tuple = ()  # ascending h5 rows for FashionGen, TripletItem or GalleryItem for FashionIQ and pairs, CatalogueItem for a catalogue
+    category_ids: dict[str, int] | None = None
+    subcategory_ids: dict[str, int] | None = None
+
+    @property
+    def samples(self) -> int:
+        return len(self.items)
+
+
+def training_order(items: list, split: str, seed: int) -> list:
+    """A training split's samples in a seeded random order, any other split's as the source lists them.
+
+    Training streams its shards through a shuffle buffer about one shard long, so the order written
+    here is the order a batch is drawn from: in the source's order a batch would come from one or two
+    stretches of the file (a product's views side by side, and whatever the release is sorted by);
+    shuffled, each batch draws from the whole split, as the authors' random permutation does."""
+    if split != "train":
+        return items
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[i] for i in order]
+
+
+def chunks(items: list, size: int) -> Iterator[tuple[int, tuple]]:
+    """(shard index, items) of each shard of `size` items."""
+    for index, start in enumerate(range(0, len(items), size)):
+        yield index, tuple(items[start : start + size])
+
+
+def _fashiongen_samples(task: ShardTask) -> Iterator[Sample]:
+    with FashionGenFile(task.source) as release:
+        for index, row in zip(task.items, release.rows(task.items, image_block=READ_BLOCK), strict=True):
+            yield fashiongen_sample(f"{task.split}-{index:08d}", row, task.category_ids, task.subcategory_ids)
+
+
+def _fashioniq_samples(task: ShardTask) -> Iterator[Sample]:
+    for item in task.items:
+        if task.kind == "gallery":
+            yield gallery_sample(item.key, item.group, item.asin, image_file_as_jpeg(item.image))
+        else:
+            target = image_file_as_jpeg(item.target) if item.target else None
+            yield triplet_sample(item.key, item.triplet, image_file_as_jpeg(item.reference), target)
+
+
+def _catalogue_samples(task: ShardTask) -> Iterator[Sample]:
+    for item in task.items:
+        yield fashiongen_sample(item.key, item.view.row(item.product_id, np.asarray(read_rgb(item.image))), task.category_ids, task.subcategory_ids)
+
+
+def _write_task(job: tuple[Path, ShardTask]) -> ShardRecord:
+    """Runs in a worker process: read, encode and write one whole shard under root."""
+    root, task = job
+    samples = {"fashiongen": _fashiongen_samples, "catalogue": _catalogue_samples}.get(task.kind, _fashioniq_samples)(task)
+    return write_shard(root, task.relative, samples)
+
+
+def write_shards(partial: Path, tasks: list[ShardTask], workers: int, resume: bool) -> tuple[dict[str, ShardRecord], int]:
+    """Every shard's record, writing those an interrupted run did not finish; and how many it had.
+
+    Each finished shard is journaled at once, so a run killed at any point loses only the shards
+    its workers were writing."""
+    done = _finished_shards(partial) if resume else {}
+    todo = [task for task in tasks if task.relative not in done]
+    with progress_bar("prepare", sum(t.samples for t in tasks), unit="samples") as advance:
+        advance(sum(t.samples for t in tasks if t.relative in done))
+        with open(partial / DONE_FILE, "a", encoding="utf-8") as journal:
+            for record in worker_map(_write_task, [(partial, task) for task in todo], workers, ordered=False):
+                journal.write(json.dumps(asdict(record)) + "\n")
+                journal.flush()
+                done[record.path] = record
+                advance(record.samples)
+    return done, len(tasks) - len(todo)
+
+
+def _finished_shards(partial: Path) -> dict[str, ShardRecord]:
+    """Shards an interrupted run finished: journaled and still on disk (a torn last line is ignored)."""
+    done = {}
+    journal = partial / DONE_FILE
+    if journal.is_file():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                record = ShardRecord(**json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue
+            if (partial / record.path).is_file():
+                done[record.path] = record
+    return done

@@ -21,7 +21,6 @@ text-side XAA, its only path to the image), and `shared_task_adapters` gives eve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +28,7 @@ from torch import nn
 
 from data_specs.errors import FamevilError
 from famevil.data.transforms import Preprocess
+from famevil.model.adapter_config import AdapterConfig
 from famevil.model.adapters import Adapter, CrossAttentionAdapter, attend
 from famevil.model.backbone import backbone_config, create_backbone, default_preprocess, text_tokenizer
 
@@ -38,15 +38,7 @@ class FameVilConfig:
     backbone: str  # the architecture's name: open_clip's (ViT-B-16), famevil's (famevil-tiny), or the hf-hub:/local-dir: base it came from
     adapter_sets: tuple[str, ...]  # one set of task-specific adapters (TSA) per name, in every block of both towers
     cross_attention: bool = True  # build the shared cross-attention adapters (fusion and generative modes need them)
-    tsa_bottleneck: int = 64  # the paper's main model; 128 and 512 in its ablations
-    xaa_bottleneck: int = 64  # a setting of its own (the public code hard-codes 64)
-    adapter_dropout: float = 0.0  # the authors' (0.0); a setting for regularising small data
-    # What the captioner's text layer i reads of image layer i: "block_outputs", the authors'; or
-    # "attention_states" (h'), which the synthetic demo needs: on its small from-scratch backbone the
-    # authors' wiring let every cross-attention ReLU unit die (docs/captioning.md).
-    caption_reads: Literal["block_outputs", "attention_states"] = "block_outputs"
-    fusion: Literal["cross_attention", "late"] = "cross_attention"  # how fusion mode joins the towers
-    shared_task_adapters: bool = False  # one TSA set that every adapter-set name uses (an ablation)
+    adapters: AdapterConfig = AdapterConfig()
 
 
 SHARED_ADAPTERS = "shared"  # the one TSA set's key when the tasks share it
@@ -138,36 +130,33 @@ class FameVil(nn.Module):
         self.layers = vision.layers
         vision_width, text_width = vision.width, text.width
         vision_heads, text_heads = vision.resblocks[0].attn.num_heads, text.resblocks[0].attn.num_heads
+        adapters = config.adapters
 
         def tower_adapters(width: int) -> nn.ModuleList:
-            return nn.ModuleList(Adapter(width, config.tsa_bottleneck, config.adapter_dropout) for _ in range(self.layers))
+            return nn.ModuleList(Adapter(width, adapters.tsa_bottleneck, adapters.adapter_dropout) for _ in range(self.layers))
 
-        if config.fusion not in ("cross_attention", "late"):
-            raise FamevilError(f"fusion={config.fusion!r}: expected cross_attention or late")
         self.adapter_sets = config.adapter_sets
-        self.shared_task_adapters = config.shared_task_adapters
+        self.shared_task_adapters = adapters.shared_task_adapters
         self.tsa = nn.ModuleDict(
             {
                 name: nn.ModuleDict({"vision": tower_adapters(vision_width), "text": tower_adapters(text_width)})
-                for name in ((SHARED_ADAPTERS,) if config.shared_task_adapters else config.adapter_sets)
+                for name in ((SHARED_ADAPTERS,) if adapters.shared_task_adapters else config.adapter_sets)
             }
         )
-        self.fusion = config.fusion
+        self.fusion = adapters.fusion
         self.xaa = None
         if config.cross_attention:
 
             def cross_adapters(width: int, context_width: int, heads: int) -> nn.ModuleList:
                 return nn.ModuleList(
-                    CrossAttentionAdapter(width, context_width, heads, config.xaa_bottleneck, config.adapter_dropout) for _ in range(self.layers)
+                    CrossAttentionAdapter(width, context_width, heads, adapters.xaa_bottleneck, adapters.adapter_dropout) for _ in range(self.layers)
                 )
 
             sides = {"text": cross_adapters(text_width, vision_width, text_heads)}
-            if config.fusion == "cross_attention":  # only fusion has the image side attend to the text
+            if adapters.fusion == "cross_attention":  # only fusion has the image side attend to the text
                 sides["vision"] = cross_adapters(vision_width, text_width, vision_heads)
             self.xaa = nn.ModuleDict(sides)
-        if config.caption_reads not in ("block_outputs", "attention_states"):
-            raise FamevilError(f"caption_reads={config.caption_reads!r}: expected block_outputs or attention_states")
-        self.caption_reads = config.caption_reads
+        self.caption_reads = adapters.caption_reads
         self.embed_dim = self.backbone.text_projection.shape[1]  # the projected image and text vectors
         self.text_width = text_width
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from data_specs.shards import IMAGE_EXTENSION
+from data_specs.shards import IMAGE_EXTENSION, Shards
 from data_specs.training_runs import LOSSES, METRICS_LOG, SCORE
 from famevil.catalogue_index import thumbnail_jpeg
 from famevil.data.loading import find_samples
@@ -180,14 +180,15 @@ def _samples(evaluation: Path, keys: set[str], missing: dict[str, str], needing:
     try:
         if ref is None:
             raise FamevilError(f"{evaluation}: its manifest names no shards")
-        if require_artifact(Path(ref.path), "shards").content_id != ref.id:
+        shards = Shards.open(ref.path)
+        if shards.manifest.content_id != ref.id:
             raise FamevilError(f"{ref.path}: are not the shards {evaluation} was evaluated on (rebuilt since?); no pictures")
     except FamevilError as error:
         missing.update(dict.fromkeys(needing, str(error)))
         return {}
     split = manifest.details.get("split", "val")
     subsets = list(dict.fromkeys(subset for name in manifest.details.get("tasks", []) if name in TASKS for subset in TASKS[name].subsets(split)))
-    return find_samples(Path(ref.path), subsets, keys)
+    return find_samples(shards, subsets, keys)
 
 
 def _text_to_image(lines: list[dict]) -> list[dict]:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
 from data_specs.errors import FamevilError
-from data_specs.shards import read_sizes
+from data_specs.shards import Shards
 
 if TYPE_CHECKING:
     from famevil.model.fame_vil import FameVil
@@ -127,7 +126,7 @@ class Task:
         """What sits on top of the towers (None: nothing). vocabularies: label names by vocab.json entry."""
         return None
 
-    def text_vocabulary(self, shards: Path, tokenize: Tokenize) -> dict[str, list[str]]:
+    def text_vocabulary(self, shards: Shards, tokenize: Tokenize) -> dict[str, list[str]]:
         """Entries for the model config's vocabularies when language-model heads are restricted to the
         training text (training option head_vocabulary=training); a task without such a head has none."""
         return {}
@@ -231,11 +230,11 @@ def selection_keys(tasks: list[str], select_by: str) -> list[str]:
     return [select_by]
 
 
-def check_coverage(shards: Path, tasks: Sequence[Task], train: bool, evaluate_on: str | None) -> None:
+def check_coverage(shards: Shards, tasks: Sequence[Task], train: bool, evaluate_on: str | None) -> None:
     """Every subset the tasks read holds samples (their training subsets if `train`, their evaluation
     subsets of split `evaluate_on` if given); otherwise one line naming the missing subset, the task
     that needs it, and the `famevil prepare` flag that makes it."""
-    present = read_sizes(shards)["subsets"]
+    present = shards.subsets
     for task in tasks:
         needed = ((task.train_subset(),) if train else ()) + (task.subsets(evaluate_on) if evaluate_on else ())
         for subset in needed:

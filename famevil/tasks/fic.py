@@ -4,13 +4,13 @@ counts); evaluated with BLEU-4, METEOR, ROUGE-L and CIDEr on greedy or beam-sear
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_specs.shards import Shards
 from famevil.data.loading import records
 from famevil.metrics.captioning import caption_scores, paper_bleu4
 from famevil.metrics.chance import fic_chance
@@ -81,7 +81,7 @@ class CaptionLogits(NamedTuple):
         return torch.where(self.tokens[rows] == ids, rows, -100)
 
 
-def training_tokens(shards: Path, subset: str, tokenize: Tokenize, special: tuple[int, ...]) -> list[int]:
+def training_tokens(shards: Shards, subset: str, tokenize: Tokenize, special: tuple[int, ...]) -> list[int]:
     """The sorted token ids of a subset's product texts, with the special tokens a caption needs."""
     seen: set[int] = set(special)
     texts = [product_text(record) for record in records(shards, subset)]
@@ -110,7 +110,7 @@ class Captioning(Task):
         tokens = torch.tensor([int(token) for token in kept]) if kept else torch.arange(network.backbone.vocab_size)
         return CaptionHead(network.text_width, tokens)
 
-    def text_vocabulary(self, shards: Path, tokenize: Tokenize) -> dict[str, list[str]]:
+    def text_vocabulary(self, shards: Shards, tokenize: Tokenize) -> dict[str, list[str]]:
         """The tokens of the training text (and the caption's start, end and padding), for a head
         restricted to them."""
         special = (PAD_TOKEN, tokenize.sot_token_id, tokenize.eot_token_id)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from data_specs.errors import FamevilError
+from famevil.model.adapter_config import ADAPTER_LIMITS, ADAPTER_OPTIONS, AdapterConfig, bounds_in_words
 
 PRESET_DIR = Path(__file__).parent / "presets"
 SET_SOURCE = "--set"  # the source of values typed on the command line; any other source is a preset file's path
@@ -22,14 +23,8 @@ SET_SOURCE = "--set"  # the source of values typed on the command line; any othe
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "famevil-small"  # open_clip architecture of the backbone
-    tsa_bottleneck: int = 64  # task-specific adapters (paper: 64)
-    xaa_bottleneck: int = 64  # cross-attention adapters, a setting of their own
-    adapter_dropout: float = 0.0  # dropout inside every adapter (the authors': 0.0)
-    caption_reads: Literal["block_outputs", "attention_states"] = "block_outputs"  # what the captioner reads of each image layer (the authors': block outputs)
-    fusion: Literal["cross_attention", "late"] = (
-        "cross_attention"  # fusion tasks' towers cross-attend, or run apart and add their vectors (the no-XAA ablation)
-    )
-    task_adapters: Literal["per_task", "shared"] = "per_task"  # one TSA set per task, or one that all tasks share (an ablation)
+    # The adapters' six options, each set by its own name (--set tsa_bottleneck=128; famevil.model.adapter_config).
+    adapters: AdapterConfig = AdapterConfig()
     # XMR's and TGIR's learnt logit scale: "log", stored as its log like CLIP's, or "squared", the authors' s x s
     # with s from 4; the form sets how far it can travel in a run (famevil.model.heads.Temperature).
     retrieval_scale: Literal["log", "squared"] = "log"
@@ -71,15 +66,23 @@ class TrainConfig:
     seed: int = 0  # initialisation, data order and augmentation
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"decay_steps": list(self.decay_steps)}
+        """train_config.json: every option by the name --set takes, the adapters' among them."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        flat = {}
+        for name, value in values.items():
+            flat |= value.to_dict() if name == "adapters" else {name: value}
+        return flat | {"decay_steps": list(self.decay_steps)}
+
+
+def option_names() -> list[str]:
+    """The training options by the names --set and presets take, in train_config.json's order."""
+    return [name for item in fields(TrainConfig) for name in (ADAPTER_OPTIONS if item.name == "adapters" else (item.name,))]
 
 
 # Each numeric option's range, (lowest, highest), None for no bound; checked before any work starts,
 # since a value out of range would otherwise train nothing, or publish an untrained or NaN model.
 LIMITS: dict[str, tuple[float | None, float | None]] = {
-    "tsa_bottleneck": (1, None),
-    "xaa_bottleneck": (1, None),
-    "adapter_dropout": (0.0, 0.99),
+    **ADAPTER_LIMITS,
     "batch_size": (1, None),
     "gradient_accumulation": (1, None),
     "max_steps": (1, None),
@@ -118,14 +121,18 @@ def load_config(preset: str, overrides: Mapping[str, Any] | None = None) -> Trai
 
 
 def _apply(config: TrainConfig, values: Mapping[str, Any], source: str) -> TrainConfig:
-    known = [field.name for field in fields(TrainConfig)]
+    known = option_names()
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise FamevilError(f"{source}: unknown training option {unknown[0]!r}; the options are: {', '.join(known)}")
-    converted = convert_options(TrainConfig, values, source)
-    for name, value in converted.items():
+    adapter_values = {name: value for name, value in values.items() if name in ADAPTER_OPTIONS}
+    converted = convert_options(TrainConfig, {name: value for name, value in values.items() if name not in ADAPTER_OPTIONS}, source)
+    converted_adapters = convert_options(AdapterConfig, adapter_values, source)
+    for name, value in (converted | converted_adapters).items():
         for item in value if isinstance(value, tuple) else (value,):
             _check_range(name, item, source)
+    if converted_adapters:
+        converted["adapters"] = replace(config.adapters, **converted_adapters)
     return replace(config, **converted)
 
 
@@ -135,7 +142,7 @@ def _check_range(name: str, value: Any, source: str) -> None:
     low, high = LIMITS[name]
     if (low is None or value >= low) and (high is None or value <= high):
         return
-    bounds = f"from {low} to {high}" if low is not None and high is not None else f"at least {low}" if low is not None else f"at most {high}"
+    bounds = bounds_in_words(low, high)
     where = f"--set {name}={value}" if source == SET_SOURCE else f'{source}: "{name}": {json.dumps(value)}'
     raise FamevilError(f"{where}: {name} must be {bounds}")
 

@@ -13,8 +13,7 @@ import torch
 
 from data_specs.errors import FamevilError
 from data_specs.evaluations import flatten
-from data_specs.manifest import Manifest, require_artifact
-from data_specs.shards import read_training_vocabularies
+from data_specs.shards import Shards
 from data_specs.training_runs import SCORE
 from famevil.bases import Base, resolve_base
 from famevil.data.loading import training_batches
@@ -29,7 +28,7 @@ from famevil.training.sampling import TaskSampler
 from famevil.training.streams import TaskStream
 
 
-def fit_one_task(job: Job, build: Callable[[], MultiTaskModel], task: Task, shards: Path, config: TrainConfig, backbone: Base) -> TrainingResult:
+def fit_one_task(job: Job, build: Callable[[], MultiTaskModel], task: Task, shards: Shards, config: TrainConfig, backbone: Base) -> TrainingResult:
     """Train one task on its own: its stream alone, validated on its own metrics."""
     return fit(
         job,
@@ -52,24 +51,13 @@ def training_base(preset: str, overrides: dict[str, Any] | None, base: str | Non
 
 def network_config(config: TrainConfig, tasks: tuple[str, ...], vocabularies: dict[str, list[str]] | None = None) -> ModelConfig:
     """The model the training options describe: backbone, adapters, and the tasks' heads."""
-    return ModelConfig(
-        config.model,
-        tasks,
-        config.tsa_bottleneck,
-        config.xaa_bottleneck,
-        config.adapter_dropout,
-        config.caption_reads,
-        config.fusion,
-        config.task_adapters,
-        config.retrieval_scale,
-        vocabularies=vocabularies or {},
-    )
+    return ModelConfig(config.model, tasks, adapters=config.adapters, retrieval_scale=config.retrieval_scale, vocabularies=vocabularies or {})
 
 
-def model_vocabularies(shards: Path, tasks: list[Task], config: TrainConfig, backbone: Base) -> dict[str, list[str]]:
+def model_vocabularies(shards: Shards, tasks: list[Task], config: TrainConfig, backbone: Base) -> dict[str, list[str]]:
     """What the heads classify into (the shards' label vocabularies) and, with head_vocabulary=training,
     the tokens a language-model head may write."""
-    vocabularies = read_training_vocabularies(shards)
+    vocabularies = shards.training_vocabularies()
     if config.head_vocabulary == "training":
         for task in tasks:
             vocabularies |= task.text_vocabulary(shards, text_tokenizer(backbone.architecture))
@@ -87,7 +75,7 @@ def build_model(model_config: ModelConfig, backbone: Base, xaa_init: str = "zero
     return model
 
 
-def task_stream(shards: Path, task: Task, config: TrainConfig, backbone: Base) -> TaskStream:
+def task_stream(shards: Shards, task: Task, config: TrainConfig, backbone: Base) -> TaskStream:
     """The task's resampled training batches, with the paper's training transform (unless augment is off)
     in the base's preprocessing, and the base's tokenizer."""
     transform = image_transform(backbone.preprocess, train=config.augment)
@@ -110,7 +98,7 @@ def logged_task_loss(model: torch.nn.Module, task: str, batch: dict[str, Any], s
     return loss, {f"loss_{task}": loss.item()}
 
 
-def validation(shards: Path, tasks: list[str], config: TrainConfig, model: MultiTaskModel) -> dict[str, float]:
+def validation(shards: Shards, tasks: list[str], config: TrainConfig, model: MultiTaskModel) -> dict[str, float]:
     """The tasks' validation metrics through evaluate's code (greedy captions, one random-100 draw, no
     METEOR), and their `score`, which picks the best weights (select_by)."""
     measured = measure(model, shards, tasks, "val", batch_size=2 * config.batch_size, random100_runs=1, seed=config.seed, meteor=False)
@@ -122,8 +110,8 @@ def validation(shards: Path, tasks: list[str], config: TrainConfig, model: Multi
     return metrics | {SCORE: sum(metrics[key] for key in keys) / len(keys)}
 
 
-def check_shards(shards: Path, tasks: list[Task]) -> Manifest:
-    """The shards' manifest, once every task's training and validation subsets are known to be there."""
-    manifest = require_artifact(shards, "shards")
+def training_shards(path: Path, tasks: list[Task]) -> Shards:
+    """The shards, opened once every task's training and validation subsets are known to be there."""
+    shards = Shards.open(path)
     check_coverage(shards, tasks, train=True, evaluate_on="val")
-    return manifest
+    return shards
