@@ -49,7 +49,7 @@ def _training_step(model: torch.nn.Module, loss_of) -> callable:
 
 
 def _time_model(name: str, args: argparse.Namespace) -> None:
-    model = MultiTaskModel(ModelConfig(name, task_names(), vocabularies={"subcategory": [f"class {i}" for i in range(121)]})).train()
+    model = MultiTaskModel(ModelConfig(backbone=name, tasks=task_names(), vocabularies={"subcategory": [f"class {i}" for i in range(121)]})).train()
     clip = model.backbone
     size = clip.visual.image_size[0] if isinstance(clip.visual.image_size, tuple) else clip.visual.image_size
     images = torch.randn(args.batch_size, 3, size, size)

@@ -59,7 +59,7 @@ def _time_task(task: Task, student: MultiTaskModel, args: argparse.Namespace, la
             )
         )
     )
-    teacher = MultiTaskModel(ModelConfig(args.model, (name,), vocabularies=classes)).train()
+    teacher = MultiTaskModel(ModelConfig(backbone=args.model, tasks=(name,), vocabularies=classes)).train()
     clip = teacher.backbone
 
     # open_clip's text tower takes its whole context (77 positions); famevil's batches are cut
@@ -100,7 +100,7 @@ def main() -> None:
     tokenize = text_tokenizer(backbone_config(args.model))
     restricted = {name: words for task in TASKS.values() for name, words in task.text_vocabulary(Shards.open(args.shards), tokenize).items()}
     students = {
-        vocabularies: MultiTaskModel(ModelConfig(args.model, task_names(), vocabularies=classes | extra)).train()
+        vocabularies: MultiTaskModel(ModelConfig(backbone=args.model, tasks=task_names(), vocabularies=classes | extra)).train()
         for vocabularies, extra in (("full", {}), ("training", restricted))
     }
     print(f"{'':<28}{'samples/s':>20}{'time':>11}    |{'samples/s':>20}{'time':>11}")

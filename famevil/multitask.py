@@ -20,7 +20,7 @@ from famevil.tasks import find_task
 from famevil.tasks.base import CONTRASTIVE, Batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     backbone: str  # the architecture's name: open_clip's (ViT-B-16), famevil's (famevil-tiny), or the hf-hub:/local-dir: base it came from
     tasks: tuple[str, ...]  # each gets its task-specific adapters and its head

@@ -28,7 +28,7 @@ def count_parameters(
     tasks = tasks or task_names()
     vocabularies = {"subcategory": [""] * num_classes}
     adapters = AdapterConfig(tsa_bottleneck=tsa_bottleneck, xaa_bottleneck=xaa_bottleneck or tsa_bottleneck)
-    config = ModelConfig(backbone, tasks, adapters=adapters, vocabularies=vocabularies)
+    config = ModelConfig(backbone=backbone, tasks=tasks, adapters=adapters, vocabularies=vocabularies)
     with torch.device("meta"):
         model = MultiTaskModel(config)
     tsa = {task: count(model.tsa[task]) for task in tasks}

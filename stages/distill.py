@@ -100,7 +100,17 @@ def distill(
         **({"ias_targets": ias_targets} if balancing == "ias" else {}),
     }
     title = "distill" if teachers else "multi-task baseline"
-    job = Job("student", out, config, inputs, details, resume, overwrite, title=title, report_to=tuple(report_to or ()))
+    job = Job(
+        kind="student",
+        out=out,
+        config=config,
+        inputs=inputs,
+        details=details,
+        resume=resume,
+        overwrite=overwrite,
+        title=title,
+        report_to=tuple(report_to or ()),
+    )
     return fit(
         job,
         partial(build_model, model_config, backbone, config.xaa_init, config.head_init),

@@ -108,4 +108,4 @@ def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: d
     else:  # an architecture's name: random weights, seeded
         backbone = resolve_base(None, base, option="--base ")
         ref = InputRef(backbone.ref.role, backbone.ref.kind, f"{backbone.ref.id}:seed{torch.initial_seed()}", backbone.ref.path)
-    return backbone.model(ModelConfig(backbone.backbone, task_names(), vocabularies=vocabularies)), ref
+    return backbone.model(ModelConfig(backbone=backbone.backbone, tasks=task_names(), vocabularies=vocabularies)), ref

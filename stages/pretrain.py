@@ -44,13 +44,13 @@ def pretrain(
     opened = training_shards(shards, [retrieval])
     model_config = network_config(config, (retrieval.name,))
     job = Job(
-        "base",
-        out,
-        config,
-        [opened.ref],
-        {"task": retrieval.name, "adapters": "frozen at zero"},
-        resume,
-        overwrite,
+        kind="base",
+        out=out,
+        config=config,
+        inputs=[opened.ref],
+        details={"task": retrieval.name, "adapters": "frozen at zero"},
+        resume=resume,
+        overwrite=overwrite,
         title="pretrain",
         report_to=tuple(report_to or ()),
     )

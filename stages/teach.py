@@ -50,13 +50,13 @@ def teach(
     model_config = network_config(config, (chosen.name,), model_vocabularies(opened, [chosen], config, backbone))
     inputs = [backbone.ref, opened.ref]
     job = Job(
-        "teacher",
-        out,
-        config,
-        inputs,
-        {"task": chosen.name},
-        resume,
-        overwrite,
+        kind="teacher",
+        out=out,
+        config=config,
+        inputs=inputs,
+        details={"task": chosen.name},
+        resume=resume,
+        overwrite=overwrite,
         title=f"teach {chosen.name}",
         report_to=tuple(report_to or ()),
     )

@@ -62,7 +62,7 @@ def test_ias_raises_the_scale_of_the_task_that_lags_its_target():
 
 def test_ias_scales_the_backbone_gradient_of_a_task_and_nothing_else():
     torch.manual_seed(0)
-    model = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), vocabularies=SEVEN_CLASSES))
+    model = MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=tuple(TASK_NAMES), vocabularies=SEVEN_CLASSES))
     _perturb(model.tsa)
     images, tokens = torch.randn(3, 3, 32, 32), TOKENIZE(["a red dress", "black wool coat", "shorts"])
     batch = {"images": images, "tokens": tokens, "labels": torch.tensor([0, 3, 6])}
@@ -88,8 +88,10 @@ def test_ias_scales_the_backbone_gradient_of_a_task_and_nothing_else():
 @torch.no_grad()
 def test_late_fusion_adds_the_towers_vectors_and_the_captioner_keeps_its_cross_attention():
     torch.manual_seed(0)
-    late = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), adapters=AdapterConfig(fusion="late"), vocabularies=SEVEN_CLASSES)).eval()
-    full = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), vocabularies=SEVEN_CLASSES)).eval()
+    late = MultiTaskModel(
+        ModelConfig(backbone="famevil-tiny", tasks=tuple(TASK_NAMES), adapters=AdapterConfig(fusion="late"), vocabularies=SEVEN_CLASSES)
+    ).eval()
+    full = MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=tuple(TASK_NAMES), vocabularies=SEVEN_CLASSES)).eval()
     _perturb(late.tsa)
     _perturb(late.xaa)
     images, tokens = torch.randn(2, 3, 32, 32), TOKENIZE(["a red dress", "black wool coat"])
@@ -104,7 +106,9 @@ def test_late_fusion_adds_the_towers_vectors_and_the_captioner_keeps_its_cross_a
 @torch.no_grad()
 def test_shared_task_adapters_are_one_set_that_every_task_uses():
     torch.manual_seed(0)
-    model = MultiTaskModel(ModelConfig("famevil-tiny", tuple(TASK_NAMES), adapters=AdapterConfig(task_adapters="shared"), vocabularies=SEVEN_CLASSES)).eval()
+    model = MultiTaskModel(
+        ModelConfig(backbone="famevil-tiny", tasks=tuple(TASK_NAMES), adapters=AdapterConfig(task_adapters="shared"), vocabularies=SEVEN_CLASSES)
+    ).eval()
     assert list(model.tsa) == ["shared"] and model.tasks == tuple(TASK_NAMES)
     images = torch.randn(2, 3, 32, 32)
     before = {task: model.encode_image(images, task) for task in ("xmr", "tgir")}

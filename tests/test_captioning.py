@@ -31,7 +31,7 @@ CAPTIONING = find_task("captioning")
 def _model(kept: list[int] | None = None, seed: int = 0) -> MultiTaskModel:
     torch.manual_seed(seed)
     vocabularies = {CAPTION_TOKENS: [str(token) for token in kept]} if kept else {}
-    return MultiTaskModel(ModelConfig("famevil-tiny", tasks=("fic",), vocabularies=vocabularies)).eval()
+    return MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=("fic",), vocabularies=vocabularies)).eval()
 
 
 def _kept_tokens() -> list[int]:

@@ -114,7 +114,7 @@ def bases(tmp_path_factory) -> dict[str, tuple[str, dict]]:
 
 def _famevil(base: str):
     backbone = resolve_base(base, "ViT-B-16")
-    return backbone.model(ModelConfig(backbone.backbone, ("xmr",))).eval()
+    return backbone.model(ModelConfig(backbone=backbone.backbone, tasks=("xmr",))).eval()
 
 
 def _open_clip(arguments: dict):

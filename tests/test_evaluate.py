@@ -85,7 +85,7 @@ def test_the_classifications_are_the_predictions_the_metrics_come_from(tiny_stud
 
 def test_a_checkpoint_evaluates_its_own_task_only(tiny_shards, tmp_path):
     torch.manual_seed(0)
-    model = MultiTaskModel(ModelConfig("famevil-tiny", tasks=("xmr",)))
+    model = MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=("xmr",)))
     (tmp_path / "teacher").mkdir()
     save_checkpoint(model, tmp_path / "teacher")
     result = evaluate(tmp_path / "eval", tiny_shards, model=tmp_path / "teacher", random100_runs=1)

@@ -81,7 +81,7 @@ def test_local_dir_and_hf_hub_bases(tiny_base, tmp_path):
     _, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
     assert "interpolation=bilinear" in str(preprocess)  # open_clip reads it back: famevil-tiny's bilinear resize
     base = resolve_base(f"local-dir:{folder}", "ViT-B-16")  # the folder defines the architecture: --set model= plays no part
-    model = base.model(ModelConfig("famevil-tiny", ("xmr",)))
+    model = base.model(ModelConfig(backbone="famevil-tiny", tasks=("xmr",)))
     assert (model.backbone_config, model.preprocess.open_clip_dict()) == (source.backbone_config, source.preprocess.open_clip_dict())
     expected = source.backbone.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in model.backbone.state_dict().items())

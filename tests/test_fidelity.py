@@ -43,7 +43,7 @@ TEXTS = ["a red dress", "black wool coat", "blue shorts", "white shirt with pock
 
 def _model(tasks=("xmr", "tgir")) -> MultiTaskModel:
     torch.manual_seed(0)
-    return MultiTaskModel(ModelConfig("famevil-tiny", tasks))
+    return MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=tasks))
 
 
 def _batch(rows: slice) -> dict[str, torch.Tensor]:
@@ -137,7 +137,7 @@ def test_fashiongen_tasks_read_the_title_and_the_description(tiny_shards):
 
 def test_caption_references_are_the_title_and_the_description(tiny_shards, tmp_path):
     torch.manual_seed(0)
-    model = MultiTaskModel(ModelConfig("famevil-tiny", ("fic",)))
+    model = MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=("fic",)))
     (tmp_path / "model").mkdir()
     save_checkpoint(model, tmp_path / "model")
     evaluate(tmp_path / "eval", tiny_shards, model=tmp_path / "model", batch_size=16, max_new_tokens=2)
@@ -216,7 +216,7 @@ def test_schedules_follow_the_authors():
 @torch.no_grad()
 def test_captions_may_run_to_the_text_context():
     torch.manual_seed(0)
-    model = MultiTaskModel(ModelConfig("famevil-tiny", ("fic",))).eval()
+    model = MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=("fic",))).eval()
     head = model.head("fic")
     head.bias.fill_(-1e4)
     head.bias[5] = 0  # a caption that never ends

@@ -32,7 +32,7 @@ SEVEN_CLASSES = {"subcategory": [f"class {i}" for i in range(7)]}
 
 def _model(tasks=TASK_NAMES, seed=0) -> MultiTaskModel:
     torch.manual_seed(seed)
-    return MultiTaskModel(ModelConfig("famevil-tiny", tasks=tasks, vocabularies=SEVEN_CLASSES)).eval()
+    return MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=tasks, vocabularies=SEVEN_CLASSES)).eval()
 
 
 def caption_logits(model: MultiTaskModel, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ def test_the_captioner_reads_what_caption_reads_says(inputs, reads):
     images, _ = inputs
     torch.manual_seed(0)
     model = MultiTaskModel(
-        ModelConfig("famevil-tiny", tasks=("fic",), adapters=AdapterConfig(caption_reads=reads))
+        ModelConfig(backbone="famevil-tiny", tasks=("fic",), adapters=AdapterConfig(caption_reads=reads))
     ).eval()  # adapters at zero: open_clip's blocks
     state = model.start_decoding(images, "fic")
     x = model.backbone.visual._embeds(images)
@@ -109,7 +109,7 @@ def test_the_captioner_reads_what_caption_reads_says(inputs, reads):
 
 def test_the_model_config_round_trips_flat_and_checks_its_adapters_once():
     """config.json keeps the adapter settings flat, by their option names; a bad one is refused where the config is made."""
-    config = ModelConfig("famevil-tiny", ("fic",), adapters=AdapterConfig(tsa_bottleneck=8, fusion="late"))
+    config = ModelConfig(backbone="famevil-tiny", tasks=("fic",), adapters=AdapterConfig(tsa_bottleneck=8, fusion="late"))
     written = config.to_dict()
     assert (written["tsa_bottleneck"], written["fusion"]) == (8, "late") and "adapters" not in written
     assert ModelConfig.from_dict(written) == config
@@ -120,10 +120,10 @@ def test_the_model_config_round_trips_flat_and_checks_its_adapters_once():
 
 
 def test_a_checkpoint_config_from_before_caption_reads_keeps_its_wiring():
-    written = ModelConfig("famevil-tiny", ("fic",)).to_dict()
+    written = ModelConfig(backbone="famevil-tiny", tasks=("fic",)).to_dict()
     del written["caption_reads"]
     assert ModelConfig.from_dict(written).adapters.caption_reads == "attention_states"
-    assert ModelConfig("famevil-tiny", ("fic",)).adapters.caption_reads == "block_outputs"
+    assert ModelConfig(backbone="famevil-tiny", tasks=("fic",)).adapters.caption_reads == "block_outputs"
 
 
 @torch.no_grad()
@@ -211,7 +211,7 @@ def test_strict_load_of_a_vit_b_16_open_clip_state_dict(tmp_path):
     reference = create_backbone("ViT-B-16")
     path = tmp_path / "vit-b-16.safetensors"
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
-    model = resolve_base(str(path), "ViT-B-16").model(ModelConfig("ViT-B-16", tasks=("xmr",)))
+    model = resolve_base(str(path), "ViT-B-16").model(ModelConfig(backbone="ViT-B-16", tasks=("xmr",)))
     assert torch.equal(model.backbone.visual.conv1.weight, reference.visual.conv1.weight)
 
 
@@ -273,7 +273,9 @@ def test_checkpoint_directory_round_trip(tmp_path, inputs):
     loaded = load_checkpoint(directory).eval()
     assert torch.equal(loaded.composed(images, tokens, "scr"), model.composed(images, tokens, "scr"))
     torch.manual_seed(5)
-    other = resolve_base(str(directory), "ViT-B-16").model(ModelConfig("famevil-tiny", tasks=("xmr",)))  # a famevil directory as a base: its backbone only
+    other = resolve_base(str(directory), "ViT-B-16").model(
+        ModelConfig(backbone="famevil-tiny", tasks=("xmr",))
+    )  # a famevil directory as a base: its backbone only
     assert other.backbone_name == "famevil-tiny" and other.preprocess == model.preprocess
     assert torch.equal(other.backbone.token_embedding.weight, model.backbone.token_embedding.weight)
     assert not torch.equal(other.tsa["xmr"]["text"][0].down.weight, model.tsa["xmr"]["text"][0].down.weight)
@@ -282,7 +284,7 @@ def test_checkpoint_directory_round_trip(tmp_path, inputs):
 def test_pretrained_tag_offline_is_a_clear_error():
     base = resolve_base("ViT-B-32:openai", "ViT-B-16")  # its config is open_clip's, known offline; no test places its weights
     with pytest.raises(FamevilError, match=r"--base ViT-B-32:openai: could not fetch it .*open_clip's local cache \(HF_HOME\); or pass a local weights file"):
-        base.model(ModelConfig("ViT-B-32", tasks=("xmr",)))
+        base.model(ModelConfig(backbone="ViT-B-32", tasks=("xmr",)))
 
 
 def test_parameter_accounting_adds_up():
@@ -320,7 +322,7 @@ def _conv_stem_model() -> MultiTaskModel:
     """famevil-tiny with famevil-small's kind of image stem: three stride-2 convolutions for 8-pixel patches."""
     torch.manual_seed(0)
     architecture = backbone_config("famevil-tiny") | {CONV_STEM: [8, 16, 32]}
-    return MultiTaskModel(ModelConfig("famevil-tiny", tasks=TASK_NAMES, vocabularies=SEVEN_CLASSES), architecture)
+    return MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=TASK_NAMES, vocabularies=SEVEN_CLASSES), architecture)
 
 
 @torch.no_grad()
@@ -345,7 +347,7 @@ def test_a_conv_stem_replaces_the_patch_embedding_and_travels_with_the_checkpoin
 
 def test_a_conv_stem_that_does_not_make_the_patch_grid_is_refused():
     with pytest.raises(FamevilError, match=r"conv_stem \[8, 16\] halves the image 2 times, but the tower's patches are 8 pixels wide"):
-        MultiTaskModel(ModelConfig("famevil-tiny", tasks=("xmr",)), backbone_config("famevil-tiny") | {CONV_STEM: [8, 16]})
+        MultiTaskModel(ModelConfig(backbone="famevil-tiny", tasks=("xmr",)), backbone_config("famevil-tiny") | {CONV_STEM: [8, 16]})
 
 
 @pytest.mark.parametrize("xaa_init", ["zero", "default"])
@@ -354,7 +356,7 @@ def test_xaa_init_decides_whether_the_image_path_trains_from_the_first_update(in
     gradient until the last projection has grown; "default" lets the captioner's image path learn at once."""
     images, tokens = inputs
     torch.manual_seed(0)
-    model = build_model(ModelConfig("famevil-tiny", tasks=("fic",)), resolve_base(None, "famevil-tiny"), xaa_init)
+    model = build_model(ModelConfig(backbone="famevil-tiny", tasks=("fic",)), resolve_base(None, "famevil-tiny"), xaa_init)
     task_loss(model, "fic", {"images": images, "tokens": tokens})[0].backward()
     key_gradient = model.xaa["text"][0].key.weight.grad
     if xaa_init == "zero":
@@ -367,7 +369,7 @@ def test_xaa_init_decides_whether_the_image_path_trains_from_the_first_update(in
 
 def test_xaa_init_leaves_a_contrastive_model_alone():
     torch.manual_seed(0)
-    model = build_model(ModelConfig("famevil-tiny", tasks=("xmr",)), resolve_base(None, "famevil-tiny"), "default")
+    model = build_model(ModelConfig(backbone="famevil-tiny", tasks=("xmr",)), resolve_base(None, "famevil-tiny"), "default")
     assert model.xaa is None
 
 
@@ -376,7 +378,7 @@ def test_head_init_decides_whether_the_captioning_head_starts_from_the_token_emb
     """The authors' captioning head starts from PyTorch's default initialisation (the paper presets);
     famevil's demo starts it from the token embedding."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig("famevil-tiny", tasks=("fic",)), resolve_base(None, "famevil-tiny"), head_init=head_init)
+    model = build_model(ModelConfig(backbone="famevil-tiny", tasks=("fic",)), resolve_base(None, "famevil-tiny"), head_init=head_init)
     head, embedding = model.head("fic"), model.backbone.token_embedding.weight
     from_embedding = torch.equal(head.weight, embedding[head.tokens]) and not head.bias.any()
     assert from_embedding == (head_init == "backbone")

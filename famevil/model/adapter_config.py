@@ -13,7 +13,7 @@ def _range(low: float | None, high: float | None) -> dict[str, tuple[float | Non
     return {"range": (low, high)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AdapterConfig:
     tsa_bottleneck: int = field(default=64, metadata=_range(1, None))  # task-specific adapters (paper: 64; 128 and 512 in its ablations)
     xaa_bottleneck: int = field(default=64, metadata=_range(1, None))  # cross-attention adapters, a setting of their own (the public code hard-codes 64)

@@ -33,7 +33,7 @@ from famevil.model.adapters import Adapter, CrossAttentionAdapter, attend
 from famevil.model.backbone import backbone_config, create_backbone, default_preprocess, text_tokenizer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FameVilConfig:
     backbone: str  # the architecture's name: open_clip's (ViT-B-16), famevil's (famevil-tiny), or the hf-hub:/local-dir: base it came from
     adapter_sets: tuple[str, ...]  # one set of task-specific adapters (TSA) per name, in every block of both towers

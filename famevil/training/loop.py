@@ -53,7 +53,7 @@ LossFunction = Callable[[torch.nn.Module, str, Batch, int], tuple[torch.Tensor, 
 Validation = Callable[[MultiTaskModel], dict[str, float]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """What a stage asks the loop for."""
 

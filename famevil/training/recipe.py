@@ -51,7 +51,7 @@ def training_base(preset: str, overrides: dict[str, Any] | None, base: str | Non
 
 def network_config(config: TrainConfig, tasks: tuple[str, ...], vocabularies: dict[str, list[str]] | None = None) -> ModelConfig:
     """The model the training options describe: backbone, adapters, and the tasks' heads."""
-    return ModelConfig(config.model, tasks, adapters=config.adapters, retrieval_scale=config.retrieval_scale, vocabularies=vocabularies or {})
+    return ModelConfig(backbone=config.model, tasks=tasks, adapters=config.adapters, retrieval_scale=config.retrieval_scale, vocabularies=vocabularies or {})
 
 
 def model_vocabularies(shards: Shards, tasks: list[Task], config: TrainConfig, backbone: Base) -> dict[str, list[str]]:
