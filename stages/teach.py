@@ -55,10 +55,12 @@ def teach(
     run). The run is resumable: rerun the same command with --resume auto after an interruption.
     Under `accelerate launch` the same command trains on several processes, GPUs or nodes.
 
-    Example (about two minutes on a laptop CPU, after famevil pretrain):
+    Example (seconds on a laptop CPU, after famevil pretrain; two updates, a smoke test):
 
-        famevil teach --task captioning --shards runs/demo/shards \\
-            --base runs/demo/base --out runs/demo/teacher-fic
+        famevil teach --task xmr --shards runs/example/shards \\
+            --base runs/example/base --out runs/example/teacher-xmr --max-steps 2
+
+    Repeat it for tgir, scr and fic in place of xmr: famevil distill learns from all four.
     """
     chosen = find_task(task)
     config, backbone = training_base(preset, overrides, base)
@@ -98,9 +100,10 @@ def pretrain(
     zero adapters computes exactly what open_clip computes), its temperature learnt at lr_adapters. Real CLIP weights come from 400M+ web
     image-text pairs; this base has seen only the demo's training split, for a few minutes.
 
-    Example (about a minute and a half on a laptop CPU):
+    Example (seconds on a laptop CPU, after famevil prepare; the smallest backbone, two updates):
 
-        famevil pretrain --shards runs/demo/shards --out runs/demo/base
+        famevil pretrain --shards runs/example/shards --out runs/example/base \\
+            --set model=famevil-tiny --max-steps 2
     """
     retrieval = find_task(PRETRAINING_TASK)
     config, backbone = training_base(preset, overrides, None)
