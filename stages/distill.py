@@ -63,14 +63,14 @@ def distill(
     imtl-g takes one batch of each task per update (with --sampling round-robin; a quarter of the
     updates for the same samples) and combines their gradients so that no task's dominates.
 
-    Example (a few minutes on a laptop CPU, after famevil dump for the four teachers):
+    Example (seconds on a laptop CPU, after famevil dump for the four teachers):
 
-        famevil distill --shards runs/demo/shards --base runs/demo/base \\
-            --out runs/demo/student \\
-            --teacher-outputs runs/demo/outputs-xmr \\
-            --teacher-outputs runs/demo/outputs-tgir \\
-            --teacher-outputs runs/demo/outputs-scr \\
-            --teacher-outputs runs/demo/outputs-fic
+        famevil distill --shards runs/example/shards --base runs/example/base \\
+            --out runs/example/student --max-steps 4 \\
+            --teacher-outputs runs/example/outputs-xmr \\
+            --teacher-outputs runs/example/outputs-tgir \\
+            --teacher-outputs runs/example/outputs-scr \\
+            --teacher-outputs runs/example/outputs-fic
     """
     if kd_weight < 0 or temperature <= 0:
         raise FamevilError(f"--kd-weight {kd_weight} --temperature {temperature}: the weight must be >= 0 and the temperature > 0")

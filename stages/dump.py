@@ -39,10 +39,12 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     Half precision; images through the evaluation transform (the teacher's view of the clean image).
     Resumable shard by shard: rerun the same command after an interruption.
 
-    Example (under a minute on a laptop CPU):
+    Example (seconds on a laptop CPU, after famevil teach):
 
-        famevil dump --teacher runs/demo/teacher-fic --shards runs/demo/shards \\
-            --out runs/demo/outputs-fic
+        famevil dump --teacher runs/example/teacher-xmr \\
+            --shards runs/example/shards --out runs/example/outputs-xmr
+
+    Repeat it for tgir, scr and fic in place of xmr: famevil distill learns from all four.
     """
     check_destination(out, overwrite, inputs=(teacher, shards))
     teacher_manifest = require_artifact(teacher, "teacher")

@@ -65,10 +65,15 @@ def evaluate(
     famevil-tiny for random weights (zero-shot CLIP baseline for XMR and TGIR, a random baseline for
     all four). A base runs as it was trained: its activation and image preprocessing come with it.
 
-    Example (a minute on a laptop CPU, on the tiny synthetic shards):
+    Example (seconds on a laptop CPU, after famevil distill; the student, then a teacher):
 
-        famevil evaluate --base famevil-tiny --shards runs/shards \\
-            --out runs/eval-random
+        famevil evaluate --model runs/example/student \\
+            --shards runs/example/shards --out runs/example/eval/student
+        famevil evaluate --model runs/example/teacher-xmr \\
+            --shards runs/example/shards --out runs/example/eval/teacher-xmr
+
+    Repeat the teacher's for tgir, scr and fic in place of xmr: famevil report compares the student
+    with all four. (--base famevil-tiny instead of --model evaluates random weights.)
     """
     if (model is None) == (base is None):
         raise FamevilError("give exactly one of --model DIR (a famevil checkpoint) and --base WEIGHTS")

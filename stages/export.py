@@ -113,10 +113,10 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
     local-dir:PATH. Adapters and heads have no place in an open_clip model; the card says whether
     that changes the embeddings.
 
-    Example (seconds on a laptop CPU, after scripts/demo.sh):
+    Example (seconds on a laptop CPU, after famevil evaluate):
 
-        famevil export --model runs/demo/seed-0/student --format open_clip \\
-            --metrics runs/demo/seed-0/eval/student --out runs/demo/export
+        famevil export --model runs/example/student --format open_clip \\
+            --metrics runs/example/eval/student --out runs/example/export
     """
     if form not in FORMATS:
         raise FamevilError(f"--format {form}: choose {' or '.join(FORMATS)}")

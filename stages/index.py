@@ -98,10 +98,10 @@ def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail:
     `image` column of paths relative to it. Unreadable files are skipped, counted and listed
     (skipped.jsonl). Resumable batch by batch: rerun the same command after an interruption.
 
-    Example (seconds on a laptop CPU, after scripts/demo.sh):
+    Example (seconds on a laptop CPU, after famevil distill; the FashionIQ images famevil synth made):
 
-        famevil index --model runs/demo/seed-0/student \\
-            --images runs/demo/raw/fashioniq/images --out runs/demo/index
+        famevil index --model runs/example/student \\
+            --images runs/example/raw/fashioniq/images --out runs/example/index
     """
     check_destination(out, overwrite, inputs=(model, images))
     model_manifest = require_checkpoint(model)

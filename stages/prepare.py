@@ -87,19 +87,18 @@ def prepare(
     (.csv or .jsonl; columns reference, target, captions, group) gives the FashionIQ ones: reference
     and target are catalogue images as its image column names them, captions one or more texts
     separated by |, and a pair goes to its reference's split. Unusable rows are skipped and listed
-    with their line and reason in OUT/skipped.jsonl.
+    with their line and reason in OUT/skipped.jsonl. For instance: --catalogue products.csv --images
+    photos --pairs pairs.csv --out shop-shards.
 
     Streams the h5 a block at a time (the real train file is tens of GB), encodes images in
     parallel worker processes, and resumes: an interrupted run picks up its finished shards when
     rerun with the same inputs. OUT appears only when complete. FashionIQ triplets whose images
     are missing are skipped, counted and reported.
 
-    Example (seconds on a laptop CPU):
+    Example (seconds on a laptop CPU, after famevil synth):
 
-        famevil prepare --fashiongen runs/raw/fashiongen \\
-            --fashioniq runs/raw/fashioniq --out runs/shards
-        famevil prepare --catalogue products.csv --images photos \\
-            --pairs pairs.csv --out runs/shop-shards
+        famevil prepare --fashiongen runs/example/raw/fashiongen \\
+            --fashioniq runs/example/raw/fashioniq --out runs/example/shards
     """
     started = time.perf_counter()
     _check_sources(fashiongen, fashioniq, catalogue, images, pairs)

@@ -34,9 +34,10 @@ def pretrain(
     zero adapters computes exactly what open_clip computes), its temperature learnt at lr_adapters. Real CLIP weights come from 400M+ web
     image-text pairs; this base has seen only the demo's training split, for a few minutes.
 
-    Example (about a minute and a half on a laptop CPU):
+    Example (seconds on a laptop CPU, after famevil prepare; the smallest backbone, two updates):
 
-        famevil pretrain --shards runs/demo/shards --out runs/demo/base
+        famevil pretrain --shards runs/example/shards --out runs/example/base \\
+            --set model=famevil-tiny --max-steps 2
     """
     retrieval = find_task(PRETRAINING_TASK)
     config, backbone = training_base(preset, overrides, None)

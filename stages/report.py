@@ -41,14 +41,14 @@ def report(
     student's evaluation text-to-image retrieval examples, captions beside their images and the
     classification confusion matrix. --json prints the same sections as data.
 
-    Example (after scripts/demo.sh; seconds; with SEEDS="0 1 2", give each role once per seed):
+    Example (seconds, after famevil evaluate; scripts/demo.sh ends with this report over its seeds,
+    each role given once per seed):
 
-        famevil report --teacher runs/demo/seed-0/eval/teacher-xmr \\
-            --teacher runs/demo/seed-0/eval/teacher-tgir \\
-            --teacher runs/demo/seed-0/eval/teacher-scr \\
-            --teacher runs/demo/seed-0/eval/teacher-fic \\
-            --student runs/demo/seed-0/eval/student \\
-            --baseline runs/demo/seed-0/eval/baseline --html runs/demo/report.html
+        famevil report --teacher runs/example/eval/teacher-xmr \\
+            --teacher runs/example/eval/teacher-tgir \\
+            --teacher runs/example/eval/teacher-scr \\
+            --teacher runs/example/eval/teacher-fic \\
+            --student runs/example/eval/student --html runs/example/report.html
     """
     inputs = [*teachers, *students, *(baselines or []), *(ablations or [])]
     if html is not None:

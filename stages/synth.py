@@ -60,10 +60,11 @@ def synth(
 
     Presets: tiny (seconds, for tests), demo (the README's pipeline), bench (throughput).
 
-    Example (a few seconds on a laptop CPU):
+    Example (seconds on a laptop CPU; each command's example goes on from here, in the order
+    famevil --help lists them, from synth to serve in runs/example):
 
-        famevil synth --out runs/raw --preset tiny --seed 0 \\
-            --contact-sheet runs/raw-sheet.png
+        famevil synth --out runs/example/raw --preset tiny --seed 0 \\
+            --contact-sheet runs/example/raw-sheet.png
     """
     if preset not in PRESETS:
         raise FamevilError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")

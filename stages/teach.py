@@ -38,10 +38,12 @@ def teach(
     run). The run is resumable: rerun the same command with --resume auto after an interruption.
     Under `accelerate launch` the same command trains on several processes, GPUs or nodes.
 
-    Example (about two minutes on a laptop CPU, after famevil pretrain):
+    Example (seconds on a laptop CPU, after famevil pretrain; two updates, a smoke test):
 
-        famevil teach --task captioning --shards runs/demo/shards \\
-            --base runs/demo/base --out runs/demo/teacher-fic
+        famevil teach --task xmr --shards runs/example/shards \\
+            --base runs/example/base --out runs/example/teacher-xmr --max-steps 2
+
+    Repeat it for tgir, scr and fic in place of xmr: famevil distill learns from all four.
     """
     chosen = find_task(task)
     config, backbone = training_base(preset, overrides, base)

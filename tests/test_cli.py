@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import re
 import shlex
 import shutil
 import subprocess
@@ -13,12 +15,20 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from famevil_cli.app import app
+import famevil
+from data_specs.errors import FamevilError, FamevilWarning
+from famevil.api import FashionModel, load
+from famevil_cli.app import COMMANDS, LazyCommand, app, help_text
 
+COMMANDS_DIR = Path(__file__).resolve().parents[1] / "famevil_cli" / "commands"
+
+# The pipeline in order, then using a model, then tools: the order `famevil --help` lists them in.
 STAGES = (
-    "synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report", "params", "inspect", "verify",
+    "synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report",
     "caption", "classify", "index", "search", "serve", "export",
+    "inspect", "verify", "params",
 )  # fmt: skip
+PANELS = ("The pipeline, in order", "Using a model", "Tools")
 
 
 def test_top_level_help_lists_every_stage_with_its_purpose(cli):
@@ -28,6 +38,96 @@ def test_top_level_help_lists_every_stage_with_its_purpose(cli):
         assert stage in result.stdout
     assert "Generate a procedural fashion data set" in result.stdout
     assert "Turn the raw FashionGen h5 files" in result.stdout
+
+
+def test_top_level_help_lists_the_commands_in_pipeline_order_in_three_panels(cli):
+    shown = cli("--help").stdout
+    listed = re.findall(r"^│ ([a-z]+) {2,}\S", shown, flags=re.MULTILINE)
+    assert tuple(listed) == STAGES
+    titles = [shown.index(f"─ {title} ─") for title in PANELS]
+    assert titles == sorted(titles) and titles[0] > shown.index("─ Options ─")
+    assert shown.index("─ Using a model ─") < shown.index("│ caption ") and shown.index("─ Tools ─") < shown.index("│ inspect ")
+
+
+def test_a_commands_summary_is_the_first_paragraph_of_its_own_help():
+    """`famevil --help` reads each summary from the help's source without importing the command; the
+    command, once loaded, shows the same help."""
+    group = typer.main.get_command(app)
+    for entry in COMMANDS:
+        listed = group.commands[entry.name]
+        assert isinstance(listed, LazyCommand) and listed.rich_help_panel == entry.panel
+        loaded = listed.loaded
+        assert loaded.help == listed.help == help_text(entry) and loaded.help.split("\n\n")[0]
+        module, _, function = (entry.help_from or f"{entry.module}:{entry.name}").partition(":")
+        assert listed.help == inspect.cleandoc(getattr(importlib.import_module(module), function).__doc__)
+    assert sorted(path.stem for path in COMMANDS_DIR.glob("*.py") if path.stem not in ("__init__", "training_options")) == sorted(STAGES)
+
+
+NO_TORCH = """
+import sys
+from typer.testing import CliRunner
+from famevil_cli.app import app
+runner = CliRunner()
+assert runner.invoke(app, ["--help"]).exit_code == 0
+completing = {"_FAMEVIL_COMPLETE": "complete_bash", "COMP_WORDS": "famevil tea", "COMP_CWORD": "1"}
+assert runner.invoke(app, [], env=completing).stdout.split() == ["teach"]
+print(" ".join(sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "open_clip", "numpy") or name.startswith("stages."))))
+"""
+
+
+def test_the_top_level_help_and_completion_import_no_stage_and_no_torch():
+    """Of the stages only the package itself is imported: to find the stage modules' files, whose docstrings are the help."""
+    shown = subprocess.run([sys.executable, "-X", "importtime", "-m", "famevil_cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "synth" in shown.stdout, shown.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in shown.stderr.splitlines() if line.startswith("import time:")}
+    assert "famevil_cli.app" in imported
+    assert not {name for name in imported if name.split(".")[0] in ("torch", "open_clip", "numpy") or name.startswith("stages.") or name == "famevil.api"}
+    completed = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and completed.stdout.strip() == "", completed.stdout + completed.stderr[-2000:]
+
+
+def test_famevil_exports_its_errors_and_loads_the_model_api_on_first_use():
+    code = "import sys, famevil; assert 'torch' not in sys.modules; famevil.load; assert 'torch' in sys.modules; print(famevil.FamevilError.__module__)"
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0 and finished.stdout.strip() == "data_specs.errors", finished.stderr[-2000:]
+    assert famevil.FamevilError is FamevilError and famevil.FamevilWarning is FamevilWarning
+    assert famevil.load is load and famevil.FashionModel is FashionModel and set(famevil.__all__) <= set(dir(famevil))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        famevil.nothing  # noqa: B018
+
+
+# What a command's options are passed to, where the command's help is its own (a stage command's options go
+# to its stage function, the one whose docstring is the help).
+USES = {
+    "caption": ["famevil.api:FashionModel.caption"],
+    "classify": ["famevil.api:FashionModel.classify"],
+    "serve": ["famevil.serving:SearchSession"],
+    "params": ["famevil.params:count_parameters"],
+}
+NO_SHARED_DEFAULTS = ("inspect", "verify", "report")  # report's --teacher, --student, --baseline name one run each
+
+
+def _function(path: str):
+    module, _, name = path.partition(":")
+    found = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
+
+
+@pytest.mark.parametrize("entry", COMMANDS, ids=lambda entry: entry.name)
+def test_an_option_has_the_default_of_the_stage_parameter_it_is_passed_to(entry):
+    defaults = {}
+    for used in [entry.help_from] if entry.help_from else USES.get(entry.name, []):
+        parameters = inspect.signature(_function(used)).parameters.values()
+        defaults |= {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    options = {param.name: param for param in LazyCommand(entry, "markdown").loaded.params}
+    shared = sorted(set(options) & set(defaults))
+    for name in shared:
+        assert options[name].default == defaults[name], (
+            f"famevil {entry.name} {options[name].opts[0]}: {options[name].default!r}, the stage's {defaults[name]!r}"
+        )
+    assert shared or entry.name in NO_SHARED_DEFAULTS
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -1,0 +1,43 @@
+"""famevil params."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from famevil.params import count_parameters
+from famevil_cli.common import call, defaults_of, out_console, table
+
+defaults = defaults_of(count_parameters)
+BottleneckOption = Annotated[int, typer.Option("--bottleneck", help="Task-specific adapter bottleneck (paper: 64; ablations 128, 512).", min=1)]
+
+
+def params(
+    backbone: Annotated[str, typer.Option("--model", help="open_clip architecture: ViT-B-16 (the paper's), famevil-tiny, ...")] = "ViT-B-16",
+    tsa_bottleneck: BottleneckOption = defaults["tsa_bottleneck"],
+    xaa_bottleneck: Annotated[int | None, typer.Option(help="Cross-attention adapter bottleneck (default: --bottleneck).", min=1)] = defaults["xaa_bottleneck"],
+    num_classes: Annotated[int, typer.Option("--classes", help="SCR classes (FashionGen: 121).", min=1)] = defaults["num_classes"],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of integer counts.")] = False,
+) -> None:
+    """Count the parameters of the multi-task model and of the four single-task models it replaces (Table 4).
+
+    The backbone, the shared cross-attention adapters, each task's adapters and head, the whole
+    multi-task model, the separate models counted as the paper counts them (fine-tuned CLIP plus its
+    head for XMR, TGIR and SCR; CLIP with text-side cross-attention and the language-model head for
+    FIC), and the saving. No weights are needed: the architecture decides.
+
+    Example (a second on a laptop CPU):
+
+        famevil params --model ViT-B-16 --bottleneck 64 --json
+    """
+    counts = call(count_parameters, locals())
+    if as_json:
+        out_console.print_json(data=counts)
+        return
+    rows = [["backbone (open_clip)", counts["backbone"]], ["cross-attention adapters (shared)", counts["xaa"]]]
+    rows += [[f"task-specific adapters: {task}", count] for task, count in counts["tsa"].items()]
+    rows += [[f"head: {task}", count] for task, count in counts["heads"].items()]
+    rows += [["multi-task model", counts["multitask_total"]], ["four single-task models", counts["separate_total"]]]
+    out_console.print(table(f"{backbone}, bottleneck {tsa_bottleneck}", ["part", "parameters"], [[name, f"{n:,}"] for name, n in rows]))
+    out_console.print(f"saving: {counts['saving_percent']:.2f} %")
