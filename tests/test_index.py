@@ -121,6 +121,10 @@ def test_index_and_search_commands(cli, tiny_student, catalogue, tmp_path):
     assert (tmp_path / "hits.html").read_text().count("<img ") == 3
     result = cli("search", tmp_path / "idx")
     assert result.exit_code == 1 and result.stderr.startswith("error:") and "Traceback" not in result.output
+    items = (tmp_path / "idx" / "items.jsonl").read_bytes()
+    result = cli("search", tmp_path / "idx", "black coat", "--html", tmp_path / "idx" / "items.jsonl")  # the page may not land inside the index
+    assert result.exit_code == 1 and result.stderr.startswith("error: --html ") and "lies inside the input" in result.stderr, result.output
+    assert (tmp_path / "idx" / "items.jsonl").read_bytes() == items
 
 
 def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogue, tmp_path):
