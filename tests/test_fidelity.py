@@ -185,7 +185,7 @@ def test_the_paper_presets_learn_the_authors_squared_retrieval_scale(tiny_shards
 def test_the_paper_student_has_the_authors_bottleneck_and_validation_grid():
     """mtl_wa_kd.yaml: bottleneck 128, validation every 2,000 updates; the teachers every 1,000 (TGIR 562,
     in scripts/paper.sh); the baseline (mtl_wa.yaml) keeps 64."""
-    assert load_config("paper-student").tsa_bottleneck == 128 and load_config("paper").tsa_bottleneck == 64
+    assert load_config("paper-student").adapters.tsa_bottleneck == 128 and load_config("paper").adapters.tsa_bottleneck == 64
     assert load_config("paper-student").eval_every == 2000 and load_config("paper").eval_every == 1000
 
 
