@@ -33,7 +33,7 @@ class AdapterConfig:
             if get_origin(hints[item.name]) is Literal and value not in get_args(hints[item.name]):
                 raise FamevilError(f"{item.name}={value!r}: expected {' or '.join(get_args(hints[item.name]))}")
             low, high = item.metadata.get("range", (None, None))
-            if (low is not None and value < low) or (high is not None and value > high):
+            if not within(value, low, high):
                 raise FamevilError(f"{item.name}={value!r}: {item.name} must be {bounds_in_words(low, high)}")
 
     @property
@@ -46,6 +46,11 @@ class AdapterConfig:
 
 ADAPTER_OPTIONS = tuple(item.name for item in fields(AdapterConfig))
 ADAPTER_LIMITS = {item.name: item.metadata["range"] for item in fields(AdapterConfig) if "range" in item.metadata}
+
+
+def within(value: float, low: float | None, high: float | None) -> bool:
+    """Whether value lies in [low, high], None being no bound."""
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 def bounds_in_words(low: float | None, high: float | None) -> str:

@@ -14,7 +14,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from data_specs.errors import FamevilError
-from famevil.model.adapter_config import ADAPTER_LIMITS, ADAPTER_OPTIONS, AdapterConfig, bounds_in_words
+from famevil.model.adapter_config import ADAPTER_LIMITS, ADAPTER_OPTIONS, AdapterConfig, bounds_in_words, within
 
 PRESET_DIR = Path(__file__).parent / "presets"
 SET_SOURCE = "--set"  # the source of values typed on the command line; any other source is a preset file's path
@@ -140,7 +140,7 @@ def _check_range(name: str, value: Any, source: str) -> None:
     if name not in LIMITS:
         return
     low, high = LIMITS[name]
-    if (low is None or value >= low) and (high is None or value <= high):
+    if within(value, low, high):
         return
     bounds = bounds_in_words(low, high)
     where = f"--set {name}={value}" if source == SET_SOURCE else f'{source}: "{name}": {json.dumps(value)}'
