@@ -26,7 +26,7 @@ from huggingface_hub import hf_hub_download
 
 from data_specs.errors import FamevilError, FamevilWarning
 from data_specs.manifest import InputRef, release_fingerprint
-from famevil.checkpoint import OPEN_CLIP_CONFIG, checkpoint_config, load_checkpoint, require_checkpoint
+from famevil.checkpoint import OPEN_CLIP_CONFIG, checkpoint_config, checkpoint_tokenizer_files, load_checkpoint, require_checkpoint
 from famevil.data.transforms import Preprocess
 from famevil.model.backbone import (
     QUICK_GELU,
@@ -37,6 +37,7 @@ from famevil.model.backbone import (
     read_state_dict,
     same_shape,
 )
+from famevil.model.tokenizer import TextTokenizer, text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel
 
 HF_HUB, LOCAL_DIR = "hf-hub:", "local-dir:"  # open_clip's schemas for a Hub model and a local folder
@@ -50,10 +51,14 @@ class Base:
     architecture: dict  # open_clip's model_cfg, quick_gelu included where the weights need it
     preprocess: Preprocess  # how images are prepared, as the weights were trained
     ref: InputRef  # how a manifest names the weights
+    tokenizer_files: str | None = None  # where its Hugging Face tokenizer's files are, if its text tower has one; else the config's Hub name
+
+    def tokenizer(self) -> TextTokenizer:
+        return text_tokenizer(self.architecture, self.tokenizer_files)
 
     def model(self, config: ModelConfig) -> MultiTaskModel:
-        """A model of `config` on this base: its architecture and preprocessing, its weights loaded strictly."""
-        model = MultiTaskModel(replace(config, backbone=self.backbone), self.architecture, self.preprocess)
+        """A model of `config` on this base: its architecture, preprocessing and tokenizer, its weights loaded strictly."""
+        model = MultiTaskModel(replace(config, backbone=self.backbone), self.architecture, self.preprocess, self.tokenizer_files)
         if self.given is not None:
             load_strict(model.backbone, _weights(self.given), self.given)
         return model
@@ -75,7 +80,8 @@ def resolve_base(base: str | None, architecture: str, option: str = "--set model
     elif Path(base).is_dir():
         manifest = require_checkpoint(Path(base))
         model_config, config, preprocess = checkpoint_config(Path(base))
-        resolved = Base(base, model_config.backbone, config, preprocess, InputRef("base", manifest.kind, manifest.content_id, base))
+        ref = InputRef("base", manifest.kind, manifest.content_id, base)
+        resolved = Base(base, model_config.backbone, config, preprocess, ref, checkpoint_tokenizer_files(Path(base)))
     elif Path(base).suffix in WEIGHT_SUFFIXES:
         resolved = _weights_file(base, architecture, option)
     else:
@@ -127,13 +133,14 @@ def _open_clip_folder(base: str) -> Base:
             config_file = Path(hf_hub_download(base[len(HF_HUB) :], OPEN_CLIP_CONFIG))
         except Exception as error:  # hub, network and format errors come in many types
             raise _unreachable(base, error) from None
-        ref = InputRef("base", "open_clip-hub", f"open_clip:{base}", base)
+        ref, tokenizer_files = InputRef("base", "open_clip-hub", f"open_clip:{base}", base), None
     else:
         folder = Path(base[len(LOCAL_DIR) :])
         config_file, weights = folder / OPEN_CLIP_CONFIG, _folder_weights(folder)
         if not config_file.is_file() or weights is None:
             raise FamevilError(f"{where}: not an open_clip folder (it needs {OPEN_CLIP_CONFIG} and open_clip_model.safetensors or open_clip_pytorch_model.bin)")
         ref = InputRef("base", "open_clip-folder", release_fingerprint([config_file, weights]), base)
+        tokenizer_files = str(folder)  # open_clip reads a local-dir: model's Hugging Face tokenizer from the folder itself
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         architecture, preprocess_cfg = config["model_cfg"], config.get("preprocess_cfg") or {}
@@ -141,7 +148,8 @@ def _open_clip_folder(base: str) -> Base:
     except (json.JSONDecodeError, KeyError, TypeError):
         raise FamevilError(f"{where}: {config_file} has no model_cfg with a vision_cfg; export or download the folder again") from None
     _adaptable(architecture, where)
-    return Base(base, base, architecture, Preprocess.from_open_clip(preprocess_cfg, architecture["vision_cfg"]["image_size"], where), ref)
+    preprocess = Preprocess.from_open_clip(preprocess_cfg, architecture["vision_cfg"]["image_size"], where)
+    return Base(base, base, architecture, preprocess, ref, tokenizer_files)
 
 
 def _folder_weights(folder: Path) -> Path | None:

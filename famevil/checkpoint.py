@@ -15,6 +15,7 @@ from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
 from famevil.data.transforms import Preprocess, legacy_preprocess, square_size
 from famevil.model.backbone import load_strict
+from famevil.model.tokenizer import TOKENIZER_DIR
 from famevil.multitask import ModelConfig, MultiTaskModel
 
 WEIGHTS_FILE = "model.safetensors"
@@ -26,13 +27,29 @@ CHECKPOINT_KINDS = ("model", "base", "teacher", "student")
 def save_weights(model: MultiTaskModel, directory: Path) -> None:
     """model.safetensors and config.json, each written beside its final name and renamed into place,
     so that a run killed while saving keeps the previous pair. config.json holds famevil's model config,
-    the backbone's open_clip architecture and the preprocessing its weights were trained with."""
+    the backbone's open_clip architecture and the preprocessing its weights were trained with; a text
+    tower's Hugging Face tokenizer goes beside them once, so that the checkpoint needs nothing else."""
+    save_tokenizer(model, directory)
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
     save_file(state, directory / f".{WEIGHTS_FILE}.tmp")
     (directory / f".{WEIGHTS_FILE}.tmp").replace(directory / WEIGHTS_FILE)
     config = {"famevil": model.config.to_dict(), "open_clip": model.backbone_config, "preprocess": model.preprocess.to_dict()}
     (directory / f".{CONFIG_FILE}.tmp").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (directory / f".{CONFIG_FILE}.tmp").replace(directory / CONFIG_FILE)
+
+
+def save_tokenizer(model: MultiTaskModel, directory: Path) -> None:
+    """The model's Hugging Face tokenizer into directory/tokenizer (open_clip's CLIP tokenizer is bundled: nothing)."""
+    tokenizer = model.tokenizer()
+    if tokenizer.hugging_face and not (directory / TOKENIZER_DIR).is_dir():
+        staging = directory / f".{TOKENIZER_DIR}.tmp"
+        tokenizer.save(staging)
+        staging.replace(directory / TOKENIZER_DIR)
+
+
+def checkpoint_tokenizer_files(directory: Path) -> str | None:
+    """Where a checkpoint keeps its Hugging Face tokenizer, if it has one."""
+    return str(directory / TOKENIZER_DIR) if (directory / TOKENIZER_DIR).is_dir() else None
 
 
 def save_checkpoint(model: MultiTaskModel, directory: Path, kind: str = "model", inputs: list[InputRef] | None = None, details: dict | None = None) -> Manifest:
@@ -66,7 +83,7 @@ def load_checkpoint(directory: Path, manifest: Manifest | None = None) -> MultiT
     caller got from require_checkpoint just before, so that the files are not checked twice."""
     if manifest is None:
         require_checkpoint(directory)
-    model = MultiTaskModel(*checkpoint_config(directory))
+    model = MultiTaskModel(*checkpoint_config(directory), checkpoint_tokenizer_files(directory))
     load_strict(model, load_file(directory / WEIGHTS_FILE), str(directory))
     return model
 
@@ -77,6 +94,7 @@ def write_open_clip_folder(model: MultiTaskModel, directory: Path) -> None:
     `--base local-dir:DIR` back into famevil."""
     config = {"model_cfg": model.backbone_config, "preprocess_cfg": model.preprocess.open_clip_dict()}
     (directory / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    model.tokenizer().save(directory)  # open_clip reads a local-dir: model's Hugging Face tokenizer from the folder
     export_open_clip(model, directory / OPEN_CLIP_WEIGHTS)
 
 

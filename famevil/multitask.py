@@ -45,8 +45,8 @@ class ModelConfig:
 
 
 class MultiTaskModel(FameVil):
-    def __init__(self, config: ModelConfig, architecture: dict | None = None, preprocess: Preprocess | None = None):
-        """architecture and preprocess: the backbone's, as FameVil takes them (by default those of config.backbone)."""
+    def __init__(self, config: ModelConfig, architecture: dict | None = None, preprocess: Preprocess | None = None, tokenizer_files: str | None = None):
+        """architecture, preprocess and tokenizer_files: the backbone's, as FameVil takes them (by default those of config.backbone)."""
         tasks = [find_task(name) for name in config.tasks]
         network = FameVilConfig(
             backbone=config.backbone,
@@ -54,7 +54,7 @@ class MultiTaskModel(FameVil):
             cross_attention=any(task.mode != CONTRASTIVE for task in tasks),
             adapters=config.adapters,
         )
-        super().__init__(network, architecture, preprocess)
+        super().__init__(network, architecture, preprocess, tokenizer_files)
         self.config = replace(config, tasks=network.adapter_sets)  # aliases resolved
         self.heads = nn.ModuleDict({task.name: head for task in tasks if (head := task.build_head(self, config.vocabularies)) is not None})
 

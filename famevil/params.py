@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import open_clip
 import torch
 
+from famevil.bases import resolve_base
 from famevil.model.adapter_config import AdapterConfig
+from famevil.model.backbone import backbone_config
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import TASKS, task_names
 from famevil.tasks.base import count_parameters as count
@@ -21,6 +24,9 @@ def count_parameters(
 ) -> dict:
     """Integer counts of every part, built on the meta device: the architecture decides, no weights are made.
 
+    backbone: an architecture's name (ViT-B-16, ViT-B-16-SigLIP) or a base whose config names it
+    (hf-hub:ORG/NAME, local-dir:DIR, a famevil checkpoint, NAME:TAG); no weights are read.
+
     The separate single-task models are counted as the paper counts them, each task saying what its
     own model holds (a fine-tuned CLIP and its head; for captioning also the text-side cross-attention).
     num_classes: the subcategories a classifier head tells apart (FashionGen's 121).
@@ -30,7 +36,7 @@ def count_parameters(
     adapters = AdapterConfig(tsa_bottleneck=tsa_bottleneck, xaa_bottleneck=xaa_bottleneck or tsa_bottleneck)
     config = ModelConfig(backbone=backbone, tasks=tasks, adapters=adapters, vocabularies=vocabularies)
     with torch.device("meta"):
-        model = MultiTaskModel(config)
+        model = MultiTaskModel(config, _architecture(backbone))
     tsa = {task: count(model.tsa[task]) for task in tasks}
     heads = {task: count(model.head(task)) for task in tasks}
     backbone_count, xaa = count(model.backbone), count(model.xaa)
@@ -45,3 +51,11 @@ def count_parameters(
         "separate_total": separate,
         "saving_percent": round(100 * (1 - multitask / separate), 2),
     }
+
+
+def _architecture(backbone: str) -> dict:
+    """An open_clip architecture by its name, else the architecture of the base it names (resolved
+    before its weights are read, so none are)."""
+    if open_clip.get_model_config(backbone) is not None:
+        return backbone_config(backbone)
+    return resolve_base(backbone, "ViT-B-16").architecture

@@ -12,7 +12,7 @@ from data_specs.errors import FamevilError
 from data_specs.evaluations import flatten, read_metrics
 from data_specs.manifest import InputRef, Manifest, read_manifest, write_manifest
 from data_specs.staging import check_destination, staging
-from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, write_open_clip_folder
+from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, save_tokenizer, write_open_clip_folder
 from famevil.model.backbone import CONV_STEM, QUICK_GELU
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
@@ -140,6 +140,7 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
         else:
             for name in (WEIGHTS_FILE, CONFIG_FILE):
                 shutil.copy2(model / name, stage.partial / name)
+            save_tokenizer(network, stage.partial)
         (stage.partial / CARD_FILE).write_text(model_card(model, network, lineage, measured, form, synthetic), encoding="utf-8")
         kind = "export" if form == "open_clip" else "model"  # a famevil copy stays a checkpoint famevil.load and --base read
         written = write_manifest(stage.partial, kind, inputs=inputs, details={"format": form, "synthetic": synthetic, "tasks": list(network.tasks)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import open_clip
 import pytest
 import torch
 
@@ -13,8 +12,9 @@ from data_specs.shards import Shards
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import samples
 from famevil.data.transforms import image_transform, scratch_preprocess
-from famevil.model.backbone import PAD_TOKEN
+from famevil.model.backbone import backbone_config
 from famevil.model.decoding import caption_lengths, generate
+from famevil.model.tokenizer import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import find_task
 from famevil.tasks.base import EvalSettings
@@ -23,7 +23,7 @@ from famevil.training.loop import TaskChecks
 from stages.teach import teach
 from tests.conftest import TINY
 
-TOKENIZE = open_clip.get_tokenizer("famevil-tiny")
+TOKENIZE = text_tokenizer(backbone_config("famevil-tiny"))
 TEXTS = ["a red dress with long sleeves", "black wool coat", "shorts"]
 CAPTIONING = find_task("captioning")
 
@@ -37,8 +37,8 @@ def _model(kept: list[int] | None = None, seed: int = 0) -> MultiTaskModel:
 def _kept_tokens() -> list[int]:
     """The tokens of TEXTS with the special ones, less the last real token of the third text."""
     tokens = TOKENIZE(TEXTS)
-    kept = set(tokens.unique().tolist()) | {PAD_TOKEN, TOKENIZE.sot_token_id, TOKENIZE.eot_token_id}
-    return sorted(kept - {int(caption_targets(tokens)[2][-2])})
+    kept = set(tokens.unique().tolist()) | {TOKENIZE.pad, TOKENIZE.start, TOKENIZE.end}
+    return sorted(kept - {int(caption_targets(tokens, TOKENIZE)[2][-2])})
 
 
 def _with_weights_of(restricted: MultiTaskModel, full: MultiTaskModel) -> None:
@@ -65,7 +65,7 @@ def test_a_restricted_head_is_the_full_head_renormalised_on_its_tokens():
     expected = full_logits.log_probs[:, kept].log_softmax(dim=-1)
     assert torch.allclose(restricted_logits.log_probs, expected, atol=1e-4)
     # The one target outside the kept tokens neither trains nor counts.
-    targets = caption_targets(tokens)[2]
+    targets = caption_targets(tokens, TOKENIZE)[2]
     counted = torch.tensor([int(t) in kept for t in targets])
     assert counted.sum() == len(targets) - 1
     expected_loss = -expected[counted].gather(1, torch.tensor([kept.index(int(t)) for t in targets[counted]])[:, None]).mean()
@@ -86,7 +86,7 @@ def test_distillation_from_a_full_teacher_keeps_the_mass_the_student_can_write()
     kept = _kept_tokens()
     # A teacher trained on this text puts its top tokens there, with one it saw that the student cannot write.
     teacher.head("fic").bias[kept] += 10.0
-    teacher.head("fic").bias[int(caption_targets(tokens)[2][-2])] += 10.0
+    teacher.head("fic").bias[int(caption_targets(tokens, TOKENIZE)[2][-2])] += 10.0
     signals = CAPTIONING.signals(teacher, teacher.head("fic"), batch, top_k=8)
     assert (~torch.isin(signals["ids"], torch.tensor(kept)) & (signals["logprobs"] != 0)).any()
     student = _model(kept)
@@ -102,7 +102,7 @@ def test_teach_with_the_training_vocabulary_writes_and_reloads_the_restricted_he
     out = tmp_path / "teacher"
     teach("captioning", tiny_shards, out, overrides=TINY | {"max_steps": 2, "checkpoint_every": 2, "head_vocabulary": "training"})
     kept = json.loads((out / "config.json").read_text())["famevil"]["vocabularies"][CAPTION_TOKENS]
-    assert 20 < len(kept) < 1000 and {str(PAD_TOKEN), str(TOKENIZE.eot_token_id)} <= set(kept)
+    assert 20 < len(kept) < 1000 and {str(TOKENIZE.pad), str(TOKENIZE.end)} <= set(kept)
     model = load_checkpoint(out)
     assert model.head("fic").weight.shape[0] == len(kept)
     assert model.head("fic").tokens.tolist() == [int(token) for token in kept]
@@ -150,12 +150,12 @@ def test_training_checks_log_the_gap_and_warn_once_when_it_stays_near_zero(tiny_
 def test_the_padding_id_is_a_real_token_that_trains_and_survives_decoding():
     """Token id 0 pads, but it is also CLIP's "!" (here inside "!?!!"): padding is told by length."""
     tokens = TOKENIZE(["wool coat !?!!", "coat"])
-    end = TOKENIZE.eot_token_id
-    assert PAD_TOKEN in tokens[0, 1 : int(tokens[0].argmax())].tolist()
-    _, real, targets = caption_targets(tokens)
+    end = TOKENIZE.end
+    assert TOKENIZE.pad in tokens[0, 1 : int(tokens[0].argmax())].tolist()
+    _, real, targets = caption_targets(tokens, TOKENIZE)
     assert real.sum(dim=1).tolist() == tokens.argmax(dim=1).tolist()  # every next token up to and including the end
-    assert (targets == PAD_TOKEN).sum() == 1 and (targets == end).sum() == 2
-    generated = torch.tensor([[5, PAD_TOKEN, 7, end, PAD_TOKEN, PAD_TOKEN], [PAD_TOKEN] * 6])
+    assert (targets == TOKENIZE.pad).sum() == 1 and (targets == end).sum() == 2
+    generated = torch.tensor([[5, TOKENIZE.pad, 7, end, TOKENIZE.pad, TOKENIZE.pad], [TOKENIZE.pad] * 6])
     assert caption_lengths(generated, end).tolist() == [3, 6]  # the "!" before the end stays; a row without an end is whole
 
 
@@ -170,7 +170,7 @@ def test_the_headline_bleu4_scores_against_the_text_as_the_model_reads_it(tiny_s
     )
     evaluation.add("fashiongen/val", views)
     raw = [f"{view['json']['title']}. {view['json']['description']}" for view in views]
-    assert evaluation.read_references == [TOKENIZE.decode(ids[1 : ids.index(TOKENIZE.eot_token_id)]).strip() for ids in TOKENIZE(raw).tolist()]
+    assert evaluation.read_references == [TOKENIZE.decode(ids[1 : ids.index(TOKENIZE.end)]).strip() for ids in TOKENIZE(raw).tolist()]
     assert any(text != text.lower() for text in raw)
     evaluation.generated = list(evaluation.read_references)
     metrics = evaluation.finish().metrics

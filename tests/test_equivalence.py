@@ -28,6 +28,7 @@ from data_specs.errors import FamevilError, FamevilWarning
 from famevil.bases import resolve_base
 from famevil.checkpoint import load_checkpoint
 from famevil.data.transforms import OPEN_CLIP_KEYS, image_transform
+from famevil.model.backbone import create_backbone
 from famevil.multitask import ModelConfig
 from stages.export import export
 from stages.teach import teach
@@ -238,29 +239,32 @@ def test_a_known_tags_weights_under_the_wrong_activation_are_warned_about(bases,
 
 
 def test_a_base_famevil_cannot_adapt_is_one_line_naming_what_is_missing(tmp_path):
-    timm = tmp_path / "timm"
-    timm.mkdir()
-    siglip = {"model_cfg": open_clip.get_model_config("ViT-B-16-SigLIP"), "preprocess_cfg": {}}
-    (timm / "open_clip_config.json").write_text(json.dumps(siglip))
-    (timm / "open_clip_model.safetensors").write_bytes(b"")
-    with pytest.raises(FamevilError, match=r"famevil cannot adapt a timm image trunk \(vit_base_patch16_siglip_224\) yet") as refusal:
-        resolve_base(f"local-dir:{timm}", "ViT-B-16")
-    assert "\n" not in str(refusal.value)
+    folder = tmp_path / "unadaptable"
+    folder.mkdir()
+    (folder / "open_clip_model.safetensors").write_bytes(b"")
     expected = {
         "coca_ViT-B-32:laion2b_s13b_b90k": "a captioning \\(CoCa\\) model",
         "RN50:openai": "a ResNet image tower",
-        "ViT-B-32-SigLIP2-256:webli": "a timm image trunk",
     }
     for base, missing in expected.items():
-        with pytest.raises(FamevilError, match=f"--base {base}: famevil cannot adapt {missing}"):
+        with pytest.raises(FamevilError, match=f"--base {base}: famevil cannot adapt {missing}") as refusal:
             resolve_base(base, "ViT-B-16")
+        assert "\n" not in str(refusal.value)
     custom = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8}, "text_cfg": {"layers": 1, "width": 32, "heads": 2}}
     for change, missing in [
-        ({"custom_text": True}, "a custom text tower"),
-        ({"text_cfg": custom["text_cfg"] | {"no_causal_mask": True}}, "a text tower that is not causal"),
+        ({"vision_cfg": {"image_size": 32, "timm_model_name": "famevil_vit_tiny_map", "timm_pool": "abs_attn"}}, "attention pool"),
+        ({"text_cfg": custom["text_cfg"] | {"hf_model_name": "org/bert"}}, r"a Hugging Face text model \(org/bert\)"),
+        ({"text_cfg": custom["text_cfg"] | {"embed_cls": True}}, "appended class token"),
+        ({"text_cfg": custom["text_cfg"] | {"pool_type": "none"}}, "without a pooled vector"),
         ({"vision_cfg": custom["vision_cfg"] | {"qk_norm": True}}, r"open_clip's custom attention blocks \(image qk_norm\)"),
-        ({"text_cfg": custom["text_cfg"] | {"hf_tokenizer_name": "org/tokenizer"}}, r"a Hugging Face tokenizer \(org/tokenizer\)"),
     ]:
-        (timm / "open_clip_config.json").write_text(json.dumps({"model_cfg": custom | change}))
+        (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": custom | change}))
         with pytest.raises(FamevilError, match=missing):
-            resolve_base(f"local-dir:{timm}", "ViT-B-16")
+            resolve_base(f"local-dir:{folder}", "ViT-B-16")
+
+
+def test_timm_blocks_famevil_cannot_split_are_refused_when_built():
+    """A trunk of timm blocks other than Block and ResPostBlock (here relative-position attention) is
+    refused by name once built, before any work."""
+    with torch.device("meta"), pytest.raises(FamevilError, match="famevil adapts timm's VisionTransformer trunks, not a VisionTransformerRelPos"):
+        create_backbone("vit_relpos_medium_patch16_cls_224")

@@ -8,7 +8,6 @@ import json
 import math
 
 import numpy as np
-import open_clip
 import pytest
 import torch
 import torch.distributed as dist
@@ -23,8 +22,10 @@ from famevil.data.loading import shard_samples
 from famevil.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess, image_transform, legacy_preprocess, scratch_preprocess
 from famevil.losses import info_nce
 from famevil.model.adapters import CrossAttentionAdapter
+from famevil.model.backbone import backbone_config
 from famevil.model.decoding import generate
 from famevil.model.heads import Temperature
+from famevil.model.tokenizer import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.params import count_parameters
 from famevil.tasks import TASKS, find_task
@@ -37,7 +38,7 @@ from famevil.training.sampling import TaskSampler
 from stages.evaluate import evaluate
 from stages.teach import teach
 
-TOKENIZE = open_clip.get_tokenizer("famevil-tiny")
+TOKENIZE = text_tokenizer(backbone_config("famevil-tiny"))
 TEXTS = ["a red dress", "black wool coat", "blue shorts", "white shirt with pockets", "green parka", "grey hoodie"]
 
 

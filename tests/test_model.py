@@ -17,6 +17,7 @@ from famevil.data.examples import text_tokens
 from famevil.model.adapter_config import AdapterConfig
 from famevil.model.backbone import CONV_STEM, backbone_config, create_backbone, load_strict, read_state_dict
 from famevil.model.decoding import generate
+from famevil.model.tokenizer import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.params import count_parameters
 from famevil.tasks import find_task, task_names
@@ -25,7 +26,7 @@ from famevil.training.config import load_config
 from famevil.training.recipe import build_model
 from stages.export import export
 
-TOKENIZE = open_clip.get_tokenizer("famevil-tiny")
+TOKENIZE = text_tokenizer(backbone_config("famevil-tiny"))
 TASK_NAMES = task_names()
 SEVEN_CLASSES = {"subcategory": [f"class {i}" for i in range(7)]}
 
@@ -174,7 +175,7 @@ def test_caption_loss_reads_real_next_tokens_only(inputs):
     images, tokens = inputs
     model = _model(("fic",))
     _perturb(model)
-    _, real, targets = caption_targets(tokens)
+    _, real, targets = caption_targets(tokens, TOKENIZE)
     logits = model("fic", {"images": images, "tokens": tokens})
     assert logits.log_probs.shape == (int(real.sum()), model.backbone.vocab_size) and len(targets) == real.sum()
     assert torch.equal(logits.tokens, torch.arange(model.backbone.vocab_size))
@@ -182,7 +183,7 @@ def test_caption_loss_reads_real_next_tokens_only(inputs):
     assert torch.allclose(logits.log_probs, every_position[real].log_softmax(-1), atol=1e-4)
     labels = tokens[:, 1:].clone()
     for row, ids in enumerate(tokens.tolist()):
-        labels[row, ids.index(TOKENIZE.eot_token_id) :] = -100  # every position after the end token is padding
+        labels[row, ids.index(TOKENIZE.end) :] = -100  # every position after the end token is padding
     expected = torch.nn.functional.cross_entropy(every_position.flatten(0, 1), labels.flatten(), ignore_index=-100)
     assert torch.allclose(task_loss(model, "fic", {"images": images, "tokens": tokens})[0], expected, atol=1e-5)
 

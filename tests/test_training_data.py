@@ -13,7 +13,8 @@ from PIL import Image
 from data_specs.shards import Shards
 from famevil.data.loading import shard_samples, training_batches
 from famevil.data.transforms import image_transform, scratch_preprocess
-from famevil.model.backbone import backbone_config, text_tokenizer
+from famevil.model.backbone import backbone_config
+from famevil.model.tokenizer import text_tokenizer
 from famevil.tasks import find_task, task_names
 from famevil.training.streams import TaskStream
 from tests.conftest import RunsCode

@@ -10,7 +10,7 @@ import torch
 
 Sample = dict[str, Any]
 Transform = Callable[[Any], torch.Tensor]
-Tokenize = Callable[[list[str]], torch.Tensor]
+Tokenize = Callable[[list[str]], torch.Tensor]  # a famevil.model.tokenizer.TextTokenizer
 
 
 def images(samples: list[Sample], field: str, transform: Transform) -> torch.Tensor:
@@ -23,9 +23,11 @@ def keys(samples: list[Sample]) -> list[str]:
 
 
 def text_tokens(texts: list[str], tokenize: Tokenize) -> torch.Tensor:
-    """Token ids cut after the batch's longest text: the padding columns beyond it change no real
-    position's output (the text tower is causal, fusion masks padding), and cost half the text work
-    on FashionGen's descriptions (about 32 of CLIP's 77 positions)."""
+    """Token ids, cut after the batch's longest text where the tower allows it (TextTokenizer.trims): the
+    padding columns beyond it change no real position's output of a causal tower pooled at the end
+    token (fusion masks padding), and cost half the text work on FashionGen's descriptions (about 32
+    of CLIP's 77 positions). A bidirectional tower (SigLIP's) reads its padding, so it keeps it all."""
     tokens = tokenize(texts)
-    longest = int(tokens.argmax(dim=-1).max()) + 1  # the end-of-text token is the largest id
-    return tokens[:, :longest]
+    if not tokenize.trims:
+        return tokens
+    return tokens[:, : int(tokenize.ends(tokens).max()) + 1]

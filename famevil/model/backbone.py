@@ -1,5 +1,5 @@
 """The open_clip backbone: architectures (famevil's own tiny configs beside open_clip's), what famevil can adapt,
-the tokenizer and default preprocessing of an architecture, and weights read from a file."""
+the default preprocessing of an architecture, and weights read from a file."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from torch import nn
 
 from data_specs.errors import FamevilError
 from famevil.data.transforms import Preprocess, scratch_preprocess, square_size
+from famevil.model import tiny_trunks  # noqa: F401 - registers famevil's tiny timm trunks with timm
+from famevil.model.towers import check_steppable
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # famevil's one key beside open_clip's in an architecture config: the channels of a convolutional stem
 # that replaces the image tower's patch embedding (conv_stem below). open_clip cannot build such a tower.
 CONV_STEM = "conv_stem"
-PAD_TOKEN = 0  # open_clip's tokenizer pads with 0; start and end of text are its two largest ids
 QUICK_GELU = "quick_gelu"  # an architecture's activation: QuickGELU (OpenAI's CLIP) where true, else GELU
 # Settings that make open_clip build its CustomResidualAttentionBlock, whose attention famevil cannot step.
 CUSTOM_BLOCK_KEYS = ("block_type", "qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc")
@@ -53,46 +54,44 @@ def default_preprocess(name: str, architecture: dict) -> Preprocess:
 
 def check_adaptable(architecture: dict, where: str) -> None:
     """One line, before any work, for an architecture whose towers famevil cannot step block by block yet:
-    it names what is missing. famevil adapts open_clip's own VisionTransformer and causal TextTransformer."""
+    it names what is missing. famevil adapts open_clip's own ViT image tower and timm's ViT trunks, and
+    open_clip's own text towers, causal (CLIP's) or not (SigLIP's); famevil.model.towers steps them."""
     vision, text = architecture.get("vision_cfg", {}), architecture.get("text_cfg", {})
     missing = None
     if "multimodal_cfg" in architecture:
         missing = "a captioning (CoCa) model's multimodal decoder"
-    elif vision.get("timm_model_name"):
-        missing = f"a timm image trunk ({vision['timm_model_name']})"
+    elif vision.get("timm_model_name") and vision.get("timm_pool") in ("abs_attn", "rot_attn"):
+        missing = f"a timm trunk pooled by open_clip's {vision['timm_pool']} attention pool"
     elif isinstance(vision.get("layers"), (list, tuple)):
         missing = "a ResNet image tower (open_clip's ModifiedResNet)"
-    elif architecture.get("custom_text") or text.get("hf_model_name"):
-        missing = f"a custom text tower ({text.get('hf_model_name') or 'custom_text'})"
+    elif text.get("hf_model_name"):
+        missing = f"a Hugging Face text model ({text['hf_model_name']})"
     elif custom := [
         f"{tower} {key}" for tower, cfg in (("image", vision), ("text", text)) for key in CUSTOM_BLOCK_KEYS if cfg.get(key) not in (None, False, "default")
     ]:
         missing = f"open_clip's custom attention blocks ({', '.join(custom)})"
-    elif text.get("no_causal_mask") or text.get("pool_type", "argmax") != "argmax":
-        missing = f"a text tower that is not causal or not pooled at the end-of-text token (pool_type {text.get('pool_type', 'argmax')!r})"
-    elif text.get("hf_tokenizer_name"):
-        missing = f"a Hugging Face tokenizer ({text['hf_tokenizer_name']})"
+    elif text.get("embed_cls"):
+        missing = "a text tower with an appended class token (embed_cls)"
+    elif text.get("pool_type", "argmax") not in ("argmax", "eos", "first", "last"):
+        missing = f"a text tower without a pooled vector (pool_type {text['pool_type']!r})"
     if missing:
         raise FamevilError(
-            f"{where}: famevil cannot adapt {missing} yet; it adapts open_clip's own ViT image and causal text towers (e.g. --base ViT-B-16:openai)"
+            f"{where}: famevil cannot adapt {missing} yet; it adapts open_clip's ViT and timm's ViT image towers and open_clip's own text towers "
+            "(e.g. --base ViT-B-16:openai, --base ViT-B-16-SigLIP:webli)"
         )
 
 
-def text_tokenizer(architecture: dict) -> open_clip.tokenizer.SimpleTokenizer:
-    """The architecture's tokenizer, as open_clip.get_tokenizer makes it for a CLIP text tower: the
-    bundled BPE vocabulary at the tower's context length (nothing is downloaded)."""
-    text = architecture["text_cfg"]
-    return open_clip.tokenizer.SimpleTokenizer(context_length=text.get("context_length", 77), **(text.get("tokenizer_kwargs") or {}))
-
-
-def create_backbone(name: str, config: dict | None = None) -> open_clip.model.CLIP:
+def create_backbone(name: str, config: dict | None = None) -> open_clip.model.CLIP | open_clip.model.CustomTextCLIP:
     """A randomly initialised open_clip CLIP of the named architecture (or of `config`, an open_clip
-    architecture dict, as a checkpoint stores it)."""
+    architecture dict, as a checkpoint stores it): a CustomTextCLIP where the config says custom_text,
+    as open_clip's create_model builds it."""
     config = config or backbone_config(name)
     check_adaptable(config, f"--model {name}")
-    model = open_clip.model.CLIP(**{key: value for key, value in config.items() if key != CONV_STEM})
+    arguments = {key: value for key, value in config.items() if key not in (CONV_STEM, "custom_text")}
+    model = open_clip.model.CustomTextCLIP(**arguments) if config.get("custom_text") else open_clip.model.CLIP(**arguments)
     if CONV_STEM in config:
         model.visual.conv1 = conv_stem(config[CONV_STEM], model.visual.conv1, name)
+    check_steppable(model, f"--model {name}")
     return model
 
 

@@ -9,14 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from famevil.model.backbone import PAD_TOKEN
-from famevil.model.fame_vil import DecodingState, FameVil, LayerCache
-
-
-def special_tokens(model: FameVil) -> tuple[int, int]:
-    """(start of text, end of text): the two largest ids of CLIP's tokenizer."""
-    vocabulary = model.backbone.vocab_size
-    return vocabulary - 2, vocabulary - 1
+from famevil.model.fame_vil import DecodingState, FameVil
+from famevil.model.towers import LayerCache
 
 
 def _next_logits(model: FameVil, head: nn.Module, tokens: torch.Tensor, state: DecodingState, use_cache: bool, adapters: str) -> torch.Tensor:
@@ -30,8 +24,8 @@ def _next_logits(model: FameVil, head: nn.Module, tokens: torch.Tensor, state: D
 
 def caption_lengths(generated: torch.Tensor, end: int) -> torch.Tensor:
     """(rows,) how many tokens of each generated row come before its first end token (all of them where
-    it has none). The padding after the end is told by position, not by id: the padding id is also a
-    real token (CLIP's "!")."""
+    it has none). The padding after the end is told by position, not by id: the padding id may also be a
+    real token (CLIP's "!") or the end token itself (SigLIP's)."""
     ended = generated == end
     return torch.where(ended.any(dim=1), ended.int().argmax(dim=1), generated.shape[1])
 
@@ -49,12 +43,14 @@ def generate(
     """Token ids of one caption per image, without start, end or padding tokens: the text tower with
     `adapters` cross-attends to the images, and `head` maps its states to next-token logits over
     `head.tokens` (the sorted token ids of its columns, padding among them: the whole vocabulary or
-    part of it). A caption may run to the text context (76 new tokens for CLIP) unless max_new_tokens
-    cuts it shorter."""
-    start, end = special_tokens(model)
+    part of it). Start, end and padding are the base's tokenizer's. A caption may run to the text
+    context (76 new tokens for CLIP) unless max_new_tokens cuts it shorter."""
+    tokenizer = model.tokenizer()
+    start, end = tokenizer.start, tokenizer.end
     columns = head.tokens
-    pad_column = int(torch.searchsorted(columns, torch.tensor(PAD_TOKEN, device=columns.device)))
-    max_new_tokens = min(max_new_tokens or model.backbone.context_length, model.backbone.context_length - 1)
+    pad_column = int(torch.searchsorted(columns, torch.tensor(tokenizer.pad, device=columns.device)))
+    context = tokenizer.context_length
+    max_new_tokens = min(max_new_tokens or context, context - 1)
     count = images.shape[0]
     state = model.start_decoding(images, adapters)
     state.repeat(beams)

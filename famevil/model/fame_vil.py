@@ -28,9 +28,12 @@ from torch import nn
 
 from data_specs.errors import FamevilError
 from famevil.data.transforms import Preprocess
+from famevil.model import towers
 from famevil.model.adapter_config import AdapterConfig
-from famevil.model.adapters import Adapter, CrossAttentionAdapter, attend
-from famevil.model.backbone import backbone_config, create_backbone, default_preprocess, text_tokenizer
+from famevil.model.adapters import Adapter, CrossAttentionAdapter
+from famevil.model.backbone import backbone_config, create_backbone, default_preprocess
+from famevil.model.tokenizer import TextTokenizer, text_tokenizer
+from famevil.model.towers import TEXT, VISION, LayerCache
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,24 +45,6 @@ class FameVilConfig:
 
 
 SHARED_ADAPTERS = "shared"  # the one TSA set's key when the tasks share it
-
-
-class LayerCache:
-    """Self-attention keys and values of the text tokens decoded so far, for one layer."""
-
-    def __init__(self) -> None:
-        self.keys: torch.Tensor | None = None
-        self.values: torch.Tensor | None = None
-
-    def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.keys is not None:
-            keys, values = torch.cat([self.keys, keys], dim=1), torch.cat([self.values, values], dim=1)
-        self.keys, self.values = keys, values
-        return keys, values
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        if self.keys is not None:
-            self.keys, self.values = self.keys.index_select(0, rows), self.values.index_select(0, rows)
 
 
 @dataclass
@@ -87,59 +72,40 @@ def _causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
     return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(diagonal=keys - queries)
 
 
-def _real_tokens(tokens: torch.Tensor) -> torch.Tensor:
-    """True up to and including the end-of-text token (CLIP's largest id, where the text vector is
-    pooled); what follows is padding, whatever ids it holds."""
-    positions = torch.arange(tokens.shape[1], device=tokens.device)
-    return positions[None, :] <= tokens.argmax(dim=-1, keepdim=True)
-
-
-def _self_attention(block: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, cache: LayerCache | None = None) -> torch.Tensor:
-    """h' = x + attention(LN1(x)), computed from open_clip's own attention weights (so that a key/value
-    cache can be kept, which nn.MultiheadAttention does not allow)."""
-    attention = block.attn
-    queries, keys, values = F.linear(block.ln_1(x), attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
-    if cache is not None:
-        keys, values = cache.extend(keys, values)
-    attended = attend(queries, keys, values, attention.num_heads, mask)
-    return x + block.ls_1(attention.out_proj(attended))
-
-
-def _feed_forward(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    return h + block.ls_2(block.mlp(block.ln_2(h)))
-
-
 class FameVil(nn.Module):
-    def __init__(self, config: FameVilConfig, architecture: dict | None = None, preprocess: Preprocess | None = None):
+    def __init__(self, config: FameVilConfig, architecture: dict | None = None, preprocess: Preprocess | None = None, tokenizer_files: str | None = None):
         """architecture: the open_clip config of the backbone (activation included); by default, that of
         config.backbone. preprocess: how images are prepared for it, as its weights were trained; by
-        default, the architecture's (famevil.model.backbone.default_preprocess)."""
+        default, the architecture's (famevil.model.backbone.default_preprocess). tokenizer_files: where a
+        Hugging Face tokenizer's files are (a folder or a Hub name), for a text tower that has one."""
         super().__init__()
         if not config.adapter_sets:
             raise FamevilError("a FAME-ViL model needs at least one set of task-specific adapters")
         self.backbone_name = config.backbone
         self.backbone_config = architecture or backbone_config(config.backbone)
         self.preprocess = preprocess or default_preprocess(config.backbone, self.backbone_config)
+        self.tokenizer_files = tokenizer_files
+        self._tokenizer: TextTokenizer | None = None  # made on first use: a Hugging Face one is slow to load
         self.backbone = create_backbone(config.backbone, self.backbone_config)
-        vision, text = self.backbone.visual.transformer, self.backbone.transformer
-        if vision.layers != text.layers:
-            raise FamevilError(
-                f"--model {config.backbone}: the towers have {vision.layers} and {text.layers} layers; "
-                "layer-by-layer cross-attention needs towers of equal depth"
-            )
-        self.layers = vision.layers
-        vision_width, text_width = vision.width, text.width
-        vision_heads, text_heads = vision.resblocks[0].attn.num_heads, text.resblocks[0].attn.num_heads
+        self.depths = {VISION: len(towers.image_blocks(self.backbone)), TEXT: len(towers.text_blocks(self.backbone))}
+        # Towers of different depths pair layer by layer from the top: the deeper tower's last `paired`
+        # layers meet the shallower tower's layers, and its first ones run alone, without cross-attention
+        # (docs/model.md). The late layers are where both towers hold their most semantic states.
+        self.paired = min(self.depths.values())
+        self.unpaired = {tower: depth - self.paired for tower, depth in self.depths.items()}
+        widths = {VISION: towers.image_width(self.backbone), TEXT: towers.text_width(self.backbone)}
+        heads = {VISION: towers.attention_heads(towers.image_blocks(self.backbone)[0]), TEXT: towers.attention_heads(towers.text_blocks(self.backbone)[0])}
+        self.text_causal = towers.text_is_causal(self.backbone)
         adapters = config.adapters
 
-        def tower_adapters(width: int) -> nn.ModuleList:
-            return nn.ModuleList(Adapter(width, adapters.tsa_bottleneck, adapters.adapter_dropout) for _ in range(self.layers))
+        def tower_adapters(tower: str) -> nn.ModuleList:
+            return nn.ModuleList(Adapter(widths[tower], adapters.tsa_bottleneck, adapters.adapter_dropout) for _ in range(self.depths[tower]))
 
         self.adapter_sets = config.adapter_sets
         self.shared_task_adapters = adapters.shared_task_adapters
         self.tsa = nn.ModuleDict(
             {
-                name: nn.ModuleDict({"vision": tower_adapters(vision_width), "text": tower_adapters(text_width)})
+                name: nn.ModuleDict({VISION: tower_adapters(VISION), TEXT: tower_adapters(TEXT)})
                 for name in ((SHARED_ADAPTERS,) if adapters.shared_task_adapters else config.adapter_sets)
             }
         )
@@ -147,22 +113,26 @@ class FameVil(nn.Module):
         self.xaa = None
         if config.cross_attention:
 
-            def cross_adapters(width: int, context_width: int, heads: int) -> nn.ModuleList:
+            def cross_adapters(tower: str, context: str) -> nn.ModuleList:
                 return nn.ModuleList(
-                    CrossAttentionAdapter(width, context_width, heads, adapters.xaa_bottleneck, adapters.adapter_dropout) for _ in range(self.layers)
+                    CrossAttentionAdapter(widths[tower], widths[context], heads[tower], adapters.xaa_bottleneck, adapters.adapter_dropout)
+                    for _ in range(self.paired)
                 )
 
-            sides = {"text": cross_adapters(text_width, vision_width, text_heads)}
+            sides = {TEXT: cross_adapters(TEXT, VISION)}
             if adapters.fusion == "cross_attention":  # only fusion has the image side attend to the text
-                sides["vision"] = cross_adapters(vision_width, text_width, vision_heads)
+                sides[VISION] = cross_adapters(VISION, TEXT)
             self.xaa = nn.ModuleDict(sides)
         self.caption_reads = adapters.caption_reads
-        self.embed_dim = self.backbone.text_projection.shape[1]  # the projected image and text vectors
-        self.text_width = text_width
+        self.embed_dim = self.backbone_config["embed_dim"]  # the projected image and text vectors
+        self.text_width = widths[TEXT]
 
-    def tokenizer(self):
-        """The backbone's tokenizer (open_clip's, for its text tower's context length)."""
-        return text_tokenizer(self.backbone_config)
+    def tokenizer(self) -> TextTokenizer:
+        """The base's tokenizer: open_clip's CLIP tokenizer, or the Hugging Face one the text tower was
+        trained with, at the tower's context length."""
+        if self._tokenizer is None:
+            self._tokenizer = text_tokenizer(self.backbone_config, self.tokenizer_files)
+        return self._tokenizer
 
     def open_cross_attention(self) -> None:
         """Give each cross-attention adapter's last projection PyTorch's default initialisation instead of
@@ -172,33 +142,24 @@ class FameVil(nn.Module):
             for adapter in side:
                 adapter.adapter.up.reset_parameters()
 
-    # Stems and pooling: open_clip's own code paths --------------------------------------------------
+    # Towers: their own stems and pooling (famevil.model.towers) ----------------------------------
 
-    def _image_stem(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone.visual._embeds(images)
-
-    def _image_vector(self, x: torch.Tensor) -> torch.Tensor:
-        visual = self.backbone.visual
-        pooled, _ = visual._pool(x)
-        return pooled @ visual.proj if visual.proj is not None else pooled
-
-    def _text_stem(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        positions = self.backbone.positional_embedding[start : start + tokens.shape[1]]
-        return self.backbone.token_embedding(tokens) + positions
-
-    def _text_vector(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.backbone.ln_final(x)
-        pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]  # the end-of-text token
-        projection = self.backbone.text_projection
-        return projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection
+    def _blocks(self, tower: str) -> nn.Module:
+        return towers.image_blocks(self.backbone) if tower == VISION else towers.text_blocks(self.backbone)
 
     def _task_adapters(self, adapters: str, tower: str) -> nn.ModuleList:
         if adapters not in self.adapter_sets:
             raise FamevilError(f"this model has no {adapters!r} adapters (its tasks: {', '.join(self.adapter_sets)})")
         return self.tsa[SHARED_ADAPTERS if self.shared_task_adapters else adapters][tower]
 
-    def _blocks(self, tower: str) -> nn.ModuleList:
-        return (self.backbone.visual.transformer if tower == "vision" else self.backbone.transformer).resblocks
+    def _text_mask(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """The text tower's mask as it was trained (contrastive and fusion modes): causal, or none."""
+        return _causal_mask(tokens.shape[1], tokens.shape[1], tokens.device) if self.text_causal else None
+
+    def _real_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """True up to and including each text's end token; what follows is padding, whatever ids it holds."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        return positions[None, :] <= self.tokenizer().ends(tokens)[:, None]
 
     # Contrastive mode ----------------------------------------------------------------------------
 
@@ -207,20 +168,19 @@ class FameVil(nn.Module):
         (the block's output or its h', as `caption_reads` says)."""
         states = []
         for block, adapter in zip(self._blocks(tower), self._task_adapters(adapters, tower), strict=True):
-            h = _self_attention(block, x, mask)
-            x = _feed_forward(block, h) + adapter(h)
+            h = towers.self_attention(block, x, mask)
+            x = towers.feed_forward(block, h) + adapter(h)
             states.append(x if self.caption_reads == "block_outputs" else h)
         return x, states
 
     def encode_image(self, images: torch.Tensor, adapters: str, normalize: bool = True) -> torch.Tensor:
-        x, _ = self._run_tower("vision", self._image_stem(images), adapters, None)
-        vector = self._image_vector(x)
+        x, _ = self._run_tower(VISION, towers.image_stem(self.backbone, images), adapters, None)
+        vector = towers.image_vector(self.backbone, x)
         return F.normalize(vector, dim=-1) if normalize else vector
 
     def encode_text(self, tokens: torch.Tensor, adapters: str, normalize: bool = True) -> torch.Tensor:
-        causal = _causal_mask(tokens.shape[1], tokens.shape[1], tokens.device)
-        x, _ = self._run_tower("text", self._text_stem(tokens), adapters, causal)
-        vector = self._text_vector(x, tokens)
+        x, _ = self._run_tower(TEXT, towers.text_stem(self.backbone, tokens), adapters, self._text_mask(tokens))
+        vector = towers.text_vector(self.backbone, x, tokens)
         return F.normalize(vector, dim=-1) if normalize else vector
 
     # Fusion mode ---------------------------------------------------------------------------------
@@ -231,28 +191,28 @@ class FameVil(nn.Module):
         return self.xaa
 
     def fuse(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image and text vectors of both towers run together, each cross-attending to the other (with
-        late fusion: run apart)."""
+        """Image and text vectors of both towers run together, each cross-attending to the other at the
+        paired layers (with late fusion: run apart)."""
         if self.fusion == "late":
             return self.encode_image(images, adapters, normalize=False), self.encode_text(tokens, adapters, normalize=False)
         xaa = self._require_xaa()
-        vision_x, text_x = self._image_stem(images), self._text_stem(tokens)
-        causal = _causal_mask(tokens.shape[1], tokens.shape[1], tokens.device)
-        real_tokens = _real_tokens(tokens)
-        layers = zip(
-            self._blocks("vision"),
-            self._blocks("text"),
-            self._task_adapters(adapters, "vision"),
-            self._task_adapters(adapters, "text"),
-            xaa["vision"],
-            xaa["text"],
-            strict=True,
-        )
-        for vision_block, text_block, vision_tsa, text_tsa, vision_xaa, text_xaa in layers:
-            vision_h, text_h = _self_attention(vision_block, vision_x, None), _self_attention(text_block, text_x, causal)
-            vision_x = _feed_forward(vision_block, vision_h) + vision_tsa(vision_h) + vision_xaa(vision_h, text_h, real_tokens)
-            text_x = _feed_forward(text_block, text_h) + text_tsa(text_h) + text_xaa(text_h, vision_h)
-        return self._image_vector(vision_x), self._text_vector(text_x, tokens)
+        x = {VISION: towers.image_stem(self.backbone, images), TEXT: towers.text_stem(self.backbone, tokens)}
+        masks = {VISION: None, TEXT: self._text_mask(tokens)}
+        blocks = {tower: list(self._blocks(tower)) for tower in x}
+        tsa = {tower: self._task_adapters(adapters, tower) for tower in x}
+        real_tokens = self._real_tokens(tokens)
+        for tower in x:  # the deeper tower's first layers, alone
+            for layer in range(self.unpaired[tower]):
+                h = towers.self_attention(blocks[tower][layer], x[tower], masks[tower])
+                x[tower] = towers.feed_forward(blocks[tower][layer], h) + tsa[tower][layer](h)
+        for pair in range(self.paired):
+            layer = {tower: self.unpaired[tower] + pair for tower in x}
+            h = {tower: towers.self_attention(blocks[tower][layer[tower]], x[tower], masks[tower]) for tower in x}
+            for tower in x:
+                x[tower] = towers.feed_forward(blocks[tower][layer[tower]], h[tower]) + tsa[tower][layer[tower]](h[tower])
+            x[VISION] = x[VISION] + xaa[VISION][pair](h[VISION], h[TEXT], real_tokens)
+            x[TEXT] = x[TEXT] + xaa[TEXT][pair](h[TEXT], h[VISION])
+        return towers.image_vector(self.backbone, x[VISION]), towers.text_vector(self.backbone, x[TEXT], tokens)
 
     def composed(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str) -> torch.Tensor:
         """The fused image vector plus the fused text vector (a composed query, a classifier's input)."""
@@ -262,11 +222,12 @@ class FameVil(nn.Module):
     # Generative mode -----------------------------------------------------------------------------
 
     def start_decoding(self, images: torch.Tensor, adapters: str) -> DecodingState:
-        """Run the image tower once and keep, per layer, the keys and values the text side attends to."""
+        """Run the image tower once and keep, per paired layer, the keys and values the text side attends to."""
         xaa = self._require_xaa()
-        _, states = self._run_tower("vision", self._image_stem(images), adapters, None)
-        keys_values = [adapter.context_keys_values(h) for adapter, h in zip(xaa["text"], states, strict=True)]
-        return DecodingState(keys_values, [LayerCache() for _ in range(self.layers)])
+        _, states = self._run_tower(VISION, towers.image_stem(self.backbone, images), adapters, None)
+        paired_states = states[self.unpaired[VISION] :]
+        keys_values = [adapter.context_keys_values(h) for adapter, h in zip(xaa[TEXT], paired_states, strict=True)]
+        return DecodingState(keys_values, [LayerCache() for _ in range(self.depths[TEXT])])
 
     def decode_step(
         self, tokens: torch.Tensor, state: DecodingState, adapters: str, last_only: bool = False, where: torch.Tensor | None = None
@@ -275,21 +236,28 @@ class FameVil(nn.Module):
         for `tokens`, which continue the text in `state` (all of it, when the state is fresh); updates
         the state. A vocabulary-wide head is the largest matrix of a small model, so only the states it
         needs come back: last_only, the last position's (decoding); where, the positions a boolean
-        (batch, length) mask selects, packed into (selected, width)."""
+        (batch, length) mask selects, packed into (selected, width).
+
+        The text tower runs causally whatever it was trained with, as FAME-ViL's captioner makes CLIP's
+        text tower a decoder: a bidirectional tower (SigLIP's) becomes causal here, in this mode only."""
         xaa = self._require_xaa()
         start, count = state.length, tokens.shape[1]
         mask = _causal_mask(count, start + count, tokens.device)
-        x = self._text_stem(tokens, start)
-        layers = zip(self._blocks("text"), self._task_adapters(adapters, "text"), xaa["text"], state.image_keys_values, state.caches, strict=True)
-        for block, tsa, cross, keys_values, cache in layers:
-            h = _self_attention(block, x, mask, cache)
-            x = _feed_forward(block, h) + tsa(h) + cross(h, keys_values=keys_values)
+        x = towers.text_stem(self.backbone, tokens, start)
+        cross = [None] * self.unpaired[TEXT] + list(zip(xaa[TEXT], state.image_keys_values, strict=True))
+        layers = zip(self._blocks(TEXT), self._task_adapters(adapters, TEXT), cross, state.caches, strict=True)
+        for block, tsa, paired, cache in layers:
+            h = towers.self_attention(block, x, mask, cache)
+            x = towers.feed_forward(block, h) + tsa(h)
+            if paired is not None:
+                adapter, keys_values = paired
+                x = x + adapter(h, keys_values=keys_values)
         state.length += count
         if last_only:
             x = x[:, -1]
         elif where is not None:
             x = x[where]
-        return self.backbone.ln_final(x)
+        return towers.text_final_norm(self.backbone, x)
 
     def caption_states(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str, where: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced final text states (batch, length, width) for `tokens` given `images`; with

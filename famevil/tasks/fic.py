@@ -14,9 +14,10 @@ from data_specs.shards import Shards
 from famevil.data.loading import records
 from famevil.metrics.captioning import caption_scores, paper_bleu4
 from famevil.metrics.chance import fic_chance
-from famevil.model.backbone import PAD_TOKEN
 from famevil.model.decoding import generate
 from famevil.model.fame_vil import FameVil
+from famevil.model.tokenizer import TextTokenizer
+from famevil.model.towers import token_embedding
 from famevil.tasks.base import (
     CAPTIONS,
     FASHIONGEN,
@@ -35,16 +36,14 @@ from famevil.tasks.base import (
 from famevil.tasks.product_text import product_text, view_batch
 
 
-def caption_targets(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def caption_targets(tokens: torch.Tensor, tokenizer: TextTokenizer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher forcing: the input positions (all but the last), where the next token is a real one
     (padding neither trains nor counts), and those next tokens, packed.
 
-    Padding is told by length, up to the end-of-text token, and not by id: the padding id 0 is also
-    CLIP's "!", which a caption may hold. The end token is the tokenizer's largest id, so its first
-    position is the argmax, as open_clip's text pooling finds it."""
+    Padding is told by length, up to the end-of-text token, and not by id: the padding id is also
+    CLIP's "!", which a caption may hold, and SigLIP's is its end token."""
     inputs, following = tokens[:, :-1], tokens[:, 1:]
-    ends = tokens.argmax(dim=1)
-    real = torch.arange(following.shape[1], device=tokens.device)[None, :] < ends[:, None]
+    real = torch.arange(following.shape[1], device=tokens.device)[None, :] < tokenizer.ends(tokens)[:, None]
     return inputs, real, following[real]
 
 
@@ -65,11 +64,13 @@ class CaptionHead(nn.Linear):
 
 
 class CaptionLogits(NamedTuple):
-    """Log-probabilities at the positions whose next token is real, packed (N, len(tokens)), and the
-    token id of each column."""
+    """Log-probabilities at the positions whose next token is real, packed (N, len(tokens)), the token
+    id of each column, and the teacher-forcing positions they were read at (caption_targets)."""
 
     log_probs: torch.Tensor
     tokens: torch.Tensor
+    real: torch.Tensor  # (batch, length - 1): True where the next token is a real one
+    following: torch.Tensor  # (N,) those next tokens, packed
 
     @property
     def device(self) -> torch.device:
@@ -102,18 +103,19 @@ class Captioning(Task):
     paper = {"bleu4": 30.73, "meteor": 25.04, "rouge_l": 55.83, "cider": 150.4}
 
     def batch(self, samples: list[Sample], transform: Transform, tokenize: Tokenize) -> Batch:
-        return view_batch(samples, transform, tokenize)
+        """A caption is decoded from the start token, so every text begins with one (TextTokenizer.for_captions)."""
+        return view_batch(samples, transform, tokenize.for_captions())
 
     def build_head(self, network: FameVil, vocabularies: dict[str, list[str]]) -> nn.Module:
         """Untied from the token embedding; over the whole vocabulary unless the model config restricts it."""
         kept = vocabularies.get(CAPTION_TOKENS)
-        tokens = torch.tensor([int(token) for token in kept]) if kept else torch.arange(network.backbone.vocab_size)
+        tokens = torch.tensor([int(token) for token in kept]) if kept else torch.arange(token_embedding(network.backbone).num_embeddings)
         return CaptionHead(network.text_width, tokens)
 
     def text_vocabulary(self, shards: Shards, tokenize: Tokenize) -> dict[str, list[str]]:
         """The tokens of the training text (and the caption's start, end and padding), for a head
         restricted to them."""
-        special = (PAD_TOKEN, tokenize.sot_token_id, tokenize.eot_token_id)
+        special = (tokenize.pad, tokenize.start, tokenize.end)
         tokens = training_tokens(shards, self.train_subset(), tokenize, special)
         return {CAPTION_TOKENS: [str(token) for token in tokens]}
 
@@ -121,31 +123,32 @@ class Captioning(Task):
     def init_head(self, head: nn.Module, network: FameVil) -> None:
         """Start from the token embedding the text tower was trained with (the head stays untied): it
         learns in far fewer steps than a head from noise."""
-        head.weight.copy_(network.backbone.token_embedding.weight[head.tokens])
+        head.weight.copy_(token_embedding(network.backbone).weight[head.tokens])
         head.bias.zero_()
 
     def logits(self, network: FameVil, head: nn.Module | None, batch: Batch) -> CaptionLogits:
         """Teacher-forced next-token log-probabilities at the positions whose next token is real, packed.
         Normalised once here, since the cross-entropy and the distillation term both read them and the
         head-wide softmax is the costliest step of a small model."""
-        inputs, real, _ = caption_targets(batch["tokens"])
+        inputs, real, following = caption_targets(batch["tokens"], network.tokenizer())
         states = network.caption_states(batch["images"], inputs, self.name, where=real)
-        return CaptionLogits(F.log_softmax(head(states), dim=-1), head.tokens)
+        return CaptionLogits(F.log_softmax(head(states), dim=-1), head.tokens, real, following)
 
     def loss(self, logits: CaptionLogits, batch: Batch) -> torch.Tensor:
         """Next-token cross-entropy; a token the head cannot write (one outside a restricted head's
         training text) neither trains nor counts."""
-        return F.nll_loss(logits.log_probs, logits.targets(caption_targets(batch["tokens"])[2]))
+        return F.nll_loss(logits.log_probs, logits.targets(logits.following))
 
     def signals(self, network: FameVil, head: nn.Module | None, batch: Batch, top_k: int) -> Signals:
         """Top-k log-probabilities and ids at each position whose next token is real, in rows padded to
         the tokenizer's context (other positions stay zero and are never read: the student's own tokens
         say which positions are real)."""
-        inputs, real, _ = caption_targets(batch["tokens"])
         logits = self.logits(network, head, batch)
+        real = logits.real
+        inputs = batch["tokens"][:, :-1]
         logprobs, columns = logits.log_probs.topk(top_k, dim=-1)
         ids = logits.tokens[columns]
-        positions = network.backbone.context_length - 1
+        positions = network.tokenizer().context_length - 1
         stored_logprobs = torch.zeros(len(inputs), positions, top_k, dtype=torch.half, device=inputs.device)
         stored_ids = torch.zeros(len(inputs), positions, top_k, dtype=torch.int32, device=inputs.device)
         stored_logprobs[:, : inputs.shape[1]][real] = logprobs.half()
@@ -155,8 +158,8 @@ class Captioning(Task):
     def distillation(self, student_logits: CaptionLogits, signals: Signals, batch: Batch, temperature: float) -> torch.Tensor:
         """Per-token soft labels over the teacher's top-k: the teacher's distribution renormalised on its
         top k tokens (those the student's head can write), against the student's distribution at those tokens."""
-        inputs, real, _ = caption_targets(batch["tokens"])
-        length = inputs.shape[1]
+        real = student_logits.real
+        length = real.shape[1]
         columns = student_logits.targets(signals["ids"][:, :length][real].long())
         writable = columns >= 0
         teacher_logits = signals["logprobs"][:, :length][real].float() / temperature
@@ -191,11 +194,10 @@ class Captioning(Task):
 UNGROUNDED_GAP = 2.0
 
 
-def token_losses(logits: CaptionLogits, tokens: torch.Tensor) -> torch.Tensor:
+def token_losses(logits: CaptionLogits) -> torch.Tensor:
     """Each caption's summed next-token loss (batch,)."""
-    _, real, targets = caption_targets(tokens)
-    losses = torch.zeros(real.shape, device=logits.device)
-    losses[real] = F.nll_loss(logits.log_probs, logits.targets(targets), reduction="none")
+    losses = torch.zeros(logits.real.shape, device=logits.device)
+    losses[logits.real] = F.nll_loss(logits.log_probs, logits.targets(logits.following), reduction="none")
     return losses.sum(dim=1)
 
 
@@ -207,8 +209,8 @@ def paired_losses(task: Captioning, network: FameVil, head: nn.Module, batch: Ba
     counted = products != products[others.to(products.device)]
     if not counted.any():
         return 0.0, 0.0
-    matching = token_losses(task.logits(network, head, batch), batch["tokens"])
-    shuffled = token_losses(task.logits(network, head, batch | {"images": batch["images"][others.to(batch["images"].device)]}), batch["tokens"])
+    matching = token_losses(task.logits(network, head, batch))
+    shuffled = token_losses(task.logits(network, head, batch | {"images": batch["images"][others.to(batch["images"].device)]}))
     counted = counted.to(matching.device)
     return matching[counted].sum().item(), shuffled[counted].sum().item()
 
@@ -249,7 +251,7 @@ class CaptionEvaluation:
         self.generated += [settings.tokenize.decode(caption).strip() for caption in ids]
         self.keys += batch["keys"]
         self.references += [product_text(sample["json"]) for sample in samples]
-        ends = batch["tokens"].argmax(dim=1).tolist()  # the end-of-text token: the largest id
+        ends = settings.tokenize.ends(batch["tokens"]).tolist()
         self.read_references += [settings.tokenize.decode(row[1:end]).strip() for row, end in zip(batch["tokens"].tolist(), ends, strict=True)]
         others = torch.randperm(len(samples), generator=self.shuffler)
         matching, shuffled = paired_losses(self.task, self.network, self.head, batch, others)

@@ -19,7 +19,6 @@ from famevil.bases import Base, resolve_base
 from famevil.data.loading import training_batches
 from famevil.data.transforms import image_transform
 from famevil.evaluation import measure
-from famevil.model.backbone import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks.base import Task, check_coverage, selection_keys
 from famevil.training.config import TrainConfig, load_config
@@ -60,7 +59,7 @@ def model_vocabularies(shards: Shards, tasks: list[Task], config: TrainConfig, b
     vocabularies = shards.training_vocabularies()
     if config.head_vocabulary == "training":
         for task in tasks:
-            vocabularies |= task.text_vocabulary(shards, text_tokenizer(backbone.architecture))
+            vocabularies |= task.text_vocabulary(shards, backbone.tokenizer())
     return vocabularies
 
 
@@ -86,7 +85,7 @@ def task_stream(shards: Shards, task: Task, config: TrainConfig, backbone: Base)
         task.batch,
         config.batch_size,
         transform,
-        text_tokenizer(backbone.architecture),
+        backbone.tokenizer(),
         config.seed,
         batches_per_epoch=config.batches_per_epoch,
     )

@@ -14,7 +14,13 @@ BottleneckOption = Annotated[int, typer.Option("--bottleneck", help="Task-specif
 
 
 def params(
-    backbone: Annotated[str, typer.Option("--model", help="open_clip architecture: ViT-B-16 (the paper's), famevil-tiny, ...")] = "ViT-B-16",
+    backbone: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="An open_clip architecture (ViT-B-16, the paper's; ViT-B-16-SigLIP; famevil-tiny) or a base: hf-hub:ORG/NAME, local-dir:DIR, NAME:TAG, a checkpoint.",
+        ),
+    ] = "ViT-B-16",
     tsa_bottleneck: BottleneckOption = defaults["tsa_bottleneck"],
     xaa_bottleneck: Annotated[int | None, typer.Option(help="Cross-attention adapter bottleneck (default: --bottleneck).", min=1)] = defaults["xaa_bottleneck"],
     num_classes: Annotated[int, typer.Option("--classes", help="SCR classes (FashionGen: 121).", min=1)] = defaults["num_classes"],
