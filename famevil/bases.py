@@ -9,6 +9,9 @@ resolves it before any work and builds the model on it.
     hf-hub:ORG/NAME                an open_clip model on the Hugging Face Hub: its open_clip_config.json
     local-dir:DIR                  an open_clip folder (famevil export --format open_clip writes one): likewise
     DIR                            a famevil checkpoint: its backbone, architecture and preprocessing
+    DIR | hf-hub:ORG/NAME          a transformers CLIPModel (FashionCLIP 2.0), locally or on the Hub without an
+                                   open_clip_config.json: its config.json and preprocessor_config.json, its
+                                   weights renamed onto open_clip's native CLIP (famevil.model.transformers_clip)
 
 Each is what open_clip's own create_model_and_transforms builds from the same name, with OpenAI's
 weights run with the QuickGELU they were trained with (tests/test_equivalence.py proves it offline).
@@ -22,7 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import open_clip
-from huggingface_hub import hf_hub_download
+from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
 from data_specs.errors import FamevilError, FamevilWarning
 from data_specs.manifest import InputRef, release_fingerprint
@@ -38,10 +42,20 @@ from famevil.model.backbone import (
     same_shape,
 )
 from famevil.model.tokenizer import TextTokenizer, text_tokenizer
+from famevil.model.transformers_clip import (
+    CONFIG_FILE,
+    PREPROCESSOR_CONFIG,
+    WEIGHTS_FILES,
+    is_transformers_clip,
+    open_clip_state_dict,
+    read_clip_folder,
+    weights_file,
+)
 from famevil.multitask import ModelConfig, MultiTaskModel
 
 HF_HUB, LOCAL_DIR = "hf-hub:", "local-dir:"  # open_clip's schemas for a Hub model and a local folder
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+TRANSFORMERS_FOLDER, TRANSFORMERS_HUB = "transformers-clip-folder", "transformers-clip-hub"  # their InputRef kinds
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,7 @@ class Base:
         """A model of `config` on this base: its architecture, preprocessing and tokenizer, its weights loaded strictly."""
         model = MultiTaskModel(replace(config, backbone=self.backbone), self.architecture, self.preprocess, self.tokenizer_files)
         if self.given is not None:
-            load_strict(model.backbone, _weights(self.given), self.given)
+            load_strict(model.backbone, _weights(self.given, self.ref.kind), self.given)
         return model
 
 
@@ -77,6 +91,8 @@ def resolve_base(base: str | None, architecture: str, option: str = "--set model
         )
     if base.startswith((HF_HUB, LOCAL_DIR)):
         resolved = _open_clip_folder(base)
+    elif is_transformers_clip(Path(base)):
+        resolved = _transformers_folder(base)
     elif Path(base).is_dir():
         manifest = require_checkpoint(Path(base))
         model_config, config, preprocess = checkpoint_config(Path(base))
@@ -132,7 +148,7 @@ def _open_clip_folder(base: str) -> Base:
         try:
             config_file = Path(hf_hub_download(base[len(HF_HUB) :], OPEN_CLIP_CONFIG))
         except Exception as error:  # hub, network and format errors come in many types
-            raise _unreachable(base, error) from None
+            return _transformers_hub(base, error)
         ref, tokenizer_files = InputRef("base", "open_clip-hub", f"open_clip:{base}", base), None
     else:
         folder = Path(base[len(LOCAL_DIR) :])
@@ -156,6 +172,56 @@ def _folder_weights(folder: Path) -> Path | None:
     """The weights file open_clip would load from a local-dir: folder (its own choice among several)."""
     found = open_clip.factory._find_checkpoint_in_dir(folder) if folder.is_dir() else None
     return Path(found) if found else None
+
+
+def _transformers_folder(base: str) -> Base:
+    """A local transformers CLIPModel folder, named by the contents of its config, weights and preprocessor config."""
+    folder = Path(base)
+    weights = weights_file(folder)
+    if weights is None:
+        raise FamevilError(
+            f"--base {base}: a transformers CLIP folder without {' or '.join(WEIGHTS_FILES)} (sharded weights are not read); save or download it again"
+        )
+    described = [folder / CONFIG_FILE, weights, *[path for path in [folder / PREPROCESSOR_CONFIG] if path.is_file()]]
+    return _transformers_base(base, folder, InputRef("base", TRANSFORMERS_FOLDER, release_fingerprint(described), base))
+
+
+def _transformers_hub(base: str, open_clip_error: Exception) -> Base:
+    """hf-hub:ORG/NAME without an open_clip_config.json: a transformers CLIPModel repository where its
+    config.json says so; else the Hub (or the cache) failed, as open_clip_error says."""
+    try:
+        folder = Path(hf_hub_download(base[len(HF_HUB) :], CONFIG_FILE)).parent  # the snapshot the repository's files land in
+    except Exception:  # hub and network errors come in many types
+        raise _unreachable(base, open_clip_error) from None
+    if not is_transformers_clip(folder):
+        raise FamevilError(
+            f"--base {base}: has no {OPEN_CLIP_CONFIG}, and its {CONFIG_FILE} is not a transformers CLIPModel's; famevil reads only those two kinds"
+        )
+    _hub_file(base, (PREPROCESSOR_CONFIG,))  # into the snapshot, where there is one
+    return _transformers_base(base, folder, InputRef("base", TRANSFORMERS_HUB, f"transformers:{base}", base))
+
+
+def _transformers_base(base: str, folder: Path, ref: InputRef) -> Base:
+    architecture, preprocess = read_clip_folder(folder, f"--base {base}")
+    return Base(base, base, architecture, preprocess, ref)
+
+
+def _hub_file(base: str, filenames: tuple[str, ...]) -> Path | None:
+    """The first of filenames the Hub repository has, fetched; None where it has none of them, as the Hub
+    says, or the cache's record of what it said. A file neither fetched nor known to be absent is an
+    error, not an absence: offline, a preprocessing left out of the cache must not become OpenAI's."""
+    repository, unreachable = base[len(HF_HUB) :], None
+    for filename in filenames:
+        try:
+            return Path(hf_hub_download(repository, filename))
+        except EntryNotFoundError as error:
+            if isinstance(error, LocalEntryNotFoundError) and try_to_load_from_cache(repository, filename) is not _CACHED_NO_EXIST:
+                unreachable = unreachable or error
+        except Exception as error:  # hub and network errors come in many types
+            raise _unreachable(base, error) from None
+    if unreachable is not None:
+        raise _unreachable(base, unreachable)
+    return None
 
 
 def _weights_file(base: str, architecture: str, option: str) -> Base:
@@ -201,8 +267,14 @@ def _unreachable(base: str, error: Exception) -> FamevilError:
     )
 
 
-def _weights(base: str) -> dict:
-    """The backbone's weights of a resolved base, fetched through open_clip's download and cache where they are remote."""
+def _weights(base: str, kind: str) -> dict:
+    """The backbone's weights of a resolved base (kind: its InputRef's), fetched through open_clip's download
+    and cache where they are remote, a transformers model's through huggingface_hub's."""
+    if kind in (TRANSFORMERS_FOLDER, TRANSFORMERS_HUB):
+        weights = weights_file(Path(base)) if kind == TRANSFORMERS_FOLDER else _hub_file(base, WEIGHTS_FILES)
+        if weights is None:
+            raise FamevilError(f"--base {base}: has neither {' nor '.join(WEIGHTS_FILES)} (sharded weights are not read)")
+        return open_clip_state_dict(weights)
     if base.startswith(LOCAL_DIR):
         return read_state_dict(_folder_weights(Path(base[len(LOCAL_DIR) :])))
     if Path(base).is_dir():

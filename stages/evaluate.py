@@ -17,6 +17,7 @@ from data_specs.staging import check_destination, staging
 from famevil.bases import resolve_base
 from famevil.checkpoint import load_checkpoint, require_checkpoint
 from famevil.evaluation import measure
+from famevil.model.transformers_clip import is_transformers_clip
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import TASKS, find_task, task_names
 from famevil.tasks.base import check_coverage
@@ -105,9 +106,9 @@ def _load_model(model: Path | None, base: str | None, arch: str, vocabularies: d
     if model is not None:
         manifest = require_checkpoint(model)
         return load_checkpoint(model, manifest), InputRef("model", manifest.kind, manifest.content_id, str(model))
-    if Path(base).is_dir():
+    if Path(base).is_dir() and not is_transformers_clip(Path(base)):
         raise FamevilError(f"--base {base}: a famevil checkpoint directory is evaluated with --model {base}")
-    if Path(base).is_file() or ":" in base:  # weights: a tag, a Hub model, a folder, or a file of the --arch architecture
+    if Path(base).exists() or ":" in base:  # weights: a tag, a Hub model, a folder (open_clip's or transformers'), or a file of the --arch architecture
         backbone = resolve_base(base, arch, option="--arch ")
         ref = backbone.ref
     else:  # an architecture's name: random weights, seeded
