@@ -33,7 +33,7 @@ from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import samples
 from famevil.data.synthetic.taxonomy import COLOURS, SUBCATEGORIES
 from famevil.data.transforms import image_transform
-from famevil.model.fame_vil import _feed_forward, _self_attention
+from famevil.model import towers
 from famevil.tasks import find_task
 
 GENERIC = {s.noun: s.generic for s in SUBCATEGORIES} | {s.generic: s.generic for s in SUBCATEGORIES}
@@ -65,11 +65,11 @@ def layer_features(model_dir: Path, shards: Path, subset: str, count: int) -> tu
     adapters = model.tasks[0]
     transform = image_transform(model.preprocess, train=False)
     views = list(itertools.islice(samples(Shards.open(shards), subset), count))
-    x = model._image_stem(torch.stack([transform(view["jpg"]) for view in views]))
+    x = towers.image_stem(model.backbone, torch.stack([transform(view["jpg"]) for view in views]))
     features = {}
-    for layer, (block, adapter) in enumerate(zip(model.backbone.visual.transformer.resblocks, model.tsa[adapters]["vision"], strict=True)):
-        h = _self_attention(block, x, None)
-        x = _feed_forward(block, h) + adapter(h)
+    for layer, (block, adapter) in enumerate(zip(towers.image_blocks(model.backbone), model.tsa[adapters]["vision"], strict=True)):
+        h = towers.self_attention(block, x)
+        x = towers.feed_forward(block, h) + adapter(h)
         features[f"{layer} mean"], features[f"{layer} flat"] = x[:, 1:].mean(dim=1), x[:, 1:].flatten(1)
     return features, torch.tensor([view["json"]["category_id"] for view in views])
 
@@ -103,7 +103,7 @@ def units(shards: Path, models: list[Path]) -> None:
         transform = image_transform(model.preprocess, train=False)
         batch = task.batch(list(itertools.islice(samples(Shards.open(shards), "fashiongen/val"), 64)), transform, model.tokenizer())
         activations: dict[str, torch.Tensor] = {}
-        for layer in range(model.layers):
+        for layer in range(model.paired):
             for name, adapter in ((f"XAA {layer}", model.xaa["text"][layer].adapter), (f"TSA {layer}", model.tsa[task.name]["text"][layer])):
                 adapter.down.register_forward_hook(lambda module, inputs, output, name=name, store=activations: store.__setitem__(name, output.flatten(0, -2)))
         model.caption_states(batch["images"], batch["tokens"][:, :-1], task.name)

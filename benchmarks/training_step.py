@@ -29,7 +29,8 @@ from famevil.data.loading import training_batches
 from famevil.data.teacher_outputs import TeacherOutputs, write_outputs
 from famevil.data.transforms import image_transform
 from famevil.losses import symmetric_info_nce
-from famevil.model.backbone import backbone_config, text_tokenizer
+from famevil.model.backbone import backbone_config
+from famevil.model.tokenizer import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import TASKS, task_names
 from famevil.tasks.base import Task
