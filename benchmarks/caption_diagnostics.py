@@ -104,7 +104,8 @@ def units(shards: Path, models: list[Path]) -> None:
         batch = task.batch(list(itertools.islice(samples(Shards.open(shards), "fashiongen/val"), 64)), transform, model.tokenizer())
         activations: dict[str, torch.Tensor] = {}
         for layer in range(model.paired):
-            for name, adapter in ((f"XAA {layer}", model.xaa["text"][layer].adapter), (f"TSA {layer}", model.tsa[task.name]["text"][layer])):
+            text_layer = model.unpaired["text"] + layer
+            for name, adapter in ((f"XAA {layer}", model.xaa["text"][layer].adapter), (f"TSA {text_layer}", model.tsa[task.name]["text"][text_layer])):
                 adapter.down.register_forward_hook(lambda module, inputs, output, name=name, store=activations: store.__setitem__(name, output.flatten(0, -2)))
         model.caption_states(batch["images"], batch["tokens"][:, :-1], task.name)
         live = {name: 100 * ((values > 0).float().mean(0) > 0.01).float().mean().item() for name, values in sorted(activations.items())}

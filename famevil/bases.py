@@ -153,6 +153,8 @@ def _open_clip_folder(base: str) -> Base:
     else:
         folder = Path(base[len(LOCAL_DIR) :])
         config_file, weights = folder / OPEN_CLIP_CONFIG, _folder_weights(folder)
+        if not config_file.is_file() and is_transformers_clip(folder):
+            raise FamevilError(f"{where}: is a transformers CLIPModel folder, not an open_clip one; pass --base {folder} (without local-dir:)")
         if not config_file.is_file() or weights is None:
             raise FamevilError(f"{where}: not an open_clip folder (it needs {OPEN_CLIP_CONFIG} and open_clip_model.safetensors or open_clip_pytorch_model.bin)")
         ref = InputRef("base", "open_clip-folder", release_fingerprint([config_file, weights]), base)

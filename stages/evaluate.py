@@ -62,7 +62,7 @@ def evaluate(
     (the default: FashionGen's validation file serves as its test split) or train.
 
     Give --model (a famevil checkpoint directory) or --base: an open_clip NAME:TAG, hf-hub:ORG/NAME,
-    local-dir:DIR, a local open_clip checkpoint file (with --arch), or a config name such as
+    local-dir:DIR, a transformers CLIPModel folder, a local open_clip checkpoint file (with --arch), or a config name such as
     famevil-tiny for random weights (zero-shot CLIP baseline for XMR and TGIR, a random baseline for
     all four). A base runs as it was trained: its activation and image preprocessing come with it.
 

@@ -16,7 +16,7 @@ from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, requi
 from famevil.model.backbone import CONV_STEM, QUICK_GELU
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
-from famevil.tasks.base import FASHIONGEN
+from famevil.tasks.base import FASHIONGEN, GENERATIVE
 
 FORMATS = ("famevil", "open_clip")
 CARD_FILE = "README.md"
@@ -96,9 +96,13 @@ def model_card(model: Path, network: MultiTaskModel, lineage: list[tuple[str, Ma
         f"A {network.config.backbone} backbone ({'QuickGELU' if network.backbone_config.get(QUICK_GELU) else 'GELU'}) at {preprocess.size} px, images resized "
         f"{preprocess.interpolation} and normalised with mean {list(preprocess.mean)} and std {list(preprocess.std)}, as its base was trained; "
         "its figures hold for the data it was evaluated on.",
-        "Fashion copy carries its sources' biases (gender, body type, the retailers' catalogues).",
-        "",
     ]
+    if not network.text_causal and any(task.mode == GENERATIVE for task in tasks):
+        lines.append(
+            "The base's text tower was trained bidirectionally; captioning runs it with a causal mask, as FAME-ViL makes CLIP's text "
+            "tower a decoder, so its captioner starts further from its base than retrieval and classification do."
+        )
+    lines += ["Fashion copy carries its sources' biases (gender, body type, the retailers' catalogues).", ""]
     return "\n".join(lines)
 
 

@@ -28,9 +28,10 @@ def teach(
 
     --base gives the starting weights, and with them the architecture, activation and image
     preprocessing they were trained with: an open_clip NAME:TAG (the paper's: ViT-B-16:openai, run with
-    the QuickGELU OpenAI trained it with), hf-hub:ORG/NAME, local-dir:DIR, a famevil checkpoint
-    directory, or a bare weights file of the architecture --set model= names. Without --base the
-    backbone starts from random weights.
+    the QuickGELU OpenAI trained it with; SigLIP's, ViT-B-16-SigLIP:webli), hf-hub:ORG/NAME (a fashion
+    backbone: hf-hub:Marqo/marqo-fashionSigLIP, hf-hub:patrickjohncyh/fashion-clip), local-dir:DIR, a
+    transformers CLIPModel folder, a famevil checkpoint directory, or a bare weights file of the
+    architecture --set model= names. Without --base the backbone starts from random weights.
 
     --preset paper is the paper's setting (ViT-B-16 with OpenAI's QuickGELU, batch 16 per process, 30,000 updates, lr 1e-6 for
     CLIP and 1e-4 for the rest, bf16; TGIR teachers use --max-steps 6000); demo-cpu is a small

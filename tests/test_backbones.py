@@ -1,5 +1,6 @@
 """The other backbones, offline: timm image trunks (SigLIP's attention-pool layout, layer scale, post-norm
-blocks), a custom bidirectional text tower with a Hugging Face tokenizer, and towers of different depths.
+blocks), a custom bidirectional text tower with a Hugging Face tokenizer, towers of different depths, and
+(for the whole pipeline) a transformers CLIPModel folder, whose equivalence tests/test_transformers_clip.py holds.
 
 Each is a tiny random model written as open_clip writes one (a local-dir: folder, or the Hub's cache for
 hf-hub:). The contract: at zero adapters famevil computes what open_clip's own create_model_and_transforms
@@ -36,6 +37,7 @@ from stages.index import index
 from stages.teach import teach
 from tests.conftest import TASK_NAMES, TINY
 from tests.test_equivalence import EQUAL, TEXTS, hub_file
+from tests.test_transformers_clip import random_clip
 
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 48, "heads": 2, "layers": 2}  # CLIP's own causal text tower
 SIGLIP_TEXT = {  # SigLIP's: bidirectional, pooled at the last position, a projection with a bias, a Hugging Face tokenizer
@@ -122,6 +124,8 @@ def folders(tmp_path_factory, product_texts) -> dict[str, str]:
     missing.parent.mkdir(parents=True)
     missing.touch()
     bases["siglip hub"] = "hf-hub:famevil-tests/tiny-siglip"
+    random_clip("quick_gelu", seed=3).save_pretrained(root / "transformers")  # FashionCLIP 2.0's format
+    bases["transformers"] = str(root / "transformers")
     return bases
 
 
@@ -188,7 +192,7 @@ def test_towers_of_different_depths_pair_their_last_layers(folders):
 
 
 @pytest.mark.slow  # four tiny teachers, their outputs and a student, per base
-@pytest.mark.parametrize("route", ["timm-layerscale", "timm-postnorm", "siglip"])
+@pytest.mark.parametrize("route", ["timm-layerscale", "timm-postnorm", "siglip", "transformers"])
 def test_the_pipeline_runs_on_the_base_and_its_models_caption_index_and_search(folders, tiny_shards, tiny_raw, route, tmp_path):
     options = {key: value for key, value in TINY.items() if key != "model"} | {"max_steps": 2}
     teachers = {task: teach(task, tiny_shards, tmp_path / task, base=folders[route], overrides=options).out for task in TASK_NAMES}
@@ -227,3 +231,8 @@ def test_a_text_tower_famevil_cannot_step_is_refused_before_work(folders, tmp_pa
     (broken / "open_clip_config.json").write_text(json.dumps({"model_cfg": architecture | {"text_cfg": TEXT | {"embed_cls": True}}}))
     with pytest.raises(FamevilError, match="appended class token"):
         resolve_base(f"local-dir:{broken}", "famevil-tiny")
+
+
+def test_a_transformers_folder_under_local_dir_says_how_to_pass_it(folders):
+    with pytest.raises(FamevilError, match=f"is a transformers CLIPModel folder, not an open_clip one; pass --base {folders['transformers']} "):
+        resolve_base(f"local-dir:{folders['transformers']}", "famevil-tiny")

@@ -44,7 +44,7 @@ CLIP_CONFIG = {
 PROCESSOR = {"image_mean": [0.4, 0.45, 0.5], "image_std": [0.2, 0.25, 0.3], "resample": 3, "size": {"shortest_edge": 32}, "crop_size": 32}
 
 
-def _clip(activation: str, seed: int):
+def random_clip(activation: str, seed: int):
     """A random transformers CLIPModel of CLIP_CONFIG's shape, each MLP's pre-activations shifted by -2
     and its output scaled up, as tests/test_equivalence.py's random_weights does for open_clip's."""
     torch.manual_seed(seed)
@@ -64,7 +64,7 @@ def folders(tmp_path_factory) -> dict[str, tuple[Path, object]]:
     """route -> (folder, the transformers model it holds). FashionCLIP's: QuickGELU, model.safetensors and
     a preprocessor_config.json. An older save: GELU, pytorch_model.bin with the position_ids buffers
     transformers kept before 4.31, and no preprocessor config."""
-    fashion_clip, older = _clip("quick_gelu", 0), _clip("gelu", 1)
+    fashion_clip, older = random_clip("quick_gelu", 0), random_clip("gelu", 1)
     folder = tmp_path_factory.mktemp("fashion-clip")
     fashion_clip.save_pretrained(folder)
     transformers.CLIPImageProcessor(**PROCESSOR).save_pretrained(folder)

@@ -1,5 +1,6 @@
 """FAME-ViL around an open_clip CLIP: the backbone's modules and weights stay open_clip's; the adapters sit
-beside them, and the towers are stepped block by block so that the adapters can join in.
+beside them, and the towers are stepped block by block so that the adapters can join in (open_clip's
+own towers, timm's ViT trunks, custom text towers: famevil.model.towers).
 
 This is the plain network: towers, adapters and three modes. It knows nothing of tasks; a task picks
 its set of task-specific adapters by name and puts its own head on top (famevil.multitask).
@@ -8,10 +9,14 @@ In every block, with h' the state after self-attention and its residual:
 
     h = h' + MLP(LN2(h')) + TSA_task(h') [+ XAA(h', other stream's h' at this layer)]
 
-Modes: contrastive (towers apart, no XAA), fusion (both towers advance together, each layer computed
-once, and cross-attend both ways to the other's h'; text padding masked), generative (the image tower
-runs first; the causal text tower's layer i cross-attends to image layer i: to its block's output, as
-the authors' captioner does, or to its h', a setting: `caption_reads`).
+Modes: contrastive (towers apart, no XAA; the text tower masked as it was trained, causal or not),
+fusion (both towers advance together, each layer computed once, and cross-attend both ways to the
+other's h'; text padding masked), generative (the image tower runs first; the text tower, causal in
+this mode whatever it was trained with, has its layer i cross-attend to image layer i: to its block's
+output, as the authors' captioner does, or to its h', a setting: `caption_reads`).
+
+Towers of different depths pair from the top: the deeper tower's last layers meet the shallower
+tower's, one XAA per pair, and its first layers run alone.
 
 Two switches of the paper's ablations: `fusion="late"` drops the XAA from fusion (the towers run
 apart and their vectors are added, as the authors' `enable_xattn: false`; the captioner keeps its

@@ -17,7 +17,8 @@ BaseOption = Annotated[
     str | None,
     typer.Option(
         help="Starting weights, which bring their architecture, activation and preprocessing: open_clip NAME:TAG (ViT-B-16:openai), "
-        "hf-hub:ORG/NAME, local-dir:DIR, a famevil checkpoint directory, or a local open_clip file of --set model=. Default: random."
+        "hf-hub:ORG/NAME (hf-hub:Marqo/marqo-fashionSigLIP), local-dir:DIR, a transformers CLIPModel folder, a famevil checkpoint directory, "
+        "or a local open_clip file of --set model=. Default: random."
     ),
 ]
 ResumeOption = Annotated[str | None, typer.Option(help="'auto' continues OUT's interrupted run; or a checkpoints/step-N folder to start from.")]
