@@ -33,6 +33,7 @@ from famevil.serving import SearchSession
 from famevil.tasks.product_text import product_text
 from stages.distill import distill
 from stages.dump import dump
+from stages.export import export
 from stages.index import index
 from stages.teach import teach
 from tests.conftest import TASK_NAMES, TINY
@@ -204,8 +205,12 @@ def test_the_pipeline_runs_on_the_base_and_its_models_caption_index_and_search(f
     for captioner in (famevil.load(teachers["fic"]), famevil.load(student)):
         captions = captioner.caption(photos, max_new_tokens=8)
         assert len(captions) == 3 and all(isinstance(caption, str) for caption in captions)
-    if route == "siglip":  # self-contained checkpoints: the Hugging Face tokenizer travels with them
+    if route == "siglip":  # self-contained checkpoints: the Hugging Face tokenizer travels with them, into exports too
         assert (teachers["fic"] / "tokenizer" / "tokenizer.json").is_file() and (student / "tokenizer" / "tokenizer.json").is_file()
+        card = (export(teachers["fic"], tmp_path / "card").out / "README.md").read_text()
+        assert "captioning runs it with a causal mask" in card
+        folder = export(student, tmp_path / "open_clip", form="open_clip").out
+        assert torch.equal(open_clip.get_tokenizer(f"local-dir:{folder}")(TEXTS), famevil.load(student).network.tokenizer()(TEXTS))
     catalogue = tmp_path / "catalogue"
     catalogue.mkdir()
     for photo in photos:

@@ -4,15 +4,45 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data_specs.errors import FamevilError
 
 JPEG_QUALITY = 95
+# The most pixels famevil decodes from one image: a product photo has a few tens of megapixels at most.
+# Pillow's own limit (89 M, an error only past twice that) lets one upload cost gigabytes of memory.
+MAX_PIXELS = 40_000_000
+
+
+class ImageTooLarge(FamevilError):
+    """An image whose header declares more than MAX_PIXELS pixels; it is refused before it is decoded."""
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """An image file's bytes as RGB, turned upright as its EXIF orientation says (a phone's photo is stored
+    sideways with a tag). The pixel count is read from the header and checked before anything is
+    decoded. Errors are one line naming `name` (a path, an upload's file name)."""
+    try:
+        with warnings.catch_warnings():  # Pillow warns of a large image on opening it; the check below refuses it instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+        with opened as image:
+            if image.width * image.height > max_pixels:
+                raise ImageTooLarge(f"{name}: {image.width}x{image.height} pixels is more than famevil decodes ({max_pixels:,}); shrink the image")
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return upright if upright.mode == "RGB" else upright.convert("RGB")
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"{name}: more pixels than famevil decodes ({max_pixels:,}); shrink the image") from None
+    except UnidentifiedImageError:
+        raise FamevilError(f"{name}: not an image format PIL can decode") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise FamevilError(f"{name}: unreadable image ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
 
 
 def encode_jpeg(pixels: np.ndarray | Image.Image, quality: int = JPEG_QUALITY) -> bytes:
