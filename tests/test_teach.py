@@ -253,8 +253,8 @@ BAD_INPUTS = [
     ),
     (
         "a base famevil cannot adapt yet",
-        lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "d", "--base", "ViT-B-16-SigLIP:webli"],
-        ["--base ViT-B-16-SigLIP:webli: famevil cannot adapt a timm image trunk (vit_base_patch16_siglip_224) yet"],
+        lambda s, r, t: [*TEACH, "--shards", s, "--out", t / "d", "--base", "RN50:openai"],
+        ["--base RN50:openai: famevil cannot adapt a ResNet image tower (open_clip's ModifiedResNet) yet"],
     ),
     (
         "a selection criterion of an untrained task",

@@ -162,11 +162,11 @@ def test_a_config_settles_as_transformers_settles_it(tmp_path):
 
 
 def test_a_hub_repository_of_another_model_is_refused_in_one_line():
-    hub_file("famevil-tests/tiny-siglip", "config.json").write_text(json.dumps({"model_type": "siglip", "architectures": ["SiglipModel"]}))
+    hub_file("famevil-tests/tiny-hf-siglip", "config.json").write_text(json.dumps({"model_type": "siglip", "architectures": ["SiglipModel"]}))
     with pytest.raises(
-        FamevilError, match=r"hf-hub:famevil-tests/tiny-siglip: has no open_clip_config.json, and its config.json is not a transformers CLIPModel's"
+        FamevilError, match=r"hf-hub:famevil-tests/tiny-hf-siglip: has no open_clip_config.json, and its config.json is not a transformers CLIPModel's"
     ):
-        resolve_base("hf-hub:famevil-tests/tiny-siglip", "famevil-tiny")
+        resolve_base("hf-hub:famevil-tests/tiny-hf-siglip", "famevil-tiny")
 
 
 @pytest.mark.parametrize(
