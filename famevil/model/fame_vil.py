@@ -213,11 +213,16 @@ class FameVil(nn.Module):
         for pair in range(self.paired):
             layer = {tower: self.unpaired[tower] + pair for tower in x}
             h = {tower: towers.self_attention(blocks[tower][layer[tower]], x[tower], masks[tower]) for tower in x}
-            for tower in x:
-                x[tower] = towers.feed_forward(blocks[tower][layer[tower]], h[tower]) + tsa[tower][layer[tower]](h[tower])
-            x[VISION] = x[VISION] + xaa[VISION][pair](h[VISION], h[TEXT], real_tokens)
-            x[TEXT] = x[TEXT] + xaa[TEXT][pair](h[TEXT], h[VISION])
+            # Each tower's sum in one expression, the image tower's first: the order the gradients accumulate
+            # in, which keeps earlier runs' weights bit for bit.
+            x[VISION] = self._block_output(VISION, blocks, tsa, layer, h) + xaa[VISION][pair](h[VISION], h[TEXT], real_tokens)
+            x[TEXT] = self._block_output(TEXT, blocks, tsa, layer, h) + xaa[TEXT][pair](h[TEXT], h[VISION])
         return towers.image_vector(self.backbone, x[VISION]), towers.text_vector(self.backbone, x[TEXT], tokens)
+
+    @staticmethod
+    def _block_output(tower: str, blocks: dict, tsa: dict, layer: dict[str, int], h: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A tower's block output at a fused layer before its cross-attention: h' + MLP + TSA."""
+        return towers.feed_forward(blocks[tower][layer[tower]], h[tower]) + tsa[tower][layer[tower]](h[tower])
 
     def composed(self, images: torch.Tensor, tokens: torch.Tensor, adapters: str) -> torch.Tensor:
         """The fused image vector plus the fused text vector (a composed query, a classifier's input)."""
