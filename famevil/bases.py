@@ -104,7 +104,8 @@ def resolve_base(base: str | None, architecture: str, option: str = "--set model
         resolved = _tag(base)
     named = backbone_config(architecture, option=option.rstrip("= ")) if explicit else None
     if named is not None and not same_shape(named, resolved.architecture):
-        raise FamevilError(f"{option}{architecture}: --base {base} is a {resolved.backbone}; drop {option}NAME, the base defines the architecture")
+        kind = "has an architecture of its own" if resolved.backbone == base else f"is a {resolved.backbone}"
+        raise FamevilError(f"{option}{architecture}: --base {base} {kind}; drop {option}NAME, the base defines the architecture")
     if named is not None and bool(named.get(QUICK_GELU)) != bool(resolved.architecture.get(QUICK_GELU)):
         warnings.warn(
             f"{option}{architecture} runs {_activation(named)}, but --base {base} was trained with {_activation(resolved.architecture)}: "

@@ -241,3 +241,8 @@ def test_a_text_tower_famevil_cannot_step_is_refused_before_work(folders, tmp_pa
 def test_a_transformers_folder_under_local_dir_says_how_to_pass_it(folders):
     with pytest.raises(FamevilError, match=f"is a transformers CLIPModel folder, not an open_clip one; pass --base {folders['transformers']} "):
         resolve_base(f"local-dir:{folders['transformers']}", "famevil-tiny")
+
+
+def test_naming_an_architecture_beside_a_folder_base_says_the_base_decides(folders):
+    with pytest.raises(FamevilError, match=r"--base local-dir:\S+ has an architecture of its own; drop --set model=NAME"):
+        resolve_base(folders["siglip"], "famevil-tiny", explicit=True)
