@@ -19,13 +19,23 @@ console = Console(stderr=True)
 _open: list[Progress] = []
 
 
+def rate_text(per_second: float, unit: str) -> str:
+    """A rate as people read it: "12 updates/s", or below one a second "3.4 s/update" (slow training
+    would otherwise show "0 updates/s")."""
+    if per_second <= 0:
+        return ""
+    if per_second >= 1:
+        return f"{per_second:,.0f} {unit}/s"
+    return f"{1 / per_second:,.1f} s/{unit.removesuffix('s')}"
+
+
 class _RateColumn(ProgressColumn):
     def __init__(self, unit: str):
         super().__init__()
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} {self.unit}/s" if task.speed else "", style="cyan")
+        return Text(rate_text(task.speed, self.unit) if task.speed else "", style="cyan")
 
 
 class _FieldsColumn(ProgressColumn):
@@ -88,7 +98,7 @@ def _plain_progress(description: str, total: int, unit: str) -> Callable[..., No
             fields = "".join(f"  {name} {value}" for name, value in report.items())
             rate = done / max(now - began, 1e-9)
             console.print(
-                f"{description}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%), {rate:,.0f} {unit}/s{fields}", highlight=False, soft_wrap=True
+                f"{description}: {done:,}/{total:,} ({100 * done / max(total, 1):.0f}%), {rate_text(rate, unit)}{fields}", highlight=False, soft_wrap=True
             )
 
     return advance
