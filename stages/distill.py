@@ -15,8 +15,8 @@ from data_specs.manifest import InputRef, require_artifact
 from data_specs.shards import Shards
 from famevil.data.teacher_outputs import TeacherOutputs
 from famevil.multitask import task_loss
-from famevil.tasks import TASKS, find_task, task_names
-from famevil.tasks.base import selection_keys
+from famevil.tasks import TASKS, find_task
+from famevil.tasks.base import Task, selection_keys
 from famevil.training.balancing import Balancing, build_balancing
 from famevil.training.loop import Job, TrainingResult, fit
 from famevil.training.recipe import build_model, model_vocabularies, network_config, task_stream, training_base, training_shards, validation
@@ -29,6 +29,7 @@ def distill(
     shards: Path,
     out: Path,
     teacher_outputs: list[Path] | None = None,
+    tasks: list[str] | None = None,
     base: str | None = None,
     preset: str = "demo-cpu",
     overrides: dict[str, Any] | None = None,
@@ -54,7 +55,8 @@ def distill(
     teacher outputs. --kd-schedule anneal lowers the weight linearly from --kd-weight to 0 over the
     run (teacher annealing, Clark et al. 2019), so that a student can outgrow a weak teacher: it learns
     from the teachers first and from the labels alone by the end. Same options, resume and outputs as
-    famevil teach.
+    famevil teach. --tasks trains a subset (e.g. xmr,scr,fic for a catalogue without modification
+    pairs): the student, its teacher outputs and its evaluation follow.
 
     The paper's alternatives to plain summed gradients (--balancing): ias scales each task's gradient
     on the backbone after every validation (eval_every > 0), up for a task that lags its
@@ -77,14 +79,15 @@ def distill(
     if kd_schedule not in KD_SCHEDULES:
         raise FamevilError(f"--kd-schedule {kd_schedule!r}: choose one of {', '.join(KD_SCHEDULES)}")
     config, backbone = training_base(preset, overrides, base)
-    tasks = list(TASKS.values())
-    names = task_names()
-    ias_targets = _headlines(ias_targets_from or []) | (ias_targets or {})
-    balancer = _balancing(balancing, sampling, ias_targets, config.eval_every)
-    selection_keys(names, config.select_by)  # a bad criterion fails before any work
+    tasks = chosen_tasks(tasks)
+    names = tuple(task.name for task in tasks)
+    ias_targets = _headlines(ias_targets_from or [], names) | (ias_targets or {})
+    balancer = _balancing(balancing, sampling, ias_targets, config.eval_every, names)
+    selection_keys(list(names), config.select_by)  # a bad criterion fails before any work
     opened = training_shards(shards, tasks)
     student_text = backbone.architecture["text_cfg"]
-    teachers, teacher_refs = _teacher_outputs(teacher_outputs or [], opened, backbone.backbone, student_text) if kd_weight > 0 else ({}, [])
+    given = teacher_outputs or []
+    teachers, teacher_refs = _teacher_outputs(given, opened, backbone.backbone, student_text, names) if kd_weight > 0 else ({}, [])
     model_config = network_config(config, names, model_vocabularies(opened, tasks, config, backbone))
     sampler = TaskSampler({task.name: task.training_size(opened.sizes) for task in tasks}, sampling, seed=config.seed)
     inputs = [backbone.ref, opened.ref]
@@ -122,24 +125,33 @@ def distill(
     )
 
 
-def _headlines(evaluations: list[Path]) -> dict[str, float]:
+def chosen_tasks(names: list[str] | None) -> list[Task]:
+    """The tasks --tasks names (any of their aliases), in the registry's order; every task by default. A
+    shop with photos and copy but no modification pairs trains xmr, scr and fic."""
+    if not names:
+        return list(TASKS.values())
+    chosen = {find_task(name).name for name in names}
+    return [task for task in TASKS.values() if task.name in chosen]
+
+
+def _headlines(evaluations: list[Path], names: tuple[str, ...]) -> dict[str, float]:
     """Each evaluated task's headline metric, from famevil evaluate's outputs (a teacher's: its own task)."""
     found = {}
     for evaluation in evaluations:
         metrics = flatten(read_metrics(evaluation))
-        found |= {task.name: metrics[task.headline_key] for task in TASKS.values() if task.headline_key in metrics}
+        found |= {task.name: metrics[task.headline_key] for task in TASKS.values() if task.name in names and task.headline_key in metrics}
     return found
 
 
-def _balancing(name: str, sampling: str, targets: dict[str, float], eval_every: int) -> Balancing:
-    unknown = sorted(set(targets) - set(task_names()))
+def _balancing(name: str, sampling: str, targets: dict[str, float], eval_every: int, names: tuple[str, ...]) -> Balancing:
+    unknown = sorted(set(targets) - set(names))
     if unknown or any(value < 0 for value in targets.values()):
-        raise FamevilError(f"--ias-target {targets}: give TASK=VALUE with a task among {', '.join(task_names())} and a value >= 0")
+        raise FamevilError(f"--ias-target {targets}: give TASK=VALUE with a task among {', '.join(names)} and a value >= 0")
     if name == "imtl-g" and sampling != "round-robin":
         raise FamevilError("--balancing imtl-g takes one batch of every task per update: pass --sampling round-robin with it")
     if name == "ias" and eval_every == 0:
         raise FamevilError("--balancing ias follows the validation scores: set eval_every > 0 (e.g. --set eval_every=100)")
-    return build_balancing(name, list(task_names()), targets)
+    return build_balancing(name, list(names), targets)
 
 
 def kd_weight_at(weight: float, schedule: str, steps: int, step: int) -> float:
@@ -165,14 +177,20 @@ def distillation_loss(
     return loss + kd_weight(step) * kd_loss, {f"loss_{task}": loss.item(), f"kd_{task}": kd_loss.item()}
 
 
-def _teacher_outputs(paths: list[Path], shards: Shards, student_backbone: str, student_text: dict) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
-    """Each task's teacher outputs, checked against the shards (and the student's text tower: its
-    vocabulary and context) before any training step, and their references."""
+def _teacher_outputs(
+    paths: list[Path], shards: Shards, student_backbone: str, student_text: dict, names: tuple[str, ...]
+) -> tuple[dict[str, TeacherOutputs], list[InputRef]]:
+    """Each of the student's tasks' teacher outputs, checked against the shards (and the student's text
+    tower: its vocabulary and context) before any training step, and their references."""
     found: dict[str, TeacherOutputs] = {}
     references: list[InputRef] = []
     for path in paths:
         manifest = require_artifact(path, "teacher-outputs")
         task = manifest.details["task"]
+        if task not in names:
+            raise FamevilError(
+                f"--teacher-outputs {path}: is a {task} teacher's, a task the student does not train (--tasks {','.join(names)}); drop it or add {task}"
+            )
         if task in found:
             raise FamevilError(f"--teacher-outputs {path}: a second set for {task} (the first: {found[task].root}); give one per task")
         made_from = next(ref for ref in manifest.inputs if ref.role == "shards")
@@ -189,7 +207,7 @@ def _teacher_outputs(paths: list[Path], shards: Shards, student_backbone: str, s
         _check_keys(outputs, shards, find_task(task).train_subset(), path)
         found[task] = outputs
         references.append(InputRef(f"teacher-outputs:{task}", "teacher-outputs", manifest.content_id, str(path)))
-    missing = [task for task in task_names() if task not in found]
+    missing = [task for task in names if task not in found]
     if missing:
         raise FamevilError(
             f"no --teacher-outputs for {', '.join(missing)}; dump a teacher of each task (famevil dump), "

@@ -24,6 +24,10 @@ def distill(
     teacher_outputs: Annotated[
         list[Path] | None, typer.Option("--teacher-outputs", help="A famevil dump directory; one per task (repeat the option).")
     ] = defaults["teacher_outputs"],
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="The tasks to train, comma-separated (xmr,scr,fic for a catalogue without modification pairs). Default: all four."),
+    ] = None,
     base: BaseOption = defaults["base"],
     preset: PresetOption = defaults["preset"],
     set_: SetOption = None,
@@ -48,7 +52,8 @@ def distill(
 ) -> None:
     overrides = training_overrides(set_, max_steps)
     targets = run(_task_values, flag="--ias-target", assignments=ias_target or [])
-    print_training(call(stage.distill, locals(), overrides=overrides, ias_targets=targets))
+    chosen = [name.strip() for name in tasks.split(",") if name.strip()] if tasks else None
+    print_training(call(stage.distill, locals(), overrides=overrides, ias_targets=targets, tasks=chosen))
 
 
 def _task_values(flag: str, assignments: list[str]) -> dict[str, float]:
