@@ -8,6 +8,8 @@ import hashlib
 import importlib
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from data_specs.indexes import ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, V
 from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# The most bytes the server reads of one catalogue image: a product photo is a few MiB, and an items.jsonl
+# pointed at /dev/zero or a huge file must cost no more than this.
+MAX_ORIGINAL_BYTES = 64 * 1024 * 1024
 
 
 def list_images(source: Path) -> list[Path]:
@@ -42,6 +47,28 @@ def read_image_and_hash(path: Path) -> tuple[Image.Image, str]:
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as opened:
         return opened.convert("RGB"), hashlib.sha256(data).hexdigest()
+
+
+def read_unchanged(path: Path, sha256: str, limit: int = MAX_ORIGINAL_BYTES) -> bytes | None:
+    """The file's bytes when they still hash to `sha256`; None when it is gone, not a regular file, larger
+    than `limit` or changed. At most limit + 1 bytes are read, whatever the path names."""
+    try:
+        # O_NONBLOCK: a FIFO put in the image's place would block a plain open until a writer came
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with open(descriptor, "rb") as file:
+        found = os.fstat(descriptor)
+        if not stat.S_ISREG(found.st_mode) or found.st_size > limit:
+            return None
+        data = file.read(limit + 1)  # the file may have grown since fstat
+    return data if len(data) <= limit and hashlib.sha256(data).hexdigest() == sha256 else None
+
+
+def _absolute(path: Path) -> Path:
+    """The path made absolute with its `..` resolved, symbolic links kept: a catalogue folder of links
+    to the photos stays readable, and a link to a device or a huge file is refused when read."""
+    return Path(os.path.abspath(path))
 
 
 def thumbnail_jpeg(image: Image.Image, size: int) -> bytes:
@@ -80,10 +107,13 @@ def approximate_index(vectors: torch.Tensor, probes: int = 16) -> Any:
 
 class CatalogueIndex:
     """An index folder read for search: vectors in memory (float32, for fast exact search), thumbnails
-    read from the file when asked for. approximate: search FAISS inverted-file indexes instead."""
+    read from the file when asked for. approximate: search FAISS inverted-file indexes instead.
+    images: the folder (or CSV) the index was built from; the items' own files are read only from under
+    it, and never without it."""
 
-    def __init__(self, root: Path, approximate: bool = False):
+    def __init__(self, root: Path, approximate: bool = False, images: Path | None = None):
         self.root = root
+        self.images_folder = None if images is None else _absolute(images.parent if images.suffix.lower() == ".csv" else images)
         with open(root / ITEMS_FILE, encoding="utf-8") as lines:
             self.items = [json.loads(line) for line in lines]
         with safe_open(root / VECTORS_FILE, framework="pt") as tensors:
@@ -104,6 +134,15 @@ class CatalogueIndex:
         else:
             values, indices = (self.vectors[kind] @ query).topk(min(top, len(self.items)))
         return [Hit(rank, item, self.items[item]["path"], score) for rank, (item, score) in enumerate(zip(indices.tolist(), values.tolist(), strict=True), 1)]
+
+    def original(self, item: int) -> bytes | None:
+        """The item's own image file as the index recorded it, or None when it is gone, changed, too large or
+        outside the folder the index was built from (an edited items.jsonl must not open other files)."""
+        listed = self.items[item]
+        path = _absolute(Path(listed["path"]))
+        if self.images_folder is None or not path.is_relative_to(self.images_folder):
+            return None
+        return read_unchanged(path, listed["sha256"])
 
     def thumbnail(self, item: int) -> bytes:
         """The item's thumbnail, JPEG bytes."""

@@ -34,7 +34,7 @@ class SearchSession:
         model_manifest = require_checkpoint(model)
         if model_manifest.content_id != built_with.id:
             raise FamevilError(f"--model {model}: is not the model {index} was built with ({built_with.id[:19]}…); use that model or rebuild the index")
-        self.index = CatalogueIndex(index, approximate)
+        self.index = CatalogueIndex(index, approximate, images=Path(manifest.details["images"]))
         self.model = FashionModel(load_checkpoint(model, model_manifest), model)
 
     def search(self, text: str | None = None, image: Path | None = None, modify: str | None = None, top: int = 10) -> SearchResult:

@@ -4,7 +4,7 @@ the commands and run as printed, one after another in an empty directory, make o
 
 An example naming the xmr teacher stands for one per task where its help says so ("Repeat it for tgir,
 scr and fic in place of xmr"): it runs once per task, as a reader would type it. `famevil serve` runs
-with uvicorn stood in for by one request to the app it would serve, so no port is bound.
+with its socket and uvicorn stood in for by one request to the app it would serve, so no port is bound.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import famevil_cli.commands.serve as serve_command
 from famevil.tasks import task_names
 from famevil_cli.app import COMMANDS, app, help_text
 
@@ -74,16 +75,17 @@ def test_the_help_examples_run_as_printed_from_synth_to_serve(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     served = []
 
-    def one_request(web_app, **options):
-        with TestClient(web_app) as client:
+    def one_request(server: uvicorn.Server, sockets: list) -> None:
+        with TestClient(server.config.app, base_url="http://127.0.0.1:8000") as client:
             found = client.get("/api/search", params={"q": "navy wool cardigan", "top": 3})
         assert found.status_code == 200 and len(found.json()["results"]) == 3, found.text
-        served.append(options)
+        served.append(sockets[0])
 
-    monkeypatch.setattr(uvicorn, "run", one_request)
+    monkeypatch.setattr(serve_command, "listen", lambda host, port: {"host": host, "port": port})
+    monkeypatch.setattr(uvicorn.Server, "run", one_request)
     runner = CliRunner()
     for words in chain():
         result = runner.invoke(app, words[1:])
         assert result.exit_code == 0, f"{shlex.join(words)} exited {result.exit_code}:\n{result.output[-3000:]}\n{result.exception!r}"
-    assert served == [{"host": "127.0.0.1", "port": 8000, "log_level": "warning"}]
+    assert served == [{"host": "127.0.0.1", "port": 8000}]
     assert (tmp_path / "runs" / "example" / "report.html").is_file() and (tmp_path / "runs" / "example" / "export" / "README.md").is_file()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
 import re
@@ -9,9 +11,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -19,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import famevil_cli.server as server
+from famevil.catalogue_index import MAX_ORIGINAL_BYTES
 from famevil.serving import SearchSession
 from stages.index import index
 
@@ -35,8 +41,17 @@ def catalogue_index(tiny_student, tiny_raw, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(catalogue_index) -> TestClient:
-    return TestClient(server.create_app(SearchSession(catalogue_index)), raise_server_exceptions=False)
+def session(catalogue_index) -> SearchSession:
+    return SearchSession(catalogue_index)
+
+
+def _client(app) -> TestClient:
+    return TestClient(app, base_url="http://localhost", raise_server_exceptions=False)  # a Host the server answers to
+
+
+@pytest.fixture(scope="module")
+def client(session) -> TestClient:
+    return _client(server.create_app(session))
 
 
 def _png(size: int = 40) -> bytes:
@@ -61,7 +76,7 @@ def test_the_api_answers_every_call(client, catalogue_index):
     assert len(client.post("/api/classify", files=upload, data={"text": "Navy Cardigan.", "top": "2"}).json()["subcategories"]) == 2
 
 
-def test_bad_requests_get_a_4xx_with_a_json_error(client, monkeypatch):
+def test_bad_requests_get_a_4xx_with_a_json_error(client):
     cases = [
         client.get("/api/search"),  # no query
         client.get("/api/search", params={"q": "x", "top": 0}),
@@ -75,17 +90,160 @@ def test_bad_requests_get_a_4xx_with_a_json_error(client, monkeypatch):
         assert 400 <= response.status_code < 500, response.text
         assert set(response.json()) == {"error"} and "Traceback" not in response.text
     assert cases[5].status_code == 415 and cases[2].status_code == 404
-    monkeypatch.setattr(server, "MAX_UPLOAD_BYTES", 100)
-    too_large = client.post("/api/caption", files={"image": ("big.png", _png(200), "image/png")})
-    assert too_large.status_code == 413 and "larger than" in too_large.json()["error"]
 
 
-def test_an_unexpected_failure_is_a_json_500_without_a_traceback(catalogue_index):
-    catalogue = SearchSession(catalogue_index)
-    client = TestClient(server.create_app(catalogue), raise_server_exceptions=False)
-    catalogue.search = lambda **_: (_ for _ in ()).throw(RuntimeError("boom"))
+def test_an_unexpected_failure_is_a_json_500_without_a_traceback(client, session, monkeypatch):
+    monkeypatch.setattr(session, "search", lambda **_: (_ for _ in ()).throw(RuntimeError("boom")))
     response = client.get("/api/search", params={"q": "coat"})
     assert response.status_code == 500 and response.json() == {"error": "internal error (RuntimeError)"}
+    assert response.headers["x-content-type-options"] == "nosniff"  # answered inside the middleware that adds the headers
+
+
+def test_an_upload_being_worked_on_leaves_text_search_answering_and_a_second_upload_gets_503(session, monkeypatch):
+    working, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_caption(images: list) -> list[str]:
+        working.set()
+        release.wait(10)  # on the event loop, this would hold up the text search below for 10 s
+        done.set()
+        return ["a coat"]
+
+    monkeypatch.setattr(session.model, "caption", slow_caption)
+    upload = {"image": ("ref.png", _png(), "image/png")}
+    with TestClient(server.create_app(session, upload_slots=1), base_url="http://localhost") as client:  # one event loop for all requests
+        first = threading.Thread(target=client.post, args=("/api/caption",), kwargs={"files": upload})
+        first.start()
+        assert working.wait(10)
+        search = client.get("/api/search", params={"q": "red coat"})
+        answered_meanwhile = not done.is_set()
+        busy = client.post("/api/caption", files=upload)
+        release.set()
+        first.join(10)
+    assert search.status_code == 200 and answered_meanwhile
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+
+
+def test_a_pixel_bomb_is_refused_from_its_header(client):
+    buffer = io.BytesIO()
+    Image.new("L", (12000, 12000), 128).save(buffer, format="PNG")  # 168 kB that would decode to 144 megapixels
+    refused = client.post("/api/search/composed", files={"image": ("bomb.png", buffer.getvalue(), "image/png")}, data={"modify": "is red"})
+    assert refused.status_code == 413 and "12000x12000" in refused.json()["error"]
+
+
+def test_an_upload_is_turned_upright_as_its_exif_orientation_says(client, session, monkeypatch):
+    sizes: list[tuple[int, int]] = []
+    monkeypatch.setattr(session.model, "caption", lambda images: [sizes.append(images[0].size) or "a coat"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: stored turned 90 degrees, as a phone held upright writes it
+    sideways = io.BytesIO()
+    Image.new("RGB", (40, 20), (30, 40, 84)).save(sideways, format="JPEG", exif=exif.tobytes())
+    assert client.post("/api/caption", files={"image": ("phone.jpg", sideways.getvalue(), "image/jpeg")}).status_code == 200
+    assert sizes == [(20, 40)]
+
+
+def _post_raw(app, path: str, headers: list[tuple[bytes, bytes]], chunks: Iterator[bytes]) -> tuple[int, int]:
+    """POST straight to the ASGI app, the body in chunks as a client sends them: the status, and how many
+    chunks the app read."""
+    read, status = 0, 0
+
+    async def receive() -> dict:
+        nonlocal read
+        chunk = next(chunks, None)
+        read += chunk is not None
+        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        status = message.get("status", status)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
+             "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000), "server": ("localhost", 80),
+             "headers": [(b"host", b"localhost"), (b"content-type", b"multipart/form-data; boundary=B"), *headers]}  # fmt: skip
+    anyio.run(app, scope, receive, send)
+    return status, read
+
+
+def _huge_upload(mebibytes: int = 200) -> Iterator[bytes]:
+    yield b'--B\r\nContent-Disposition: form-data; name="image"; filename="huge.png"\r\nContent-Type: image/png\r\n\r\n'
+    for _ in range(mebibytes):
+        yield bytes(1024 * 1024)
+
+
+def test_a_body_past_the_limit_is_refused_before_or_as_it_is_read(client):
+    declared = [(b"content-length", str(200 * 1024 * 1024).encode())]
+    assert _post_raw(client.app, "/api/caption", declared, _huge_upload()) == (413, 0)  # refused from Content-Length, nothing read
+    status, read = _post_raw(client.app, "/api/caption", [], _huge_upload())  # chunked: no length given
+    assert status == 413 and read <= 2 + server.MAX_UPLOAD_BYTES // (1024 * 1024)  # cut at the limit, not spooled whole
+
+
+def test_every_response_carries_the_hardening_headers(client):
+    responses = [
+        client.get("/"),
+        client.get("/api/search", params={"q": "coat"}),
+        client.get("/api/thumbnails/999"),
+        client.get("/api/search", params={"q": "coat"}, headers={"host": "rebound.example"}),
+        client.post("/api/caption", content=bytes(11 * 1024 * 1024), headers={"content-type": "multipart/form-data; boundary=B"}),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 404, 400, 413]
+    for response in responses:
+        assert response.headers["x-content-type-options"] == "nosniff" and response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer" and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    script = re.search(r"<script>(.*?)</script>", responses[0].text, re.DOTALL).group(1)
+    allowed = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{allowed}';" in responses[0].headers["content-security-policy"]  # the page's own script, and only it
+    assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 200  # Swagger UI would load a CDN's scripts
+
+
+def test_only_the_hosts_the_address_implies_are_answered(client):
+    for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000"):
+        assert client.get("/api/search", params={"q": "coat"}, headers={"host": host}).status_code == 200
+    rebound = client.get("/api/search", params={"q": "coat"}, headers={"host": "attacker.example:8000"})
+    assert rebound.status_code == 400 and "--allowed-host attacker.example" in rebound.json()["error"]
+    assert server.allowed_hosts("0.0.0.0") is None  # a wildcard address answers any name, unless names are given
+    assert server.allowed_hosts("0.0.0.0", ["Shop.example"]) == server.LOOPBACK_NAMES | {"0.0.0.0", "shop.example"}
+    assert "[::1]" in server.allowed_hosts("::1") and "192.168.1.5" in server.allowed_hosts("192.168.1.5")
+
+
+def _bytes_read() -> int:
+    return int(re.search(r"rchar: (\d+)", Path("/proc/self/io").read_text()).group(1))
+
+
+def test_an_item_file_changed_or_outside_the_catalogue_shows_the_thumbnail_after_bounded_reads(client, session, monkeypatch, tmp_path):
+    captioned: list[bytes] = []
+    monkeypatch.setattr(session.model, "caption", lambda images: [captioned.append(images[0].tobytes()) or "a coat"])
+    listed = session.index.items[3]
+    original = Path(listed["path"])
+    thumbnail = Image.open(io.BytesIO(session.index.thumbnail(3))).convert("RGB").tobytes()
+    assert Image.open(original).convert("RGB").tobytes() != thumbnail  # the two can be told apart
+    swapped = original.with_name("swapped" + original.suffix)  # inside the catalogue folder, same size, other bytes
+    swapped.write_bytes(bytes(reversed(original.read_bytes())))
+    huge = original.with_name("huge" + original.suffix)
+    with open(huge, "wb") as sparse:
+        sparse.truncate(1024**3)
+    device = original.with_name("device" + original.suffix)  # a link inside the folder, to what never ends
+    device.symlink_to("/dev/zero")
+    outside = tmp_path / original.name  # the very same bytes, but not where the index was built from
+    shutil.copy(original, outside)
+    try:
+        assert client.get("/api/items/3").status_code == 200 and captioned.pop() != thumbnail  # unchanged: the original
+        for path in ("/dev/zero", device, swapped, huge, outside):
+            monkeypatch.setitem(listed, "path", str(path))
+            before = _bytes_read()
+            assert client.get("/api/items/3").status_code == 200, path
+            assert captioned.pop() == thumbnail and _bytes_read() - before < MAX_ORIGINAL_BYTES // 4, path
+    finally:
+        for made in (swapped, huge, device):
+            made.unlink()
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_the_fix(cli, catalogue_index):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", catalogue_index, "--port", port)
+    assert result.exit_code == 1 and "serving" not in result.stdout, result.output
+    assert result.stderr.strip().splitlines() == [f"error: port {port} is already in use on 127.0.0.1; stop what uses it, or pick another port with --port"]
 
 
 def _free_port() -> int:
