@@ -1,5 +1,5 @@
-"""famevil export: a trained model for others to load, as a famevil checkpoint or an open_clip folder,
-with a model card (README.md, Hugging Face's format) written from the manifests."""
+"""famevil export: a trained model for others to load, as a famevil checkpoint, an open_clip folder or
+ONNX encoders, with a model card (README.md, Hugging Face's format) written from the manifests."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from data_specs.staging import check_destination, staging
 from famevil.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, require_checkpoint, save_tokenizer, write_open_clip_folder
 from famevil.model.backbone import CONV_STEM, QUICK_GELU
 from famevil.multitask import MultiTaskModel
+from famevil.onnx_export import IMAGE_ENCODER, SETTINGS_FILE, TEXT_ENCODER, TOKENIZER_FILE, encoder_task, require_packages, write_encoders
 from famevil.tasks import find_task
 from famevil.tasks.base import FASHIONGEN, GENERATIVE
 
-FORMATS = ("famevil", "open_clip")
+FORMATS = ("famevil", "open_clip", "onnx")
 CARD_FILE = "README.md"
 
 
@@ -51,14 +52,16 @@ def _adapted_tasks(network: MultiTaskModel) -> list[str]:
     return list(network.tasks) if moved and network.shared_task_adapters else moved
 
 
-def model_card(model: Path, network: MultiTaskModel, lineage: list[tuple[str, Manifest]], metrics: dict | None, form: str, synthetic: bool) -> str:
+def model_card(
+    model: Path, network: MultiTaskModel, lineage: list[tuple[str, Manifest]], metrics: dict | None, form: str, synthetic: bool, task: str | None = None
+) -> str:
     manifest = lineage[0][1]
     tasks = [find_task(name) for name in network.tasks]
     flat = flatten(metrics) if metrics else {}
     datasets = ["synthetic (famevil synth)"] if synthetic else sorted({"FashionGen" if t.source == FASHIONGEN else "FashionIQ" for t in tasks})
     header = {
         "license": "mit",
-        "library_name": "open_clip" if form == "open_clip" else "famevil",
+        "library_name": {"open_clip": "open_clip", "onnx": "onnx"}.get(form, "famevil"),
         "tags": ["famevil", "fame-vil", "fashion", "clip", "vision-language", *[t.title.replace(" ", "-") for t in tasks]],
         "datasets": datasets,
         "metrics": sorted(flat),
@@ -80,6 +83,13 @@ def model_card(model: Path, network: MultiTaskModel, lineage: list[tuple[str, Ma
             ]
         else:
             lines += ["Its task adapters are still zero, so its image and text embeddings equal famevil's contrastive ones."]
+    elif form == "onnx":
+        lines += [
+            "",
+            f"This folder holds the model's image and text encoders with its {task} adapters as ONNX graphs ({IMAGE_ENCODER}, {TEXT_ENCODER}), which onnxruntime runs "
+            f"without PyTorch; {SETTINGS_FILE} gives the preprocessing and the tokenizer's settings, {TOKENIZER_FILE} the tokenizer (Hugging Face tokenizers). "
+            "The other tasks' adapters, the cross-attention adapters and the heads are not in it.",
+        ]
     else:
         lines += ["", "Load it with `famevil.load(PATH)` (caption, classify, encode, compose), or as `--base PATH` for further training."]
     lines += ["", "## Training data and command", ""]
@@ -106,7 +116,7 @@ def model_card(model: Path, network: MultiTaskModel, lineage: list[tuple[str, Ma
     return "\n".join(lines)
 
 
-def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None = None, overwrite: bool = False) -> ExportResult:
+def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None = None, task: str | None = None, overwrite: bool = False) -> ExportResult:
     """Write a trained model for others to load, with a model card (README.md in Hugging Face's format:
     metadata, intended use, the training data and commands from the manifests, the evaluation from
     --metrics, limitations).
@@ -115,7 +125,9 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
     writes the backbone as an open_clip folder (open_clip_config.json, open_clip_model.safetensors),
     which open_clip loads by itself through its local-dir: schema and famevil through --base
     local-dir:PATH. Adapters and heads have no place in an open_clip model; the card says whether
-    that changes the embeddings.
+    that changes the embeddings. --format onnx writes the image and text encoders with one task's
+    adapters (--task; by default xmr where the model has it, else its first) as ONNX graphs, with their
+    preprocessing, tokenizer settings and tokenizer file (famevil.onnx_export).
 
     Example (seconds on a laptop CPU, after famevil evaluate):
 
@@ -123,7 +135,11 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
             --metrics runs/example/eval/student --out runs/example/export
     """
     if form not in FORMATS:
-        raise FamevilError(f"--format {form}: choose {' or '.join(FORMATS)}")
+        raise FamevilError(f"--format {form}: choose {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
+    if task is not None and form != "onnx":
+        raise FamevilError(f"--task {task}: only --format onnx picks a task's adapters")
+    if form == "onnx":
+        require_packages()
     check_destination(out, overwrite, inputs=(model, metrics))
     manifest = require_checkpoint(model)
     network = load_checkpoint(model, manifest)
@@ -132,6 +148,7 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
             f"--format open_clip: {model}'s image tower has famevil's convolutional stem ({network.backbone_name}), "
             "which open_clip cannot build; use --format famevil"
         )
+    chosen = encoder_task(network, task) if form == "onnx" else None
     measured = read_metrics(metrics) if metrics else None  # checked as an artifact, its schema too
     lineage = _lineage(model, manifest)
     synthetic = any(ref.kind == "raw-dataset" for _, made in lineage for ref in made.inputs)  # made from `famevil synth` output
@@ -141,12 +158,15 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
     with staging(out, {"inputs": [ref.id for ref in inputs], "format": form}, resume=False) as stage:
         if form == "open_clip":
             write_open_clip_folder(network, stage.partial)
+        elif form == "onnx":
+            write_encoders(network, chosen, stage.partial)
         else:
             for name in (WEIGHTS_FILE, CONFIG_FILE):
                 shutil.copy2(model / name, stage.partial / name)
             save_tokenizer(network, stage.partial)
-        (stage.partial / CARD_FILE).write_text(model_card(model, network, lineage, measured, form, synthetic), encoding="utf-8")
-        kind = "export" if form == "open_clip" else "model"  # a famevil copy stays a checkpoint famevil.load and --base read
-        written = write_manifest(stage.partial, kind, inputs=inputs, details={"format": form, "synthetic": synthetic, "tasks": list(network.tasks)})
+        (stage.partial / CARD_FILE).write_text(model_card(model, network, lineage, measured, form, synthetic, chosen), encoding="utf-8")
+        kind = "model" if form == "famevil" else "export"  # a famevil copy stays a checkpoint famevil.load and --base read
+        details = {"format": form, "synthetic": synthetic, "tasks": list(network.tasks)} | ({"task": chosen} if chosen else {})
+        written = write_manifest(stage.partial, kind, inputs=inputs, details=details)
         stage.publish()
     return ExportResult(out, written, form, synthetic)

@@ -89,5 +89,5 @@ def test_local_dir_and_hf_hub_bases(tiny_base, tmp_path):
         resolve_base(f"local-dir:{tmp_path}", "famevil-tiny")
     with pytest.raises(FamevilError, match="--base hf-hub:nobody/nothing: could not fetch it"):
         resolve_base("hf-hub:nobody/nothing", "famevil-tiny")
-    with pytest.raises(FamevilError, match="--format zip: choose famevil or open_clip"):
+    with pytest.raises(FamevilError, match="--format zip: choose famevil, open_clip or onnx"):
         export(tiny_base, tmp_path / "other", form="zip")

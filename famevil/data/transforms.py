@@ -102,6 +102,12 @@ def legacy_preprocess(size: int) -> Preprocess:
     return replace(scratch_preprocess(size), evaluation_fit="shortest")
 
 
+def evaluation_side(size: int) -> int:
+    """The side evaluation fits an image to before its centre crop of `size`: 256/224 of it, as the
+    authors (and CLIP's evaluations) do. Exported with the ONNX encoders, so that one formula decides."""
+    return round(size * 256 / 224)
+
+
 def image_transform(preprocess: Preprocess, train: bool) -> Callable[[Any], torch.Tensor]:
     """Train: random resized crop (scale 0.8-1, ratio 0.75-1.3) and horizontal flip. Eval: squash to a
     square of 256/224 of the input size (or resize its shortest side to it), centre crop. Both with the
@@ -111,7 +117,7 @@ def image_transform(preprocess: Preprocess, train: bool) -> Callable[[Any], torc
     if train:
         geometry = [v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.75, 1.3), interpolation=interpolation, antialias=True), v2.RandomHorizontalFlip()]
     else:
-        fitted = round(size * 256 / 224)
+        fitted = evaluation_side(size)
         fit = (fitted, fitted) if preprocess.evaluation_fit == "squash" else fitted
         geometry = [v2.Resize(fit, interpolation=interpolation, antialias=True), v2.CenterCrop(size)]
     # v2 transforms run on what they are given: on a PIL image they call PIL, on a tensor torch.

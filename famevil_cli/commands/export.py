@@ -16,8 +16,13 @@ defaults = defaults_of(stage.export)
 def export(
     model: ModelOption,
     out: OutOption,
-    form: Annotated[str, typer.Option("--format", help="famevil (a checkpoint) or open_clip (a local-dir: folder of the backbone).")] = defaults["form"],
+    form: Annotated[
+        str, typer.Option("--format", help="famevil (a checkpoint), open_clip (a local-dir: folder of the backbone) or onnx (the image and text encoders).")
+    ] = defaults["form"],
     metrics: Annotated[Path | None, typer.Option("--metrics", help="An evaluation (famevil evaluate) for the card's table.")] = defaults["metrics"],
+    task: Annotated[
+        str | None, typer.Option("--task", help="--format onnx: the task whose adapters the encoders carry (default: xmr, else the model's first).")
+    ] = defaults["task"],
     overwrite: OverwriteOption = defaults["overwrite"],
 ) -> None:
     result = call(stage.export, locals())
