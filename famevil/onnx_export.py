@@ -33,12 +33,12 @@ from famevil.data.transforms import Preprocess, evaluation_side
 from famevil.model.tokenizer import TextTokenizer
 from famevil.multitask import MultiTaskModel
 from famevil.tasks import find_task
+from famevil.tasks.base import CONTRASTIVE
 
 IMAGE_ENCODER, TEXT_ENCODER = "image_encoder.onnx", "text_encoder.onnx"
 SETTINGS_FILE, TOKENIZER_FILE = "encoders.json", "tokenizer.json"
 PACKAGES = ("onnx", "tokenizers")  # torch.onnx writes its graphs with onnx; the tokenizer file is built with tokenizers
 OPSET = 17  # LayerNormalization as one operator (onnxruntime 1.14 and later)
-DEFAULT_TASK = "xmr"  # cross-modal retrieval's adapters: what text-to-image search compares
 HTML_UNESCAPES = 2  # open_clip's basic_clean unescapes twice, after ftfy
 # ftfy's fixes that change one character at a time, in the order fix_text applies them: each becomes a
 # Replace in the tokenizer file. Its mojibake repair reads whole sequences and has no such form.
@@ -59,7 +59,8 @@ def encoder_task(network: MultiTaskModel, task: str | None) -> str:
     """The task whose adapters the encoders carry: the one asked for, else cross-modal retrieval where
     the model has it, else its first."""
     if task is None:
-        return DEFAULT_TASK if DEFAULT_TASK in network.tasks else network.tasks[0]
+        # A contrastive task's adapters (cross-modal retrieval's): what text-to-image search compares.
+        return next((name for name in network.tasks if find_task(name).mode == CONTRASTIVE), network.tasks[0])
     name = find_task(task).name
     if name not in network.tasks:
         raise FamevilError(f"--task {task}: this model has no {name} adapters (its tasks: {', '.join(network.tasks)})")
