@@ -96,7 +96,7 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        vectors = indexing(args.model, list_images(args.images)[: args.count], args.batch_size, work)
+        vectors = indexing(args.model, list_images(args.images).files[: args.count], args.batch_size, work)
         model = famevil.load(args.model)
         print(f"{'items':>8}{'search':>13}{'p50 ms':>9}{'p95 ms':>9}{'memory/item':>13}{'recall@10':>11}")
         for size in args.sizes:

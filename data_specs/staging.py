@@ -37,12 +37,8 @@ def read_plan(destination: Path) -> dict[str, Any] | None:
 def check_destination(destination: Path, overwrite: bool, inputs: Iterable[Path | str | None] = ()) -> None:
     """Refuse to clobber an existing directory unless asked, and to write where a stage's own input
     lies (the destination is replaced when the stage publishes), before any work is done."""
-    target = destination.resolve()
-    for given in inputs:
-        if given is None or not Path(given).exists():  # an open_clip NAME:TAG, say, is no path
-            continue
-        source = Path(given).resolve()
-        relation = "is" if source == target else "contains" if target in source.parents else "lies inside" if source in target.parents else None
+    for given in _existing(inputs):
+        relation = _overlap(destination, given)
         if relation:
             raise FamevilError(f"--out {destination}: {relation} the input {given}, which the stage would destroy; choose another --out")
     if _locked(destination):
@@ -54,6 +50,18 @@ def check_destination(destination: Path, overwrite: bool, inputs: Iterable[Path 
             if not parent.is_dir():
                 raise FamevilError(f"{parent}: is not a directory; choose another --out")
             break
+
+
+def _existing(inputs: Iterable[Path | str | None]) -> list[Path]:
+    """The inputs that are paths on disk: an open_clip NAME:TAG, say, is none."""
+    return [Path(given) for given in inputs if given is not None and Path(given).exists()]
+
+
+def _overlap(output: Path, other: Path) -> str | None:
+    """How an output's path and another path overlap once links are resolved: the output "is" it,
+    "contains" it or "lies inside" it; None when apart."""
+    target, source = output.resolve(), other.resolve()
+    return "is" if source == target else "contains" if target in source.parents else "lies inside" if source in target.parents else None
 
 
 @dataclass(frozen=True)
@@ -128,26 +136,47 @@ def _open_partial(destination: Path, plan: dict[str, Any], resume: bool) -> bool
     return False
 
 
-def check_file_destination(out: Path, flag: str, inputs: Iterable[Path | None] = ()) -> None:
-    """Refuse a single-file output (a page) that cannot be written, or that lies inside an input
-    artifact (it would change the artifact under its manifest), before any work."""
+def check_file_destination(out: Path, flag: str, inputs: Iterable[Path | str | None] = (), outputs: Iterable[Path] = (), make_folder: bool = False) -> None:
+    """Refuse a single-file output (a page, a picture) before any work, as check_destination refuses
+    an --out: when it is one of the stage's inputs (it would overwrite it) or lies inside one (it would
+    change an artifact under its manifest), when it lies inside a directory the stage writes, or when
+    it cannot be written. make_folder: create its missing folder instead of refusing it."""
+    for given in _existing(inputs):
+        if relation := _overlap(out, given):
+            raise FamevilError(
+                f"{flag} {out}: {relation} the input {given}, which it would {'overwrite' if relation == 'is' else 'change'}; choose another path"
+            )
+    for directory in outputs:
+        if relation := _overlap(out, directory):
+            raise FamevilError(f"{flag} {out}: {relation} --out {directory}, which its manifest describes whole; choose a path outside it")
     if out.is_dir():
         raise FamevilError(f"{flag} {out}: is a directory; give a file name, such as {out / 'page.html'}")
+    if make_folder:
+        _make_folder(out, flag)
     if not out.parent.is_dir():
         raise FamevilError(f"{flag} {out}: the folder {out.parent} does not exist; create it or choose another path")
     if not os.access(out.parent, os.W_OK):
         raise FamevilError(f"{flag} {out}: the folder {out.parent} is not writable; choose another path")
-    target = out.resolve()
-    for given in inputs:
-        if given is not None and Path(given).exists() and Path(given).resolve() in target.parents:
-            raise FamevilError(f"{flag} {out}: lies inside the input {given}, which it would change; choose a path outside it")
 
 
-def write_file(out: Path, text: str) -> None:
-    """Write a single-file output beside `out` and rename it into place: a reader never sees half a file."""
-    temporary = out.with_name(f".{out.name}.partial")
+def _make_folder(out: Path, flag: str) -> None:
     try:
-        temporary.write_text(text, encoding="utf-8")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FamevilError(f"{flag} {out}: cannot make the folder {out.parent} ({error.strerror}); choose another path") from None
+
+
+def write_file(out: Path, content: str | bytes, flag: str) -> None:
+    """Write a single-file output beside `out` and rename it into place: a reader never sees half a file,
+    and two runs writing the same file never write into one temporary (each has its own, by process).
+    A write that fails (a folder made read-only since the check, a full disk) is one line naming `flag`:
+    the work before it is lost either way, and a traceback would hide the reason."""
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        temporary.write_bytes(data)
         temporary.replace(out)
+    except OSError as error:
+        raise FamevilError(f"{flag} {out}: cannot write it ({error.strerror or error}); choose another path") from None
     finally:
         temporary.unlink(missing_ok=True)

@@ -13,16 +13,18 @@ what the checkpoint holds: a call whose task the model was not trained for says 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from data_specs.errors import FamevilError
 from famevil.checkpoint import load_checkpoint
 from famevil.data.examples import text_tokens
+from famevil.data.images import decode_image
 from famevil.data.transforms import image_transform
 from famevil.model.decoding import generate
 from famevil.multitask import MultiTaskModel
@@ -35,6 +37,7 @@ from famevil.tasks.xmr import CrossModalRetrieval
 
 ImageInput = str | Path | Image.Image | torch.Tensor
 TEXT_SEARCH, COMPOSED_SEARCH = "text", "composed"  # the searches a catalogue index answers
+Result = TypeVar("Result")
 
 
 class Prediction(NamedTuple):
@@ -43,17 +46,18 @@ class Prediction(NamedTuple):
 
 
 def read_image(image: ImageInput) -> Image.Image | torch.Tensor:
-    """A path opened as RGB (one line naming the file when it is not an image); PIL images and tensors as given."""
+    """A path read as RGB and upright, its pixel count checked before decoding (decode_image: one line
+    naming the file when it is not an image or too large); PIL images and tensors as given."""
     if isinstance(image, (Image.Image, torch.Tensor)):
         return image
     path = Path(image)
     try:
-        with Image.open(path) as opened:
-            return opened.convert("RGB")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FamevilError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise FamevilError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+    except OSError as error:
+        raise FamevilError(f"{path}: unreadable ({error.strerror or error})") from None
+    return decode_image(data, str(path))
 
 
 class FashionModel:
@@ -163,6 +167,22 @@ class FashionModel:
         return task.queries(self.network, {"images": pixels, "tokens": tokens})
 
 
+def _raised_here(call: Callable[..., Result]) -> Callable[..., Result]:
+    """`call` with its FamevilError raised from here rather than from deep inside famevil: a script's
+    traceback is then the caller's line and this one, not the checkpoint reader's dozen frames, for a
+    problem (a mistyped folder) that the message alone explains."""
+
+    @functools.wraps(call)
+    def raising_here(*args, **kwargs) -> Result:
+        try:
+            return call(*args, **kwargs)
+        except FamevilError as error:
+            raise error.with_traceback(None) from None
+
+    return raising_here
+
+
+@_raised_here
 def load(directory: str | Path, device: str | torch.device = "cpu") -> FashionModel:
     """Any famevil checkpoint directory (base, teacher, student), its manifest and weights verified."""
     directory = Path(directory)

@@ -33,7 +33,10 @@ from data_specs.manifest import InputRef, release_fingerprint
 from famevil.checkpoint import OPEN_CLIP_CONFIG, checkpoint_config, checkpoint_tokenizer_files, load_checkpoint, require_checkpoint
 from famevil.data.transforms import Preprocess
 from famevil.model.backbone import (
+    HF_HUB,
+    LOCAL_DIR,
     QUICK_GELU,
+    architecture_config,
     backbone_config,
     check_adaptable,
     default_preprocess,
@@ -53,7 +56,6 @@ from famevil.model.transformers_clip import (
 )
 from famevil.multitask import ModelConfig, MultiTaskModel
 
-HF_HUB, LOCAL_DIR = "hf-hub:", "local-dir:"  # open_clip's schemas for a Hub model and a local folder
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 TRANSFORMERS_FOLDER, TRANSFORMERS_HUB = "transformers-clip-folder", "transformers-clip-hub"  # their InputRef kinds
 
@@ -160,15 +162,31 @@ def _open_clip_folder(base: str) -> Base:
             raise FamevilError(f"{where}: not an open_clip folder (it needs {OPEN_CLIP_CONFIG} and open_clip_model.safetensors or open_clip_pytorch_model.bin)")
         ref = InputRef("base", "open_clip-folder", release_fingerprint([config_file, weights]), base)
         tokenizer_files = str(folder)  # open_clip reads a local-dir: model's Hugging Face tokenizer from the folder itself
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        architecture, preprocess_cfg = config["model_cfg"], config.get("preprocess_cfg") or {}
-        architecture["vision_cfg"]["image_size"]  # noqa: B018 - a model_cfg without it is malformed
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise FamevilError(f"{where}: {config_file} has no model_cfg with a vision_cfg; export or download the folder again") from None
+    config = _open_clip_config(config_file, where)
+    architecture, preprocess_cfg = config["model_cfg"], config.get("preprocess_cfg") or {}
     _adaptable(architecture, where)
     preprocess = Preprocess.from_open_clip(preprocess_cfg, architecture["vision_cfg"]["image_size"], where)
     return Base(base, base, architecture, preprocess, ref, tokenizer_files)
+
+
+def _open_clip_config(path: Path, where: str) -> dict:
+    """An open_clip_config.json checked to have the shape open_clip writes (an object whose model_cfg has
+    a vision_cfg with an image_size, and a preprocess_cfg object if any): a file of any other shape,
+    or not text at all, is one line here rather than a traceback wherever a field is first read."""
+    again = "export or download the folder again"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise FamevilError(f"{where}: {path} is not UTF-8 text (byte {error.start}); {again}") from None
+    except json.JSONDecodeError as error:
+        raise FamevilError(f"{where}: {path}: malformed JSON at line {error.lineno} ({error.msg}); {again}") from None
+    model_cfg = config.get("model_cfg") if isinstance(config, dict) else None
+    vision_cfg = model_cfg.get("vision_cfg") if isinstance(model_cfg, dict) else None
+    if not isinstance(vision_cfg, dict) or "image_size" not in vision_cfg:
+        raise FamevilError(f"{where}: {path} has no model_cfg with a vision_cfg; {again}")
+    if not isinstance(config.get("preprocess_cfg") or {}, dict):
+        raise FamevilError(f"{where}: {path}: its preprocess_cfg is not an object; {again}")
+    return config
 
 
 def _folder_weights(folder: Path) -> Path | None:
@@ -260,7 +278,7 @@ def _paired_architecture(architecture: str, pretrained: dict) -> str:
     """The name of the architecture's variant with the activation the weights were trained with."""
     plain = architecture.removesuffix("-quickgelu")
     wanted = f"{plain}-quickgelu" if pretrained.get(QUICK_GELU) else plain
-    return wanted if open_clip.get_model_config(wanted) is not None else plain
+    return wanted if architecture_config(wanted) is not None else plain
 
 
 def _unreachable(base: str, error: Exception) -> FamevilError:

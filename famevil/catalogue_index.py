@@ -3,7 +3,6 @@ against every item on the CPU, or FAISS inverted files (approximate)."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib
 import io
@@ -21,6 +20,8 @@ from safetensors import safe_open
 from data_specs.errors import FamevilError
 from data_specs.indexes import ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
 from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
+from famevil.data.catalogue import leaves_folder, read_table
+from famevil.data.images import decode_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # The most bytes the server reads of one catalogue image: a product photo is a few MiB, and an items.jsonl
@@ -28,25 +29,36 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MAX_ORIGINAL_BYTES = 64 * 1024 * 1024
 
 
-def list_images(source: Path) -> list[Path]:
-    """A folder's image files (recursively, sorted), or the `image` column of a CSV, each path relative
-    to the CSV's folder."""
+OUTSIDE_THE_LISTING = "outside the CSV's folder"  # the skipped reason of a listed path that leaves it
+
+
+@dataclass(frozen=True)
+class ImageList:
+    files: list[Path]
+    refused: list[dict[str, str]]  # {"path", "reason"} of each listed path that is never read: it leaves the CSV's folder
+
+
+def list_images(source: Path) -> ImageList:
+    """A folder's image files (recursively, sorted), or the `image` column of a CSV (read as prepare
+    reads a catalogue: byte order mark dropped, column names in any case), each path relative to the
+    CSV's folder and kept inside it."""
     if source.is_dir():
-        return sorted(path for path in source.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+        return ImageList(sorted(path for path in source.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()), [])
     if source.suffix.lower() != ".csv" or not source.is_file():
         raise FamevilError(f"--images {source}: expected a folder of images or a .csv file with an 'image' column")
-    with open(source, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if "image" not in (reader.fieldnames or []):
-            raise FamevilError(f"{source}: no 'image' column (found: {', '.join(reader.fieldnames or []) or 'none'}); name the column of image paths 'image'")
-        return [source.parent / row["image"] for row in reader if row["image"]]
+    records, _, columns = read_table(source, "images")
+    if "image" not in columns:
+        raise FamevilError(f"{source}: no 'image' column (found: {', '.join(sorted(columns)) or 'none'}); name the column of image paths 'image'")
+    listed = [str(record.get("image") or "").strip() for _, record in records]
+    files = [source.parent / path for path in listed if path and not leaves_folder(path)]
+    return ImageList(files, [{"path": path, "reason": OUTSIDE_THE_LISTING} for path in listed if path and leaves_folder(path)])
 
 
 def read_image_and_hash(path: Path) -> tuple[Image.Image, str]:
-    """A catalogue image as RGB, and the SHA-256 of its file (what an index records of it)."""
+    """A catalogue image as RGB and upright (famevil.data.images.decode_image), and the SHA-256 of its
+    file (what an index records of it). An unreadable file raises OSError, an undecodable image ImageError."""
     data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as opened:
-        return opened.convert("RGB"), hashlib.sha256(data).hexdigest()
+    return decode_image(data, str(path)), hashlib.sha256(data).hexdigest()
 
 
 def read_unchanged(path: Path, sha256: str, limit: int = MAX_ORIGINAL_BYTES) -> bytes | None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import open_clip
 import torch
 
 from famevil.bases import resolve_base
 from famevil.model.adapter_config import AdapterConfig
-from famevil.model.backbone import backbone_config
+from famevil.model.backbone import architecture_config, backbone_config
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import TASKS, task_names
 from famevil.tasks.base import count_parameters as count
@@ -56,6 +55,6 @@ def count_parameters(
 def _architecture(backbone: str) -> dict:
     """An open_clip architecture by its name, else the architecture of the base it names (resolved
     before its weights are read, so none are)."""
-    if open_clip.get_model_config(backbone) is not None:
+    if architecture_config(backbone) is not None:
         return backbone_config(backbone)
     return resolve_base(backbone, "ViT-B-16").architecture

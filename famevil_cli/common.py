@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data_specs.errors import FamevilError, FamevilWarning
+from famevil.limits import WORKERS
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -93,7 +94,7 @@ def table(title: str, columns: list[str], rows: list[list]) -> Table:
 
 
 OutOption = Annotated[Path, typer.Option("--out", help="Directory to write; it appears only when complete.")]
-WorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).", min=1)]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help=f"Worker processes (default: all cores). {WORKERS.help}", min=1, max=WORKERS.most)]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
 ReportToOption = Annotated[
     list[str] | None,

@@ -78,6 +78,9 @@ def distill(
         raise FamevilError(f"--kd-weight {kd_weight} --temperature {temperature}: the weight must be >= 0 and the temperature > 0")
     if kd_schedule not in KD_SCHEDULES:
         raise FamevilError(f"--kd-schedule {kd_schedule!r}: choose one of {', '.join(KD_SCHEDULES)}")
+    if (ias_targets or ias_targets_from) and balancing != "ias":  # targets only IAS reads would be dropped without a word
+        given = "--ias-target" if ias_targets else "--ias-targets-from"
+        raise FamevilError(f"{given} goes with --balancing ias, and this run balances with {balancing}; add --balancing ias or drop {given}")
     config, backbone = training_base(preset, overrides, base)
     tasks = chosen_tasks(tasks)
     names = tuple(task.name for task in tasks)

@@ -21,6 +21,8 @@ from famevil.tasks.base import FASHIONGEN, GENERATIVE
 
 FORMATS = ("famevil", "open_clip", "onnx")
 CARD_FILE = "README.md"
+EXPORT_FILE_MODE = 0o644  # the owner writes, everyone reads
+EVALUATED_ROLES = ("model", "base")  # how an evaluation's manifest names what it evaluated: a checkpoint, or a --base
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,29 @@ def _lineage(model: Path, manifest: Manifest) -> list[tuple[str, Manifest]]:
             if (Path(ref.path) / "manifest.json").is_file():
                 queue.append((ref.path, read_manifest(Path(ref.path))))
     return found
+
+
+def _evaluation_of(metrics: Path, model: Path, manifest: Manifest) -> Manifest:
+    """The evaluation's manifest, once it is known to be an evaluation of this very model (its inputs
+    name the model's content id): the card would otherwise show another model's figures as this one's,
+    such as TGIR, SCR and FIC figures on an XMR-only model."""
+    evaluation = read_manifest(metrics)
+    evaluated = [ref for ref in evaluation.inputs if ref.role in EVALUATED_ROLES]
+    if not any(ref.id == manifest.content_id for ref in evaluated):
+        other = f"the model at {evaluated[0].path} ({evaluated[0].id[:19]}…)" if evaluated else "no famevil model"
+        raise FamevilError(
+            f"--metrics {metrics}: is an evaluation of {other}, not of --model {model} ({manifest.content_id[:19]}…); "
+            f"evaluate this model (famevil evaluate --model {model}) or drop --metrics"
+        )
+    return evaluation
+
+
+def _readable_by_others(folder: Path) -> None:
+    """Every file 0644: an export is for others to read, but safetensors writes its files 0600 and
+    copies keep the mode of what they copy."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(EXPORT_FILE_MODE)
 
 
 def _adapted_tasks(network: MultiTaskModel) -> list[str]:
@@ -154,7 +179,7 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
     synthetic = any(ref.kind == "raw-dataset" for _, made in lineage for ref in made.inputs)  # made from `famevil synth` output
     inputs = [InputRef("model", manifest.kind, manifest.content_id, str(model))]
     if metrics:
-        inputs.append(InputRef("metrics", "metrics", read_manifest(metrics).content_id, str(metrics)))
+        inputs.append(InputRef("metrics", "metrics", _evaluation_of(metrics, model, manifest).content_id, str(metrics)))
     with staging(out, {"inputs": [ref.id for ref in inputs], "format": form}, resume=False) as stage:
         if form == "open_clip":
             write_open_clip_folder(network, stage.partial)
@@ -168,5 +193,6 @@ def export(model: Path, out: Path, form: str = "famevil", metrics: Path | None =
         kind = "model" if form == "famevil" else "export"  # a famevil copy stays a checkpoint famevil.load and --base read
         details = {"format": form, "synthetic": synthetic, "tasks": list(network.tasks)} | ({"task": chosen} if chosen else {})
         written = write_manifest(stage.partial, kind, inputs=inputs, details=details)
+        _readable_by_others(stage.partial)
         stage.publish()
     return ExportResult(out, written, form, synthetic)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -25,6 +24,7 @@ from famevil.catalogue_index import (
     thumbnail_jpeg,
 )
 from famevil.checkpoint import load_checkpoint, require_checkpoint
+from famevil.data.images import ImageError
 from famevil.progress import progress_bar
 
 CHUNKS_DIR = "chunks"  # the staging directory's finished chunks, merged when all are done
@@ -46,8 +46,8 @@ def _write_chunk(path: Path, model: FashionModel, files: list[Path], thumbnail: 
         name = str(file)  # the image as the index lists it
         try:
             image, digest = read_image_and_hash(file)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-            skipped.append({"path": name, "reason": error.__class__.__name__ if not isinstance(error, FileNotFoundError) else "missing"})
+        except (OSError, ImageError) as error:
+            skipped.append({"path": name, "reason": _unreadable_because(error)})
             continue
         images.append(image)
         items.append({"path": name, "sha256": digest})
@@ -63,9 +63,17 @@ def _write_chunk(path: Path, model: FashionModel, files: list[Path], thumbnail: 
     partial.replace(path)
 
 
-def _merge(chunks: list[Path], out: Path) -> tuple[int, list[dict[str, str]]]:
+def _unreadable_because(error: OSError | ImageError) -> str:
+    """skipped.jsonl's reason: what is wrong with the image, or why its file could not be read."""
+    if isinstance(error, ImageError):
+        return error.reason
+    return "missing" if isinstance(error, FileNotFoundError) else f"unreadable ({error.strerror or error})"
+
+
+def _merge(chunks: list[Path], out: Path, refused: list[dict[str, str]]) -> tuple[int, list[dict[str, str]]]:
+    """The chunks as the index's files; `refused`, the listed paths never read, head skipped.jsonl."""
     items: list[dict] = []
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = list(refused)
     parts: dict[str, list[torch.Tensor]] = {TEXT_SEARCH: [], COMPOSED_SEARCH: [], THUMBNAIL_BYTES: []}
     offsets = [torch.zeros(1, dtype=torch.int64)]
     for chunk in chunks:
@@ -95,8 +103,10 @@ def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail:
     Per image, the index keeps a vector for text search and one for composed search (fp16), a
     thumbnail, the image's path and its SHA-256. The model needs both retrieval tasks (the student
     has them). --images is a folder (searched recursively) or a CSV with an
-    `image` column of paths relative to it. Unreadable files are skipped, counted and listed
-    (skipped.jsonl). Resumable batch by batch: rerun the same command after an interruption.
+    `image` column of paths relative to its folder; a path that leaves the folder (absolute, or through
+    ..) is never read. Images stand upright as their EXIF orientation says. Unreadable files and paths
+    outside are skipped, counted and listed (skipped.jsonl). Resumable batch by batch: rerun the same
+    command after an interruption.
 
     Example (seconds on a laptop CPU, after famevil distill; the FashionIQ images famevil synth made):
 
@@ -107,8 +117,9 @@ def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail:
     model_manifest = require_checkpoint(model)
     loaded = FashionModel(load_checkpoint(model, model_manifest), model)
     loaded.require_search()
-    files = list_images(images)
-    if not files:
+    listed = list_images(images)
+    files = listed.files
+    if not files and not listed.refused:
         raise FamevilError(f"--images {images}: no image files found ({', '.join(IMAGE_SUFFIXES)})")
     # A changed, added or removed file makes earlier chunks stale: the plan holds every file's size and mtime.
     fingerprint = hashlib.sha256(json.dumps([[str(file), *_stat(file)] for file in files]).encode()).hexdigest()
@@ -129,7 +140,7 @@ def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail:
                 else:
                     _write_chunk(chunk, loaded, batch, thumbnail)
                 advance(len(batch))
-        count, skipped = _merge(chunks, stage.partial)
+        count, skipped = _merge(chunks, stage.partial, listed.refused)
         for chunk in chunks:
             chunk.unlink()
         chunk_dir.rmdir()

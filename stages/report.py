@@ -57,5 +57,5 @@ def report(
     ablation_rows = ablation_table(teachers, [*students, *(baselines or []), *ablations]) if ablations else None
     found = sections(table) if with_sections or html is not None else None
     if html is not None:
-        write_file(html, page(table, found, ablation_rows))
+        write_file(html, page(table, found, ablation_rows), "--html")
     return ReportResult(table, ablation_rows, found, html)

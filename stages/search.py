@@ -30,10 +30,10 @@ def search(
             --image runs/example/raw/fashioniq/images/B002F7A5G2.png \\
             --modify "is red with short sleeves"
     """
-    if html is not None:
-        check_file_destination(html, "--html", [index])
     session = SearchSession(index, model, approximate)
+    if html is not None:  # once the session has found the model, which the page may not overwrite either
+        check_file_destination(html, "--html", [index, session.model.source, image])
     result = session.search(text, image, modify, top)
     if html is not None:
-        write_file(html, results_page(session, result))
+        write_file(html, results_page(session, result), "--html")
     return result

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import Manifest, write_manifest
-from data_specs.staging import check_destination, staging
+from data_specs.staging import check_destination, check_file_destination, staging, write_file
 from famevil.data.synthetic.products import (
     PRESETS,
     STREAM_RENDER,
@@ -23,12 +25,14 @@ from famevil.data.synthetic.products import (
 from famevil.data.synthetic.release import fashiongen_path, write_fashiongen_h5, write_fashioniq
 from famevil.data.synthetic.render import contact_sheet as draw_contact_sheet
 from famevil.data.synthetic.render import render_garment
+from famevil.limits import SYNTH_IMAGE
 from famevil.progress import progress_bar
 from famevil.tasks import TASKS
 from famevil.tasks.base import DatasetFacts
 from famevil.tasks.product_text import product_text
 
 CONTACT_SHEET_PRODUCTS = 48
+MIN_IMAGE_SIZE = 32  # the smallest image a garment's details (buttons, pockets) still show in
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,13 @@ def synth(
         raise FamevilError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
     sizes_of = PRESETS[preset]
     if image_size is not None:
-        if not 32 <= image_size <= 512:
-            raise FamevilError(f"--image-size {image_size} is out of range; choose 32 to 512 pixels (the release has 256)")
+        if not MIN_IMAGE_SIZE <= image_size <= SYNTH_IMAGE.most:
+            raise FamevilError(f"--image-size {image_size} is out of range; choose {MIN_IMAGE_SIZE} to {SYNTH_IMAGE.most} pixels ({SYNTH_IMAGE.why})")
         sizes_of = replace(sizes_of, image_size=image_size)
     workers = workers or os.cpu_count() or 1
     check_destination(out, overwrite)
+    if contact_sheet is not None:
+        check_file_destination(contact_sheet, "--contact-sheet", outputs=[out], make_folder=True)
     fashiongen = fashiongen_catalogue(sizes_of, seed)
     fashioniq = fashioniq_catalogue(sizes_of, seed)
     # Generation is quick: a half-made set is never resumed, always made again.
@@ -145,5 +151,7 @@ def _save_contact_sheet(path: Path, products: list[Product], image_size: int, se
         for view in product.views[:2]:
             images.append(render_garment(product.garment, view, max(image_size, 128), np.random.default_rng([seed, index])))
             labels.append(f"{product.garment.subcategory.lower()} / {product.garment.colour}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    draw_contact_sheet(images, labels, columns=8).save(path)
+    picture = io.BytesIO()
+    sheet_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")  # as saving to the path itself would choose
+    draw_contact_sheet(images, labels, columns=8).save(picture, format=sheet_format)
+    write_file(path, picture.getvalue(), "--contact-sheet")

@@ -15,6 +15,7 @@ from PIL import Image
 import famevil
 from data_specs.errors import FamevilError
 from famevil.checkpoint import load_checkpoint
+from tests.test_images import sideways_jpeg
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -67,10 +68,18 @@ def test_a_call_the_model_was_not_trained_for_is_one_line(tiny_dumps, pictures, 
         retrieval_only.encode_images(pictures, task="tgir")
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("not an image")
-    with pytest.raises(FamevilError, match=re.escape(f"{not_an_image}: not a readable image")):
+    with pytest.raises(FamevilError, match=re.escape(f"{not_an_image}: not an image format PIL can decode")):
         retrieval_only.encode_images([not_an_image])
     with pytest.raises(FamevilError, match="no such image file"):
         retrieval_only.encode_images([tmp_path / "missing.jpg"])
+
+
+def test_a_sideways_photo_is_read_upright(tiny_student, tmp_path):
+    """What caption, classify and search --image read: a phone's portrait photo, as its EXIF orientation shows it."""
+    data, upright = sideways_jpeg()
+    (tmp_path / "portrait.jpg").write_bytes(data)
+    model = famevil.load(tiny_student)
+    assert torch.allclose(model.encode_images([tmp_path / "portrait.jpg"]), model.encode_images([upright]))
 
 
 def test_caption_and_classify_commands(cli, tiny_student, tiny_dumps, pictures):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import posixpath
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,12 @@ from PIL import Image
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
 from data_specs.shards import Shards, read_sizes, read_vocab
-from famevil.data.catalogue import HASHED_SPLIT, SPLIT_COLUMN, hashed_split
+from famevil.data.catalogue import HASHED_SPLIT, PAIR_COLUMNS, SPLIT_COLUMN, hashed_split
 from famevil.data.loading import records, samples
 from stages.evaluate import evaluate
 from stages.prepare import prepare
 from stages.teach import teach
+from tests.test_images import sideways_jpeg
 
 COLUMNS = ("image", "title", "description", "category", "subcategory", "product_id", "split")
 # Five products, seven views; DRESSES and GOWNS occur only in val.
@@ -155,6 +157,47 @@ def test_bad_rows_are_listed_with_their_line_and_reason(shop):
     assert any(note.startswith("skipped 5 catalogue rows") and "3 pairs" in note for note in result.notes)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_column_names_match_whatever_their_case(shop, tmp_path, suffix):
+    """A spreadsheet's own header: Product_ID once went unread, and the views of a product were split apart."""
+    columns = ("Image", "TITLE", "Description", "Category", "SubCategory", "Product_ID", " Split ")
+    catalogue = _write_table(tmp_path / f"products{suffix}", columns, GOOD + [row for row, _ in BAD])
+    pairs = _write_table(tmp_path / f"pairs{suffix}", ("Reference", "Target", "Captions", "GROUP"), PAIRS + [row for row, _ in BAD_PAIRS])
+    result = prepare(tmp_path / "shards", catalogue=catalogue, images=_write_images(tmp_path), pairs=pairs, shard_size=4, workers=1)
+    assert require_artifact(result.out, "shards").files == require_artifact(shop[suffix].out, "shards").files
+
+
+def test_image_paths_outside_the_images_folder_are_skipped_and_never_read(tmp_path):
+    images = _write_images(tmp_path)
+    outside = tmp_path / "outside.jpg"  # a readable image: only the rule keeps it out
+    Image.new("RGB", (12, 16), (1, 2, 3)).save(outside)
+    leaving = [("../outside.jpg", "Up", "", "TOPS", "SHIRTS", "X", "train"), (str(outside), "Absolute", "", "TOPS", "SHIRTS", "Y", "train")]
+    catalogue = _write_table(tmp_path / "products.csv", COLUMNS, GOOD + leaving)
+    result = prepare(tmp_path / "shards", catalogue=catalogue, images=images, shard_size=4, workers=1)
+    listed = [json.loads(line) for line in (result.out / "skipped.jsonl").read_text().splitlines()]
+    assert [(row["line"], row["reason"], row["detail"]) for row in listed] == [
+        (len(GOOD) + 2, "image outside --images", "../outside.jpg"),
+        (len(GOOD) + 3, "image outside --images", str(outside)),
+    ]
+    views = {r["view"] for split in ("train", "val") for r in records(Shards.open(result.out), f"fashiongen/{split}")}
+    assert views == {posixpath.normpath(row[0]) for row in GOOD}
+
+
+def test_a_sideways_photo_goes_into_the_shards_upright(tmp_path):
+    """A phone's portrait photo: landscape pixels and an EXIF orientation, which no shard reader applies."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "side.jpg").write_bytes(sideways_jpeg()[0])
+    Image.new("RGB", (16, 24), (200, 10, 10)).save(images / "up.jpg")
+    rows = [(name, "Shirt", "", "TOPS", "SHIRTS", name, "train") for name in ("side.jpg", "up.jpg")]
+    catalogue = _write_table(tmp_path / "products.csv", COLUMNS, rows)
+    pairs = _write_table(tmp_path / "pairs.csv", PAIR_COLUMNS, [("side.jpg", "up.jpg", "is red", "tops")])
+    shards = prepare(tmp_path / "shards", catalogue=catalogue, images=images, pairs=pairs, workers=1).out
+    assert {s["json"]["view"]: s["jpg"].size for s in samples(Shards.open(shards), "fashiongen/train")} == {"side.jpg": (16, 24), "up.jpg": (16, 24)}
+    (triplet,) = samples(Shards.open(shards), "fashioniq/train")
+    assert triplet["reference.jpg"].size == triplet["target.jpg"].size == (16, 24)
+
+
 def test_without_a_split_column_a_seeded_hash_splits_by_product(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -221,6 +264,13 @@ def _every_pair_bad(tmp_path):
     ], "pairs.csv: no usable pair; its one row was skipped (1 unknown reference), e.g. line 2: unknown reference 1"
 
 
+def _columns_told_apart_by_case(tmp_path):
+    columns = (*COLUMNS, "Title")
+    return _catalogue_args(tmp_path, [(*row, "again") for row in GOOD], columns), (
+        "products.csv: columns 'title' and 'Title' are one column to famevil, which ignores case; rename or drop one"
+    )
+
+
 def _not_a_table(tmp_path):
     (tmp_path / "products.xlsx").write_bytes(b"PK")
     return ["--catalogue", tmp_path / "products.xlsx", "--images", _write_images(tmp_path)], "products.xlsx: expected a .csv or .jsonl file"
@@ -236,7 +286,17 @@ def _no_images_folder(tmp_path):
 
 @pytest.mark.parametrize(
     "make_bad_input",
-    [_every_row_bad, _wrong_header, _jsonl_without_a_column, _caption_columns, _every_pair_bad, _not_a_table, _mixed_with_a_release, _no_images_folder],
+    [
+        _every_row_bad,
+        _wrong_header,
+        _jsonl_without_a_column,
+        _caption_columns,
+        _every_pair_bad,
+        _columns_told_apart_by_case,
+        _not_a_table,
+        _mixed_with_a_release,
+        _no_images_folder,
+    ],
 )
 def test_a_bad_catalogue_is_one_line_and_nothing_is_written(cli, tmp_path, make_bad_input):
     arguments, message = make_bad_input(tmp_path)

@@ -38,6 +38,7 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
 def test_an_open_clip_export_loads_in_open_clip_alone_with_famevils_embeddings(tiny_base, tmp_path):
     result = export(tiny_base, tmp_path / "export", form="open_clip")
     assert sorted(p.name for p in result.out.iterdir()) == ["README.md", "manifest.json", "open_clip_config.json", "open_clip_model.safetensors"]
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in result.out.iterdir())  # for others to read, though safetensors writes 0600
     clip, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{result.out}")
     images, tokens = _inputs()
     ours = famevil.load(tiny_base).network
@@ -71,6 +72,22 @@ def test_a_famevil_export_with_its_card(tiny_student, tiny_shards, tmp_path):
     assert "- `student` " in card and "- `shards` " in card and "- `raw-dataset` " in card  # where it came from, with the commands
     assert "Trained on famevil's procedural (synthetic) data set" in card
     assert require_artifact(result.out, "model").inputs[1].kind == "metrics"
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in result.out.rglob("*") if path.is_file())  # the copied weights were 0600
+
+
+def test_the_card_takes_figures_only_from_an_evaluation_of_this_model(cli, tiny_student, tiny_dumps, tiny_shards, tmp_path):
+    """An XMR-only teacher's card once showed the student's TGIR, SCR and FIC figures as its own."""
+    evaluation = tmp_path / "eval-student"
+    evaluate(evaluation, tiny_shards, model=tiny_student, tasks=["scr"], batch_size=16)
+    teacher = tiny_dumps["xmr"][0]
+    result = cli("export", "--model", teacher, "--metrics", evaluation, "--out", tmp_path / "export")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    student_id, teacher_id = (require_artifact(model).content_id[:19] for model in (tiny_student, teacher))
+    assert result.stderr.strip() == (
+        f"error: --metrics {evaluation}: is an evaluation of the model at {tiny_student} ({student_id}…), not of --model {teacher} ({teacher_id}…); "
+        f"evaluate this model (famevil evaluate --model {teacher}) or drop --metrics"
+    )
+    assert not (tmp_path / "export").exists()
 
 
 def test_local_dir_and_hf_hub_bases(tiny_base, tmp_path):

@@ -17,9 +17,10 @@ import famevil
 import stages.index as index_module
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.catalogue_index import CatalogueIndex, approximate_index
+from famevil.catalogue_index import OUTSIDE_THE_LISTING, CatalogueIndex, approximate_index
 from famevil.serving import SearchSession, results_page
 from stages.index import index
+from tests.test_images import sideways_jpeg
 
 
 @pytest.fixture
@@ -125,6 +126,47 @@ def test_index_and_search_commands(cli, tiny_student, catalogue, tmp_path):
     result = cli("search", tmp_path / "idx", "black coat", "--html", tmp_path / "idx" / "items.jsonl")  # the page may not land inside the index
     assert result.exit_code == 1 and result.stderr.startswith("error: --html ") and "lies inside the input" in result.stderr, result.output
     assert (tmp_path / "idx" / "items.jsonl").read_bytes() == items
+
+
+def test_a_csv_listing_is_read_as_a_catalogue_is_and_its_paths_stay_in_its_folder(tiny_student, catalogue, tmp_path):
+    """A spreadsheet's byte order mark and header case change nothing; a path out of the CSV's folder is
+    listed as skipped and never read, though the file is there."""
+    paths = sorted(catalogue.rglob("*.png"))
+    outside = tmp_path / "elsewhere" / "secret.png"
+    outside.parent.mkdir()
+    shutil.copy(paths[0], outside)
+    listing = tmp_path / "shop" / "products.csv"
+    listing.parent.mkdir()
+    rows = [f"catalogue/{p.relative_to(catalogue)}" for p in paths[:3]] + [str(outside), "../elsewhere/secret.png"]
+    listing.write_text("\ufeffImage,Title\n" + "".join(f"{row},item\n" for row in rows), encoding="utf-8")
+    shutil.move(catalogue, tmp_path / "shop" / "catalogue")  # the first three inside the CSV's folder, the last two not
+    result = index(tiny_student, listing, tmp_path / "idx")
+    assert result.items == 3
+    assert result.skipped == [{"path": str(outside), "reason": OUTSIDE_THE_LISTING}, {"path": "../elsewhere/secret.png", "reason": OUTSIDE_THE_LISTING}]
+    assert [json.loads(line) for line in (tmp_path / "idx" / "skipped.jsonl").read_text().splitlines()] == result.skipped
+
+
+def test_an_index_sees_a_sideways_photo_upright(tiny_student, tmp_path):
+    data, upright = sideways_jpeg()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "portrait.jpg").write_bytes(data)
+    index(tiny_student, tmp_path / "photos", tmp_path / "idx")
+    stored = load_file(tmp_path / "idx" / "vectors.safetensors")
+    expected = famevil.load(tiny_student).catalogue_vectors([upright])
+    assert torch.allclose(stored["text"].float(), expected["text"], atol=2e-3)
+    assert Image.open(io.BytesIO(CatalogueIndex(tmp_path / "idx").thumbnail(0))).size == (16, 24)
+
+
+@pytest.mark.parametrize("where", ["the reference image", "the model"])
+def test_a_search_page_never_overwrites_an_input(cli, tiny_student, catalogue, tmp_path, where):
+    index(tiny_student, catalogue, tmp_path / "idx")
+    reference = sorted(catalogue.rglob("*.png"))[0]
+    page = {"the reference image": reference, "the model": tiny_student / "search.html"}[where]
+    before = reference.read_bytes()
+    result = cli("search", tmp_path / "idx", "--image", reference, "--modify", "is red", "--html", page)
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: --html {page}: "), result.output
+    assert ("is the input" if where == "the reference image" else "lies inside the input") in result.stderr
+    assert reference.read_bytes() == before and not (tiny_student / "search.html").exists()
 
 
 def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogue, tmp_path):

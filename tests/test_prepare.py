@@ -246,7 +246,7 @@ def _missing_field(tmp_path):
 def _unreadable_image(tmp_path):
     write_fashioniq(tmp_path / "iq", {("dress", "val"): [{"target": "B2", "candidate": "B1", "captions": ["a", "b"]}]}, {"B1": ".jpg", "B2": ".jpg"}, {})
     (tmp_path / "iq" / "images" / "B2.jpg").write_bytes(b"truncated")
-    return ["--fashioniq", tmp_path / "iq"], "B2.jpg: unreadable image"
+    return ["--fashioniq", tmp_path / "iq"], "B2.jpg: not an image format PIL can decode; replace the file, or delete it"
 
 
 def _malformed_json(tmp_path):

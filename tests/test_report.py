@@ -180,6 +180,15 @@ def test_a_page_that_cannot_be_written_is_one_line_naming_the_flag(tmp_path, cli
     assert "Traceback" not in result.output and not (tmp_path / "missing").exists()
 
 
+def test_a_page_is_never_written_into_an_input_evaluation(tmp_path, cli):
+    students = [_evaluation(tmp_path, "student-0", 0, TEACHERS[0])]
+    page = students[0] / "metrics.json"
+    before = page.read_bytes()
+    result = cli("report", *_arguments(_task_evaluations(tmp_path, 0), students), "--html", page)
+    assert result.exit_code == 1 and result.output.startswith(f"error: --html {page}: lies inside the input {students[0]}"), result.output
+    assert page.read_bytes() == before
+
+
 def test_a_failed_page_leaves_the_old_one_whole(tmp_path, cli, monkeypatch):
     page = tmp_path / "report.html"
     page.write_text("the old page")

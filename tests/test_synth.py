@@ -16,6 +16,17 @@ from famevil.data.synthetic.taxonomy import SUBCATEGORIES
 from stages.synth import synth
 
 
+def test_a_contact_sheet_inside_out_is_refused_before_any_work(cli, tmp_path):
+    """It would change the artifact under its manifest, so famevil verify would fail it."""
+    result = cli("synth", "--preset", "tiny", "--out", tmp_path / "raw", "--contact-sheet", tmp_path / "raw" / "sheet.png")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: --contact-sheet {tmp_path / 'raw' / 'sheet.png'}: lies inside --out {tmp_path / 'raw'}, which its manifest describes whole; choose a path outside it"
+    )
+    assert not (tmp_path / "raw").exists()
+
+
 @pytest.mark.parametrize("name", ["fashiongen_256_256_train.h5", "fashiongen_256_256_validation.h5"])
 def test_fashiongen_h5_has_the_release_layout(tiny_raw, name):
     with h5py.File(tiny_raw / "fashiongen" / name, "r") as h5:

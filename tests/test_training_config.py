@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 import pytest
 
 from data_specs.errors import FamevilError
+from famevil.limits import BOTTLENECK, KEEP_CHECKPOINTS, TRAINING_BATCH
 from famevil.model.adapter_config import AdapterConfig
 from famevil.model.backbone import backbone_config
 from famevil.tasks.base import selection_keys
@@ -93,12 +94,15 @@ def test_set_values_that_do_not_fit_are_refused_in_one_line(assignment, message)
     ("assignment", "message"),
     [
         ("max_steps=0", "--set max_steps=0: max_steps must be at least 1"),
-        ("gradient_accumulation=0", "--set gradient_accumulation=0: gradient_accumulation must be at least 1"),
+        ("gradient_accumulation=0", "--set gradient_accumulation=0: gradient_accumulation must be from 1 to 1024"),
         ("decay_steps=50000,0", "--set decay_steps=0: decay_steps must be at least 1"),
         ("checkpoint_every=0", "--set checkpoint_every=0: checkpoint_every must be at least 1"),
         ("seed=-1", "--set seed=-1: seed must be from 0 to 4294967295"),
         ("workers=-1", "--set workers=-1: workers must be from 0 to 64"),
-        ("batch_size=0", "--set batch_size=0: batch_size must be at least 1"),
+        ("batch_size=0", "--set batch_size=0: batch_size must be from 1 to 1024"),
+        ("batch_size=99999999", f"--set batch_size=99999999: batch_size must be from 1 to 1024 ({TRAINING_BATCH.why})"),
+        ("keep_checkpoints=1000", f"--set keep_checkpoints=1000: keep_checkpoints must be from 1 to 100 ({KEEP_CHECKPOINTS.why})"),
+        ("tsa_bottleneck=100000", f"--set tsa_bottleneck=100000: tsa_bottleneck must be from 1 to 2048 ({BOTTLENECK.why})"),
         ("lr_adapters=-0.001", "--set lr_adapters=-0.001: lr_adapters must be from 0.0 to 1.0"),
         ("adapter_dropout=1", "--set adapter_dropout=1.0: adapter_dropout must be from 0.0 to 0.99"),
     ],

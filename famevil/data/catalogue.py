@@ -5,10 +5,11 @@ header row) or JSON Lines (one object per line), told apart by its suffix.
     catalogue  image, title, description, category, subcategory; optional product_id, split
     pairs      reference, target, captions, group
 
-`image` is a path relative to the images folder. Rows sharing a product_id are views of one product;
-a row without one is a product of its own. `split` is train or val (val serves as the test split, as
-FashionGen's validation file does); without the column a seeded hash of the product decides, so a
-product keeps its split as the catalogue grows. A pair's reference and target are catalogue images,
+Column names are matched whatever their case (`Product_ID` is product_id). `image` is a path relative
+to the images folder, and stays inside it: an absolute path or one through `..` is a skipped row. Rows
+sharing a product_id are views of one product; a row without one is a product of its own. `split` is
+train or val (val serves as the test split, as FashionGen's validation file does); without the column
+a seeded hash of the product decides, so a product keeps its split as the catalogue grows. A pair's reference and target are catalogue images,
 named as the `image` column names them, and the pair belongs to its reference's split. `captions`
 holds one or more modification texts separated by "|" (in JSON Lines, a list of strings too).
 
@@ -107,7 +108,7 @@ class _BadRow(Exception):
 
 
 def read_catalogue(path: Path) -> Catalogue:
-    records, skipped, columns = _read_table(path, CATALOGUE)
+    records, skipped, columns = read_table(path, CATALOGUE)
     _check_columns(
         path, columns, CATALOGUE_COLUMNS, f"a catalogue needs columns {', '.join(CATALOGUE_COLUMNS)} (optional: {', '.join(OPTIONAL_CATALOGUE_COLUMNS)})"
     )
@@ -129,7 +130,7 @@ def read_catalogue(path: Path) -> Catalogue:
 
 def read_pairs(path: Path, views: Iterable[View]) -> tuple[list[Pair], list[Skipped]]:
     """The pairs whose reference and target are among `views` (the usable catalogue rows)."""
-    records, skipped, columns = _read_table(path, PAIRS)
+    records, skipped, columns = read_table(path, PAIRS)
     expected = f"a pairs file needs columns {', '.join(PAIR_COLUMNS)}, captions holding one or more texts separated by {CAPTION_SEPARATOR!r}"
     for column in sorted(columns):
         if column.startswith("caption") and column != "captions":
@@ -175,6 +176,8 @@ def _view(line: int, record: Record, has_split: bool) -> View:
     image = _image(record, "image")
     if not image:
         raise _BadRow("no image")
+    if leaves_folder(image):
+        raise _BadRow("image outside --images", image)
     title, description = clean_text(_text(record, "title")), clean_text(_text(record, "description"))
     if not title and not description:
         raise _BadRow("empty title and description", image)
@@ -204,6 +207,13 @@ def _image(record: Record, column: str) -> str:
     return posixpath.normpath(value) if value else ""
 
 
+def leaves_folder(relative: str) -> bool:
+    """Whether a path a listing gives relative to a folder points outside it: absolute, or up through '..'.
+    Such a path is never read, so a listing cannot make a stage read (and hash and publish) any file."""
+    normal = posixpath.normpath(relative)
+    return posixpath.isabs(normal) or normal == ".." or normal.startswith("../")
+
+
 def _captions(record: Record) -> tuple[str, ...]:
     value = record.get("captions")
     listed = isinstance(value, list) and all(isinstance(text, str) for text in value)
@@ -217,9 +227,10 @@ def _captions(record: Record) -> tuple[str, ...]:
 # Files ----------------------------------------------------------------------------------------------
 
 
-def _read_table(path: Path, role: str) -> tuple[list[tuple[int, Record]], list[Skipped], set[str]]:
+def read_table(path: Path, role: str) -> tuple[list[tuple[int, Record]], list[Skipped], set[str]]:
     """(line, record) of every row, the rows that are not records, and the columns found: a CSV's
-    header, or every key some JSON Lines record has."""
+    header, or every key some JSON Lines record has. Column names are stripped and lower-cased, as a
+    spreadsheet's 'Image' or 'Product_ID' header means the column famevil names image or product_id."""
     if path.suffix.lower() not in FORMATS:
         raise FamevilError(f"{path}: expected a {' or '.join(FORMATS)} file")
     try:
@@ -235,7 +246,7 @@ def _read_csv(path: Path, text: str) -> tuple[list[tuple[int, Record]], list[Ski
     reader = csv.reader(io.StringIO(text, newline=""))
     records = []
     try:
-        header = [name.strip() for name in next(reader, [])]
+        header = _column_names(path, next(reader, []))
         while True:
             line = reader.line_num + 1  # where the row starts: a quoted value may span lines
             row = next(reader, None)
@@ -261,9 +272,28 @@ def _read_jsonl(text: str, role: str) -> tuple[list[tuple[int, Record]], list[Sk
         if not isinstance(record, dict):
             skipped.append(Skipped(role, line, "not a JSON object", type(record).__name__))
             continue
-        records.append((line, record))
-        columns |= set(record)
+        named = {_column_name(key): value for key, value in record.items()}
+        if len(named) < len(record):
+            skipped.append(Skipped(role, line, "duplicate column", ", ".join(sorted(record))))
+            continue
+        records.append((line, named))
+        columns |= set(named)
     return records, skipped, columns
+
+
+def _column_name(name: str) -> str:
+    return name.strip().lower()
+
+
+def _column_names(path: Path, header: list[str]) -> list[str]:
+    """A CSV header's names as famevil matches them; two that only case tells apart are refused, since
+    either could be the column meant."""
+    names = [_column_name(name) for name in header]
+    for name, count in Counter(names).items():
+        if name and count > 1:
+            spellings = [given.strip() for given in header if _column_name(given) == name]
+            raise FamevilError(f"{path}: columns {' and '.join(repr(s) for s in spellings)} are one column to famevil, which ignores case; rename or drop one")
+    return names
 
 
 def _check_columns(path: Path, columns: set[str], required: tuple[str, ...], expected: str) -> None:

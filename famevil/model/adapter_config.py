@@ -7,17 +7,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from data_specs.errors import FamevilError
-
-
-def _range(low: float | None, high: float | None) -> dict[str, tuple[float | None, float | None]]:
-    return {"range": (low, high)}
+from famevil.limits import BOTTLENECK, Range
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdapterConfig:
-    tsa_bottleneck: int = field(default=64, metadata=_range(1, None))  # task-specific adapters (paper: 64; 128 and 512 in its ablations)
-    xaa_bottleneck: int = field(default=64, metadata=_range(1, None))  # cross-attention adapters, a setting of their own (the public code hard-codes 64)
-    adapter_dropout: float = field(default=0.0, metadata=_range(0.0, 0.99))  # dropout inside every adapter (the authors': 0.0)
+    tsa_bottleneck: int = field(default=64, metadata={"range": Range.up_to(1, BOTTLENECK)})  # task-specific adapters (paper: 64; 128 and 512 in its ablations)
+    # The cross-attention adapters', a setting of their own (the public code hard-codes 64).
+    xaa_bottleneck: int = field(default=64, metadata={"range": Range.up_to(1, BOTTLENECK)})
+    adapter_dropout: float = field(default=0.0, metadata={"range": Range(0.0, 0.99)})  # dropout inside every adapter (the authors': 0.0)
     # What the captioner's text layer i reads of image layer i: "block_outputs", the authors'; or
     # "attention_states" (h'), which the synthetic demo needs: on its small from-scratch backbone the
     # authors' wiring let every cross-attention ReLU unit die (docs/captioning.md).
@@ -32,9 +30,9 @@ class AdapterConfig:
             value = getattr(self, item.name)
             if get_origin(hints[item.name]) is Literal and value not in get_args(hints[item.name]):
                 raise FamevilError(f"{item.name}={value!r}: expected {' or '.join(get_args(hints[item.name]))}")
-            low, high = item.metadata.get("range", (None, None))
-            if not within(value, low, high):
-                raise FamevilError(f"{item.name}={value!r}: {item.name} must be {bounds_in_words(low, high)}")
+            limits = item.metadata.get("range", Range(None, None))
+            if not limits.admits(value):
+                raise FamevilError(f"{item.name}={value!r}: {limits.refusal(item.name, value)}")
 
     @property
     def shared_task_adapters(self) -> bool:
@@ -46,12 +44,3 @@ class AdapterConfig:
 
 ADAPTER_OPTIONS = tuple(item.name for item in fields(AdapterConfig))
 ADAPTER_LIMITS = {item.name: item.metadata["range"] for item in fields(AdapterConfig) if "range" in item.metadata}
-
-
-def within(value: float, low: float | None, high: float | None) -> bool:
-    """Whether value lies in [low, high], None being no bound."""
-    return (low is None or value >= low) and (high is None or value <= high)
-
-
-def bounds_in_words(low: float | None, high: float | None) -> str:
-    return f"from {low} to {high}" if low is not None and high is not None else f"at least {low}" if low is not None else f"at most {high}"

@@ -20,6 +20,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 # famevil's one key beside open_clip's in an architecture config: the channels of a convolutional stem
 # that replaces the image tower's patch embedding (conv_stem below). open_clip cannot build such a tower.
 CONV_STEM = "conv_stem"
+HF_HUB, LOCAL_DIR = "hf-hub:", "local-dir:"  # open_clip's schemas for a Hub model and a local folder
+OPEN_CLIP_SCHEMAS = (HF_HUB, LOCAL_DIR)
 QUICK_GELU = "quick_gelu"  # an architecture's activation: QuickGELU (OpenAI's CLIP) where true, else GELU
 # Settings that make open_clip build its CustomResidualAttentionBlock, whose attention famevil cannot step.
 CUSTOM_BLOCK_KEYS = ("block_type", "qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc")
@@ -30,12 +32,19 @@ FAMEVIL_ARCHITECTURES = tuple(sorted(path.stem for path in CONFIG_DIR.glob("*.js
 def backbone_config(name: str, option: str = "--set model") -> dict:
     """The open_clip architecture config (embed_dim, vision_cfg, text_cfg) of a model name; `option`
     is how the user gave the name, for the error."""
-    config = open_clip.get_model_config(name)
+    config = architecture_config(name)
     if config is None:
         known = ", ".join(FAMEVIL_ARCHITECTURES)
         hub = "; an open_clip folder is --base local-dir:PATH, a Hub model --base hf-hub:ORG/NAME" if name in ("hf-hub", "local-dir") else ""
         raise FamevilError(f"{option}: {name!r} is not an open_clip model config; try ViT-B-16 or one of famevil's: {known}{hub}")
     return json.loads(json.dumps(config))  # a private copy: open_clip hands out its registry's dict
+
+
+def architecture_config(name: str) -> dict | None:
+    """open_clip's architecture config of a name in its registry, None for any other name. A name under
+    one of open_clip's schemas (hf-hub:, local-dir:) is another: open_clip would read its config file
+    itself, where a malformed one is a traceback; famevil.bases reads it instead, and says what is wrong."""
+    return None if name.startswith(OPEN_CLIP_SCHEMAS) else open_clip.get_model_config(name)
 
 
 def same_shape(first: dict, second: dict) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from data_specs.errors import FamevilError
+from famevil.limits import BEAMS, Range
 from famevil.model.fame_vil import DecodingState, FameVil
 from famevil.model.towers import LayerCache
 
@@ -45,6 +47,9 @@ def generate(
     `head.tokens` (the sorted token ids of its columns, padding among them: the whole vocabulary or
     part of it). Start, end and padding are the base's tokenizer's. A caption may run to the text
     context (76 new tokens for CLIP) unless max_new_tokens cuts it shorter."""
+    beam_range = Range.up_to(1, BEAMS)
+    if not beam_range.admits(beams):  # the command line bounds it too; this covers famevil.load(...).caption and evaluate()
+        raise FamevilError(f"beams={beams}: {beam_range.refusal('beams', beams)}")
     tokenizer = model.tokenizer()
     start, end = tokenizer.start, tokenizer.end
     columns = head.tokens

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
-from data_specs.errors import FamevilError
+from data_specs.errors import FamevilError, did_you_mean
 from data_specs.shards import Shards
 
 if TYPE_CHECKING:
@@ -207,7 +207,8 @@ def find_task(name: str) -> Task:
         if wanted == task.name or wanted in task.aliases:
             return task
     choices = ", ".join(f"{t.name} ({', '.join(t.aliases)})" if t.aliases else t.name for t in TASKS.values())
-    raise FamevilError(f"unknown task {name!r}; choose one of: {choices}")
+    names = [spelling for t in TASKS.values() for spelling in (t.name, *t.aliases)]
+    raise FamevilError(f"unknown task {name!r}{did_you_mean(wanted, names)}; choose one of: {choices}")
 
 
 AUTHORS_MULTITASK_SELECTION = "tgir.mean"  # mtl_wa_kd.yaml keeps the student by FashionIQ's R@K average

@@ -13,8 +13,9 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from data_specs.errors import FamevilError
-from famevil.model.adapter_config import ADAPTER_LIMITS, ADAPTER_OPTIONS, AdapterConfig, bounds_in_words, within
+from data_specs.errors import FamevilError, did_you_mean
+from famevil.limits import GRADIENT_ACCUMULATION, KEEP_CHECKPOINTS, LOADER_WORKERS, SEED, TRAINING_BATCH, Range
+from famevil.model.adapter_config import ADAPTER_LIMITS, ADAPTER_OPTIONS, AdapterConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
 SET_SOURCE = "--set"  # the source of values typed on the command line; any other source is a preset file's path
@@ -79,28 +80,29 @@ def option_names() -> list[str]:
     return [name for item in fields(TrainConfig) for name in (ADAPTER_OPTIONS if item.name == "adapters" else (item.name,))]
 
 
-# Each numeric option's range, (lowest, highest), None for no bound; checked before any work starts,
-# since a value out of range would otherwise train nothing, or publish an untrained or NaN model.
-LIMITS: dict[str, tuple[float | None, float | None]] = {
+# Each numeric option's range, None for no bound; checked before any work starts, since a value out of
+# range would otherwise train nothing, publish an untrained or NaN model, or run out of memory late.
+# Sizes have upper bounds (famevil.limits says why); counts of updates do not, since they cost only time.
+LIMITS: dict[str, Range] = {
     **ADAPTER_LIMITS,
-    "batch_size": (1, None),
-    "gradient_accumulation": (1, None),
-    "max_steps": (1, None),
-    "warmup_steps": (0, None),
-    "warmup_start": (0.0, 1.0),
-    "decay_steps": (1, None),
-    "lr_backbone": (0.0, 1.0),
-    "lr_adapters": (0.0, 1.0),
-    "weight_decay": (0.0, 10.0),
-    "adam_eps": (1e-12, 1.0),
-    "grad_clip": (0.0, None),
-    "batches_per_epoch": (1, None),
-    "eval_every": (0, None),
-    "checkpoint_every": (1, None),
-    "keep_checkpoints": (1, None),
-    "early_stopping": (0, None),
-    "workers": (0, 64),
-    "seed": (0, 2**32 - 1),  # what torch and numpy take
+    "batch_size": Range.up_to(1, TRAINING_BATCH),
+    "gradient_accumulation": Range.up_to(1, GRADIENT_ACCUMULATION),
+    "max_steps": Range(1, None),
+    "warmup_steps": Range(0, None),
+    "warmup_start": Range(0.0, 1.0),
+    "decay_steps": Range(1, None),
+    "lr_backbone": Range(0.0, 1.0),
+    "lr_adapters": Range(0.0, 1.0),
+    "weight_decay": Range(0.0, 10.0),
+    "adam_eps": Range(1e-12, 1.0),
+    "grad_clip": Range(0.0, None),
+    "batches_per_epoch": Range(1, None),
+    "eval_every": Range(0, None),
+    "checkpoint_every": Range(1, None),
+    "keep_checkpoints": Range.up_to(1, KEEP_CHECKPOINTS),
+    "early_stopping": Range(0, None),
+    "workers": Range.up_to(0, LOADER_WORKERS),
+    "seed": Range.up_to(0, SEED),
 }
 
 PRESET_NAMES = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
@@ -124,7 +126,7 @@ def _apply(config: TrainConfig, values: Mapping[str, Any], source: str) -> Train
     known = option_names()
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise FamevilError(f"{source}: unknown training option {unknown[0]!r}; the options are: {', '.join(known)}")
+        raise FamevilError(f"{source}: unknown training option {unknown[0]!r}{did_you_mean(unknown[0], known)}; the options are: {', '.join(known)}")
     adapter_values = {name: value for name, value in values.items() if name in ADAPTER_OPTIONS}
     converted = convert_options(TrainConfig, {name: value for name, value in values.items() if name not in ADAPTER_OPTIONS}, source)
     converted_adapters = convert_options(AdapterConfig, adapter_values, source)
@@ -137,14 +139,10 @@ def _apply(config: TrainConfig, values: Mapping[str, Any], source: str) -> Train
 
 
 def _check_range(name: str, value: Any, source: str) -> None:
-    if name not in LIMITS:
+    if name not in LIMITS or LIMITS[name].admits(value):
         return
-    low, high = LIMITS[name]
-    if within(value, low, high):
-        return
-    bounds = bounds_in_words(low, high)
     where = f"--set {name}={value}" if source == SET_SOURCE else f'{source}: "{name}": {json.dumps(value)}'
-    raise FamevilError(f"{where}: {name} must be {bounds}")
+    raise FamevilError(f"{where}: {LIMITS[name].refusal(name, value)}")
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, str]:

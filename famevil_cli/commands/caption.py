@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 import famevil
+from famevil.limits import BEAMS
 from famevil_cli.common import JsonOption, ModelOption, defaults_of, out_console, run, table
 
 defaults = defaults_of(famevil.FashionModel.caption)
@@ -16,7 +17,7 @@ defaults = defaults_of(famevil.FashionModel.caption)
 def caption(
     images: Annotated[list[Path], typer.Argument(help="Image files to caption.", show_default=False)],
     model: ModelOption,
-    beams: Annotated[int, typer.Option(help="1 is greedy decoding, more is beam search.", min=1)] = defaults["beams"],
+    beams: Annotated[int, typer.Option(help=f"1 is greedy decoding, more is beam search. {BEAMS.help}", min=1, max=BEAMS.most)] = defaults["beams"],
     max_new_tokens: Annotated[int | None, typer.Option(help="Caption length limit in tokens (default: the text context).", min=1)] = defaults["max_new_tokens"],
     as_json: JsonOption = False,
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 import famevil
+from famevil.limits import TOP
 from famevil_cli.common import JsonOption, ModelOption, defaults_of, out_console, run, table
 
 defaults = defaults_of(famevil.FashionModel.classify)
@@ -17,7 +18,7 @@ def classify(
     image: Annotated[Path, typer.Argument(help="An image file.", show_default=False)],
     model: ModelOption,
     text: Annotated[str, typer.Option("--text", help='The product\'s text, "title. description".')],
-    top: Annotated[int, typer.Option(help="How many subcategories to list.", min=1)] = defaults["top"],
+    top: Annotated[int, typer.Option(help=f"How many subcategories to list. {TOP.help}", min=1, max=TOP.most)] = defaults["top"],
     as_json: JsonOption = False,
 ) -> None:
     """The most likely subcategories of a product from its image and its text.

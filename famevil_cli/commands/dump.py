@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from famevil.limits import BATCH, TOP_K
 from famevil_cli.common import OutOption, OverwriteOption, ShardsOption, call, defaults_of, out_console
 from stages import dump as stage
 
@@ -17,8 +18,8 @@ def dump(
     teacher: Annotated[Path, typer.Option(help="A teacher directory (famevil teach).")],
     shards: ShardsOption,
     out: OutOption,
-    top_k: Annotated[int, typer.Option(help="FIC: next-token log-probabilities kept per position.", min=1)] = defaults["top_k"],
-    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.", min=1)] = defaults["batch_size"],
+    top_k: Annotated[int, typer.Option(help=f"FIC: next-token log-probabilities kept per position. {TOP_K.help}", min=1, max=TOP_K.most)] = defaults["top_k"],
+    batch_size: Annotated[int, typer.Option(help=f"Samples per forward pass. {BATCH.help}", min=1, max=BATCH.most)] = defaults["batch_size"],
     overwrite: OverwriteOption = defaults["overwrite"],
 ) -> None:
     result = call(stage.dump, locals())

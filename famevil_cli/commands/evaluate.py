@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from data_specs.evaluations import flatten, read_metrics
+from famevil.limits import BATCH, BEAMS, SEED
 from famevil.tasks import task_names
 from famevil_cli.common import OverwriteOption, call, defaults_of, err_console, out_console, run, table
 from stages import evaluate as stage
@@ -31,10 +32,10 @@ def evaluate(
     arch: ArchOption = defaults["arch"],
     tasks: Annotated[str | None, typer.Option(help=f"Comma-separated tasks (default: all the model has): {','.join(task_names())}.")] = defaults["tasks"],
     split: Annotated[str, typer.Option(help="The shards' split to evaluate on: val or train.")] = defaults["split"],
-    beams: Annotated[int, typer.Option(help="Caption decoding: 1 is greedy, more is beam search.", min=1)] = defaults["beams"],
+    beams: Annotated[int, typer.Option(help=f"Caption decoding: 1 is greedy, more is beam search. {BEAMS.help}", min=1, max=BEAMS.most)] = defaults["beams"],
     max_new_tokens: MaxNewTokensOption = defaults["max_new_tokens"],
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = defaults["batch_size"],
-    seed: Annotated[int, typer.Option(help="Fixes the random-100 draws (and random --base weights).", min=0, max=2**32 - 1)] = defaults["seed"],
+    batch_size: Annotated[int, typer.Option(help=f"Images per forward pass. {BATCH.help}", min=1, max=BATCH.most)] = defaults["batch_size"],
+    seed: Annotated[int, typer.Option(help=f"Fixes the random-100 draws (and random --base weights). {SEED.help}", min=0, max=SEED.most)] = defaults["seed"],
     compare: Annotated[bool, typer.Option("--compare", help="Print earlier runs side by side with the paper's numbers, evaluate nothing.")] = False,
     overwrite: OverwriteOption = defaults["overwrite"],
 ) -> None:

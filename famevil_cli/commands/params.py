@@ -6,11 +6,14 @@ from typing import Annotated
 
 import typer
 
+from famevil.limits import BOTTLENECK, CLASSES
 from famevil.params import count_parameters
 from famevil_cli.common import call, defaults_of, out_console, table
 
 defaults = defaults_of(count_parameters)
-BottleneckOption = Annotated[int, typer.Option("--bottleneck", help="Task-specific adapter bottleneck (paper: 64; ablations 128, 512).", min=1)]
+BottleneckOption = Annotated[
+    int, typer.Option("--bottleneck", help=f"Task-specific adapter bottleneck (paper: 64; ablations 128, 512). {BOTTLENECK.help}", min=1, max=BOTTLENECK.most)
+]
 
 
 def params(
@@ -22,8 +25,10 @@ def params(
         ),
     ] = "ViT-B-16",
     tsa_bottleneck: BottleneckOption = defaults["tsa_bottleneck"],
-    xaa_bottleneck: Annotated[int | None, typer.Option(help="Cross-attention adapter bottleneck (default: --bottleneck).", min=1)] = defaults["xaa_bottleneck"],
-    num_classes: Annotated[int, typer.Option("--classes", help="SCR classes (FashionGen: 121).", min=1)] = defaults["num_classes"],
+    xaa_bottleneck: Annotated[
+        int | None, typer.Option(help=f"Cross-attention adapter bottleneck (default: --bottleneck). {BOTTLENECK.help}", min=1, max=BOTTLENECK.most)
+    ] = defaults["xaa_bottleneck"],
+    num_classes: Annotated[int, typer.Option("--classes", help=f"SCR classes. {CLASSES.help}", min=1, max=CLASSES.most)] = defaults["num_classes"],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of integer counts.")] = False,
 ) -> None:
     """Count the parameters of the multi-task model and of the four single-task models it replaces (Table 4).

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from famevil.limits import SEED, SHARD
 from famevil_cli.common import OutOption, OverwriteOption, WorkersOption, call, defaults_of, out_console, table
 from stages import prepare as stage
 
@@ -20,8 +21,8 @@ def prepare(
     catalogue: Annotated[Path | None, typer.Option(help="Your own products, .csv or .jsonl (columns above), instead of the releases.")] = defaults["catalogue"],
     images: Annotated[Path | None, typer.Option(help="Folder the catalogue's image paths are relative to.")] = defaults["images"],
     pairs: Annotated[Path | None, typer.Option(help="Modification texts between catalogue images, .csv or .jsonl (columns above).")] = defaults["pairs"],
-    shard_size: Annotated[int, typer.Option(help="Samples per tar shard.", min=1)] = defaults["shard_size"],
-    seed: Annotated[int, typer.Option(help="Seed of the training samples' random order in the shards.")] = defaults["seed"],
+    shard_size: Annotated[int, typer.Option(help=f"Samples per tar shard. {SHARD.help}", min=1, max=SHARD.most)] = defaults["shard_size"],
+    seed: Annotated[int, typer.Option(help=f"Seed of the training samples' random order in the shards. {SEED.help}", min=0, max=SEED.most)] = defaults["seed"],
     workers: WorkersOption = defaults["workers"],
     overwrite: OverwriteOption = defaults["overwrite"],
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from famevil.limits import TOP
 from famevil_cli.common import ApproximateOption, IndexArgument, JsonOption, call, defaults_of, out_console, table
 from stages import search as search_stage
 
@@ -18,7 +19,7 @@ def search(
     text: Annotated[str | None, typer.Argument(help="What to look for, in words.", show_default=False)] = defaults["text"],
     image: Annotated[Path | None, typer.Option("--image", help="Composed search: a reference image ...")] = defaults["image"],
     modify: Annotated[str | None, typer.Option("--modify", help="... and how the wanted item differs from it.")] = defaults["modify"],
-    top: Annotated[int, typer.Option(help="How many results.", min=1)] = defaults["top"],
+    top: Annotated[int, typer.Option(help=f"How many results. {TOP.help}", min=1, max=TOP.most)] = defaults["top"],
     model: Annotated[Path | None, typer.Option("--model", help="The model the index was built with, if it moved.")] = defaults["model"],
     as_json: JsonOption = False,
     html_file: Annotated[Path | None, typer.Option("--html", help="Also write a page of thumbnails with their scores.")] = defaults["html"],

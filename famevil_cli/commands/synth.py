@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from famevil.limits import SEED, SYNTH_IMAGE
 from famevil_cli.common import OutOption, OverwriteOption, WorkersOption, call, defaults_of, err_console, out_console, table
 from stages import synth as stage
 
@@ -16,8 +17,10 @@ defaults = defaults_of(stage.synth)
 def synth(
     out: OutOption,
     preset: Annotated[str, typer.Option(help="tiny (tests), demo (the README pipeline) or bench (throughput).")] = defaults["preset"],
-    seed: Annotated[int, typer.Option(help="Fixes every random choice: products, copy, pixels.", min=0, max=2**32 - 1)] = defaults["seed"],
-    image_size: Annotated[int | None, typer.Option(help="Image side in pixels (the release has 256; default: the preset's).")] = defaults["image_size"],
+    seed: Annotated[int, typer.Option(help=f"Fixes every random choice: products, copy, pixels. {SEED.help}", min=0, max=SEED.most)] = defaults["seed"],
+    image_size: Annotated[
+        int | None, typer.Option(help=f"Image side in pixels (default: the preset's), at least {stage.MIN_IMAGE_SIZE}. {SYNTH_IMAGE.help}")
+    ] = defaults["image_size"],
     workers: WorkersOption = defaults["workers"],
     contact_sheet: Annotated[Path | None, typer.Option(help="Also save a PNG grid of labelled samples here.")] = defaults["contact_sheet"],
     overwrite: OverwriteOption = defaults["overwrite"],

@@ -6,12 +6,20 @@ from typing import Annotated
 
 import typer
 
+from famevil.limits import TRAINING_BATCH
 from famevil.training.config import PRESET_NAMES, parse_overrides
 from famevil.training.loop import TrainingResult
 from famevil_cli.common import out_console, run, table
 
 PresetOption = Annotated[str, typer.Option(help=f"Training options: one of {', '.join(PRESET_NAMES)}, or a .json file.")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a training option: NAME=VALUE (repeatable), e.g. --set batch_size=16.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a training option: NAME=VALUE (repeatable), e.g. --set batch_size=16. Each is checked against its range before any work, "
+        f"and a refusal says the range and why: sizes are bounded (batch_size at most {TRAINING_BATCH.most:,} per process), counts of updates are not.",
+    ),
+]
 MaxStepsOption = Annotated[int | None, typer.Option(help="Optimiser updates (overrides the preset's max_steps).", min=1)]
 BaseOption = Annotated[
     str | None,
