@@ -7,7 +7,7 @@ import json
 import pytest
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import MANIFEST_FILE, content_id, read_manifest, require_artifact, write_manifest
+from data_specs.manifest import MANIFEST_FILE, file_listing, read_manifest, require_artifact, verify_artifact, write_manifest
 from data_specs.staging import check_destination, partial_path, staging
 
 
@@ -22,7 +22,8 @@ def test_manifest_round_trip_and_content_id(tmp_path):
     read = read_manifest(tmp_path / "a")
     assert read == written
     assert (read.kind, read.schema_version, read.command) == ("shards", 1, "famevil prepare --out x")
-    assert read.content_id == content_id(tmp_path / "a")
+    assert read.files == file_listing(tmp_path / "a")
+    verify_artifact(tmp_path / "a", read, full=True)
     same = _artifact(tmp_path / "b")
     other = _artifact(tmp_path / "c", payload="b")
     assert same.content_id == written.content_id != other.content_id
