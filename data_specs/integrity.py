@@ -67,6 +67,3 @@ class HashingReader:
 
     def __exit__(self, *_) -> None:
         self.close()
-
-    def __str__(self) -> str:
-        return str(self.listed.path)

@@ -17,6 +17,7 @@ import pytest
 
 from data_specs.manifest import read_manifest, write_manifest
 from data_specs.shards import read_sizes
+from famevil.data.teacher_outputs import TeacherOutputs, write_outputs
 from stages.dump import dump
 from stages.teach import teach
 from tests.conftest import TASK_NAMES, TINY
@@ -153,6 +154,21 @@ def test_a_consistent_manifest_over_bad_weights_is_one_line(made, tmp_path, cli,
     _one_line(cli(*_evaluate(teacher, made["shards"], tmp_path / "out")), str(teacher / "model.safetensors"), "not a readable safetensors file")
 
 
+def test_teacher_outputs_holding_a_nan_are_refused_before_any_step(made, tmp_path, cli):
+    outputs = _copy(made["outputs"], tmp_path)
+    file = sorted((outputs / "outputs").iterdir())[0]
+    stored = TeacherOutputs(outputs)
+    keys = stored.keys_by_shard[file.stem]
+    rows = stored.gather(keys)
+    rows["logits"][0, 0] = float("nan")
+    write_outputs(file, keys, rows)
+    _reseal(outputs)
+    result = cli(
+        "distill", "--set", "model=famevil-tiny", "--max-steps", 1, "--shards", made["shards"], "--teacher-outputs", outputs, "--out", tmp_path / "out"
+    )
+    _one_line(result, str(file), "logits hold NaN or infinite values")
+
+
 # The manifest's own fields -------------------------------------------------------------------------
 
 
@@ -208,4 +224,5 @@ def test_a_huge_kd_weight_publishes_nothing_and_is_named(tiny_shards, tiny_dumps
     assert "lower the learning rates" not in line.lower()
     if steps == 1:
         assert "tensors hold NaN or infinite values" in line
+        assert not list((tmp_path / ".student.partial" / "checkpoints").iterdir())  # no state to resume into NaN either
     assert not out.exists()

@@ -54,7 +54,9 @@ class TeacherOutputs:
             if "keys" not in metadata:
                 raise FamevilError(f"{path}: no sample keys in its metadata; {manifest.rebuild}")
             if bad := nonfinite_tensors(tensors):
-                raise FamevilError(f"{path}: {', '.join(bad)} hold NaN or infinite values; dump a teacher whose weights are finite ({manifest.rebuild})")
+                raise FamevilError(
+                    f"{path}: {', '.join(bad)} hold NaN or infinite values, which make every distillation loss NaN; {manifest.rebuild} from a teacher whose weights are finite"
+                )
             for name, tensor in tensors.items():
                 parts.setdefault(name, []).append(tensor)
             self.keys_by_shard[path.stem] = json.loads(metadata["keys"])

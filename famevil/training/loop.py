@@ -337,6 +337,7 @@ def _train(
                     _validate(job, accelerator, model, state, validate, log, workdir)
                     last = last or accelerator.check_trigger()  # early stopping, decided on the main process
                 if last or state.step % config.checkpoint_every == 0:
+                    _refuse_nonfinite_weights(job, unwrapped, workdir)  # on every process, which all save the state
                     _save_state(accelerator, state, workdir, config.keep_checkpoints)
                 if last:
                     break
@@ -400,16 +401,20 @@ def _stop_if_diverged(job: Job, record: dict[str, float], workdir: Path) -> None
         )
 
 
-def _save_finite_weights(job: Job, model: MultiTaskModel, workdir: Path) -> None:
-    """save_weights, for weights that are all finite: a run that blew up without a NaN loss (one update
-    too large, say) stops here rather than publish weights that compute NaN."""
-    state = model.state_dict()
-    if bad := nonfinite_tensors(state):
+def _refuse_nonfinite_weights(job: Job, model: MultiTaskModel, workdir: Path) -> None:
+    """Stop a run whose weights hold a NaN or an infinity before they are saved as its weights or as a
+    state to resume from: a run can blow up without a NaN loss (one update too large, the last one say)."""
+    weights = model.state_dict()
+    if bad := nonfinite_tensors(weights):
         named = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
         raise FamevilError(
-            f"{job.title}: {len(bad)} of {len(state)} tensors hold NaN or infinite values ({named}); nothing was published. "
+            f"{job.title}: {len(bad)} of {len(weights)} tensors hold NaN or infinite values ({named}); nothing was published. "
             f"Likely cause: {_likely_cause(job, workdir)}"
         )
+
+
+def _save_finite_weights(job: Job, model: MultiTaskModel, workdir: Path) -> None:
+    _refuse_nonfinite_weights(job, model, workdir)
     save_weights(model, workdir)
 
 
