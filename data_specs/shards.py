@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data_specs.errors import FamevilError
+from data_specs.integrity import ListedFile
 from data_specs.manifest import InputRef, Manifest, require_artifact
 
 VOCAB_FILE = "vocab.json"
@@ -160,6 +161,14 @@ class Shards:
             present = ", ".join(sorted(self.subsets)) or "none"
             raise FamevilError(f"{self.root}: has no {subset!r} subset (present: {present}); prepare the missing source")
         return [(self.root / shard["path"], shard["samples"]) for shard in self.subsets[subset]["shards"]]
+
+    def listed_file(self, shard: Path) -> ListedFile:
+        """A shard file with its manifest's sha256, for a reader that hashes it as it streams it."""
+        return self.manifest.listed_file(self.root, shard.relative_to(self.root).as_posix())
+
+    def listed_files(self, subset: str) -> list[ListedFile]:
+        """The shard files of one subset, in order, each with its manifest's sha256."""
+        return [self.listed_file(path) for path in self.paths(subset)]
 
     def paths(self, subset: str) -> list[Path]:
         """The shard files of one subset, in order."""

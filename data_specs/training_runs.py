@@ -4,7 +4,8 @@ teach and distill and read by dump, evaluate, export and report.
     RUN/
       model.safetensors, config.json   the best weights by validation (the last, without validation)
       train_config.json                the resolved training options
-      metrics.jsonl                    one line per update (loss, lr, samples/s) and per validation
+      metrics.jsonl                    one line per update (losses, learning rates) and per validation
+      timings.jsonl                    one line per update (seconds, samples/s): outside the content id (data_specs.manifest)
       checkpoints/step-NNNNNN/         Accelerate states to resume from (the newest few, the last included)
         run_state.json                 famevil's counters, task sampler and data positions
         famevil-state.json             written last: the state's files and their SHA-256

@@ -96,7 +96,7 @@ def resolve_base(base: str | None, architecture: str, option: str = "--set model
     elif is_transformers_clip(Path(base)):
         resolved = _transformers_folder(base)
     elif Path(base).is_dir():
-        manifest = require_checkpoint(Path(base))
+        manifest = require_checkpoint(Path(base), weights_now=True)  # Base.model loads them inside the training run
         model_config, config, preprocess = checkpoint_config(Path(base))
         ref = InputRef("base", manifest.kind, manifest.content_id, base)
         resolved = Base(base, model_config.backbone, config, preprocess, ref, checkpoint_tokenizer_files(Path(base)))

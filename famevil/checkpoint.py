@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
@@ -17,6 +17,7 @@ from famevil.data.transforms import Preprocess, legacy_preprocess, square_size
 from famevil.model.backbone import load_strict
 from famevil.model.tokenizer import TOKENIZER_DIR
 from famevil.multitask import ModelConfig, MultiTaskModel
+from famevil.tensors import load_safetensors
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -58,9 +59,11 @@ def save_checkpoint(model: MultiTaskModel, directory: Path, kind: str = "model",
     return write_manifest(directory, kind, inputs=inputs or [], details=details or {})
 
 
-def require_checkpoint(directory: Path) -> Manifest:
-    """The manifest of a directory holding a model checkpoint of any kind (model, teacher, ...)."""
-    manifest = require_artifact(directory)
+def require_checkpoint(directory: Path, kind: str | None = None, weights_now: bool = False) -> Manifest:
+    """The manifest of a directory holding a model checkpoint of `kind` (None: any of CHECKPOINT_KINDS). Its
+    weights are left to load_checkpoint, which hashes them as it reads them, so that they are read once;
+    weights_now hashes them here too, for a caller that loads them only once its work has begun."""
+    manifest = require_artifact(directory, kind, hashed_when_read=() if weights_now else (WEIGHTS_FILE,))
     if manifest.kind not in CHECKPOINT_KINDS:
         raise FamevilError(f"{directory}: is a {manifest.kind!r} artifact, not a model checkpoint ({', '.join(CHECKPOINT_KINDS)})")
     return manifest
@@ -79,12 +82,13 @@ def checkpoint_config(directory: Path) -> tuple[ModelConfig, dict, Preprocess]:
 
 
 def load_checkpoint(directory: Path, manifest: Manifest | None = None) -> MultiTaskModel:
-    """A famevil model from its checkpoint directory, weights loaded strictly. manifest: the one a
-    caller got from require_checkpoint just before, so that the files are not checked twice."""
-    if manifest is None:
-        require_checkpoint(directory)
+    """A famevil model from its checkpoint directory, its weights checked against the manifest as they
+    are read and loaded strictly. manifest: the one a caller got from require_checkpoint just before, so
+    that the files are not checked twice."""
+    manifest = manifest or require_checkpoint(directory)
     model = MultiTaskModel(*checkpoint_config(directory), checkpoint_tokenizer_files(directory))
-    load_strict(model, load_file(directory / WEIGHTS_FILE), str(directory))
+    weights, _ = load_safetensors(manifest.listed_file(directory, WEIGHTS_FILE))
+    load_strict(model, weights, str(directory))
     return model
 
 

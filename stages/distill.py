@@ -18,11 +18,16 @@ from famevil.multitask import task_loss
 from famevil.tasks import TASKS, find_task
 from famevil.tasks.base import Task, selection_keys
 from famevil.training.balancing import Balancing, build_balancing
-from famevil.training.loop import Job, TrainingResult, fit
+from famevil.training.loop import Job, Risk, TrainingResult, fit
 from famevil.training.recipe import build_model, model_vocabularies, network_config, task_stream, training_base, training_shards, validation
 from famevil.training.sampling import TaskSampler
 
 KD_SCHEDULES = ("constant", "anneal")
+# Where a diverged run's likely cause is looked for (Risk): a weight past KD_WEIGHT_FAR_ABOVE_ONE lets the
+# distillation loss swamp the task's; teacher outputs are unit embeddings, logits within the retrieval
+# scale (at most 100) and log-probabilities, so a value past HUGE_TEACHER_OUTPUT is damage or a broken teacher.
+KD_WEIGHT_FAR_ABOVE_ONE = 10.0
+HUGE_TEACHER_OUTPUT = 1e4
 
 
 def distill(
@@ -116,6 +121,7 @@ def distill(
         overwrite=overwrite,
         title=title,
         report_to=tuple(report_to or ()),
+        risks=_risks(kd_weight, teachers),
     )
     return fit(
         job,
@@ -135,6 +141,27 @@ def chosen_tasks(names: list[str] | None) -> list[Task]:
         return list(TASKS.values())
     chosen = {find_task(name).name for name in names}
     return [task for task in TASKS.values() if task.name in chosen]
+
+
+def _risks(kd_weight: float, teachers: dict[str, TeacherOutputs]) -> tuple[Risk, ...]:
+    """What in distillation itself may make the run diverge, the likeliest first."""
+    risks = []
+    if teachers and kd_weight > KD_WEIGHT_FAR_ABOVE_ONE:
+        risks.append(
+            Risk(
+                f"--kd-weight {kd_weight:g} is far above 1, so the distillation loss swamps the task losses",
+                "pass a --kd-weight near 1 (the default) and start again with --overwrite",
+            )
+        )
+    for task, outputs in teachers.items():
+        if outputs.largest > HUGE_TEACHER_OUTPUT:
+            risks.append(
+                Risk(
+                    f"the {task} teacher outputs {outputs.root} hold values up to {outputs.largest:.3g}",
+                    f"dump them again from a sound {task} teacher (famevil dump)",
+                )
+            )
+    return tuple(risks)
 
 
 def _headlines(evaluations: list[Path], names: tuple[str, ...]) -> dict[str, float]:
@@ -206,7 +233,7 @@ def _teacher_outputs(
             raise FamevilError(
                 f"--teacher-outputs {path}: its teacher ({manifest.details['teacher_backbone']}) tokenises text differently from the student ({student_backbone})"
             )
-        outputs = TeacherOutputs(path)
+        outputs = TeacherOutputs(path, manifest)
         _check_keys(outputs, shards, find_task(task).train_subset(), path)
         found[task] = outputs
         references.append(InputRef(f"teacher-outputs:{task}", "teacher-outputs", manifest.content_id, str(path)))

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, Manifest, require_artifact, write_manifest
+from data_specs.manifest import InputRef, Manifest, write_manifest
 from data_specs.shards import Shards
 from data_specs.staging import check_destination, staging
-from famevil.checkpoint import load_checkpoint
+from famevil.checkpoint import load_checkpoint, require_checkpoint
 from famevil.data.loading import batched, shard_samples
 from famevil.data.teacher_outputs import OUTPUTS_DIR, output_path, read_keys, write_outputs
 from famevil.data.transforms import image_transform
@@ -47,7 +47,7 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
     Repeat it for tgir, scr and fic in place of xmr: famevil distill learns from all four.
     """
     check_destination(out, overwrite, inputs=(teacher, shards))
-    teacher_manifest = require_artifact(teacher, "teacher")
+    teacher_manifest = require_checkpoint(teacher, "teacher")
     opened = Shards.open(shards)
     task = find_task(teacher_manifest.details["task"])
     check_coverage(opened, [task], train=True, evaluate_on=None)
@@ -72,7 +72,7 @@ def dump(teacher: Path, shards: Path, out: Path, top_k: int = 8, batch_size: int
                     continue
                 keys: list[str] = []
                 parts: dict[str, list[torch.Tensor]] = {}
-                for samples in batched(shard_samples([shard], expected=count), batch_size):
+                for samples in batched(shard_samples([opened.listed_file(shard)], expected=count), batch_size):
                     batch = task.batch(samples, transform, tokenize)
                     for name, value in task.signals(model, model.head(task.name), batch, top_k).items():
                         parts.setdefault(name, []).append(value)

@@ -8,6 +8,7 @@ import json
 import pickle
 import shutil
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import read_manifest
+from data_specs.manifest import read_manifest, write_manifest
 from data_specs.shards import Shards
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import shard_samples
@@ -32,7 +33,7 @@ from tests.conftest import TASK_NAMES, TINY, RunsCode
 
 def _first_batch(shards: Path, task_name: str, teacher) -> dict:
     task = find_task(task_name)
-    samples = list(itertools.islice(shard_samples(Shards.open(shards).paths(task.train_subset())), 8))
+    samples = list(itertools.islice(shard_samples(Shards.open(shards).listed_files(task.train_subset())), 8))
     return task.batch(samples, image_transform(teacher.preprocess, train=False), teacher.tokenizer())
 
 
@@ -61,7 +62,7 @@ def test_stored_outputs_rebuild_the_teachers_own_distributions(tiny_shards, tiny
     manifest = read_manifest(outputs_dir)
     assert manifest.kind == "teacher-outputs" and manifest.details["task"] == task
     assert [ref.role for ref in manifest.inputs] == ["teacher", "shards"]
-    assert len(stored) == manifest.details["samples"] == sum(1 for _ in shard_samples(Shards.open(tiny_shards).paths(find_task(task).train_subset())))
+    assert len(stored) == manifest.details["samples"] == sum(1 for _ in shard_samples(Shards.open(tiny_shards).listed_files(find_task(task).train_subset())))
     assert {p.name for p in (outputs_dir / "outputs").iterdir()} == {
         f"{p.stem}.safetensors" for p in Shards.open(tiny_shards).paths(find_task(task).train_subset())
     }
@@ -141,9 +142,9 @@ def test_teacher_annealing_fades_the_distillation_loss_out(tiny_shards, tiny_dum
 def _from_other_shards(outputs: dict[str, Path], tmp_path: Path) -> Path:
     copy = tmp_path / "outputs-from-other-shards"
     shutil.copytree(outputs["fic"], copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["inputs"][1]["id"] = "sha256:" + "0" * 64
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    made = read_manifest(copy)  # rewritten whole, as a dump of other shards would have written it
+    inputs = [replace(ref, id="sha256:" + "0" * 64) if ref.role == "shards" else ref for ref in made.inputs]
+    write_manifest(copy, made.kind, inputs=inputs, details=made.details, command=made.command)
     return copy
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import MANIFEST_FILE, content_id, read_manifest, require_artifact, write_manifest
+from data_specs.manifest import MANIFEST_FILE, file_listing, listing_id, read_manifest, require_artifact, verify_artifact, write_manifest
 from data_specs.staging import check_destination, partial_path, staging
 
 
@@ -22,10 +22,41 @@ def test_manifest_round_trip_and_content_id(tmp_path):
     read = read_manifest(tmp_path / "a")
     assert read == written
     assert (read.kind, read.schema_version, read.command) == ("shards", 1, "famevil prepare --out x")
-    assert read.content_id == content_id(tmp_path / "a")
+    assert read.files == file_listing(tmp_path / "a")
+    verify_artifact(tmp_path / "a", read, full=True)
     same = _artifact(tmp_path / "b")
     other = _artifact(tmp_path / "c", payload="b")
     assert same.content_id == written.content_id != other.content_id
+
+
+def test_a_manifest_of_version_1_is_read_and_verified_by_its_own_rule(tmp_path):
+    """Artifacts written before the content id covered the manifest's fields still verify."""
+    written = _artifact(tmp_path / "old")
+    old = json.loads((tmp_path / "old" / MANIFEST_FILE).read_text())
+    del old["manifest_version"], old["field_digests"]
+    old["content_id"] = listing_id(old["files"])  # version 1: the id of the file list alone
+    (tmp_path / "old" / MANIFEST_FILE).write_text(json.dumps(old))
+    read = require_artifact(tmp_path / "old", "shards")
+    assert read.manifest_version == 1 and read.files == written.files
+    assert verify_artifact(tmp_path / "old", read, full=True) == 1
+    (tmp_path / "old" / "data.txt").write_text("b")
+    with pytest.raises(FamevilError, match="data.txt: its content changed"):
+        verify_artifact(tmp_path / "old", read, full=True)
+
+
+def test_the_content_id_covers_the_fields_but_not_the_command_or_the_time(tmp_path):
+    first = _artifact(tmp_path / "a")
+    again = write_manifest(tmp_path / "a", "shards", details={"n": 1}, command="famevil prepare --out elsewhere --overwrite")
+    assert again.content_id == first.content_id
+    assert write_manifest(tmp_path / "a", "shards", details={"n": 2}).content_id != first.content_id
+
+
+def test_a_newer_manifest_version_is_refused(tmp_path):
+    _artifact(tmp_path / "s")
+    manifest = json.loads((tmp_path / "s" / MANIFEST_FILE).read_text())
+    (tmp_path / "s" / MANIFEST_FILE).write_text(json.dumps(manifest | {"manifest_version": 3}))
+    with pytest.raises(FamevilError, match="manifest version 3 is newer than this famevil reads"):
+        require_artifact(tmp_path / "s", "shards")
 
 
 def test_wrong_kind_is_refused_with_the_rebuild_command(tmp_path):

@@ -14,7 +14,7 @@ from PIL import Image
 import famevil.data.shard_writer
 import stages.prepare
 from data_specs.errors import FamevilError
-from data_specs.manifest import content_id, require_artifact, write_manifest
+from data_specs.manifest import file_listing, require_artifact, write_manifest
 from data_specs.shards import FASHIONGEN_FIELDS, TRIPLET_FIELDS, Shards, read_sizes, read_vocab
 from data_specs.staging import partial_path
 from famevil.data.fashiongen import RELEASE_FILES, FashionGenFile
@@ -126,7 +126,7 @@ def test_skipped_triplets_are_counted(tiny_shards, split):
 
 def test_manifest_names_inputs(tiny_shards, tiny_raw):
     manifest = require_artifact(tiny_shards, "shards")
-    assert manifest.content_id == content_id(tiny_shards)  # nothing was added or removed after it was computed
+    assert manifest.files == file_listing(tiny_shards)  # nothing was added or removed after it was computed
     kinds = {ref.kind: ref for ref in manifest.inputs}
     assert kinds["fashiongen-h5"].id.startswith("fingerprint:") and kinds["fashioniq-json"].id.startswith("fingerprint:")
     assert kinds["raw-dataset"].id == require_artifact(tiny_raw).content_id

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_specs.manifest import content_id, require_artifact
+from data_specs.manifest import file_listing, require_artifact
 from famevil.data.fashiongen import ALL_TEXT_FIELDS, FashionGenFile
 from famevil.data.synthetic.products import PRESETS, fashiongen_catalogue, fashioniq_catalogue
 from famevil.data.synthetic.taxonomy import SUBCATEGORIES
@@ -104,7 +104,7 @@ def test_fashioniq_targets_differ_from_references_in_one_or_two_attributes():
 
 def test_manifest_sizes_and_chance(tiny_raw):
     manifest = require_artifact(tiny_raw, "raw-dataset")
-    assert manifest.content_id == content_id(tiny_raw)
+    assert manifest.files == file_listing(tiny_raw)
     assert manifest.details["seed"] == 0 and manifest.details["preset"] == "tiny"
     chance = manifest.details["chance_percent"]
     assert abs(chance["xmr"]["random100_r1"] - 100 / 101) < 1e-9

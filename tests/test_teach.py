@@ -54,8 +54,9 @@ def test_each_task_trains_and_writes_exactly_its_files(tiny_shards, tmp_path, ta
     assert len(losses) == 14
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, losses
     states = {f"checkpoints/step-{step:06d}/{name}" for step in (10, 14) for name in STATE_FILES}
-    assert _files(out) == {"manifest.json", "config.json", "model.safetensors", "train_config.json", "metrics.jsonl"} | states
+    assert _files(out) == {"manifest.json", "config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "timings.jsonl"} | states
     manifest = read_manifest(out)
+    assert "timings.jsonl" not in manifest.files  # wall-clock times: outside the content id
     assert manifest.kind == "teacher" and manifest.details["task"] == task
     assert [(ref.role, ref.kind) for ref in manifest.inputs] == [("base", "random-weights"), ("shards", "shards")]
     assert manifest.inputs[1].id == read_manifest(tiny_shards).content_id

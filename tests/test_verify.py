@@ -14,6 +14,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from data_specs.errors import FamevilError
+from data_specs.integrity import ListedFile
 from data_specs.manifest import release_fingerprint
 from data_specs.shards import Shards, read_sizes
 from famevil.data.loading import samples, shard_samples
@@ -72,7 +73,7 @@ def test_changed_weights_are_refused_and_a_hand_edited_id_too(teacher, tiny_shar
 def test_a_shard_holding_other_samples_than_listed_is_refused_as_it_is_read(tiny_shards, tmp_path):
     shard = read_sizes(tiny_shards)["subsets"]["fashiongen/val"]["shards"][0]
     with pytest.raises(FamevilError, match=f"{shard['samples']} samples where sizes.json lists {shard['samples'] + 1}"):
-        list(shard_samples([tiny_shards / shard["path"]], expected=shard["samples"] + 1))
+        list(shard_samples([Shards.open(tiny_shards).listed_file(tiny_shards / shard["path"])], expected=shard["samples"] + 1))
     assert len(list(samples(Shards.open(tiny_shards), "fashiongen/val"))) == read_sizes(tiny_shards)["subsets"]["fashiongen/val"]["samples"]
 
 
@@ -85,7 +86,7 @@ def test_a_member_outside_the_key_pattern_is_refused(tmp_path):
             member.size = len(data)
             archive.addfile(member, io.BytesIO(data))
     with pytest.raises(FamevilError, match=r"member '../../evil' is not a sample key"):
-        list(shard_samples([shard]))
+        list(shard_samples([ListedFile(shard, None, "")]))  # a loose tar, listed by no manifest
 
 
 def test_the_fashioniq_fingerprint_covers_the_images(tmp_path):

@@ -12,6 +12,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from data_specs.errors import FamevilError
+from data_specs.manifest import Manifest, require_artifact
+from famevil.tensors import largest_magnitude, load_safetensors, nonfinite_tensors
 
 OUTPUTS_DIR = "outputs"
 
@@ -34,10 +36,13 @@ def read_keys(path: Path) -> list[str]:
 
 
 class TeacherOutputs:
-    """Every stored row of one teacher, held in memory and looked up by sample key."""
+    """Every stored row of one teacher, held in memory and looked up by sample key. Each file is read
+    once and checked against the manifest as it is read; values that are not finite are refused, since
+    one NaN in a soft target makes every distillation loss NaN."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, manifest: Manifest | None = None):
         self.root = root
+        manifest = manifest or require_artifact(root, "teacher-outputs")
         files = sorted((root / OUTPUTS_DIR).glob("*.safetensors"))
         if not files:
             raise FamevilError(f"{root}: holds no {OUTPUTS_DIR}/*.safetensors; rebuild it with famevil dump")
@@ -45,14 +50,20 @@ class TeacherOutputs:
         parts: dict[str, list[torch.Tensor]] = {}
         self.keys_by_shard: dict[str, list[str]] = {}
         for path in files:
-            with safe_open(path, framework="pt") as handle:
-                shard_keys = json.loads(handle.metadata()["keys"])
-                for name in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
-                    parts.setdefault(name, []).append(handle.get_tensor(name))
-            self.keys_by_shard[path.stem] = shard_keys
-            keys += shard_keys
+            tensors, metadata = load_safetensors(manifest.listed_file(root, path.relative_to(root).as_posix()))
+            if "keys" not in metadata:
+                raise FamevilError(f"{path}: no sample keys in its metadata; {manifest.rebuild}")
+            if bad := nonfinite_tensors(tensors):
+                raise FamevilError(
+                    f"{path}: {', '.join(bad)} hold NaN or infinite values, which make every distillation loss NaN; {manifest.rebuild} from a teacher whose weights are finite"
+                )
+            for name, tensor in tensors.items():
+                parts.setdefault(name, []).append(tensor)
+            self.keys_by_shard[path.stem] = json.loads(metadata["keys"])
+            keys += self.keys_by_shard[path.stem]
         self.tensors = {name: torch.cat(values) for name, values in parts.items()}
         self.rows = {key: row for row, key in enumerate(keys)}
+        self.largest = largest_magnitude(self.tensors)  # a huge value is a likely cause should training diverge
 
     def __len__(self) -> int:
         return len(self.rows)

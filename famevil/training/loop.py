@@ -26,13 +26,14 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import broadcast_object_list, gather_object, set_seed
 
 from data_specs.errors import FamevilError
-from data_specs.manifest import InputRef, Manifest, famevil_version, file_sha256, write_manifest
+from data_specs.manifest import TIMINGS_FILE, InputRef, Manifest, famevil_version, file_sha256, write_manifest
 from data_specs.staging import check_destination, partial_path, read_plan, staging
 from data_specs.training_runs import CHECKPOINTS, LOSSES, METRICS_LOG, RUN_STATE_FILE, SCORE, STATE_MARKER, STATE_PREFIX, TRAIN_CONFIG_FILE
 from famevil.checkpoint import save_weights
 from famevil.multitask import MultiTaskModel
 from famevil.progress import console, progress_bar
 from famevil.tasks import find_task
+from famevil.tensors import nonfinite_tensors
 from famevil.training.balancing import Balancing
 from famevil.training.config import TrainConfig
 from famevil.training.optim import build_optimizer, build_scheduler
@@ -53,6 +54,15 @@ LossFunction = Callable[[torch.nn.Module, str, Batch, int], tuple[torch.Tensor, 
 Validation = Callable[[MultiTaskModel], dict[str, float]]
 
 
+@dataclass(frozen=True)
+class Risk:
+    """Something a stage knows may make training diverge, and what to do about it: named when a loss or
+    the weights turn NaN, in place of the learning rates, which are always suspects."""
+
+    cause: str
+    fix: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class Job:
     """What a stage asks the loop for."""
@@ -66,6 +76,10 @@ class Job:
     overwrite: bool = False
     title: str = "train"  # the progress bar's label
     report_to: tuple[str, ...] = ()  # experiment trackers (famevil.training.tracking), beside metrics.jsonl
+    risks: tuple[Risk, ...] = ()  # the likeliest first (distill: a --kd-weight far above 1, huge teacher outputs)
+
+
+_COUNTERS = ("step", "best_value", "best_step", "validations_without_gain", "best_validation")  # RunState's, saved as they are
 
 
 @dataclass
@@ -79,16 +93,18 @@ class RunState:
     best_value: float = -math.inf
     best_step: int = 0
     validations_without_gain: int = 0
-    seconds: float = 0.0  # training time before this process started (resumes add up)
     best_validation: dict[str, float] = field(default_factory=dict)
+    # Training time so far, resumes added up: kept in timings.jsonl, not in the saved state, since wall-clock
+    # times would make identical runs' states (and so their content ids) differ.
+    seconds: float = 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        counters = {name: getattr(self, name) for name in ("step", "best_value", "best_step", "validations_without_gain", "seconds", "best_validation")}
+        counters = {name: getattr(self, name) for name in _COUNTERS}
         streams = {task: stream.state_dict() for task, stream in self.streams.items()}
         return counters | {"sampler": self.sampler.state_dict(), "streams": streams, "balancing": self.balancing.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("step", "best_value", "best_step", "validations_without_gain", "seconds", "best_validation"):
+        for name in _COUNTERS:
             setattr(self, name, state[name])
         self.sampler.load_state_dict(state["sampler"])
         for task, stream in self.streams.items():
@@ -163,6 +179,7 @@ def fit(
             state.load_state_dict(json.loads((resume_from / RUN_STATE_FILE).read_text(encoding="utf-8")))
             if main:
                 _truncate_log(workdir / METRICS_LOG, state.step)
+                state.seconds = sum(record["seconds"] for record in _truncate_log(workdir / TIMINGS_FILE, state.step))
                 console.print(f"{job.title}: resumed at step {state.step} from {resume_from}")
         started_at = state.step
 
@@ -173,7 +190,7 @@ def fit(
 
         if main:
             if state.best_step == 0:  # nothing validated: the last weights are the result
-                save_weights(accelerator.unwrap_model(model), workdir)
+                _save_finite_weights(job, accelerator.unwrap_model(model), workdir)
             details = job.details | {
                 "steps": state.step,
                 "best_step": state.best_step,
@@ -181,7 +198,6 @@ def fit(
                 "processes": accelerator.num_processes,
                 "mixed_precision": accelerator.mixed_precision,  # the one used, whoever chose it
                 "seed": config.seed,
-                "train_seconds": round(state.seconds, 1),
                 "replica_digests": replicas,  # one per process: equal unless the replicas drifted apart
             }
             manifest = write_manifest(workdir, job.kind, inputs=job.inputs, details=details)
@@ -247,19 +263,21 @@ def _newest_state(workdir: Path) -> Path | None:
     return states[-1] if states else None
 
 
-def _truncate_log(log: Path, step: int) -> None:
+def _truncate_log(log: Path, step: int) -> list[dict[str, Any]]:
     """Drop the lines an interrupted run wrote after the state it resumes from (they will be written
-    again), and a last line torn by the interruption."""
-    if log.is_file():
-        kept = []
-        for line in log.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # only a kill mid-write leaves such a line: the step it began is redone
-            if record["step"] <= step:
-                kept.append(line)
-        log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    again), and a last line torn by the interruption; return the records kept."""
+    if not log.is_file():
+        return []
+    kept: list[tuple[str, dict[str, Any]]] = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # only a kill mid-write leaves such a line: the step it began is redone
+        if record["step"] <= step:
+            kept.append((line, record))
+    log.write_text("".join(line + "\n" for line, _ in kept), encoding="utf-8")
+    return [record for _, record in kept]
 
 
 def _train(
@@ -271,6 +289,7 @@ def _train(
     samples_per_update = config.batch_size * micro_batches * accelerator.num_processes
     unwrapped = accelerator.unwrap_model(model)
     log = open(workdir / METRICS_LOG, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
+    timings = open(workdir / TIMINGS_FILE, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
     checks = TaskChecks(job.title, warn_from=max(config.warmup_steps, config.max_steps // 4))
     try:
         with progress_bar(job.title, config.max_steps, unit="updates", enabled=main) as advance:
@@ -302,13 +321,14 @@ def _train(
                 record = {"step": state.step, **_mean_losses(accelerator, losses)}
                 _stop_if_diverged(job, record, workdir)  # every process sees the same reduced losses
                 record |= {f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups}
-                record["samples_per_s"] = round(samples_per_update / elapsed, 2)
+                timing = {"step": state.step, "seconds": round(elapsed, 4), "samples_per_s": round(samples_per_update / elapsed, 2)}
                 if main and state.step > config.warmup_steps and state.step % CHECK_EVERY == 0:
                     record |= checks.run(accelerator.unwrap_model(model), task, batch, state.step)
                 if main:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                accelerator.log(scalars(record), step=state.step)
+                    for file, line in ((log, record), (timings, timing)):
+                        file.write(json.dumps(line) + "\n")
+                        file.flush()
+                accelerator.log(scalars(record | timing), step=state.step)
                 shown = {name: f"{value:.4g}" for name, value in record.items() if name.startswith("loss")}
                 advance(1, **shown, lr=f"{record.get('lr_adapters', record.get('lr_backbone')):.2e}")
 
@@ -317,12 +337,14 @@ def _train(
                     _validate(job, accelerator, model, state, validate, log, workdir)
                     last = last or accelerator.check_trigger()  # early stopping, decided on the main process
                 if last or state.step % config.checkpoint_every == 0:
+                    _refuse_nonfinite_weights(job, unwrapped, workdir)  # on every process, which all save the state
                     _save_state(accelerator, state, workdir, config.keep_checkpoints)
                 if last:
                     break
     finally:
-        if log is not None:
-            log.close()
+        for file in (log, timings):
+            if file is not None:
+                file.close()
 
 
 class TaskChecks:
@@ -359,18 +381,41 @@ def _weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def _likely_cause(job: Job, workdir: Path) -> str:
+    """What most likely made the run diverge, and its fix: the stage's likeliest risk, else the learning rates."""
+    if job.risks:
+        return f"{job.risks[0].cause}; {job.risks[0].fix}"
+    rates = f"lr_backbone {job.config.lr_backbone:g}, lr_adapters {job.config.lr_adapters:g}"
+    state = _newest_state(workdir)
+    again = f"resume from the last good state with lower ones (--resume {state} --set lr_adapters=...)" if state else "rerun it with lower ones"
+    return f"learning rates too high for this run ({rates}); {again}, or start again with --overwrite"
+
+
 def _stop_if_diverged(job: Job, record: dict[str, float], workdir: Path) -> None:
     """A NaN or infinite loss stops the run before anything more is saved: the weights it updated are
     lost, the last good state stays, and nothing is published."""
     diverged = next((name for name, value in record.items() if name.startswith(LOSSES) and not math.isfinite(value)), None)
-    if diverged is None:
-        return
-    state = _newest_state(workdir)
-    again = f"resume from the last good state with lower learning rates (--resume {state} --set lr_adapters=...)" if state else "rerun it"
-    raise FamevilError(
-        f"{job.title}: step {record['step']}: {diverged} is {record[diverged]}; nothing was published. Lower the learning rates and {again}, "
-        "or start again with --overwrite"
-    )
+    if diverged is not None:
+        raise FamevilError(
+            f"{job.title}: step {record['step']}: {diverged} is {record[diverged]}; nothing was published. Likely cause: {_likely_cause(job, workdir)}"
+        )
+
+
+def _refuse_nonfinite_weights(job: Job, model: MultiTaskModel, workdir: Path) -> None:
+    """Stop a run whose weights hold a NaN or an infinity before they are saved as its weights or as a
+    state to resume from: a run can blow up without a NaN loss (one update too large, the last one say)."""
+    weights = model.state_dict()
+    if bad := nonfinite_tensors(weights):
+        named = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise FamevilError(
+            f"{job.title}: {len(bad)} of {len(weights)} tensors hold NaN or infinite values ({named}); nothing was published. "
+            f"Likely cause: {_likely_cause(job, workdir)}"
+        )
+
+
+def _save_finite_weights(job: Job, model: MultiTaskModel, workdir: Path) -> None:
+    _refuse_nonfinite_weights(job, model, workdir)
+    save_weights(model, workdir)
 
 
 def _mean_losses(accelerator: Accelerator, losses: dict[str, list[float]]) -> dict[str, float]:
@@ -398,7 +443,7 @@ def _validate(job: Job, accelerator: Accelerator, model, state: RunState, valida
         if value > state.best_value:
             state.best_value, state.best_step, state.validations_without_gain = value, state.step, 0
             state.best_validation = metrics
-            save_weights(accelerator.unwrap_model(model), workdir)
+            _save_finite_weights(job, accelerator.unwrap_model(model), workdir)
         else:
             state.validations_without_gain += 1
             if job.config.early_stopping and state.validations_without_gain >= job.config.early_stopping:

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import webdataset as wds
 
+from data_specs.errors import FamevilError
+
 
 class TaskStream:
     """Batches from `epoch_batches(epoch)`, epoch after epoch. Resuming rebuilds the saved epoch (the
@@ -32,16 +34,22 @@ class TaskStream:
         return itertools.islice(iter(batches), self.consumed, None)
 
     def __next__(self) -> dict[str, Any]:
+        try:
+            batch = self._next_batch()
+        except FamevilError as error:
+            raise FamevilError(_one_line(error)) from None
+        self.consumed += 1
+        return batch
+
+    def _next_batch(self) -> dict[str, Any]:
         if self._iterator is None:
             self._iterator = self._open()
         try:
-            batch = next(self._iterator)
+            return next(self._iterator)
         except StopIteration:
             self.epoch, self.consumed = self.epoch + 1, 0
             self._iterator = self._open()
-            batch = next(self._iterator)
-        self.consumed += 1
-        return batch
+            return next(self._iterator)
 
     def __iter__(self) -> TaskStream:
         return self
@@ -52,3 +60,10 @@ class TaskStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.consumed = state["epoch"], state["consumed"]
         self._iterator = None
+
+
+def _one_line(error: FamevilError) -> str:
+    """A FamevilError's message, also when a data-loader worker raised it (a shard that fails its check):
+    torch raises it again in this process with the worker's traceback, whose last line is the message."""
+    last = str(error).rstrip().splitlines()[-1]
+    return last.removeprefix(f"{FamevilError.__module__}.{FamevilError.__qualname__}: ")

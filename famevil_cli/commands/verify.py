@@ -13,8 +13,9 @@ from famevil_cli.common import out_console, run
 
 def verify(path: Annotated[Path, typer.Argument(help="An artifact directory written by a famevil stage.")]) -> None:
     """Check every file of an artifact against its manifest: the listed files, their sizes and their full
-    SHA-256, and the content id. Stages check sizes, weights and manifests whenever they read an
-    artifact; this reads everything (the shards' tars too).
+    SHA-256, the manifest's own fields against their digests (an edited one is named), and the content
+    id. Stages check the manifest and the sizes when they open an artifact, and hash each file as they
+    read it; this reads everything, whatever a stage would read.
 
     Example:
 
