@@ -10,6 +10,7 @@ import tarfile
 import torch
 from PIL import Image
 
+from data_specs.integrity import ListedFile
 from data_specs.shards import Shards
 from famevil.data.loading import shard_samples, training_batches
 from famevil.data.transforms import image_transform, scratch_preprocess
@@ -103,7 +104,7 @@ def test_no_shard_member_is_unpickled(tmp_path):
             member = tarfile.TarInfo(name)
             member.size = len(data)
             archive.addfile(member, io.BytesIO(data))
-    (sample,) = list(shard_samples([shard]))
+    (sample,) = list(shard_samples([ListedFile(shard, None, "")]))  # a loose tar, listed by no manifest
     assert not sentinel.exists()
     assert sample["json"] == {"title": "Red Top"} and sample["jpg"].size == (8, 8)
     assert all(isinstance(sample[extension], bytes) for extension in ("pyd", "pickle", "pth"))
