@@ -146,7 +146,7 @@ def chosen_tasks(names: list[str] | None) -> list[Task]:
 def _risks(kd_weight: float, teachers: dict[str, TeacherOutputs]) -> tuple[Risk, ...]:
     """What in distillation itself may make the run diverge, the likeliest first."""
     risks = []
-    if teachers and kd_weight > KD_WEIGHT_FAR_ABOVE_ONE:
+    if kd_weight > KD_WEIGHT_FAR_ABOVE_ONE:
         risks.append(
             Risk(
                 f"--kd-weight {kd_weight:g} is far above 1, so the distillation loss swamps the task losses",
