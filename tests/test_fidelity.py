@@ -127,7 +127,7 @@ def test_fashiongen_tasks_sample_by_products(tiny_shards):
 
 
 def test_fashiongen_tasks_read_the_title_and_the_description(tiny_shards):
-    samples = [s for _, s in zip(range(4), shard_samples(Shards.open(tiny_shards).paths("fashiongen/train")), strict=False)]
+    samples = [s for _, s in zip(range(4), shard_samples(Shards.open(tiny_shards).listed_files("fashiongen/train")), strict=False)]
     expected = TOKENIZE([f"{s['json']['title']}. {s['json']['description']}" for s in samples])
     transform = image_transform(scratch_preprocess(32), train=False)
     for name in ("xmr", "scr", "fic"):
@@ -143,7 +143,7 @@ def test_caption_references_are_the_title_and_the_description(tiny_shards, tmp_p
     save_checkpoint(model, tmp_path / "model")
     evaluate(tmp_path / "eval", tiny_shards, model=tmp_path / "model", batch_size=16, max_new_tokens=2)
     line = json.loads((tmp_path / "eval" / "captions.jsonl").read_text().splitlines()[0])
-    record = next(s["json"] for s in shard_samples(Shards.open(tiny_shards).paths("fashiongen/val")) if s["__key__"] == line["key"])
+    record = next(s["json"] for s in shard_samples(Shards.open(tiny_shards).listed_files("fashiongen/val")) if s["__key__"] == line["key"])
     assert line["references"] == [f"{record['title']}. {record['description']}"]
 
 

@@ -116,7 +116,7 @@ def test_the_model_config_round_trips_flat_and_checks_its_adapters_once():
     assert ModelConfig.from_dict(written) == config
     with pytest.raises(FamevilError, match="fusion='early': expected cross_attention or late"):
         AdapterConfig(fusion="early")
-    with pytest.raises(FamevilError, match="tsa_bottleneck must be at least 1"):
+    with pytest.raises(FamevilError, match="tsa_bottleneck must be from 1 to 2048"):
         AdapterConfig(tsa_bottleneck=0)
 
 
