@@ -127,6 +127,17 @@ def tiny_dumps(tiny_shards, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
 
 
 @pytest.fixture(scope="session")
+def scr_artifacts(tiny_shards, tmp_path_factory) -> dict[str, Path]:
+    """An SCR teacher after one update and its dumped outputs, beside their shards: what the damaged-input
+    tests copy and then damage (never in place)."""
+    root = tmp_path_factory.mktemp("scr-artifacts")
+    teacher = root / "teacher-scr"
+    teach("scr", tiny_shards, teacher, overrides=TINY | {"max_steps": 1, "checkpoint_every": 1})
+    dump(teacher, tiny_shards, root / "outputs-scr")
+    return {"shards": tiny_shards, "teacher": teacher, "teacher-outputs": root / "outputs-scr"}
+
+
+@pytest.fixture(scope="session")
 def tiny_student(tiny_shards, tmp_path_factory) -> Path:
     """A four-task model after two multi-task updates without teachers: what the use-a-model tests load."""
     out = tmp_path_factory.mktemp("student") / "student"

@@ -27,10 +27,8 @@ from data_specs.shards import read_sizes
 from famevil.data.images import MAX_PIXELS
 from famevil.limits import TRAINING_BATCH
 from famevil_cli.app import COMMANDS, app
-from stages.dump import dump
 from stages.index import index
-from stages.teach import teach
-from tests.conftest import TINY, RunsCode
+from tests.conftest import RunsCode
 from tests.test_images import png_header
 
 Damage = Callable[[Path, Path], None]  # (a copy of the artifact, the test's folder)
@@ -156,22 +154,13 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def artifacts(tiny_shards, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("corpus")
-    teacher = root / "teacher-scr"
-    teach("scr", tiny_shards, teacher, overrides=TINY | {"max_steps": 1, "checkpoint_every": 1})
-    dump(teacher, tiny_shards, root / "outputs-scr")
-    return {"shards": tiny_shards, "teacher": teacher, "teacher-outputs": root / "outputs-scr"}
-
-
 @pytest.mark.parametrize(("kind", "damage", "says", "command"), CASES)
-def test_a_damaged_input_is_one_line_exit_1_and_nothing_published(artifacts, tmp_path, cli, kind, damage, says, command):
-    damaged = tmp_path / "damaged" / artifacts[kind].name
-    shutil.copytree(artifacts[kind], damaged)
+def test_a_damaged_input_is_one_line_exit_1_and_nothing_published(scr_artifacts, tmp_path, cli, kind, damage, says, command):
+    damaged = tmp_path / "damaged" / scr_artifacts[kind].name
+    shutil.copytree(scr_artifacts[kind], damaged)
     damage(damaged, tmp_path)
     out = tmp_path / "out"
-    result = cli(*command(damaged, artifacts["shards"], artifacts["teacher"], out))
+    result = cli(*command(damaged, scr_artifacts["shards"], scr_artifacts["teacher"], out))
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     line = result.stderr.strip().splitlines()[-1]

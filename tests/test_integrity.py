@@ -18,19 +18,8 @@ import pytest
 from data_specs.manifest import read_manifest, write_manifest
 from data_specs.shards import read_sizes
 from famevil.data.teacher_outputs import TeacherOutputs, write_outputs
-from stages.dump import dump
 from stages.teach import teach
 from tests.conftest import TASK_NAMES, TINY
-
-
-@pytest.fixture(scope="module")
-def made(tiny_shards, tmp_path_factory) -> dict[str, Path]:
-    """An SCR teacher after one update, and its dumped outputs."""
-    root = tmp_path_factory.mktemp("integrity")
-    teacher = root / "teacher-scr"
-    teach("scr", tiny_shards, teacher, overrides=TINY | {"max_steps": 1, "checkpoint_every": 1})
-    dump(teacher, tiny_shards, root / "outputs-scr")
-    return {"shards": tiny_shards, "teacher": teacher, "outputs": root / "outputs-scr"}
 
 
 def _copy(artifact: Path, folder: Path) -> Path:
@@ -93,14 +82,14 @@ def _evaluate(model: Path, shards: Path, out: Path) -> list:
 # Reading what the manifest does not list ---------------------------------------------------------
 
 
-def test_a_byte_flipped_in_teacher_outputs_stops_distill_before_any_step(made, tmp_path, cli):
-    outputs = _copy(made["outputs"], tmp_path)
+def test_a_byte_flipped_in_teacher_outputs_stops_distill_before_any_step(scr_artifacts, tmp_path, cli):
+    outputs = _copy(scr_artifacts["teacher-outputs"], tmp_path)
     file = sorted((outputs / "outputs").iterdir())[0]
     data = bytearray(file.read_bytes())
     data[-3] ^= 0x40  # inside the last tensor's data: a logit's exponent bit, the size unchanged
     file.write_bytes(bytes(data))
     result = cli(
-        "distill", "--set", "model=famevil-tiny", "--max-steps", 1, "--shards", made["shards"], "--teacher-outputs", outputs, "--out", tmp_path / "out"
+        "distill", "--set", "model=famevil-tiny", "--max-steps", 1, "--shards", scr_artifacts["shards"], "--teacher-outputs", outputs, "--out", tmp_path / "out"
     )
     _one_line(result, str(file), "its content changed since its manifest was written", "rebuild it with: famevil")
     assert not (tmp_path / "out").exists()
@@ -114,48 +103,48 @@ SWAPPED_SHARD_READERS = {  # stage -> its command reading `shards` with the good
 
 
 @pytest.mark.parametrize("stage", sorted(SWAPPED_SHARD_READERS))
-def test_two_swapped_shards_of_equal_size_stop_the_stage(made, tmp_path, cli, stage):
-    shards = _copy(made["shards"], tmp_path)
+def test_two_swapped_shards_of_equal_size_stop_the_stage(scr_artifacts, tmp_path, cli, stage):
+    shards = _copy(scr_artifacts["shards"], tmp_path)
     first, second = _equal_sized_pair(shards, "fashiongen/train")
     swap = tmp_path / "swap.tar"
     first.rename(swap), second.rename(first), swap.rename(second)
     out = tmp_path / "out"
-    result = cli(*SWAPPED_SHARD_READERS[stage](shards, made["teacher"], out))
+    result = cli(*SWAPPED_SHARD_READERS[stage](shards, scr_artifacts["teacher"], out))
     line = _one_line(result, "its content changed since its manifest was written", "rebuild it with: famevil")
     assert str(first) in line or str(second) in line
     assert not out.exists()
 
 
-def test_a_consistent_manifest_over_a_corrupt_json_member_is_one_line(made, tmp_path, cli):
-    shards = _copy(made["shards"], tmp_path)
+def test_a_consistent_manifest_over_a_corrupt_json_member_is_one_line(scr_artifacts, tmp_path, cli):
+    shards = _copy(scr_artifacts["shards"], tmp_path)
     shard = _shard(shards, "fashiongen/val")
     _rewrite_shard(shard, _corrupt_first_json)
     _reseal(shards)
-    _one_line(cli(*_evaluate(made["teacher"], shards, tmp_path / "out")), str(shard), ".json", "rebuild the shards with famevil prepare")
+    _one_line(cli(*_evaluate(scr_artifacts["teacher"], shards, tmp_path / "out")), str(shard), ".json", "rebuild the shards with famevil prepare")
 
 
 @pytest.mark.parametrize("subset", ["fashiongen/val", "fashiongen/train"])
-def test_a_consistent_manifest_over_a_truncated_shard_is_one_line(made, tmp_path, cli, subset):
-    shards = _copy(made["shards"], tmp_path)
+def test_a_consistent_manifest_over_a_truncated_shard_is_one_line(scr_artifacts, tmp_path, cli, subset):
+    shards = _copy(scr_artifacts["shards"], tmp_path)
     shard = _shard(shards, subset)
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2 + 100])  # cut inside a member
     _reseal(shards)
     out = tmp_path / "out"
-    command = _evaluate(made["teacher"], shards, out) if subset.endswith("val") else _teach(shards, out)
+    command = _evaluate(scr_artifacts["teacher"], shards, out) if subset.endswith("val") else _teach(shards, out)
     _one_line(cli(*command), str(shard), "rebuild the shards with famevil prepare")
     assert not out.exists()
 
 
 @pytest.mark.parametrize("weights", [b"not safetensors at all", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      "], ids=["garbage", "bad header"])
-def test_a_consistent_manifest_over_bad_weights_is_one_line(made, tmp_path, cli, weights):
-    teacher = _copy(made["teacher"], tmp_path)
+def test_a_consistent_manifest_over_bad_weights_is_one_line(scr_artifacts, tmp_path, cli, weights):
+    teacher = _copy(scr_artifacts["teacher"], tmp_path)
     (teacher / "model.safetensors").write_bytes(weights)
     _reseal(teacher)
-    _one_line(cli(*_evaluate(teacher, made["shards"], tmp_path / "out")), str(teacher / "model.safetensors"), "not a readable safetensors file")
+    _one_line(cli(*_evaluate(teacher, scr_artifacts["shards"], tmp_path / "out")), str(teacher / "model.safetensors"), "not a readable safetensors file")
 
 
-def test_teacher_outputs_holding_a_nan_are_refused_before_any_step(made, tmp_path, cli):
-    outputs = _copy(made["outputs"], tmp_path)
+def test_teacher_outputs_holding_a_nan_are_refused_before_any_step(scr_artifacts, tmp_path, cli):
+    outputs = _copy(scr_artifacts["teacher-outputs"], tmp_path)
     file = sorted((outputs / "outputs").iterdir())[0]
     stored = TeacherOutputs(outputs)
     keys = stored.keys_by_shard[file.stem]
@@ -164,7 +153,7 @@ def test_teacher_outputs_holding_a_nan_are_refused_before_any_step(made, tmp_pat
     write_outputs(file, keys, rows)
     _reseal(outputs)
     result = cli(
-        "distill", "--set", "model=famevil-tiny", "--max-steps", 1, "--shards", made["shards"], "--teacher-outputs", outputs, "--out", tmp_path / "out"
+        "distill", "--set", "model=famevil-tiny", "--max-steps", 1, "--shards", scr_artifacts["shards"], "--teacher-outputs", outputs, "--out", tmp_path / "out"
     )
     _one_line(result, str(file), "logits hold NaN or infinite values")
 
@@ -186,18 +175,18 @@ EDITS = {
 
 
 @pytest.mark.parametrize("field", sorted(EDITS))
-def test_verify_names_the_edited_manifest_field(made, tmp_path, cli, field):
-    teacher = _copy(made["teacher"], tmp_path)
+def test_verify_names_the_edited_manifest_field(scr_artifacts, tmp_path, cli, field):
+    teacher = _copy(scr_artifacts["teacher"], tmp_path)
     _edit(teacher, EDITS[field])
     _one_line(cli("verify", teacher), str(teacher / "manifest.json"), f"its {field!r} field changed since it was written")
 
 
 @pytest.mark.parametrize("files", [[], {"model.safetensors": 3}, {"model.safetensors": {"bytes": "many"}}, "x"])
-def test_a_malformed_files_field_is_one_line(made, tmp_path, cli, files):
-    teacher = _copy(made["teacher"], tmp_path)
+def test_a_malformed_files_field_is_one_line(scr_artifacts, tmp_path, cli, files):
+    teacher = _copy(scr_artifacts["teacher"], tmp_path)
     _edit(teacher, lambda manifest: manifest.update(files=files))
     _one_line(cli("verify", teacher), str(teacher / "manifest.json"), "'files' field is malformed")
-    _one_line(cli(*_evaluate(teacher, made["shards"], tmp_path / "out")), "'files' field is malformed")
+    _one_line(cli(*_evaluate(teacher, scr_artifacts["shards"], tmp_path / "out")), "'files' field is malformed")
 
 
 # Reproducible ids ----------------------------------------------------------------------------------
