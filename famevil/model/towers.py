@@ -137,12 +137,6 @@ def _pooling(backbone: nn.Module) -> tuple[str, int | None]:
     return text.text_pool_type, getattr(text, "text_eos_id", None)
 
 
-def text_pools_at_end(backbone: nn.Module) -> bool:
-    """Whether the text vector is read at the end-of-text token (argmax or eos pooling), not at a fixed
-    position: only then can padding after the longest text be cut off a causal tower's batch."""
-    return _pooling(backbone)[0] in ("argmax", "eos")
-
-
 def text_stem(backbone: nn.Module, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
     """Token embeddings plus positions, from position `start` on (decoding continues a text)."""
     text = text_module(backbone)
