@@ -79,6 +79,13 @@ KINDS: dict[str, ArtifactKind] = {
             description="a catalogue's images embedded for text and composed search: vectors, thumbnails, paths and hashes",
         ),
         ArtifactKind(
+            name="annotations",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil annotate --model STUDENT --catalogue products.csv --images FOLDER --out ANNOTATIONS",
+            description="a catalogue's products with a caption, their top subcategories and attribute labels: annotations.jsonl and annotations.csv",
+        ),
+        ArtifactKind(
             name="export",
             schema_version=1,
             readable_versions=(1,),

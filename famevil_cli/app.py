@@ -48,6 +48,7 @@ COMMANDS = (
     Entry("report", PIPELINE, "stages.report:report"),
     Entry("caption", USE),
     Entry("classify", USE),
+    Entry("annotate", USE, "stages.annotate:annotate"),
     Entry("index", USE, "stages.index:index"),
     Entry("search", USE, "stages.search:search"),
     Entry("serve", USE),
