@@ -1,5 +1,7 @@
 """Use a trained model from Python: `famevil.load(DIR)` gives a model with its image transform and
 tokenizer built in, which captions and classifies images and embeds images, texts and composed queries.
+`famevil.load` also opens a plain base as `--base` names it (`ViT-B-16:openai`, `local-dir:DIR`,
+`hf-hub:ORG/NAME`, a transformers CLIP folder): cross-modal retrieval only, embedding as the base does.
 
     import famevil
     model = famevil.load("runs/demo/seed-0/student")
@@ -22,12 +24,14 @@ import torch
 from PIL import Image
 
 from data_specs.errors import FamevilError
+from famevil.bases import WEIGHT_SUFFIXES, resolve_base
 from famevil.checkpoint import load_checkpoint
 from famevil.data.examples import text_tokens
 from famevil.data.images import decode_image
 from famevil.data.transforms import image_transform
 from famevil.model.decoding import generate
-from famevil.multitask import MultiTaskModel
+from famevil.model.transformers_clip import is_transformers_clip
+from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import find_task
 from famevil.tasks.base import Task
 from famevil.tasks.fic import Captioning
@@ -63,7 +67,7 @@ def read_image(image: ImageInput) -> Image.Image | torch.Tensor:
 class FashionModel:
     """A famevil checkpoint ready to use: eval mode, no gradients, inputs prepared as in evaluation."""
 
-    def __init__(self, network: MultiTaskModel, source: Path, device: str | torch.device = "cpu"):
+    def __init__(self, network: MultiTaskModel, source: str | Path, device: str | torch.device = "cpu"):
         self.network = network.eval().to(device)
         self.source = source
         self.device = torch.device(device)
@@ -183,7 +187,32 @@ def _raised_here(call: Callable[..., Result]) -> Callable[..., Result]:
 
 
 @_raised_here
-def load(directory: str | Path, device: str | torch.device = "cpu") -> FashionModel:
-    """Any famevil checkpoint directory (base, teacher, student), its manifest and weights verified."""
-    directory = Path(directory)
+def load(source: str | Path, device: str | torch.device = "cpu") -> FashionModel:
+    """Any famevil checkpoint directory (base, teacher, student), its manifest and weights verified; or a
+    plain base as `--base` takes it (an open_clip NAME:TAG, local-dir:DIR, hf-hub:ORG/NAME, a transformers
+    CLIP folder), with cross-modal retrieval's adapters at zero: it embeds exactly as the base does."""
+    if _is_plain_base(str(source)):
+        return FashionModel(plain_base(str(source)), str(source), device)
+    directory = Path(source)
+    if directory.is_file() and directory.suffix in WEIGHT_SUFFIXES:
+        raise FamevilError(f"{directory}: a bare weights file does not say its architecture; load its open_clip folder as local-dir:DIR instead")
     return FashionModel(load_checkpoint(directory), directory, device)
+
+
+def _is_plain_base(source: str) -> bool:
+    """A base named as --base names one, not a famevil checkpoint: a transformers CLIP folder, or a
+    NAME:TAG, hf-hub: or local-dir: name (which no file on disk is called)."""
+    path = Path(source)
+    return is_transformers_clip(path) or (":" in source and not path.exists())
+
+
+def plain_base(source: str) -> MultiTaskModel:
+    """The base alone as a model: cross-modal retrieval's adapters, which start at zero and so add
+    nothing, and the base's own learnt logit scale as its retrieval scale (what zero-shot scores use)."""
+    # A weights file, the one base that needs an architecture named beside it, never reaches here.
+    base = resolve_base(source, architecture=source)
+    retrieval = CrossModalRetrieval.name
+    network = base.model(ModelConfig(backbone=base.backbone, tasks=(retrieval,)))
+    with torch.no_grad():
+        network.head(retrieval).log_scale.copy_(network.backbone.logit_scale)
+    return network
