@@ -33,36 +33,17 @@ SUBCATEGORY_TEMPLATE = "a photo of a {}"  # a subcategory's label names the prod
 
 
 @dataclass(frozen=True)
-class LabelSet:
-    """Labels to choose among, and the prompts each is put in (their text embeddings are averaged)."""
+class LabelChoice:
+    """An attribute's labels to choose among, and the prompts each is put in (as written: famevil.text.labels
+    checks the labels and templates themselves)."""
 
     labels: tuple[str, ...]
     templates: tuple[str, ...]
 
 
-def label_set(where: str, labels: object, templates: object) -> LabelSet:
-    """Labels and templates checked: one line naming `where` (the file and attribute, or the flag) when a
-    label is empty, not text or given twice (whatever its case), or a template is not one `{}` in text."""
-    if not isinstance(labels, list) or not labels:
-        raise FamevilError(f"{where}: expected a non-empty list of labels")
-    seen: dict[str, str] = {}
-    for label in labels:
-        if not isinstance(label, str) or not label.strip():
-            raise FamevilError(f"{where}: the label {json.dumps(label)} is empty or not text; give each label as a non-empty string")
-        key = label.strip().lower()
-        if key in seen:
-            raise FamevilError(f"{where}: the label {label.strip()!r} is given twice (as {seen[key]!r} too); give each label once")
-        seen[key] = label.strip()
-    listed = templates if isinstance(templates, list) else [templates]
-    for template in listed:
-        if not isinstance(template, str) or template.count("{}") != 1:
-            raise FamevilError(f"{where}: the template {json.dumps(template)} must be text with exactly one {{}}, where the label goes")
-    return LabelSet(tuple(seen.values()), tuple(listed))
-
-
-def read_attributes(path: Path) -> dict[str, LabelSet]:
+def read_attributes(path: Path) -> dict[str, LabelChoice]:
     """An attributes file's label sets by attribute name; one line naming the file and the attribute or
-    field at fault when it is malformed."""
+    field at fault when its shape is wrong (a label or template that is not text, an unknown field)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -76,17 +57,23 @@ def read_attributes(path: Path) -> dict[str, LabelSet]:
     return {name.strip(): _attribute(path, name, spec) for name, spec in raw.items()}
 
 
-def _attribute(path: Path, name: str, spec: object) -> LabelSet:
+def _attribute(path: Path, name: str, spec: object) -> LabelChoice:
     where = f"{path}: attribute {name!r}"
     if not name.strip():
         raise FamevilError(f"{path}: an attribute with an empty name; name each attribute")
     if name.strip().lower() in CSV_COLUMNS or name.strip().lower().startswith("subcategor"):
         raise FamevilError(f"{where}: the name is one of annotate's own columns ({', '.join(CSV_COLUMNS)}, subcategory_N); rename the attribute")
     if isinstance(spec, list):
-        return label_set(where, spec, ATTRIBUTE_TEMPLATE)
+        spec = {"labels": spec}
     if not isinstance(spec, dict) or "labels" not in spec:
         raise FamevilError(f'{where}: expected a list of labels or {{"labels": [...], "template": "... {{}} ..."}}')
     unknown = sorted(set(spec) - {"labels", "template"})
     if unknown:
         raise FamevilError(f"{where}: unknown field {unknown[0]!r}; an attribute has 'labels' and optionally 'template'")
-    return label_set(where, spec["labels"], spec.get("template", ATTRIBUTE_TEMPLATE))
+    labels, template = spec["labels"], spec.get("template", ATTRIBUTE_TEMPLATE)
+    templates = template if isinstance(template, list) else [template]
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise FamevilError(f'{where}: \'labels\' must be a list of strings, such as ["black", "white"]')
+    if not all(isinstance(text, str) for text in templates):
+        raise FamevilError(f"{where}: 'template' must be a string with one {{}}, or a list of them")
+    return LabelChoice(tuple(labels), tuple(templates))

@@ -9,18 +9,17 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
-from data_specs.annotations import ANNOTATIONS_FILE, CSV_COLUMNS, SKIPPED_FILE, SUBCATEGORY_TEMPLATE, TABLE_FILE, LabelSet, label_set, read_attributes
+from data_specs.annotations import ANNOTATIONS_FILE, CSV_COLUMNS, SKIPPED_FILE, SUBCATEGORY_TEMPLATE, TABLE_FILE, LabelChoice, read_attributes
 from data_specs.errors import FamevilError
 from data_specs.manifest import InputRef, Manifest, file_sha256, write_manifest
 from data_specs.staging import check_destination, staging
-from famevil.api import FashionModel, Prediction
+from famevil.api import FashionModel, LabelSet, Prediction
 from famevil.catalogue_index import IMAGE_SUFFIXES, list_images
 from famevil.checkpoint import load_checkpoint, require_checkpoint
 from famevil.data.catalogue import CATALOGUE, leaves_folder, read_table
@@ -35,7 +34,6 @@ from famevil.tasks.xmr import CrossModalRetrieval
 
 CHUNKS_DIR = "chunks"  # the staging directory's finished batches, merged when all are done
 ZERO_SHOT = "zero-shot"  # subcategories_by for labels scored against the image alone
-SubcategorySource = tuple[str, LabelSet | None]  # where the zero-shot subcategory labels come from, and them
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,9 @@ class Annotator:
     model: FashionModel
     captions: bool
     recognition: Task | None  # the model's SCR task: subcategories of products with text
-    zero_shot_subcategories: LabelSet | None  # for products SCR cannot take (no text, or no SCR)
+    zero_shot_subcategories: LabelSet | None  # encoded once, for products SCR cannot take (no text, or no SCR)
     zero_shot_from: str  # where those labels come from: SCR's vocabulary, --labels or the catalogue
-    attributes: dict[str, LabelSet]
+    attributes: dict[str, LabelSet]  # each encoded once
     top: int
     max_new_tokens: int | None  # a caption's length limit; None: the text context
 
@@ -122,17 +120,19 @@ def annotate(
         raise FamevilError(f"--catalogue {catalogue}: no such file")
     if not images.is_dir():
         raise FamevilError(f"--images {images}: no such directory; point it at the folder the catalogue's image paths are relative to")
-    label_sets = read_attributes(attributes) if attributes is not None else {}
+    choices = read_attributes(attributes) if attributes is not None else {}
     products, skipped_rows, catalogue_labels = _read_products(catalogue) if catalogue is not None else (_folder_products(images), [], [])
     model_manifest = require_checkpoint(model)
     loaded = FashionModel(load_checkpoint(model, model_manifest), model)
-    annotator = _annotator(loaded, label_sets, labels, catalogue_labels, top, max_new_tokens)
+    annotator = _annotator(loaded, choices, attributes, labels, catalogue_labels, top, max_new_tokens)
     files = [images / product.image for product in products]
     fingerprint = hashlib.sha256(json.dumps([[str(file), *_stat(file)] for file in files]).encode()).hexdigest()
     inputs = [InputRef("model", model_manifest.kind, model_manifest.content_id, str(model))]
     if catalogue is not None:
         inputs.append(InputRef(CATALOGUE, f"catalogue-{catalogue.suffix.lower().lstrip('.')}", "sha256:" + file_sha256(catalogue), str(catalogue)))
     inputs.append(InputRef("images", "image-folder", "fingerprint:" + fingerprint, str(images)))
+    if attributes is not None:
+        inputs.append(InputRef("attributes", "attributes-json", "sha256:" + file_sha256(attributes), str(attributes)))
     # As the staging plan reads back from JSON (tuples as lists), so that an unchanged rerun resumes.
     plan = json.loads(json.dumps({"inputs": [ref.id for ref in inputs], "settings": _settings(annotator), "batch_size": batch_size}))
     started, resumed = time.perf_counter(), 0
@@ -240,7 +240,13 @@ def _task_of(model: FashionModel, kind: type[Task]) -> Task | None:
 
 
 def _annotator(
-    model: FashionModel, attributes: dict[str, LabelSet], labels: list[str] | None, catalogue_labels: list[str], top: int, max_new_tokens: int | None
+    model: FashionModel,
+    attributes: dict[str, LabelChoice],
+    attributes_file: Path | None,
+    labels: list[str] | None,
+    catalogue_labels: list[str],
+    top: int,
+    max_new_tokens: int | None,
 ) -> Annotator:
     """What the model can do with this catalogue, refused in one line when it can do nothing asked of it."""
     recognition = _task_of(model, SubcategoryRecognition)
@@ -252,13 +258,25 @@ def _annotator(
         raise FamevilError(f"--labels: {model.source} has its own subcategory vocabulary (SCR), which annotate uses; drop --labels")
     vocabulary = model.network.config.vocabularies.get(recognition.vocabulary) if recognition is not None else None
     names, source = _zero_shot_labels(labels, vocabulary, catalogue_labels)
-    subcategories = label_set(source, list(names), SUBCATEGORY_TEMPLATE) if retrieval and names else None
+    # Zero-shot chooses among two labels or more: a catalogue of one subcategory has nothing to choose.
+    usable = retrieval and (len(names) > 1 or bool(labels))
+    subcategories = _encoded(model, source, LabelChoice(tuple(names), (SUBCATEGORY_TEMPLATE,))) if usable else None
     captions = _task_of(model, Captioning) is not None
     if not (captions or recognition or subcategories or attributes):
         raise FamevilError(
             f"{model.source}: nothing to annotate: it has no captioning, no SCR, and no labels to score; use a student, or give --labels with an XMR model"
         )
-    return Annotator(model, captions, recognition, subcategories, source if subcategories else "", attributes, top, max_new_tokens)
+    encoded = {name: _encoded(model, f"{attributes_file}: attribute {name!r}", choice) for name, choice in attributes.items()}
+    return Annotator(model, captions, recognition, subcategories, source if subcategories else "", encoded, top, max_new_tokens)
+
+
+def _encoded(model: FashionModel, where: str, choice: LabelChoice) -> LabelSet:
+    """Labels encoded once for zero-shot; a problem with them (empty, repeated, a template without its
+    {}) is one line naming where they were written."""
+    try:
+        return model.label_set(choice.labels, choice.templates)
+    except FamevilError as error:
+        raise FamevilError(f"{where}: {error}") from None
 
 
 def _zero_shot_labels(labels: list[str] | None, vocabulary: list[str] | None, catalogue_labels: list[str]) -> tuple[list[str], str]:
@@ -277,8 +295,8 @@ def _settings(annotator: Annotator) -> dict[str, Any]:
         "captions": annotator.captions,
         "max_new_tokens": annotator.max_new_tokens,
         "recognition": annotator.recognition is not None,
-        "zero_shot_subcategories": asdict(zero_shot) if zero_shot else None,
-        "attributes": {name: asdict(labels) for name, labels in annotator.attributes.items()},
+        "zero_shot_subcategories": list(zero_shot.labels) if zero_shot else None,
+        "attributes": {name: list(labels.labels) for name, labels in annotator.attributes.items()},
         "top": annotator.top,
     }
 
@@ -321,18 +339,17 @@ def _annotations(annotator: Annotator, products: list[CatalogueProduct], picture
     if annotator.captions:
         for record, caption in zip(records, model.caption(pictures, max_new_tokens=annotator.max_new_tokens), strict=True):
             record["caption"] = caption
-    label_sets = dict(annotator.attributes)
-    if annotator.zero_shot_subcategories is not None:
-        label_sets[ZERO_SHOT] = annotator.zero_shot_subcategories
-    scored = _zero_shot(model, pictures, label_sets, top) if label_sets else {}
+    zero_shot = annotator.zero_shot_subcategories
+    guessed = _zero_shot(model, pictures, zero_shot, top) if zero_shot is not None else None
+    attributes = {name: _zero_shot(model, pictures, labels, 1) for name, labels in annotator.attributes.items()}
     with_text = [i for i, product in enumerate(products) if product.text] if annotator.recognition else []
     recognised = dict(zip(with_text, _classify(model, [pictures[i] for i in with_text], [products[i].text for i in with_text], top), strict=True))
     for i, record in enumerate(records):
         if i in recognised:
             record |= {"subcategories_by": annotator.recognition.name, "subcategories": _listed(recognised[i])}
-        elif ZERO_SHOT in scored:
-            record |= {"subcategories_by": ZERO_SHOT, "subcategories": _listed(scored[ZERO_SHOT][i])}
-        record["attributes"] = {name: _listed(scored[name][i][:1])[0] for name in annotator.attributes}
+        elif guessed is not None:
+            record |= {"subcategories_by": ZERO_SHOT, "subcategories": _listed(guessed[i])}
+        record["attributes"] = {name: _listed(predictions[i])[0] for name, predictions in attributes.items()}
     return records
 
 
@@ -344,25 +361,8 @@ def _listed(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
     return [{"label": p.label, "probability": round(p.probability, 4)} for p in predictions]
 
 
-@torch.no_grad()
-def _zero_shot(model: FashionModel, pictures: list[Image.Image], label_sets: dict[str, LabelSet], top: int) -> dict[str, list[list[Prediction]]]:
-    """Each label set's `top` labels per picture, the pictures embedded once for all of them; until
-    FashionModel has zero-shot labels of its own: CLIP's prompt ensembling (each template's text
-    embedding averaged and renormalised) at cross-modal retrieval's learnt scale."""
-    retrieval = _task_of(model, CrossModalRetrieval)
-    scale = model.network.head(retrieval.name)()
-    pictures_embedded = model.encode_images(pictures)
-    scored = {}
-    for name, labels in label_sets.items():
-        prompts = torch.stack([model.encode_texts([template.format(label) for label in labels.labels]) for template in labels.templates])
-        texts = torch.nn.functional.normalize(prompts.mean(dim=0), dim=-1)
-        probabilities = (scale * pictures_embedded @ texts.T).softmax(dim=-1)
-        values, indices = probabilities.topk(min(top, len(labels.labels)), dim=-1)
-        scored[name] = [
-            [Prediction(labels.labels[i], p) for i, p in zip(row_indices, row_values, strict=True)]
-            for row_indices, row_values in zip(indices.tolist(), values.tolist(), strict=True)
-        ]
-    return scored
+def _zero_shot(model: FashionModel, pictures: list[Image.Image], labels: LabelSet, top: int) -> list[list[Prediction]]:
+    return model.zero_shot(pictures, labels, top=top, batch_size=len(pictures))  # the batch is annotate's
 
 
 # The artifact --------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_annotations_hold_each_products_caption_subcategories_and_attributes(tin
     )
     assert sorted(p.name for p in out.iterdir()) == ["annotations.csv", "annotations.jsonl", "manifest.json", "skipped.jsonl"]
     manifest = require_artifact(out, "annotations")
-    assert [ref.role for ref in manifest.inputs] == ["model", "catalogue", "images"]
+    assert [ref.role for ref in manifest.inputs] == ["model", "catalogue", "images", "attributes"]
     assert manifest.inputs[0].id == require_artifact(tiny_student).content_id
     names = shop["names"]
     records = _lines(out / "annotations.jsonl")
@@ -148,11 +148,12 @@ def test_without_a_catalogue_each_image_is_a_product(tiny_student, shop, tmp_pat
     [
         ("{not json", "line 1: malformed JSON"),
         ('["black"]', "expected a JSON object of label sets"),
-        ('{"colour": []}', "attribute 'colour': expected a non-empty list of labels"),
-        ('{"colour": ["black", " "]}', "attribute 'colour': the label \" \" is empty or not text"),
-        ('{"colour": ["black", "Black "]}', "attribute 'colour': the label 'Black' is given twice"),
-        ('{"sleeve": {"labels": ["short"], "template": "a garment with sleeves"}}', "attribute 'sleeve': the template .* must be text with exactly one {}"),
-        ('{"sleeve": {"labels": ["short"], "templates": "a {}"}}', "attribute 'sleeve': unknown field 'templates'"),
+        ('{"colour": ["black"]}', "attribute 'colour': 1 label\\(s\\) given: zero-shot chooses among labels, so give two or more"),
+        ('{"colour": ["black", " "]}', "attribute 'colour': label 2: an empty label"),
+        ('{"colour": ["black", "Black "]}', "attribute 'colour': label 2: 'Black' repeats label 1"),
+        ('{"colour": ["black", 7]}', "attribute 'colour': 'labels' must be a list of strings"),
+        ('{"sleeve": {"labels": ["short", "long"], "template": "a garment with sleeves"}}', "attribute 'sleeve': template 1 .* has 0 {} where it needs one"),
+        ('{"sleeve": {"labels": ["short", "long"], "templates": "a {}"}}', "attribute 'sleeve': unknown field 'templates'"),
         ('{"sleeve": "short"}', "attribute 'sleeve': expected a list of labels or"),
         ('{"caption": ["long", "short"]}', "attribute 'caption': the name is one of annotate's own columns"),
     ],
@@ -175,4 +176,4 @@ def test_annotate_command(cli, tiny_student, shop, tmp_path):
     assert result.exit_code == 1 and result.stderr.startswith("error: --labels: ") and result.stderr.count("\n") == 1, result.output
     (tmp_path / "bad.json").write_text('{"colour": ["red", "RED"]}')
     result = cli(*given, "--out", tmp_path / "c", "--attributes", tmp_path / "bad.json")
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "given twice" in result.stderr, result.output
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "repeats label 1" in result.stderr, result.output
