@@ -334,23 +334,33 @@ def _read_picture(path: Path) -> Image.Image:
 
 
 def _annotations(annotator: Annotator, products: list[CatalogueProduct], pictures: list[Image.Image]) -> list[dict[str, Any]]:
-    model, top = annotator.model, annotator.top
+    model = annotator.model
     records = [{"product_id": product.product_id, "image": product.image} for product in products]
     if annotator.captions:
         for record, caption in zip(records, model.caption(pictures, max_new_tokens=annotator.max_new_tokens), strict=True):
             record["caption"] = caption
-    zero_shot = annotator.zero_shot_subcategories
-    guessed = _zero_shot(model, pictures, zero_shot, top) if zero_shot is not None else None
+    subcategories = _subcategories(annotator, products, pictures)
     attributes = {name: _zero_shot(model, pictures, labels, 1) for name, labels in annotator.attributes.items()}
-    with_text = [i for i, product in enumerate(products) if product.text] if annotator.recognition else []
-    recognised = dict(zip(with_text, _classify(model, [pictures[i] for i in with_text], [products[i].text for i in with_text], top), strict=True))
     for i, record in enumerate(records):
-        if i in recognised:
-            record |= {"subcategories_by": annotator.recognition.name, "subcategories": _listed(recognised[i])}
-        elif guessed is not None:
-            record |= {"subcategories_by": ZERO_SHOT, "subcategories": _listed(guessed[i])}
+        if i in subcategories:
+            decided_by, predictions = subcategories[i]
+            record |= {"subcategories_by": decided_by, "subcategories": _listed(predictions)}
         record["attributes"] = {name: _listed(predictions[i])[0] for name, predictions in attributes.items()}
     return records
+
+
+def _subcategories(annotator: Annotator, products: list[CatalogueProduct], pictures: list[Image.Image]) -> dict[int, tuple[str, list[Prediction]]]:
+    """By the product's place in the batch, how its subcategories were decided and them: SCR for those with
+    text when the model has it, zero-shot for the others when it can."""
+    model, top = annotator.model, annotator.top
+    with_text = [i for i, product in enumerate(products) if product.text] if annotator.recognition else []
+    recognised = _classify(model, [pictures[i] for i in with_text], [products[i].text for i in with_text], top)
+    decided = {i: (annotator.recognition.name, predictions) for i, predictions in zip(with_text, recognised, strict=True)}
+    rest = [i for i in range(len(products)) if i not in decided]
+    if annotator.zero_shot_subcategories is not None and rest:
+        guessed = _zero_shot(model, [pictures[i] for i in rest], annotator.zero_shot_subcategories, top)
+        decided |= {i: (ZERO_SHOT, predictions) for i, predictions in zip(rest, guessed, strict=True)}
+    return decided
 
 
 def _classify(model: FashionModel, pictures: list[Image.Image], texts: list[str], top: int) -> list[list[Prediction]]:
