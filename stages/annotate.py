@@ -125,6 +125,28 @@ def annotate(
     model_manifest = require_checkpoint(model)
     loaded = FashionModel(load_checkpoint(model, model_manifest), model)
     annotator = _annotator(loaded, choices, attributes, labels, catalogue_labels, top, max_new_tokens)
+    inputs = _inputs(model, model_manifest, images, products, catalogue, attributes)
+    # As the staging plan reads back from JSON (tuples as lists), so that an unchanged rerun resumes.
+    plan = json.loads(json.dumps({"inputs": [ref.id for ref in inputs], "settings": _settings(annotator), "batch_size": batch_size}))
+    started = time.perf_counter()
+    with staging(out, plan) as stage:
+        chunk_dir = stage.partial / CHUNKS_DIR
+        chunk_dir.mkdir(exist_ok=True)
+        chunks, resumed = _annotate_in_chunks(chunk_dir, annotator, catalogue, images, products, batch_size)
+        annotated, skipped = _merge(chunks, stage.partial, annotator, skipped_rows)
+        for chunk in chunks:
+            chunk.unlink()
+        chunk_dir.rmdir()
+        manifest = write_manifest(stage.partial, "annotations", inputs=inputs, details=_details(annotator, annotated, skipped))
+        stage.publish()
+    return AnnotateResult(out, manifest, len(annotated), skipped, resumed, time.perf_counter() - started)
+
+
+def _inputs(
+    model: Path, model_manifest: Manifest, images: Path, products: list[CatalogueProduct], catalogue: Path | None, attributes: Path | None
+) -> list[InputRef]:
+    """What the annotations were made from. A changed, added or removed image makes earlier batches
+    stale: the images' id holds every annotated file's size and mtime."""
     files = [images / product.image for product in products]
     fingerprint = hashlib.sha256(json.dumps([[str(file), *_stat(file)] for file in files]).encode()).hexdigest()
     inputs = [InputRef("model", model_manifest.kind, model_manifest.content_id, str(model))]
@@ -133,29 +155,24 @@ def annotate(
     inputs.append(InputRef("images", "image-folder", "fingerprint:" + fingerprint, str(images)))
     if attributes is not None:
         inputs.append(InputRef("attributes", "attributes-json", "sha256:" + file_sha256(attributes), str(attributes)))
-    # As the staging plan reads back from JSON (tuples as lists), so that an unchanged rerun resumes.
-    plan = json.loads(json.dumps({"inputs": [ref.id for ref in inputs], "settings": _settings(annotator), "batch_size": batch_size}))
-    started, resumed = time.perf_counter(), 0
-    with staging(out, plan) as stage:
-        chunk_dir = stage.partial / CHUNKS_DIR
-        chunk_dir.mkdir(exist_ok=True)
-        chunks = []
-        with progress_bar("annotate", len(products), unit="products") as advance:
-            for number, start in enumerate(range(0, len(products), batch_size)):
-                chunk, batch = chunk_dir / f"{number:06d}.json", products[start : start + batch_size]
-                chunks.append(chunk)
-                if chunk.is_file():
-                    resumed += 1
-                else:
-                    _write_chunk(chunk, annotator, catalogue, images, batch)
-                advance(len(batch))
-        annotated, skipped = _merge(chunks, stage.partial, annotator, skipped_rows)
-        for chunk in chunks:
-            chunk.unlink()
-        chunk_dir.rmdir()
-        manifest = write_manifest(stage.partial, "annotations", inputs=inputs, details=_details(annotator, annotated, skipped))
-        stage.publish()
-    return AnnotateResult(out, manifest, len(annotated), skipped, resumed, time.perf_counter() - started)
+    return inputs
+
+
+def _annotate_in_chunks(
+    chunk_dir: Path, annotator: Annotator, catalogue: Path | None, images: Path, products: list[CatalogueProduct], batch_size: int
+) -> tuple[list[Path], int]:
+    """Each batch's chunk, written unless an earlier run of the same plan finished it; and how many it had."""
+    chunks, resumed = [], 0
+    with progress_bar("annotate", len(products), unit="products") as advance:
+        for number, start in enumerate(range(0, len(products), batch_size)):
+            chunk, batch = chunk_dir / f"{number:06d}.json", products[start : start + batch_size]
+            chunks.append(chunk)
+            if chunk.is_file():
+                resumed += 1
+            else:
+                _write_chunk(chunk, annotator, catalogue, images, batch)
+            advance(len(batch))
+    return chunks, resumed
 
 
 # The catalogue -------------------------------------------------------------------------------------
