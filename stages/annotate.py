@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from data_specs.annotations import ANNOTATIONS_FILE, CSV_COLUMNS, SKIPPED_FILE, SUBCATEGORY_TEMPLATE, TABLE_FILE, LabelChoice, read_attributes
-from data_specs.errors import FamevilError
+from data_specs.errors import FamevilError, FamevilWarning
 from data_specs.manifest import InputRef, Manifest, file_sha256, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.api import FashionModel, LabelSet, Prediction
@@ -31,6 +32,7 @@ from famevil.tasks.base import Task
 from famevil.tasks.fic import Captioning
 from famevil.tasks.scr import SubcategoryRecognition
 from famevil.tasks.xmr import CrossModalRetrieval
+from famevil.text.captions import degenerate_warning
 
 CHUNKS_DIR = "chunks"  # the staging directory's finished batches, merged when all are done
 ZERO_SHOT = "zero-shot"  # subcategories_by for labels scored against the image alone
@@ -134,6 +136,7 @@ def annotate(
         chunk_dir.mkdir(exist_ok=True)
         chunks, resumed = _annotate_in_chunks(chunk_dir, annotator, catalogue, images, products, batch_size)
         annotated, skipped = _merge(chunks, stage.partial, annotator, skipped_rows)
+        _warn_of_degenerate_captions(annotated, model)
         for chunk in chunks:
             chunk.unlink()
         chunk_dir.rmdir()
@@ -354,7 +357,10 @@ def _annotations(annotator: Annotator, products: list[CatalogueProduct], picture
     model = annotator.model
     records = [{"product_id": product.product_id, "image": product.image} for product in products]
     if annotator.captions:
-        for record, caption in zip(records, model.caption(pictures, max_new_tokens=annotator.max_new_tokens), strict=True):
+        with warnings.catch_warnings():  # degenerate captions are warned of once, for the whole catalogue (_warn_of_degenerate_captions)
+            warnings.simplefilter("ignore", FamevilWarning)
+            captions = model.caption(pictures, max_new_tokens=annotator.max_new_tokens, batch_size=len(pictures))
+        for record, caption in zip(records, captions, strict=True):
             record["caption"] = caption
     subcategories = _subcategories(annotator, products, pictures)
     attributes = {name: _zero_shot(model, pictures, labels, 1) for name, labels in annotator.attributes.items()}
@@ -382,6 +388,12 @@ def _subcategories(annotator: Annotator, products: list[CatalogueProduct], pictu
 
 def _classify(model: FashionModel, pictures: list[Image.Image], texts: list[str], top: int) -> list[list[Prediction]]:
     return model.classify(pictures, texts, top=top) if pictures else []  # a batch may have no product with text
+
+
+def _warn_of_degenerate_captions(annotations: list[dict[str, Any]], model: Path) -> None:
+    warning = degenerate_warning([record["caption"] for record in annotations if "caption" in record], str(model))
+    if warning is not None:
+        warnings.warn(warning, FamevilWarning, stacklevel=3)
 
 
 def _listed(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:

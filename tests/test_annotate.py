@@ -5,15 +5,17 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 
 import famevil
 import stages.annotate as annotate_module
-from data_specs.errors import FamevilError
+from data_specs.errors import FamevilError, FamevilWarning
 from data_specs.manifest import require_artifact
 from famevil.checkpoint import load_checkpoint
+from famevil.text.captions import degenerate_warning
 from stages.annotate import annotate
 
 CAPTION_TOKENS = 6  # enough to tell captions apart, and short decoding keeps the tests fast
@@ -134,8 +136,13 @@ def test_a_model_annotates_what_it_was_trained_for(scr_artifacts, shop, tmp_path
 
 
 def test_without_a_catalogue_each_image_is_a_product(tiny_student, shop, tmp_path):
-    result = annotate(tiny_student, shop["images"], tmp_path / "a", max_new_tokens=CAPTION_TOKENS, top=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = annotate(tiny_student, shop["images"], tmp_path / "a", max_new_tokens=CAPTION_TOKENS, top=1, batch_size=2)
     records = _lines(tmp_path / "a" / "annotations.jsonl")
+    degenerate = degenerate_warning([r["caption"] for r in records], str(tiny_student))
+    # Degenerate captions (a model after 2 updates) are one warning for the catalogue, not one a batch.
+    assert [str(w.message) for w in caught if issubclass(w.category, FamevilWarning)] == ([degenerate] if degenerate else [])
     assert [r["product_id"] for r in records] == sorted(shop["names"]) and all(r["subcategories_by"] == "zero-shot" for r in records)
     assert all(len(r["subcategories"]) == 1 and r["caption"] for r in records)
     assert result.skipped == [
