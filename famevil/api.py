@@ -5,11 +5,12 @@ tokenizer built in, which captions and classifies images and embeds images, text
 
     import famevil
     model = famevil.load("runs/demo/seed-0/student")
-    model.caption(["front.jpg"])                      # ['navy wool cardigan . ...']
+    model.caption(["front.jpg"])                      # ['Navy wool cardigan. ...']
     model.classify(["front.jpg"], ["Navy Cardigan. Long sleeve cardigan in navy wool."], top=3)
     model.encode_texts(["navy wool cardigan"]) @ model.encode_images(["front.jpg"]).T
+    model.zero_shot(["front.jpg"], ["cardigan", "dress", "coat"], top=2)
 
-Images may be paths, PIL images or (3, H, W) tensors (uint8, or float in [0, 1]). Each call works on
+Every call that takes a list reads and encodes it batch_size at a time. Images may be paths, PIL images or (3, H, W) tensors (uint8, or float in [0, 1]). Each call works on
 what the checkpoint holds: a call whose task the model was not trained for says so in one line.
 """
 
