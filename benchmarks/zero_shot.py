@@ -4,15 +4,16 @@ against supervised sub-category recognition.
     python benchmarks/zero_shot.py --shards runs/demo/shards \
         --model student=runs/demo/seed-0/student --model teacher-xmr=runs/demo/seed-0/teacher-xmr \
         --model base=runs/demo/base \
-        --supervised teacher-scr=runs/demo/seed-0/eval/teacher-scr --supervised student=runs/demo/seed-0/eval/student
+        --supervised teacher-scr=runs/demo/seed-0/eval/teacher-scr --supervised-model student=runs/demo/seed-0/student
 
 Each model labels every validation view with `model.zero_shot`, the labels being the shards' subcategory
 names (vocab.json, lower case: "a-line dresses"; with --nouns, on the synthetic demo, the singular noun
 its product copy uses for each: "a-line dress"), once with CLIP's single template and once with an ensemble of three;
 top-1 and top-5 accuracy against the view's subcategory. Beside them: chance (uniform 1/K over the K
 names, and always answering the training split's most frequent subcategory) and the supervised
-accuracy of SCR models from their `famevil evaluate` metrics.json (image and product text, trained on
-the labels). Prints a Markdown table; --out also writes it as JSON.
+accuracy of SCR models (image and product text, trained on the labels): from their `famevil evaluate`
+metrics.json (--supervised), or computed here with `model.classify`, top-1 as evaluate counts it
+(--supervised-model). Prints a Markdown table; --out also writes it as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import famevil
 from data_specs.shards import Shards, fashiongen_subset
 from famevil.data.loading import samples
 from famevil.data.synthetic.taxonomy import SUBCATEGORIES
+from famevil.tasks.product_text import product_text
 from famevil.tasks.scr import TASK as SCR
 
 TEMPLATE_SETS = {
@@ -81,6 +83,16 @@ def supervised(evaluation: Path) -> float:
     return metrics[SCR.name][SCR.headline]
 
 
+def supervised_accuracy(model: famevil.FashionModel, shards: Shards, batch_size: int, limit: int | None) -> float:
+    hits, seen = 0, 0
+    for batch in batches(shards, fashiongen_subset("val"), batch_size, limit):
+        texts = [product_text(view["json"]) for view in batch]
+        predictions = model.classify([view["jpg"] for view in batch], texts, top=1, batch_size=batch_size)
+        hits += sum(ranked[0].label == view["json"][SCR.vocabulary] for view, ranked in zip(batch, predictions, strict=True))
+        seen += len(batch)
+    return 100 * hits / seen
+
+
 def table(results: dict, names: int) -> str:
     rows = ["| model | labels | top-1 % | top-5 % |", "|---|---|---:|---:|"]
     for model, by_templates in results["zero_shot"].items():
@@ -90,7 +102,7 @@ def table(results: dict, names: int) -> str:
     rows.append(f"| chance | uniform over {names} names | {uniform['top1']:.1f} | {uniform['top5']:.1f} |")
     rows.append(f"| chance | training majority ({majority['class']}) | {majority['top1']:.1f} | |")
     for model, accuracy in results["supervised"].items():
-        rows.append(f"| {model} | supervised SCR (image + text; evaluate) | {accuracy:.1f} | |")
+        rows.append(f"| {model} | supervised SCR (image + text) | {accuracy:.1f} | |")
     return "\n".join(rows)
 
 
@@ -99,6 +111,7 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, required=True, help="a shards artifact (famevil prepare)")
     parser.add_argument("--model", action="append", default=[], help="NAME=PATH of a model with cross-modal retrieval, or a plain base (repeatable)")
     parser.add_argument("--supervised", action="append", default=[], help="NAME=EVAL_DIR of an SCR model's famevil evaluate output (repeatable)")
+    parser.add_argument("--supervised-model", action="append", default=[], help="NAME=PATH of an SCR model whose accuracy to compute here (repeatable)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=None, help="only the first N validation views")
     parser.add_argument("--nouns", action="store_true", help="label with the synthetic demo's singular nouns, not the vocabulary's names")
@@ -115,6 +128,8 @@ def main() -> None:
             label: zero_shot_accuracy(model, shards, labels, templates, arguments.batch_size, arguments.limit) for label, templates in TEMPLATE_SETS.items()
         }
     results["supervised"] = {name: supervised(path) for name, path in named_paths(arguments.supervised, "--supervised").items()}
+    for name, path in named_paths(arguments.supervised_model, "--supervised-model").items():
+        results["supervised"][name] = supervised_accuracy(famevil.load(path), shards, arguments.batch_size, arguments.limit)
     print(table(results, len(names)))
     if arguments.out:
         arguments.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
