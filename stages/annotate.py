@@ -387,7 +387,7 @@ def _subcategories(annotator: Annotator, products: list[CatalogueProduct], pictu
 
 
 def _classify(model: FashionModel, pictures: list[Image.Image], texts: list[str], top: int) -> list[list[Prediction]]:
-    return model.classify(pictures, texts, top=top) if pictures else []  # a batch may have no product with text
+    return model.classify(pictures, texts, top=top, batch_size=len(pictures)) if pictures else []  # a batch may have no product with text
 
 
 def _warn_of_degenerate_captions(annotations: list[dict[str, Any]], model: Path) -> None:
