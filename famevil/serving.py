@@ -126,23 +126,24 @@ class SearchSession:
             return None
         known = self.categories()
         if category is not None:
-            category = _known_name("--category", category, list(known), self.root)
+            category = _known_name("--category", category, list(known), f"the categories of {self.root}")
         if subcategory is not None:
             within = known[category] if category is not None else sorted({name for names in known.values() for name in names})
-            subcategory = _known_name("--subcategory", subcategory, within, self.root)
+            where = f"the subcategories of {category}" if category is not None else f"the subcategories of {self.root}"
+            subcategory = _known_name("--subcategory", subcategory, within, where)
         return self.index.products_in(category, subcategory)
 
 
-def _known_name(flag: str, given: str, names: list[str], index: Path) -> str:
-    """The catalogue's name for `given`, whatever its case; else one line with the closest names."""
+def _known_name(flag: str, given: str, names: list[str], where: str) -> str:
+    """The catalogue's name for `given`, whatever its case; else one line with the closest names, or all of them."""
     by_folded = {name.casefold(): name for name in names}
     if given.casefold() in by_folded:
         return by_folded[given.casefold()]
     if not names:
-        raise FamevilError(f"{flag} {given!r}: {index} has no categories (index a catalogue with famevil index --catalogue to filter by them)")
+        raise FamevilError(f"{flag} {given!r}: there are no {where} (famevil index --catalogue gives an index its products' categories)")
     close = [by_folded[name] for name in difflib.get_close_matches(given.casefold(), list(by_folded), n=3)]
-    suggestion = f"did you mean {' or '.join(close)}?" if close else f"the index has: {', '.join(names[:20])}"
-    raise FamevilError(f"{flag} {given!r}: no such name in {index}; {suggestion}")
+    suggestion = f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(names[:20])}"
+    raise FamevilError(f"{flag} {given!r}: not among {where}; {suggestion}")
 
 
 def results_page(session: SearchSession, result: SearchResult, reference: Path | None = None) -> str:
