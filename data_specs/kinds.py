@@ -92,6 +92,13 @@ KINDS: dict[str, ArtifactKind] = {
             made_by="famevil evaluate --model DIR --shards SHARDS --out EVAL",
             description="metrics.json with the predictions behind it (captions.jsonl, retrieval.jsonl)",
         ),
+        ArtifactKind(
+            name="search-metrics",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil evaluate-search INDEX --queries QUERIES --out EVAL",
+            description="search quality on a shop's own queries: metrics.json (R@1/5/10, MRR, nDCG@10 per kind of search) and rankings.jsonl",
+        ),
     )
 }
 

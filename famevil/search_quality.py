@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 
 from data_specs.errors import FamevilError, did_you_mean
-from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
+from data_specs.indexes import COMPOSED_SEARCH, SIMILAR_SEARCH, TEXT_SEARCH
 from famevil.data.catalogue import Record, read_table
 from famevil.metrics.retrieval import NDCG_AT, RECALL_KS, first_relevant_rank, ndcg, recall, reciprocal_rank, relevance_in_rank_order
+from famevil.serving import SearchSession
 
 QUERY_COLUMNS = ("query", "image", "modify", "relevant")
 ID_SEPARATOR = "|"
-SIMILAR_SEARCH = "similar"  # TODO products branch
 ALL_QUERIES = "all"  # the summary over every query, beside one per kind of search
 
 
@@ -122,6 +122,12 @@ class Ranking:
         """Its line in rankings.jsonl."""
         query = self.query
         return {"line": query.line, "search": query.search, "query": query.shown, "relevant": sorted(query.relevant), "rank": self.rank + 1, "top": self.top}
+
+
+def search_ranking(session: SearchSession, query: ShopQuery) -> Ranking:
+    """The query searched over every product of the session's index, no filter."""
+    result = session.search(text=query.text, image=query.image, modify=query.modify, top=len(session.index.products))
+    return ranking(query, [hit.product_id for hit in result.hits], torch.tensor([hit.score for hit in result.hits]))
 
 
 def ranking(query: ShopQuery, products: list[str], scores: torch.Tensor) -> Ranking:
