@@ -22,25 +22,36 @@ from stages.evaluate import evaluate
 from stages.evaluate_search import RANKINGS_FILE, evaluate_search
 from stages.index import index
 
-CATALOGUE_COLUMNS = ["image", "product_id", "title", "description", "category", "subcategory"]
+CATALOGUE_COLUMNS = ["image", "product_id", "title", "description", "category", "subcategory", "split"]
+
+
+def shop_from_shards(shards: Path, root: Path, splits: tuple[str, ...], view_products: bool) -> list[tuple[str, dict]]:
+    """The shards' FashionGen samples of these splits as a shop in root: images/KEY.png, saved losslessly
+    so that an index sees the pixels evaluate sees, and catalogue.csv, each view a product of its own
+    (view_products, named by its sample key) or of its FashionGen product. Returns each view's key and record."""
+    (root / "images").mkdir(parents=True)
+    views, rows = [], []
+    for split in splits:
+        for sample in samples(Shards.open(shards), fashiongen_subset(split)):
+            key, record = sample["__key__"], sample["json"]
+            sample["jpg"].save(root / "images" / f"{key}.png")
+            product = key if view_products else record["product_id"]
+            rows.append([f"{key}.png", product, record["title"], record["description"], record["category"], record["subcategory"], split])
+            views.append((key, record))
+    _write_csv(root / "catalogue.csv", CATALOGUE_COLUMNS, rows)
+    return views
 
 
 @pytest.fixture(scope="module")
 def validation_shop(tiny_shards, tmp_path_factory) -> dict[str, Path]:
-    """The tiny data's FashionGen validation split as a shop: each view a product of its own (its sample
-    key), saved losslessly so that the index sees the pixels evaluate sees; and one text query per
-    FashionGen product, its text as XMR's text-to-image direction gives it, its views the relevant ids."""
+    """The tiny data's FashionGen validation split as a shop, each view a product; and one text query
+    per FashionGen product, its text as XMR's text-to-image direction gives it, its views the relevant ids."""
     root = tmp_path_factory.mktemp("validation-shop")
-    (root / "images").mkdir()
-    rows, views, texts = [], {}, {}
-    for sample in samples(Shards.open(tiny_shards), fashiongen_subset("val")):
-        key, record = sample["__key__"], sample["json"]
-        sample["jpg"].save(root / "images" / f"{key}.png")
-        rows.append([f"{key}.png", key, record["title"], record["description"], record["category"], record["subcategory"]])
-        views.setdefault(record["product_id"], []).append(key)
+    keys, texts = {}, {}
+    for key, record in shop_from_shards(tiny_shards, root, ("val",), view_products=True):
+        keys.setdefault(record["product_id"], []).append(key)
         texts.setdefault(record["product_id"], product_text(record))
-    _write_csv(root / "catalogue.csv", CATALOGUE_COLUMNS, rows)
-    lines = [json.dumps({"query": texts[product], "relevant": keys}) + "\n" for product, keys in views.items()]
+    lines = [json.dumps({"query": texts[product], "relevant": views}) + "\n" for product, views in keys.items()]
     (root / "queries.jsonl").write_text("".join(lines), encoding="utf-8")
     return {"root": root, "images": root / "images", "catalogue": root / "catalogue.csv", "queries": root / "queries.jsonl"}
 
