@@ -28,9 +28,14 @@ from data_specs.indexes import (
     THUMBNAIL_OFFSETS,
     VECTORS_FILE,
 )
+from data_specs.manifest import InputRef
+from famevil.api import FashionModel, load
+from famevil.bases import resolve_base
+from famevil.checkpoint import require_checkpoint
 from famevil.data.catalogue import CATALOGUE, CATALOGUE_COLUMNS, OPTIONAL_CATALOGUE_COLUMNS, View, leaves_folder, read_catalogue, read_table
 from famevil.data.images import decode_image
 from famevil.limits import Bound
+from famevil.model.backbone import LOCAL_DIR
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # The most bytes the server reads of one catalogue image: a product photo is a few MiB, and an items.jsonl
@@ -108,6 +113,25 @@ def list_catalogue(catalogue: Path, images: Path) -> ImageList:
 def _product(view: View, payload: dict[str, Any]) -> dict[str, Any]:
     described = {"product_id": view.product, "title": view.title, "description": view.description, "category": view.category, "subcategory": view.subcategory}
     return described | {"payload": payload}
+
+
+def open_model(source: str | Path) -> tuple[FashionModel, InputRef]:
+    """The model an index is built or searched with (famevil.load: a famevil checkpoint, or a plain base as
+    --base names it), and how the index names it: a checkpoint by its content id and absolute path, a
+    plain base by the fingerprint --base gives it, a local-dir: folder made absolute."""
+    loaded = load(_absolute_source(str(source)))
+    if isinstance(loaded.source, Path):
+        manifest = require_checkpoint(loaded.source)  # its manifest only: load has read and checked the weights
+        return loaded, InputRef("model", manifest.kind, manifest.content_id, str(loaded.source))
+    named = resolve_base(loaded.source, architecture=loaded.source).ref
+    return loaded, InputRef("model", named.kind, named.id, loaded.source)
+
+
+def _absolute_source(source: str) -> str | Path:
+    """A model named so that it is found from any folder: a path made absolute, local-dir:DIR's folder too."""
+    if source.startswith(LOCAL_DIR):
+        return LOCAL_DIR + str(_absolute(Path(source[len(LOCAL_DIR) :])))
+    return _absolute(Path(source)) if Path(source).exists() else source
 
 
 def product_views(items: list[dict[str, Any]]) -> dict[str, list[int]]:

@@ -16,9 +16,8 @@ from PIL import Image
 from data_specs.errors import FamevilError
 from data_specs.indexes import COMPOSED_SEARCH, COMPOSED_VECTORS, IMAGE_VECTORS, PRODUCT_VECTORS, SIMILAR_SEARCH, TEXT_SEARCH
 from data_specs.manifest import require_artifact
-from famevil.api import FashionModel, ImageInput, read_image
-from famevil.catalogue_index import CatalogueIndex, Hit, thumbnail_jpeg
-from famevil.checkpoint import load_checkpoint, require_checkpoint
+from famevil.api import ImageInput, read_image
+from famevil.catalogue_index import CatalogueIndex, Hit, open_model, thumbnail_jpeg
 
 REFERENCE_THUMBNAIL = 160  # pixels: the reference image atop a results page
 
@@ -49,19 +48,22 @@ class SearchSession:
     as its best view; category and subcategory (of `categories()`) filter before ranking; offset pages on.
     """
 
-    def __init__(self, index: Path, model: Path | None = None, approximate: bool = False):
+    def __init__(self, index: Path, model: Path | str | None = None, approximate: bool = False):
         manifest = require_artifact(index, "index")
         built_with = manifest.inputs[0]
-        model = model or Path(built_with.path)
-        if not model.exists():
-            raise FamevilError(f"{index}: was built with the model at {built_with.path}, which is gone; pass --model DIR (the same model)")
-        model_manifest = require_checkpoint(model)
-        if model_manifest.content_id != built_with.id:
+        try:
+            self.model, given = open_model(model or built_with.path)
+        except FamevilError as error:
+            if model is not None:
+                raise
+            raise FamevilError(
+                f"{index}: was built with the model at {built_with.path}, which cannot be opened ({error}); pass --model DIR (the same model)"
+            ) from None
+        if given.id != built_with.id:
             raise FamevilError(f"--model {model}: is not the model {index} was built with ({built_with.id[:19]}…); use that model or rebuild the index")
         self.root = index
         self.searches: tuple[str, ...] = tuple(manifest.details["searches"])
         self.index = CatalogueIndex(index, approximate, images=Path(manifest.details["images"]))
-        self.model = FashionModel(load_checkpoint(model, model_manifest), model)
 
     def categories(self) -> dict[str, list[str]]:
         """{category: its subcategories, sorted} of the indexed products (empty for an index without a catalogue)."""

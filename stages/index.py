@@ -24,7 +24,7 @@ from data_specs.indexes import (
     THUMBNAIL_OFFSETS,
     VECTORS_FILE,
 )
-from data_specs.manifest import InputRef, Manifest, write_manifest
+from data_specs.manifest import Manifest, write_manifest
 from data_specs.staging import check_destination, staging
 from famevil.api import FashionModel
 from famevil.catalogue_index import (
@@ -33,12 +33,12 @@ from famevil.catalogue_index import (
     Listed,
     list_catalogue,
     list_images,
+    open_model,
     product_views,
     read_image_and_hash,
     skipped_entry,
     thumbnail_jpeg,
 )
-from famevil.checkpoint import load_checkpoint, require_checkpoint
 from famevil.data.images import ImageError
 from famevil.progress import progress_bar
 from famevil.tasks.product_text import product_text
@@ -127,7 +127,7 @@ def _write_index(out: Path, tensors: dict[str, torch.Tensor], items: list[dict],
 
 
 def index(
-    model: Path,
+    model: Path | str,
     images: Path,
     out: Path,
     catalogue: Path | None = None,
@@ -164,8 +164,7 @@ def index(
         raise FamevilError(f"--text-weight {text_weight}: give a weight from 0 (image vectors only) to 1 (text only)")
     if text_weight and catalogue is None:
         raise FamevilError("--text-weight needs --catalogue: a product vector weights in its title and description, which only a catalogue gives")
-    model_manifest = require_checkpoint(model)
-    loaded = FashionModel(load_checkpoint(model, model_manifest), model)
+    loaded, model_input = open_model(model)
     searches = loaded.require_search()
     names = (IMAGE_VECTORS, COMPOSED_VECTORS) if COMPOSED_SEARCH in searches else (IMAGE_VECTORS,)
     listed = list_images(images) if catalogue is None else list_catalogue(catalogue, images)
@@ -174,8 +173,7 @@ def index(
     # A changed, added or removed file or row makes earlier chunks stale: the plan holds every row and every file's size and mtime.
     rows = [[asdict(entry), *_stat(listed.root / entry.path)] for entry in listed.items]
     fingerprint = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
-    inputs = [InputRef("model", model_manifest.kind, model_manifest.content_id, str(model.absolute()))]
-    plan = {"model": model_manifest.content_id, "images": fingerprint, "batch_size": batch_size, "thumbnail": thumbnail, "text_weight": text_weight}
+    plan = {"model": model_input.id, "images": fingerprint, "batch_size": batch_size, "thumbnail": thumbnail, "text_weight": text_weight}
     started = time.perf_counter()
     resumed = 0
     with staging(out, plan) as stage:
@@ -209,7 +207,7 @@ def index(
             "dim": loaded.network.embed_dim,
             "thumbnail": thumbnail,
         }
-        manifest = write_manifest(stage.partial, "index", inputs=inputs, details=details)
+        manifest = write_manifest(stage.partial, "index", inputs=[model_input], details=details)
         stage.publish()
     return IndexResult(out, manifest, details["items"], details["products"], skipped, resumed, time.perf_counter() - started)
 

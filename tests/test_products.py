@@ -18,6 +18,7 @@ from data_specs.manifest import require_artifact
 from famevil.serving import SearchSession
 from famevil.tasks.product_text import product_text
 from stages.index import index
+from tests.test_equivalence import FOLDER_CONFIG, random_weights
 
 # Four products of three views each: (product_id, title, category, subcategory).
 PRODUCTS = [
@@ -155,8 +156,19 @@ def test_an_index_works_from_any_folder(tiny_student, shop, tmp_path, monkeypatc
     assert session.index.original(hit.item) == Path(hit.path).read_bytes()
 
 
-def test_an_index_of_a_cross_modal_retrieval_model_answers_text_and_similar_search(tiny_dumps, shop, tmp_path):
-    teacher = tiny_dumps["xmr"][0]
+@pytest.fixture
+def plain_base(tmp_path) -> str:
+    """A random-weight open_clip folder, as `famevil export --format open_clip` writes one (no download), as --base names it."""
+    folder = tmp_path / "open-clip-base"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps(FOLDER_CONFIG))
+    torch.save(random_weights(FOLDER_CONFIG["model_cfg"], 5), folder / "open_clip_pytorch_model.bin")
+    return f"local-dir:{folder}"
+
+
+@pytest.mark.parametrize("built_with", ["an XMR teacher", "a plain base"])
+def test_an_index_of_a_cross_modal_retrieval_model_answers_text_and_similar_search(tiny_dumps, plain_base, shop, tmp_path, built_with):
+    teacher = tiny_dumps["xmr"][0] if built_with == "an XMR teacher" else plain_base
     index(teacher, shop / "images", tmp_path / "xmr-index", catalogue=shop / "products.csv")
     assert require_artifact(tmp_path / "xmr-index", "index").details["searches"] == ["text", "similar"]
     assert set(load_file(tmp_path / "xmr-index" / "vectors.safetensors")) == {"image", "thumbnail_bytes", "thumbnail_offsets"}
