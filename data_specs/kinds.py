@@ -73,10 +73,10 @@ KINDS: dict[str, ArtifactKind] = {
         ),
         ArtifactKind(
             name="index",
-            schema_version=1,
-            readable_versions=(1,),
-            made_by="famevil index --model STUDENT --images FOLDER --out INDEX",
-            description="a catalogue's images embedded for text and composed search: vectors, thumbnails, paths and hashes",
+            schema_version=2,  # 2: items are products' views (product_id, title, ...), paths relative to an absolute images root, per-search vectors
+            readable_versions=(2,),
+            made_by="famevil index --model MODEL --images FOLDER [--catalogue products.csv] --out INDEX",
+            description="a catalogue's images embedded by product for text, similar-item and composed search: vectors, thumbnails, paths and hashes",
         ),
         ArtifactKind(
             name="annotations",
@@ -98,6 +98,13 @@ KINDS: dict[str, ArtifactKind] = {
             readable_versions=(1,),
             made_by="famevil evaluate --model DIR --shards SHARDS --out EVAL",
             description="metrics.json with the predictions behind it (captions.jsonl, retrieval.jsonl)",
+        ),
+        ArtifactKind(
+            name="search-metrics",
+            schema_version=1,
+            readable_versions=(1,),
+            made_by="famevil evaluate-search INDEX --queries QUERIES --out EVAL",
+            description="search quality on a shop's own queries: metrics.json (R@1/5/10, MRR, nDCG@10 per kind of search) and rankings.jsonl",
         ),
     )
 }

@@ -28,13 +28,17 @@ PIPELINE, USE, TOOLS = "The pipeline, in order", "Using a model", "Tools"
 
 @dataclass(frozen=True)
 class Entry:
-    name: str  # the command, and its function in famevil_cli/commands/NAME.py
+    name: str  # the command; its function and module (famevil_cli/commands/NAME.py) spell a hyphen as _
     panel: str
     help_from: str | None = None  # "module:function" whose docstring is the help (a stage); None: the command function's
 
     @property
+    def function(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
     def module(self) -> str:
-        return f"famevil_cli.commands.{self.name}"
+        return f"famevil_cli.commands.{self.function}"
 
 
 COMMANDS = (
@@ -51,6 +55,7 @@ COMMANDS = (
     Entry("annotate", USE, "stages.annotate:annotate"),
     Entry("index", USE, "stages.index:index"),
     Entry("search", USE, "stages.search:search"),
+    Entry("evaluate-search", USE, "stages.evaluate_search:evaluate_search"),
     Entry("serve", USE),
     Entry("export", USE, "stages.export:export"),
     Entry("inspect", TOOLS),
@@ -69,7 +74,7 @@ def _functions(module: str) -> dict[str, ast.FunctionDef]:
 
 def help_text(entry: Entry) -> str:
     """The command's --help: the docstring `help_from` names, or the command function's own (both cleaned as inspect.cleandoc does)."""
-    module, _, function = (entry.help_from or f"{entry.module}:{entry.name}").partition(":")
+    module, _, function = (entry.help_from or f"{entry.module}:{entry.function}").partition(":")
     return ast.get_docstring(_functions(module)[function]) or ""
 
 
@@ -84,7 +89,7 @@ class LazyCommand(typer.core.TyperCommand):
 
     @cached_property
     def loaded(self) -> typer.core.TyperCommand:
-        function = getattr(importlib.import_module(self.entry.module), self.entry.name)
+        function = getattr(importlib.import_module(self.entry.module), self.entry.function)
         single = typer.Typer(add_completion=False, rich_markup_mode=self.rich_markup_mode)
         single.command(self.name, help=self.help)(function)
         return typer.main.get_command(single)

@@ -20,6 +20,8 @@ import famevil_cli.commands.serve as serve_command
 from famevil.tasks import task_names
 from famevil_cli.app import COMMANDS, app, help_text
 
+# The one file of the chain a reader writes by hand, as evaluate-search's help describes it.
+QUERIES = ("runs/example/queries.csv", ["query,relevant", "navy wool cardigan,B002F7A5G2.png"])
 REPEAT = re.compile(r"Repeat (?:it|the teacher's) for (.+?) in place of (\w+)")
 
 
@@ -83,9 +85,18 @@ def test_the_help_examples_run_as_printed_from_synth_to_serve(tmp_path, monkeypa
 
     monkeypatch.setattr(serve_command, "listen", lambda host, port: {"host": host, "port": port})
     monkeypatch.setattr(uvicorn.Server, "run", one_request)
+    path, lines = QUERIES
+    (tmp_path / path).parent.mkdir(parents=True)
+    (tmp_path / path).write_text("\n".join(lines) + "\n", encoding="utf-8")
     runner = CliRunner()
     for words in chain():
         result = runner.invoke(app, words[1:])
         assert result.exit_code == 0, f"{shlex.join(words)} exited {result.exit_code}:\n{result.output[-3000:]}\n{result.exception!r}"
     assert served == [{"host": "127.0.0.1", "port": 8000}]
     assert (tmp_path / "runs" / "example" / "report.html").is_file() and (tmp_path / "runs" / "example" / "export" / "README.md").is_file()
+
+
+def test_the_queries_file_is_the_one_the_help_describes():
+    help = " ".join(help_text(next(entry for entry in COMMANDS if entry.name == "evaluate-search")).split())
+    path, (header, row) = QUERIES
+    assert f"header {header}" in help and f'row "{row}"' in help and path in help

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from famevil.metrics.retrieval import candidate_ranks, gallery_ranks, random100_candidates, ranks_from_scores, recall
+from famevil.metrics.retrieval import (
+    candidate_ranks,
+    first_relevant_rank,
+    gallery_ranks,
+    ndcg,
+    random100_candidates,
+    ranks_from_scores,
+    recall,
+    reciprocal_rank,
+    relevance_in_rank_order,
+)
 
 
 def test_ranks_on_a_hand_built_matrix_with_ties_and_several_positives():
@@ -85,3 +95,23 @@ def test_candidate_ranks_rank_the_first_candidate():
     queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     candidates = torch.tensor([[[1.0, 0.0], [0.5, 0.0], [2.0, 0.0]], [[0.0, 1.0], [1.0, 0.0], [0.0, 0.5]]])
     assert candidate_ranks(queries, candidates).tolist() == [1, 0]
+
+
+def test_a_ranked_list_puts_ties_against_the_model_and_gives_mrr_and_ndcg_by_hand():
+    scores = torch.tensor([0.1, 0.5, 0.9, 0.5])
+    relevant = torch.tensor([True, True, False, False])
+    in_order = relevance_in_rank_order(scores, relevant)
+    assert in_order.tolist() == [False, False, True, True]  # 0.9; the tie at 0.5, its irrelevant result first; 0.1
+    assert first_relevant_rank(in_order) == ranks_from_scores(scores[None], relevant[None]).item() == 2
+    assert reciprocal_rank(in_order) == pytest.approx(1 / 3)
+    # DCG: 1/log2(4) + 1/log2(5) = 0.5 + 0.430677; the best order's: 1 + 1/log2(3) = 1.630930
+    assert ndcg(in_order) == pytest.approx(0.930677 / 1.630930, abs=1e-6)
+
+
+def test_ndcg_counts_only_the_top_k_and_no_relevant_result_scores_zero():
+    in_order = torch.tensor([True, False, False, True])
+    assert ndcg(in_order, k=1) == pytest.approx(1.0)  # the ideal top 1 holds one relevant result too
+    assert ndcg(in_order, k=3) == pytest.approx(1 / (1 + 1 / np.log2(3)))  # the second relevant result is beyond k
+    assert ndcg(in_order, k=4) == pytest.approx((1 + 1 / np.log2(5)) / (1 + 1 / np.log2(3)))
+    nothing = torch.zeros(4, dtype=torch.bool)
+    assert (first_relevant_rank(nothing), reciprocal_rank(nothing), ndcg(nothing)) == (4, 0.0, 0.0)

@@ -14,6 +14,8 @@ import pytest
 
 from data_specs.manifest import read_manifest
 from stages.pretrain import pretrain
+from tests.test_ablations import _environment_without_install
+from tests.test_evaluate_search import shop_from_shards
 
 pytestmark = pytest.mark.slow  # the whole pipeline, with accelerate launching two processes per training stage
 
@@ -64,6 +66,28 @@ def test_the_paper_script_runs_every_stage_with_its_flags(tiny_raw, tiny_shards,
         assert row in finished.stdout
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "<svg" in page and "FIC CIDEr" in page  # the page with its curves, beside the printed table
+
+
+def test_the_shop_script_runs_a_catalogue_from_shards_to_a_measured_index(tiny_shards, tmp_path):
+    """Photos and copy without pairs: three teachers (no composed retrieval), a student of those three,
+    an index by product that answers text and similar-item search, and the shop's queries measured."""
+    views = shop_from_shards(tiny_shards, tmp_path / "shop", ("train", "val"), view_products=False)
+    first = next(record for _, record in views if record["product_id"] == views[-1][1]["product_id"])
+    queries = tmp_path / "shop" / "queries.csv"
+    queries.write_text(f"query,relevant\n{first['title']},{first['product_id']}\n", encoding="utf-8")
+    preset = tmp_path / "tiny.json"
+    preset.write_text(json.dumps(TINY_PRESET))
+    settings = {"BASE": "", "TEACHER_PRESET": str(preset), "STUDENT_PRESET": str(preset), "QUERIES": str(queries)}
+    run = tmp_path / "run"
+    arguments = [tmp_path / "shop" / "catalogue.csv", tmp_path / "shop" / "images", run]
+    finished = subprocess.run(
+        ["bash", ROOT / "scripts" / "shop.sh", *arguments], env=_environment_without_install(tmp_path) | settings, capture_output=True, text=True, timeout=1200
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert read_manifest(run / "student").details["tasks"] == ["xmr", "scr", "fic"] and not (run / "teacher-tgir").exists()
+    assert read_manifest(run / "index").details["searches"] == ["text", "similar"]
+    assert read_manifest(run / "eval" / "search").details["count"] == 1
+    assert f"famevil serve {run / 'index'}" in finished.stdout
 
 
 def _lanes(tmp_path, arguments: str, lanes: int) -> subprocess.CompletedProcess:

@@ -117,3 +117,36 @@ def candidate_ranks(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Te
     positive = torch.zeros_like(scores, dtype=torch.bool)
     positive[:, 0] = True
     return ranks_from_scores(scores, positive)
+
+
+NDCG_AT = 10
+
+
+def relevance_in_rank_order(scores: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
+    """(N,) whether each of a query's N results is relevant, the results in rank order: best score
+    first, and among equal scores the irrelevant first, so that ties count against the model as in
+    ranks_from_scores (the first relevant result's position is the rank it gives)."""
+    by_relevance = torch.argsort(relevant.to(torch.int8), stable=True)
+    order = by_relevance[torch.argsort(scores[by_relevance], descending=True, stable=True)]
+    return relevant[order]
+
+
+def first_relevant_rank(in_order: torch.Tensor) -> int:
+    """0-based position of the first relevant result; the result count when none is relevant (as ranks_from_scores)."""
+    found = torch.nonzero(in_order)
+    return int(found[0]) if len(found) else len(in_order)
+
+
+def reciprocal_rank(in_order: torch.Tensor) -> float:
+    """1 / the first relevant result's 1-based position; 0 when none is relevant."""
+    found = torch.nonzero(in_order)
+    return 1 / (int(found[0]) + 1) if len(found) else 0.0
+
+
+def ndcg(in_order: torch.Tensor, k: int = NDCG_AT) -> float:
+    """Normalised discounted cumulative gain at k with binary relevance: the top k's gains discounted by
+    1 / log2(position + 1), over those of the best order (every relevant result first); 0 when none is relevant."""
+    discounts = 1 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
+    top = in_order[:k].to(torch.float64)
+    ideal = discounts[: min(int(in_order.sum()), k)].sum()
+    return float((top * discounts[: len(top)]).sum() / ideal) if ideal > 0 else 0.0
