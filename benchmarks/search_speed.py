@@ -24,8 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 import famevil
-from data_specs.indexes import ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
-from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
+from data_specs.indexes import COMPOSED_VECTORS, IMAGE_VECTORS, ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
 from famevil.catalogue_index import CatalogueIndex, list_images
 from stages.index import index
 
@@ -40,7 +39,7 @@ def resident_bytes() -> int:
 def indexing(model_dir: Path, images: list[Path], batch_size: int, work: Path) -> torch.Tensor:
     model = famevil.load(model_dir)
     began = time.perf_counter()
-    vectors = [model.catalogue_vectors(images[start : start + batch_size])[TEXT_SEARCH] for start in range(0, len(images), batch_size)]
+    vectors = [model.catalogue_vectors(images[start : start + batch_size])[IMAGE_VECTORS] for start in range(0, len(images), batch_size)]
     raw = len(images) / (time.perf_counter() - began)
     folder = work / "images"
     folder.mkdir()
@@ -61,24 +60,40 @@ def synthetic_index(root: Path, seed_vectors: torch.Tensor, size: int) -> None:
     thumbnail = 3000
     save_file(
         {
-            TEXT_SEARCH: vectors,
-            COMPOSED_SEARCH: vectors.clone(),
+            IMAGE_VECTORS: vectors,
+            COMPOSED_VECTORS: vectors.clone(),
             THUMBNAIL_BYTES: torch.zeros(size * thumbnail, dtype=torch.uint8),
             THUMBNAIL_OFFSETS: torch.arange(size + 1, dtype=torch.int64) * thumbnail,
         },
         root / VECTORS_FILE,
     )
     with open(root / ITEMS_FILE, "w", encoding="utf-8") as lines:
-        lines.writelines(json.dumps({"path": f"catalogue/{i:07d}.jpg", "sha256": f"{i:064x}", "id": i}) + "\n" for i in range(size))
+        lines.writelines(json.dumps(synthetic_item(i)) + "\n" for i in range(size))
+
+
+def synthetic_item(number: int) -> dict:
+    """An item as famevil index records an image listed without a catalogue: its own product."""
+    path = f"catalogue/{number:07d}.jpg"
+    return {
+        "path": path,
+        "sha256": f"{number:064x}",
+        "product_id": path,
+        "title": "",
+        "description": "",
+        "category": "",
+        "subcategory": "",
+        "payload": {},
+        "id": number,
+    }
 
 
 def latencies(model: famevil.FashionModel, catalogue: CatalogueIndex, repeats: int) -> tuple[float, float]:
     for text in QUERIES:  # warm up
-        catalogue.search(TEXT_SEARCH, model.encode_texts([text])[0], 10)
+        catalogue.search(IMAGE_VECTORS, model.encode_texts([text])[0], 10)
     seconds = []
     for i in range(repeats):
         began = time.perf_counter()
-        catalogue.search(TEXT_SEARCH, model.encode_texts([QUERIES[i % len(QUERIES)] + f" {i}"])[0], 10)
+        catalogue.search(IMAGE_VECTORS, model.encode_texts([QUERIES[i % len(QUERIES)] + f" {i}"])[0], 10)
         seconds.append(time.perf_counter() - began)
     cuts = statistics.quantiles(seconds, n=20)
     return 1000 * statistics.median(seconds), 1000 * cuts[18]
@@ -96,7 +111,8 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        vectors = indexing(args.model, list_images(args.images).files[: args.count], args.batch_size, work)
+        listed = list_images(args.images)
+        vectors = indexing(args.model, [listed.root / item.path for item in listed.items[: args.count]], args.batch_size, work)
         model = famevil.load(args.model)
         print(f"{'items':>8}{'search':>13}{'p50 ms':>9}{'p95 ms':>9}{'memory/item':>13}{'recall@10':>11}")
         for size in args.sizes:
@@ -110,7 +126,7 @@ def main() -> None:
             approximate = CatalogueIndex(root, approximate=True)
             p50, p95 = latencies(model, approximate, args.repeats)
             queries = model.encode_texts([f"{text} {i}" for i in range(20) for text in QUERIES])
-            found = sum(len({h.item for h in approximate.search(TEXT_SEARCH, q, 10)} & {h.item for h in exact.search(TEXT_SEARCH, q, 10)}) for q in queries)
+            found = sum(len({h.item for h in approximate.search(IMAGE_VECTORS, q, 10)} & {h.item for h in exact.search(IMAGE_VECTORS, q, 10)}) for q in queries)
             print(f"{size:>8}{'approximate':>13}{p50:>9.1f}{p95:>9.1f}{'':>13}{found / (10 * len(queries)):>11.3f}")
 
 

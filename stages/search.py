@@ -33,7 +33,8 @@ def search(
     Example (seconds on a laptop CPU, after famevil index):
 
         famevil search runs/example/index "navy wool cardigan" --top 5
-        famevil search runs/example/index --image runs/example/raw/fashioniq/images/B002F7A5G2.png
+        famevil search runs/example/index \\
+            --image runs/example/raw/fashioniq/images/B002F7A5G2.png
         famevil search runs/example/index \\
             --image runs/example/raw/fashioniq/images/B002F7A5G2.png \\
             --modify "is red with short sleeves"

@@ -212,7 +212,7 @@ def test_an_item_file_changed_or_outside_the_catalogue_shows_the_thumbnail_after
     captioned: list[bytes] = []
     monkeypatch.setattr(session.model, "caption", lambda images: [captioned.append(images[0].tobytes()) or "a coat"])
     listed = session.index.items[3]
-    original = Path(listed["path"])
+    original = Path(session.index.path(3))  # the index lists it relative to its images root
     thumbnail = Image.open(io.BytesIO(session.index.thumbnail(3))).convert("RGB").tobytes()
     assert Image.open(original).convert("RGB").tobytes() != thumbnail  # the two can be told apart
     swapped = original.with_name("swapped" + original.suffix)  # inside the catalogue folder, same size, other bytes
