@@ -49,6 +49,7 @@ class Range(NamedTuple):
 
 
 BEAMS = Bound(16, "each beam is a whole decoding state per image, and captions stop improving after a few beams")
+NGRAM = Bound(16, "a repeated phrase longer than this is already rare, and each step checks every earlier n-gram")
 BATCH = Bound(4096, "a larger batch's activations outgrow one accelerator's memory, and run no faster")
 TRAINING_BATCH = Bound(
     1024,

@@ -207,10 +207,10 @@ def _read_products(catalogue: Path) -> tuple[list[CatalogueProduct], list[dict[s
 
 def _folder_products(images: Path) -> list[CatalogueProduct]:
     """Without a catalogue, each image file under the folder is a product of its own, without text."""
-    files = list_images(images).files
-    if not files:
+    names = [listed.path for listed in list_images(images).items]  # relative to the folder
+    if not names:
         raise FamevilError(f"--images {images}: no image files found ({', '.join(IMAGE_SUFFIXES)}); give --catalogue FILE to name them")
-    return [CatalogueProduct(None, name, name, "") for name in (file.relative_to(images).as_posix() for file in files)]
+    return [CatalogueProduct(None, name, name, "") for name in names]
 
 
 def _product(line: int, record: dict[str, Any]) -> CatalogueProduct:

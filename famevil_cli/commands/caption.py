@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import famevil
-from famevil.limits import BATCH, BEAMS
+from famevil.limits import BATCH, BEAMS, NGRAM
 from famevil_cli.common import JsonOption, ModelOption, defaults_of, out_console, run, table
 
 defaults = defaults_of(famevil.FashionModel.caption)
@@ -20,7 +20,10 @@ def caption(
     beams: Annotated[int, typer.Option(help=f"1 is greedy decoding, more is beam search. {BEAMS.help}", min=1, max=BEAMS.most)] = defaults["beams"],
     max_new_tokens: Annotated[int | None, typer.Option(help="Caption length limit in tokens (default: the text context).", min=1)] = defaults["max_new_tokens"],
     no_repeat_ngram: Annotated[
-        int, typer.Option(help="Never write the same N tokens twice in a caption; 0 decodes as evaluate does, blocking nothing.", min=0)
+        int,
+        typer.Option(
+            help=f"Never write the same N tokens twice in a caption; 0 decodes as evaluate does, blocking nothing. {NGRAM.help}", min=0, max=NGRAM.most
+        ),
     ] = defaults["no_repeat_ngram"],
     batch_size: Annotated[int, typer.Option(help=f"Images read and run at a time. {BATCH.help}", min=1, max=BATCH.most)] = defaults["batch_size"],
     as_json: JsonOption = False,
