@@ -1,5 +1,7 @@
 """Use a trained model from Python: `famevil.load(DIR)` gives a model with its image transform and
 tokenizer built in, which captions and classifies images and embeds images, texts and composed queries.
+`famevil.load` also opens a plain base as `--base` names it (`ViT-B-16:openai`, `local-dir:DIR`,
+`hf-hub:ORG/NAME`, a transformers CLIP folder): cross-modal retrieval only, embedding as the base does.
 
     import famevil
     model = famevil.load("runs/demo/seed-0/student")
@@ -14,35 +16,57 @@ what the checkpoint holds: a call whose task the model was not trained for says 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from data_specs.errors import FamevilError
+from famevil.bases import WEIGHT_SUFFIXES, resolve_base
 from famevil.checkpoint import load_checkpoint
 from famevil.data.examples import text_tokens
 from famevil.data.images import decode_image
 from famevil.data.transforms import image_transform
 from famevil.model.decoding import generate
-from famevil.multitask import MultiTaskModel
+from famevil.model.transformers_clip import is_transformers_clip
+from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import find_task
 from famevil.tasks.base import Task
 from famevil.tasks.fic import Captioning
 from famevil.tasks.scr import SubcategoryRecognition
 from famevil.tasks.tgir import TextGuidedRetrieval
 from famevil.tasks.xmr import CrossModalRetrieval
+from famevil.text.labels import DEFAULT_TEMPLATES, checked_labels, checked_templates, prompts
 
 ImageInput = str | Path | Image.Image | torch.Tensor
 TEXT_SEARCH, COMPOSED_SEARCH = "text", "composed"  # the searches a catalogue index answers
 Result = TypeVar("Result")
+Item = TypeVar("Item")
+BATCH_SIZE = 32  # images or texts read and encoded at a time: a list of any length runs in the memory of one batch
 
 
 class Prediction(NamedTuple):
-    label: str  # a class name from the checkpoint's vocabulary
+    label: str  # a class name from the checkpoint's vocabulary, or a zero-shot label
     probability: float
+
+
+class LabelSet(NamedTuple):
+    """Zero-shot labels encoded once (FashionModel.label_set), for `zero_shot` to score batch after batch."""
+
+    labels: tuple[str, ...]
+    vectors: torch.Tensor  # (labels, D): each label's prompt-ensembled, L2-normalised text embedding
+
+
+def ranked(probabilities: torch.Tensor, names: Sequence[str], top: int) -> list[list[Prediction]]:
+    """Per row of (N, classes) probabilities, its `top` classes, most likely first."""
+    values, indices = probabilities.topk(min(top, len(names)), dim=-1)
+    return [
+        [Prediction(names[i], p) for i, p in zip(row_indices, row_values, strict=True)]
+        for row_indices, row_values in zip(indices.tolist(), values.tolist(), strict=True)
+    ]
 
 
 def read_image(image: ImageInput) -> Image.Image | torch.Tensor:
@@ -63,7 +87,7 @@ def read_image(image: ImageInput) -> Image.Image | torch.Tensor:
 class FashionModel:
     """A famevil checkpoint ready to use: eval mode, no gradients, inputs prepared as in evaluation."""
 
-    def __init__(self, network: MultiTaskModel, source: Path, device: str | torch.device = "cpu"):
+    def __init__(self, network: MultiTaskModel, source: str | Path, device: str | torch.device = "cpu"):
         self.network = network.eval().to(device)
         self.source = source
         self.device = torch.device(device)
@@ -75,9 +99,14 @@ class FashionModel:
         return self.network.tasks
 
     def capabilities(self) -> set[str]:
-        """The calls this model can answer, by the tasks it was trained for: caption, classify, compose, encode."""
-        calls = {Captioning: "caption", SubcategoryRecognition: "classify", TextGuidedRetrieval: "compose", CrossModalRetrieval: "encode"}
-        return {call for kind, call in calls.items() if any(isinstance(find_task(name), kind) for name in self.tasks)}
+        """The calls this model can answer, by the tasks it was trained for: caption, classify, compose, encode, zero_shot."""
+        calls = {
+            Captioning: ("caption",),
+            SubcategoryRecognition: ("classify",),
+            TextGuidedRetrieval: ("compose",),
+            CrossModalRetrieval: ("encode", "zero_shot"),
+        }
+        return {call for kind, names in calls.items() if any(isinstance(find_task(name), kind) for name in self.tasks) for call in names}
 
     def _task(self, kind: type[Task], call: str) -> Task:
         """The model's task of a kind; one line naming the call and the model when it has none."""
@@ -96,9 +125,11 @@ class FashionModel:
         return task
 
     def _images(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, torch.Tensor) and images.dim() == 3):
-            images = [images]  # one image given alone
-        return torch.stack([self.transform(read_image(image)) for image in images]).to(self.device)
+        return torch.stack([self.transform(read_image(image)) for image in _image_list(images)]).to(self.device)
+
+    def _image_batches(self, images: Sequence[ImageInput], batch_size: int) -> Iterator[torch.Tensor]:
+        """The images' pixels, batch_size at a time: each batch read and prepared only when it is wanted."""
+        return (self._images(batch) for batch in _batches(_image_list(images), batch_size))
 
     def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
         if isinstance(texts, str):
@@ -121,11 +152,42 @@ class FashionModel:
             raise FamevilError(f"classify(): {len(pixels)} images but {len(tokens)} texts; give one text per image")
         names = self.network.config.vocabularies[task.vocabulary]
         probabilities = task.logits(self.network, self.network.head(task.name), {"images": pixels, "tokens": tokens}).softmax(dim=-1)
-        values, indices = probabilities.topk(min(top, len(names)), dim=-1)
-        return [
-            [Prediction(names[i], p) for i, p in zip(row_indices, row_values, strict=True)]
-            for row_indices, row_values in zip(indices.tolist(), values.tolist(), strict=True)
-        ]
+        return ranked(probabilities, names, top)
+
+    @torch.no_grad()
+    def label_set(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = BATCH_SIZE) -> LabelSet:
+        """Zero-shot labels encoded once, as CLIP's prompt ensembling does: each template filled with each
+        label and embedded with cross-modal retrieval's adapters, normalised, averaged over the
+        templates and normalised again. Labels are stripped and must be distinct ignoring case; each
+        template has one `{}` where the label goes."""
+        retrieval = self._task(CrossModalRetrieval, "zero_shot")
+        labels, templates = checked_labels(labels), checked_templates(templates)
+        filled = prompts(labels, templates)
+        vectors = torch.cat([self.network.encode_text(self._tokens(batch), retrieval.name) for batch in _batches(filled, batch_size)])
+        ensembled = vectors.reshape(len(templates), len(labels), -1).mean(dim=0)
+        return LabelSet(labels, F.normalize(ensembled, dim=-1))
+
+    @torch.no_grad()
+    def zero_shot(
+        self,
+        images: Sequence[ImageInput],
+        labels: Sequence[str] | LabelSet,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        top: int = 5,
+        batch_size: int = BATCH_SIZE,
+    ) -> list[list[Prediction]]:
+        """Per image, its `top` most likely of any labels ("dress", "shirt", "coat"), with no training
+        for them: the softmax over the labels of the model's learnt retrieval scale times the cosine of
+        the image's and each label's embedding (label_set). labels may be a LabelSet already encoded,
+        which then brings its own templates."""
+        retrieval = self._task(CrossModalRetrieval, "zero_shot")
+        chosen = labels if isinstance(labels, LabelSet) else self.label_set(labels, templates, batch_size)
+        scale = self.network.head(retrieval.name)()
+        predictions = []
+        for pixels in self._image_batches(images, batch_size):
+            similarities = scale * self.network.encode_image(pixels, retrieval.name) @ chosen.vectors.T
+            predictions += ranked(similarities.softmax(dim=-1), chosen.labels, top)
+        return predictions
 
     @torch.no_grad()
     def encode_images(self, images: Sequence[ImageInput], task: str | None = None) -> torch.Tensor:
@@ -167,6 +229,18 @@ class FashionModel:
         return task.queries(self.network, {"images": pixels, "tokens": tokens})
 
 
+def _image_list(images: Sequence[ImageInput] | ImageInput) -> Sequence[ImageInput]:
+    if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, torch.Tensor) and images.dim() == 3):
+        return [images]  # one image given alone
+    return images
+
+
+def _batches(items: Sequence[Item], batch_size: int) -> Iterator[Sequence[Item]]:
+    if batch_size < 1:
+        raise FamevilError(f"batch_size={batch_size}: must be 1 or more")
+    return (items[start : start + batch_size] for start in range(0, len(items), batch_size))
+
+
 def _raised_here(call: Callable[..., Result]) -> Callable[..., Result]:
     """`call` with its FamevilError raised from here rather than from deep inside famevil: a script's
     traceback is then the caller's line and this one, not the checkpoint reader's dozen frames, for a
@@ -183,7 +257,32 @@ def _raised_here(call: Callable[..., Result]) -> Callable[..., Result]:
 
 
 @_raised_here
-def load(directory: str | Path, device: str | torch.device = "cpu") -> FashionModel:
-    """Any famevil checkpoint directory (base, teacher, student), its manifest and weights verified."""
-    directory = Path(directory)
+def load(source: str | Path, device: str | torch.device = "cpu") -> FashionModel:
+    """Any famevil checkpoint directory (base, teacher, student), its manifest and weights verified; or a
+    plain base as `--base` takes it (an open_clip NAME:TAG, local-dir:DIR, hf-hub:ORG/NAME, a transformers
+    CLIP folder), with cross-modal retrieval's adapters at zero: it embeds exactly as the base does."""
+    if _is_plain_base(str(source)):
+        return FashionModel(plain_base(str(source)), str(source), device)
+    directory = Path(source)
+    if directory.is_file() and directory.suffix in WEIGHT_SUFFIXES:
+        raise FamevilError(f"{directory}: a bare weights file does not say its architecture; load its open_clip folder as local-dir:DIR instead")
     return FashionModel(load_checkpoint(directory), directory, device)
+
+
+def _is_plain_base(source: str) -> bool:
+    """A base named as --base names one, not a famevil checkpoint: a transformers CLIP folder, or a
+    NAME:TAG, hf-hub: or local-dir: name (which no file on disk is called)."""
+    path = Path(source)
+    return is_transformers_clip(path) or (":" in source and not path.exists())
+
+
+def plain_base(source: str) -> MultiTaskModel:
+    """The base alone as a model: cross-modal retrieval's adapters, which start at zero and so add
+    nothing, and the base's own learnt logit scale as its retrieval scale (what zero-shot scores use)."""
+    # A weights file, the one base that needs an architecture named beside it, never reaches here.
+    base = resolve_base(source, architecture=source)
+    retrieval = CrossModalRetrieval.name
+    network = base.model(ModelConfig(backbone=base.backbone, tasks=(retrieval,)))
+    with torch.no_grad():
+        network.head(retrieval).log_scale.copy_(network.backbone.logit_scale)
+    return network

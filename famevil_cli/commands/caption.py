@@ -30,7 +30,7 @@ def caption(
         famevil caption --model runs/example/student \\
             runs/example/raw/fashioniq/images/B002F7A5G2.png
     """
-    loaded = run(famevil.load, directory=model)
+    loaded = run(famevil.load, source=model)
     captions = run(loaded.caption, images=images, beams=beams, max_new_tokens=max_new_tokens)
     if as_json:
         out_console.print_json(data=[{"image": str(image), "caption": text} for image, text in zip(images, captions, strict=True)])

@@ -32,7 +32,7 @@ def classify(
             runs/example/raw/fashioniq/images/B002F7A5G2.png \\
             --text "Navy Cardigan. Cardigan in navy wool."
     """
-    loaded = run(famevil.load, directory=model)
+    loaded = run(famevil.load, source=model)
     (predictions,) = run(loaded.classify, images=[image], texts=[text], top=top)
     if as_json:
         out_console.print_json(data=[{"subcategory": p.label, "probability": p.probability} for p in predictions])
