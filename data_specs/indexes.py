@@ -1,12 +1,19 @@
 """The layout of an `index` artifact, written by `famevil index` and read by search and serve.
 
 INDEX/
-  items.jsonl           one line per catalogue image: its path and SHA-256
-  vectors.safetensors   per item, in items.jsonl's order: its vectors for text search and for
-                        composed search (L2-normalised, fp16), and the thumbnails (small JPEGs)
+  items.jsonl           one line per indexed image (a view of a product): its path relative to the
+                        images root, its SHA-256, its product_id, title, description, category,
+                        subcategory and the catalogue's other columns (payload)
+  vectors.safetensors   per item, in items.jsonl's order: the vectors the model can make (L2-normalised,
+                        fp16): IMAGE_VECTORS (cross-modal retrieval's image embedding: text and
+                        similar-item search) and, from a model with composed retrieval, COMPOSED_VECTORS
+                        (its gallery embedding); PRODUCT_VECTORS per product (in order of first
+                        appearance), when built with a text weight; and the thumbnails (small JPEGs)
                         end to end with their offsets
-  skipped.jsonl         the images that could not be read, with the reason
-  manifest.json         kind "index"; its input is the model that built it
+  skipped.jsonl         the rows and images that could not be used: file, row (a listing's line), path, reason
+  manifest.json         kind "index" (schema 2); its input is the model that built it (absolute path);
+                        details: images (the absolute root every item path is relative to), catalogue,
+                        searches (of SEARCHES, those the index answers), text_weight, items, products
 """
 
 from __future__ import annotations
@@ -15,3 +22,8 @@ ITEMS_FILE = "items.jsonl"
 VECTORS_FILE = "vectors.safetensors"
 SKIPPED_FILE = "skipped.jsonl"
 THUMBNAIL_BYTES, THUMBNAIL_OFFSETS = "thumbnail_bytes", "thumbnail_offsets"
+IMAGE_VECTORS, COMPOSED_VECTORS, PRODUCT_VECTORS = "image", "composed", "product"
+TEXT_SEARCH, SIMILAR_SEARCH, COMPOSED_SEARCH = "text", "similar", "composed"
+SEARCHES = (TEXT_SEARCH, SIMILAR_SEARCH, COMPOSED_SEARCH)
+# What an item records of its catalogue row besides its payload: the columns read_catalogue names.
+PRODUCT_FIELDS = ("product_id", "title", "description", "category", "subcategory")

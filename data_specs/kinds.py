@@ -73,10 +73,10 @@ KINDS: dict[str, ArtifactKind] = {
         ),
         ArtifactKind(
             name="index",
-            schema_version=1,
-            readable_versions=(1,),
-            made_by="famevil index --model STUDENT --images FOLDER --out INDEX",
-            description="a catalogue's images embedded for text and composed search: vectors, thumbnails, paths and hashes",
+            schema_version=2,  # 2: items are products' views (product_id, title, ...), paths relative to an absolute images root, per-search vectors
+            readable_versions=(2,),
+            made_by="famevil index --model MODEL --images FOLDER [--catalogue products.csv] --out INDEX",
+            description="a catalogue's images embedded by product for text, similar-item and composed search: vectors, thumbnails, paths and hashes",
         ),
         ArtifactKind(
             name="export",

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from data_specs.errors import FamevilError
+from data_specs.indexes import COMPOSED_VECTORS, IMAGE_VECTORS, SIMILAR_SEARCH
 from famevil.bases import WEIGHT_SUFFIXES, resolve_base
 from famevil.checkpoint import load_checkpoint
 from famevil.data.examples import text_tokens
@@ -203,20 +204,23 @@ class FashionModel:
         chosen = self._named_task(task, CrossModalRetrieval, "encode_texts")
         return self.network.encode_text(self._tokens(texts), chosen.name)
 
-    def require_search(self) -> None:
-        """One line, before any work, when the model cannot serve a catalogue's text and composed search."""
+    def require_search(self) -> tuple[str, ...]:
+        """The searches a catalogue index of this model answers (data_specs.indexes.SEARCHES): text and
+        similar items from cross-modal retrieval, composed search only with composed retrieval too. One
+        line, before any work, when the model has no cross-modal retrieval."""
         self._task(CrossModalRetrieval, "index")
-        self._task(TextGuidedRetrieval, "index")
+        return (TEXT_SEARCH, SIMILAR_SEARCH) + ((COMPOSED_SEARCH,) if "compose" in self.capabilities() else ())
 
     @torch.no_grad()
     def catalogue_vectors(self, images: Sequence[ImageInput]) -> dict[str, torch.Tensor]:
-        """What a catalogue index keeps per image: its vector for text search (cross-modal retrieval's
-        image embedding) and for composed search (composed retrieval's gallery embedding)."""
+        """What a catalogue index keeps per image, of what the model can make: its image vector
+        (cross-modal retrieval's image embedding, for text and similar-item search) and, with composed
+        retrieval, its gallery vector for composed search."""
         pixels = self._images(images)
-        return {
-            TEXT_SEARCH: self.network.encode_image(pixels, self._task(CrossModalRetrieval, "index").name),
-            COMPOSED_SEARCH: self.network.encode_image(pixels, self._task(TextGuidedRetrieval, "index").name),
-        }
+        vectors = {IMAGE_VECTORS: self.network.encode_image(pixels, self._task(CrossModalRetrieval, "index").name)}
+        if "compose" in self.capabilities():
+            vectors[COMPOSED_VECTORS] = self.network.encode_image(pixels, self._task(TextGuidedRetrieval, "index").name)
+        return vectors
 
     @torch.no_grad()
     def compose(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:

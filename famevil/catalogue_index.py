@@ -8,6 +8,7 @@ import importlib
 import io
 import json
 import os
+import posixpath
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,40 +19,127 @@ from PIL import Image
 from safetensors import safe_open
 
 from data_specs.errors import FamevilError
-from data_specs.indexes import ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
-from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH
-from famevil.data.catalogue import leaves_folder, read_table
+from data_specs.indexes import (
+    COMPOSED_VECTORS,
+    IMAGE_VECTORS,
+    ITEMS_FILE,
+    PRODUCT_VECTORS,
+    THUMBNAIL_BYTES,
+    THUMBNAIL_OFFSETS,
+    VECTORS_FILE,
+)
+from data_specs.manifest import InputRef
+from famevil.api import FashionModel, load
+from famevil.bases import resolve_base
+from famevil.checkpoint import require_checkpoint
+from famevil.data.catalogue import CATALOGUE, CATALOGUE_COLUMNS, OPTIONAL_CATALOGUE_COLUMNS, View, leaves_folder, read_catalogue, read_table
 from famevil.data.images import decode_image
+from famevil.limits import Bound
+from famevil.model.backbone import LOCAL_DIR
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # The most bytes the server reads of one catalogue image: a product photo is a few MiB, and an items.jsonl
 # pointed at /dev/zero or a huge file must cost no more than this.
 MAX_ORIGINAL_BYTES = 64 * 1024 * 1024
+# How deep a search pages (with TOP in famevil.limits): each page ranks all the products before it again.
+OFFSET = Bound(10_000, "each page ranks every product before it again; past this, a narrower query or a filter finds it sooner")
 
 
 OUTSIDE_THE_LISTING = "outside the CSV's folder"  # the skipped reason of a listed path that leaves it
+KNOWN_COLUMNS = frozenset(CATALOGUE_COLUMNS + OPTIONAL_CATALOGUE_COLUMNS)  # a catalogue's other columns are an item's payload
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One image to index: where it is and what the listing says of its product."""
+
+    path: str  # relative to the images root, as items.jsonl records it
+    row: int | None  # its line in the listing (a CSV's header is line 1); None for a folder's file
+    product: dict[str, Any]  # data_specs.indexes.PRODUCT_FIELDS and "payload"
 
 
 @dataclass(frozen=True)
 class ImageList:
-    files: list[Path]
-    refused: list[dict[str, str]]  # {"path", "reason"} of each listed path that is never read: it leaves the CSV's folder
+    root: Path  # absolute: every listed path is relative to it
+    listing: Path | None  # the CSV or catalogue read, None for a folder
+    items: list[Listed]
+    refused: list[dict[str, Any]]  # skipped entries (skipped_entry) of the rows never read
+
+
+def skipped_entry(listing: Path | None, row: int | None, path: str, reason: str) -> dict[str, Any]:
+    """One line of skipped.jsonl: the file and row that listed it (None for a folder's file), the image as listed, the reason."""
+    return {"file": None if listing is None else str(listing), "row": row, "path": path, "reason": reason}
+
+
+def _own_product(path: str) -> dict[str, Any]:
+    """An image listed without a catalogue row: a product of its own, named by its path (as catalogue.py
+    names a row without product_id by its image)."""
+    return {"product_id": path, "title": "", "description": "", "category": "", "subcategory": "", "payload": {}}
 
 
 def list_images(source: Path) -> ImageList:
     """A folder's image files (recursively, sorted), or the `image` column of a CSV (read as prepare
     reads a catalogue: byte order mark dropped, column names in any case), each path relative to the
-    CSV's folder and kept inside it."""
+    CSV's folder and kept inside it. Each image is its own product."""
     if source.is_dir():
-        return ImageList(sorted(path for path in source.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()), [])
+        root = _absolute(source)
+        files = sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+        paths = [file.relative_to(root).as_posix() for file in files]
+        return ImageList(root, None, [Listed(path, None, _own_product(path)) for path in paths], [])
     if source.suffix.lower() != ".csv" or not source.is_file():
         raise FamevilError(f"--images {source}: expected a folder of images or a .csv file with an 'image' column")
     records, _, columns = read_table(source, "images")
     if "image" not in columns:
         raise FamevilError(f"{source}: no 'image' column (found: {', '.join(sorted(columns)) or 'none'}); name the column of image paths 'image'")
-    listed = [str(record.get("image") or "").strip() for _, record in records]
-    files = [source.parent / path for path in listed if path and not leaves_folder(path)]
-    return ImageList(files, [{"path": path, "reason": OUTSIDE_THE_LISTING} for path in listed if path and leaves_folder(path)])
+    listed = [(line, posixpath.normpath(path) if (path := str(record.get("image") or "").strip()) else "") for line, record in records]
+    items = [Listed(path, line, _own_product(path)) for line, path in listed if path and not leaves_folder(path)]
+    refused = [skipped_entry(source, line, path, OUTSIDE_THE_LISTING if path else "no image") for line, path in listed if not path or leaves_folder(path)]
+    return ImageList(_absolute(source.parent), source, items, refused)
+
+
+def list_catalogue(catalogue: Path, images: Path) -> ImageList:
+    """A catalogue's usable rows (read exactly as prepare --catalogue reads it), each image relative to
+    the images folder, with its product's fields and its other columns; the rows it skips, listed."""
+    if not images.is_dir():
+        raise FamevilError(f"--images {images}: with --catalogue, give the folder its 'image' column is relative to")
+    read = read_catalogue(catalogue)
+    records, _, _ = read_table(catalogue, CATALOGUE)  # again, for the columns a View leaves out
+    payloads = {line: {name: value for name, value in record.items() if name not in KNOWN_COLUMNS and name} for line, record in records}
+    items = [Listed(view.image, view.line, _product(view, payloads[view.line])) for view in read.views]
+    refused = [skipped_entry(catalogue, row.line, row.detail, row.reason) for row in read.skipped]
+    return ImageList(_absolute(images), catalogue, items, refused)
+
+
+def _product(view: View, payload: dict[str, Any]) -> dict[str, Any]:
+    described = {"product_id": view.product, "title": view.title, "description": view.description, "category": view.category, "subcategory": view.subcategory}
+    return described | {"payload": payload}
+
+
+def open_model(source: str | Path) -> tuple[FashionModel, InputRef]:
+    """The model an index is built or searched with (famevil.load: a famevil checkpoint, or a plain base as
+    --base names it), and how the index names it: a checkpoint by its content id and absolute path, a
+    plain base by the fingerprint --base gives it, a local-dir: folder made absolute."""
+    loaded = load(_absolute_source(str(source)))
+    if isinstance(loaded.source, Path):
+        manifest = require_checkpoint(loaded.source)  # its manifest only: load has read and checked the weights
+        return loaded, InputRef("model", manifest.kind, manifest.content_id, str(loaded.source))
+    named = resolve_base(loaded.source, architecture=loaded.source).ref
+    return loaded, InputRef("model", named.kind, named.id, loaded.source)
+
+
+def _absolute_source(source: str) -> str | Path:
+    """A model named so that it is found from any folder: a path made absolute, local-dir:DIR's folder too."""
+    if source.startswith(LOCAL_DIR):
+        return LOCAL_DIR + str(_absolute(Path(source[len(LOCAL_DIR) :])))
+    return _absolute(Path(source)) if Path(source).exists() else source
+
+
+def product_views(items: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Each product's items (its views), products in order of first appearance: the order of an index's product vectors."""
+    views: dict[str, list[int]] = {}
+    for number, item in enumerate(items):
+        views.setdefault(item["product_id"], []).append(number)
+    return views
 
 
 def read_image_and_hash(path: Path) -> tuple[Image.Image, str]:
@@ -94,19 +182,23 @@ def thumbnail_jpeg(image: Image.Image, size: int) -> bytes:
 
 @dataclass(frozen=True)
 class Hit:
+    """A product found: its best view (the item shown) and what the catalogue says of it."""
+
     rank: int  # 1 is the best
-    item: int  # the item's position in the index
-    path: str  # the image as the index lists it
+    item: int  # the best view's position in the index
+    path: str  # the best view's image file (absolute where the index knows its images root)
     score: float  # cosine similarity
+    product_id: str
+    title: str
+    category: str
+    subcategory: str
+    views: int  # how many of the product's images the index holds
 
 
 def approximate_index(vectors: torch.Tensor, probes: int = 16) -> Any:
     """A FAISS inverted-file index over L2-normalised vectors (inner product): about 4 sqrt(N) cells,
     `probes` of them searched per query. For catalogues too large to search exactly at the speed wanted."""
-    try:
-        faiss = importlib.import_module("faiss")  # optional: pip install 'famevil[faiss]'
-    except ImportError:
-        raise FamevilError("--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])") from None
+    faiss = _faiss()
     data = vectors.float().contiguous().numpy()
     cells = max(1, min(int(4 * len(data) ** 0.5), len(data) // 39))  # FAISS wants about 39 training points per cell
     quantizer = faiss.IndexFlatIP(data.shape[1])
@@ -117,44 +209,138 @@ def approximate_index(vectors: torch.Tensor, probes: int = 16) -> Any:
     return inverted
 
 
+def _faiss() -> Any:
+    try:
+        return importlib.import_module("faiss")  # optional: pip install 'famevil[faiss]'
+    except ImportError:
+        raise FamevilError("--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])") from None
+
+
 class CatalogueIndex:
     """An index folder read for search: vectors in memory (float32, for fast exact search), thumbnails
-    read from the file when asked for. approximate: search FAISS inverted-file indexes instead.
-    images: the folder (or CSV) the index was built from; the items' own files are read only from under
-    it, and never without it."""
+    read from the file when asked for. Search ranks products: a product scores as its best view (or as
+    its product vector, where the index has them) and comes back once, as that view.
+    approximate: search FAISS inverted-file indexes instead.
+    images: the absolute root the items' paths are relative to; their own files are read only from
+    under it, and never without it."""
 
     def __init__(self, root: Path, approximate: bool = False, images: Path | None = None):
         self.root = root
-        self.images_folder = None if images is None else _absolute(images.parent if images.suffix.lower() == ".csv" else images)
+        self.images_folder = None if images is None else _absolute(images)
         with open(root / ITEMS_FILE, encoding="utf-8") as lines:
             self.items = [json.loads(line) for line in lines]
         with safe_open(root / VECTORS_FILE, framework="pt") as tensors:
-            self.vectors = {kind: tensors.get_tensor(kind).float() for kind in (TEXT_SEARCH, COMPOSED_SEARCH)}
+            names = set(tensors.keys()) & {IMAGE_VECTORS, COMPOSED_VECTORS, PRODUCT_VECTORS}
+            self.vectors = {name: tensors.get_tensor(name).float() for name in names}
             self.offsets = tensors.get_tensor(THUMBNAIL_OFFSETS)
-        self.approximate = {kind: approximate_index(vectors) for kind, vectors in self.vectors.items()} if approximate else None
+        views = product_views(self.items)
+        self.products = [self.items[numbers[0]] for numbers in views.values()]  # each product as its first view describes it
+        self.views = list(views.values())
+        self.product_of = torch.empty(len(self.items), dtype=torch.int64)
+        for product, numbers in enumerate(self.views):
+            self.product_of[numbers] = product
+        self.most_views = max(map(len, self.views))
+        self.approximate = {name: approximate_index(vectors) for name, vectors in self.vectors.items()} if approximate else None
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def search(self, kind: str, query: torch.Tensor, top: int) -> list[Hit]:
-        """The `top` items nearest to one query vector (D,) among the `kind` vectors."""
+    def categories(self) -> dict[str, list[str]]:
+        """{category: its subcategories, sorted}, of the products that have one (a catalogue's)."""
+        found: dict[str, set[str]] = {}
+        for product in self.products:
+            if product["category"]:
+                found.setdefault(product["category"], set()).add(product["subcategory"])
+        return {category: sorted(found[category]) for category in sorted(found)}
+
+    def products_in(self, category: str | None = None, subcategory: str | None = None) -> torch.Tensor:
+        """A mask (products,) of those in the category and subcategory (None: any)."""
+        return torch.tensor([category in (None, p["category"]) and subcategory in (None, p["subcategory"]) for p in self.products], dtype=torch.bool)
+
+    def product_with_image(self, sha256: str) -> int | None:
+        """The product one of whose views is the image with this SHA-256, if the index holds it."""
+        for number, item in enumerate(self.items):
+            if item["sha256"] == sha256:
+                return int(self.product_of[number])
+        return None
+
+    def search(self, vectors: str, query: torch.Tensor, top: int, offset: int = 0, allowed: torch.Tensor | None = None) -> list[Hit]:
+        """The products ranked offset+1 to offset+top for one query vector (D,) against the `vectors` of
+        data_specs.indexes; allowed: a mask (products,) of those that may be found, applied before ranking."""
         query = query.float().cpu()
+        ranked = self._ranked(vectors, query, offset + top, allowed)[offset:]
+        # Product vectors score a product as a whole; the view shown is still the one whose image matches best.
+        shown = IMAGE_VECTORS if vectors == PRODUCT_VECTORS else vectors
+        return [self._hit(rank, product, score, shown, query) for rank, (product, score) in enumerate(ranked, offset + 1)]
+
+    def _ranked(self, vectors: str, query: torch.Tensor, wanted: int, allowed: torch.Tensor | None) -> list[tuple[int, float]]:
+        """The `wanted` best (product, score) pairs, best first."""
         if self.approximate is not None:
-            values, indices = (torch.from_numpy(found[0]) for found in self.approximate[kind].search(query[None].numpy(), min(top, len(self.items))))
-            kept = indices >= 0  # FAISS pads with -1 when the probed cells hold fewer than `top` items
-            values, indices = values[kept], indices[kept]
-        else:
-            values, indices = (self.vectors[kind] @ query).topk(min(top, len(self.items)))
-        return [Hit(rank, item, self.items[item]["path"], score) for rank, (item, score) in enumerate(zip(indices.tolist(), values.tolist(), strict=True), 1)]
+            return self._approximately_ranked(vectors, query, wanted, allowed)
+        scores = self.vectors[vectors] @ query
+        if vectors != PRODUCT_VECTORS:
+            scores = torch.full((len(self.products),), -torch.inf).scatter_reduce(0, self.product_of, scores, "amax")
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, -torch.inf)
+        values, products = scores.topk(min(wanted, int(torch.isfinite(scores).sum())))
+        return list(zip(products.tolist(), values.tolist(), strict=True))
+
+    def _approximately_ranked(self, vectors: str, query: torch.Tensor, wanted: int, allowed: torch.Tensor | None) -> list[tuple[int, float]]:
+        """As _ranked, through FAISS. Per-item vectors: `wanted` products' best views lie among the best
+        wanted x most_views items, whatever the order, since no product has more views. A filter is an id
+        selector, applied while searching; when the probed cells hold too few allowed items, every cell is searched."""
+        per_item = vectors != PRODUCT_VECTORS
+        allowed_ids = None if allowed is None else (allowed[self.product_of] if per_item else allowed).nonzero().flatten()
+        available = len(self.vectors[vectors]) if allowed_ids is None else len(allowed_ids)
+        count = min(wanted * (self.most_views if per_item else 1), available)
+        searched = self.approximate[vectors]
+        ranked = self._faiss_ranked(searched, query, count, allowed_ids, searched.nprobe, per_item)
+        if len(ranked) < min(wanted, available) and allowed_ids is not None:
+            ranked = self._faiss_ranked(searched, query, count, allowed_ids, searched.nlist, per_item)
+        return ranked[:wanted]
+
+    def _faiss_ranked(
+        self, searched: Any, query: torch.Tensor, count: int, allowed_ids: torch.Tensor | None, probes: int, per_item: bool
+    ) -> list[tuple[int, float]]:
+        faiss = _faiss()
+        selector = None if allowed_ids is None else faiss.IDSelectorBatch(allowed_ids.numpy().astype("int64"))
+        parameters = faiss.SearchParametersIVF(sel=selector, nprobe=probes) if selector is not None else None
+        values, indices = searched.search(query[None].numpy(), max(count, 1), params=parameters)
+        best: dict[int, float] = {}
+        for found, score in zip(indices[0].tolist(), values[0].tolist(), strict=True):
+            if found >= 0:  # FAISS pads with -1 when the probed cells hold fewer than `count` items
+                best.setdefault(int(self.product_of[found]) if per_item else found, score)
+        return list(best.items())
+
+    def _hit(self, rank: int, product: int, score: float, shown: str, query: torch.Tensor) -> Hit:
+        views = self.views[product]
+        item = views[int((self.vectors[shown][views] @ query).argmax())]
+        described = self.products[product]
+        fields = {name: described[name] for name in ("product_id", "title", "category", "subcategory")}
+        return Hit(rank, item, self.path(item), score, views=len(views), **fields)
+
+    def path(self, item: int) -> str:
+        """The item's image file: under the images root when the index knows it, else as items.jsonl lists it."""
+        listed = self.items[item]["path"]
+        return listed if self.images_folder is None else str(self.images_folder / listed)
 
     def original(self, item: int) -> bytes | None:
         """The item's own image file as the index recorded it, or None when it is gone, changed, too large or
         outside the folder the index was built from (an edited items.jsonl must not open other files)."""
         listed = self.items[item]
-        path = _absolute(Path(listed["path"]))
-        if self.images_folder is None or not path.is_relative_to(self.images_folder):
+        if self.images_folder is None or leaves_folder(listed["path"]):
             return None
-        return read_unchanged(path, listed["sha256"])
+        return read_unchanged(self.images_folder / listed["path"], listed["sha256"])
+
+    def image(self, item: int) -> Image.Image:
+        """The item's own image when its file is still there unchanged and decodes, else its thumbnail."""
+        original = self.original(item)
+        if original is not None:
+            try:
+                return decode_image(original, self.items[item]["path"])
+            except FamevilError:  # past the pixel limit, or unreadable: the thumbnail stands in
+                pass
+        return Image.open(io.BytesIO(self.thumbnail(item))).convert("RGB")
 
     def thumbnail(self, item: int) -> bytes:
         """The item's thumbnail, JPEG bytes."""

@@ -1,66 +1,175 @@
-"""A search session: a catalogue index with the model that built it, answering text and composed
-queries (famevil search and famevil serve), and a page of a query's hits."""
+"""A search session: a catalogue index with the model that built it, answering text, similar-item and
+composed queries by product (famevil search and famevil serve), and a page of a query's hits."""
 
 from __future__ import annotations
 
 import base64
+import difflib
+import hashlib
 import html
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from PIL import Image
+
 from data_specs.errors import FamevilError
+from data_specs.indexes import COMPOSED_SEARCH, COMPOSED_VECTORS, IMAGE_VECTORS, PRODUCT_VECTORS, SIMILAR_SEARCH, TEXT_SEARCH
 from data_specs.manifest import require_artifact
-from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel
-from famevil.catalogue_index import CatalogueIndex, Hit
-from famevil.checkpoint import load_checkpoint, require_checkpoint
+from famevil.api import ImageInput, read_image
+from famevil.catalogue_index import CatalogueIndex, Hit, open_model, thumbnail_jpeg
+
+REFERENCE_THUMBNAIL = 160  # pixels: the reference image atop a results page
 
 
 @dataclass(frozen=True)
 class SearchResult:
     query: str  # as the user gave it
-    kind: str  # text or composed
-    hits: list[Hit]
+    kind: str  # text, similar or composed (data_specs.indexes.SEARCHES)
+    hits: list[Hit]  # products, best first, ranked offset + 1 onwards
+    offset: int  # how many better products came before these
+    more: bool  # whether products past these match too (the next page)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    picture: Image.Image | torch.Tensor
+    product: int | None  # the indexed product it shows, if any: similar-item search leaves it out
+    named: str  # the reference as the query names it
 
 
 class SearchSession:
-    """An index with the model that built it, ready for queries."""
+    """An index with the model that built it, ready for queries.
 
-    def __init__(self, index: Path, model: Path | None = None, approximate: bool = False):
+    search(text=...) finds products by words; search(image=...) alone finds visually similar products
+    (similar items), and with modify=... the products that differ from the image as the words say
+    (composed search, where the model has composed retrieval: `searches` lists what the index answers).
+    The reference may be an indexed item instead (item=N), as the page offers it. Each hit is a product
+    as its best view; category and subcategory (of `categories()`) filter before ranking; offset pages on.
+    """
+
+    def __init__(self, index: Path, model: Path | str | None = None, approximate: bool = False):
         manifest = require_artifact(index, "index")
         built_with = manifest.inputs[0]
-        model = model or Path(built_with.path)
-        if not model.exists():
-            raise FamevilError(f"{index}: was built with the model at {built_with.path}, which is gone; pass --model DIR (the same model)")
-        model_manifest = require_checkpoint(model)
-        if model_manifest.content_id != built_with.id:
+        try:
+            self.model, given = open_model(model or built_with.path)
+        except FamevilError as error:
+            if model is not None:
+                raise
+            raise FamevilError(
+                f"{index}: was built with the model at {built_with.path}, which cannot be opened ({error}); pass --model DIR (the same model)"
+            ) from None
+        if given.id != built_with.id:
             raise FamevilError(f"--model {model}: is not the model {index} was built with ({built_with.id[:19]}…); use that model or rebuild the index")
+        self.root = index
+        self.searches: tuple[str, ...] = tuple(manifest.details["searches"])
         self.index = CatalogueIndex(index, approximate, images=Path(manifest.details["images"]))
-        self.model = FashionModel(load_checkpoint(model, model_manifest), model)
 
-    def search(self, text: str | None = None, image: Path | None = None, modify: str | None = None, top: int = 10) -> SearchResult:
-        """Text search (`text`), or composed search (`image` and `modify`: how the wanted item differs)."""
-        if image is not None:
-            if not modify:
-                raise FamevilError("--image: composed search also needs --modify TEXT (how the wanted item differs from the image)")
-            query = self.model.compose([image], [modify])[0]
-            return SearchResult(f"{image} + {modify!r}", COMPOSED_SEARCH, self.index.search(COMPOSED_SEARCH, query, top))
-        if not text:
-            raise FamevilError("give a text query, or --image REF --modify TEXT for composed search")
-        return SearchResult(text, TEXT_SEARCH, self.index.search(TEXT_SEARCH, self.model.encode_texts([text])[0], top))
+    def categories(self) -> dict[str, list[str]]:
+        """{category: its subcategories, sorted} of the indexed products (empty for an index without a catalogue)."""
+        return self.index.categories()
+
+    def search(
+        self,
+        text: str | None = None,
+        image: ImageInput | None = None,
+        modify: str | None = None,
+        top: int = 10,
+        offset: int = 0,
+        category: str | None = None,
+        subcategory: str | None = None,
+        item: int | None = None,
+    ) -> SearchResult:
+        """Text search (`text`), similar items (`image` or indexed `item` alone) or composed search
+        (`image` or `item`, and `modify`: how the wanted product differs from it)."""
+        allowed = self._allowed(category, subcategory)
+        reference = self._reference(image, item)
+        if reference is None:
+            if modify:
+                raise FamevilError("--modify: composed search needs a reference image too (--image REF)")
+            if not text:
+                raise FamevilError("give a text query, --image REF for similar items, or --image REF --modify TEXT for composed search")
+            vectors = PRODUCT_VECTORS if PRODUCT_VECTORS in self.index.vectors else IMAGE_VECTORS
+            return self._found(text, TEXT_SEARCH, vectors, self.model.encode_texts([text])[0], top, offset, allowed)
+        if text:
+            raise FamevilError(f"{text!r}: give a text query or --image, not both; to change the image, say how with --modify TEXT")
+        if modify:
+            if COMPOSED_SEARCH not in self.searches:
+                raise FamevilError(
+                    f"{self.root}: composed search needs a model with composed retrieval; {self.model.source} lacks it (its tasks: {', '.join(self.model.tasks)})"
+                )
+            query = self.model.compose([reference.picture], [modify])[0]
+            return self._found(f"{reference.named} + {modify!r}", COMPOSED_SEARCH, COMPOSED_VECTORS, query, top, offset, allowed)
+        if reference.product is not None:  # the product itself is no similar item of its own
+            allowed = self.index.products_in() if allowed is None else allowed.clone()
+            allowed[reference.product] = False
+        return self._found(f"like {reference.named}", SIMILAR_SEARCH, IMAGE_VECTORS, self.model.encode_images([reference.picture])[0], top, offset, allowed)
+
+    def _found(self, query: str, kind: str, vectors: str, vector: torch.Tensor, top: int, offset: int, allowed: torch.Tensor | None) -> SearchResult:
+        hits = self.index.search(vectors, vector, top + 1, offset, allowed)  # one more than shown: whether a next page exists
+        return SearchResult(query, kind, hits[:top], offset, len(hits) > top)
+
+    def _reference(self, image: ImageInput | None, item: int | None) -> _Reference | None:
+        """The query image, and the indexed product it is (an item's, or a file whose bytes an item has)."""
+        if item is not None:
+            if image is not None:
+                raise FamevilError("give a reference image or an indexed item, not both")
+            self.index.thumbnail(item)  # one line when there is no such item
+            return _Reference(self.index.image(item), int(self.index.product_of[item]), f"item {item}")
+        if image is None:
+            return None
+        picture = read_image(image)
+        product = self.index.product_with_image(hashlib.sha256(Path(image).read_bytes()).hexdigest()) if isinstance(image, (str, Path)) else None
+        return _Reference(picture, product, str(image) if isinstance(image, (str, Path)) else "the image")
+
+    def _allowed(self, category: str | None, subcategory: str | None) -> torch.Tensor | None:
+        """The products the filters let through (None: every one); an unknown name is one line with the closest known ones."""
+        if category is None and subcategory is None:
+            return None
+        known = self.categories()
+        if category is not None:
+            category = _known_name("--category", category, list(known), f"the categories of {self.root}")
+        if subcategory is not None:
+            within = known[category] if category is not None else sorted({name for names in known.values() for name in names})
+            where = f"the subcategories of {category}" if category is not None else f"the subcategories of {self.root}"
+            subcategory = _known_name("--subcategory", subcategory, within, where)
+        return self.index.products_in(category, subcategory)
 
 
-def results_page(session: SearchSession, result: SearchResult) -> str:
-    """One self-contained HTML page: the query and its hits as thumbnails with their scores."""
+def _known_name(flag: str, given: str, names: list[str], where: str) -> str:
+    """The catalogue's name for `given`, whatever its case; else one line with the closest names, or all of them."""
+    by_folded = {name.casefold(): name for name in names}
+    if given.casefold() in by_folded:
+        return by_folded[given.casefold()]
+    if not names:
+        raise FamevilError(f"{flag} {given!r}: there are no {where} (famevil index --catalogue gives an index its products' categories)")
+    close = [by_folded[name] for name in difflib.get_close_matches(given.casefold(), list(by_folded), n=3)]
+    suggestion = f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(names[:20])}"
+    raise FamevilError(f"{flag} {given!r}: not among {where}; {suggestion}")
+
+
+def results_page(session: SearchSession, result: SearchResult, reference: Path | None = None) -> str:
+    """One self-contained HTML page: the query, its reference image (for an image search) and its hits
+    as thumbnails with their titles, product ids and scores."""
     cards = []
     for hit in result.hits:
         picture = base64.b64encode(session.index.thumbnail(hit.item)).decode()
+        views = f" · {hit.views} views" if hit.views > 1 else ""
         cards.append(
-            f'<figure><img src="data:image/jpeg;base64,{picture}" alt="{html.escape(hit.path)}">'
-            f"<figcaption>#{hit.rank} · {hit.score:.3f}<br><small>{html.escape(hit.path)}</small></figcaption></figure>"
+            f'<figure><img src="data:image/jpeg;base64,{picture}" alt="{html.escape(hit.title or hit.path)}">'
+            f"<figcaption>#{hit.rank} · {hit.score:.3f}{views}<br><b>{html.escape(hit.title)}</b><br>"
+            f"<small>{html.escape(hit.product_id)}</small></figcaption></figure>"
         )
+    shown = "" if reference is None else _reference_figure(reference)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>famevil search: {html.escape(result.query)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} main{{display:flex;flex-wrap:wrap;gap:1em}}
-figure{{margin:0;width:10em;text-align:center}} img{{max-width:100%}} small{{color:#666;word-break:break-all}}</style></head>
-<body><h1>{html.escape(result.kind)} search: {html.escape(result.query)}</h1><main>{"".join(cards)}</main></body></html>
+figure{{margin:0;width:10em;text-align:center}} img{{max-width:100%}} small{{color:#666;word-break:break-all}}
+.reference{{margin-bottom:1.5em}}</style></head>
+<body><h1>{html.escape(result.kind)} search: {html.escape(result.query)}</h1>{shown}<main>{"".join(cards)}</main></body></html>
 """
+
+
+def _reference_figure(reference: Path) -> str:
+    picture = base64.b64encode(thumbnail_jpeg(read_image(reference), REFERENCE_THUMBNAIL)).decode()
+    return f'<figure class="reference"><img src="data:image/jpeg;base64,{picture}" alt="the reference image"><figcaption>reference</figcaption></figure>'

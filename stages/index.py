@@ -1,11 +1,11 @@
-"""famevil index: a catalogue's images embedded once for text and composed search."""
+"""famevil index: a catalogue's images embedded once, by product, for text, similar-item and composed search."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -13,19 +13,35 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from data_specs.errors import FamevilError
-from data_specs.indexes import ITEMS_FILE, SKIPPED_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
-from data_specs.manifest import InputRef, Manifest, write_manifest
+from data_specs.indexes import (
+    COMPOSED_SEARCH,
+    COMPOSED_VECTORS,
+    IMAGE_VECTORS,
+    ITEMS_FILE,
+    PRODUCT_VECTORS,
+    SKIPPED_FILE,
+    THUMBNAIL_BYTES,
+    THUMBNAIL_OFFSETS,
+    VECTORS_FILE,
+)
+from data_specs.manifest import Manifest, write_manifest
 from data_specs.staging import check_destination, staging
-from famevil.api import COMPOSED_SEARCH, TEXT_SEARCH, FashionModel
+from famevil.api import FashionModel
 from famevil.catalogue_index import (
     IMAGE_SUFFIXES,
+    ImageList,
+    Listed,
+    list_catalogue,
     list_images,
+    open_model,
+    product_views,
     read_image_and_hash,
+    skipped_entry,
     thumbnail_jpeg,
 )
-from famevil.checkpoint import load_checkpoint, require_checkpoint
 from famevil.data.images import ImageError
 from famevil.progress import progress_bar
+from famevil.tasks.product_text import product_text
 
 CHUNKS_DIR = "chunks"  # the staging directory's finished chunks, merged when all are done
 
@@ -35,27 +51,27 @@ class IndexResult:
     out: Path
     manifest: Manifest
     items: int
-    skipped: list[dict[str, str]]  # {"path", "reason"} of each image that could not be read
+    products: int
+    skipped: list[dict]  # skipped.jsonl's entries: file, row, path, reason
     resumed_chunks: int
     seconds: float
 
 
-def _write_chunk(path: Path, model: FashionModel, files: list[Path], thumbnail: int) -> None:
+def _write_chunk(path: Path, model: FashionModel, listed: ImageList, batch: list[Listed], names: tuple[str, ...], thumbnail: int) -> None:
     images, items, skipped, thumbnails = [], [], [], []
-    for file in files:
-        name = str(file)  # the image as the index lists it
+    for entry in batch:
         try:
-            image, digest = read_image_and_hash(file)
+            image, digest = read_image_and_hash(listed.root / entry.path)
         except (OSError, ImageError) as error:
-            skipped.append({"path": name, "reason": _unreadable_because(error)})
+            skipped.append(skipped_entry(listed.listing, entry.row, entry.path, _unreadable_because(error)))
             continue
         images.append(image)
-        items.append({"path": name, "sha256": digest})
+        items.append({"path": entry.path, "sha256": digest} | entry.product)
         thumbnails.append(thumbnail_jpeg(image, thumbnail))
     width = model.network.embed_dim
-    vectors = model.catalogue_vectors(images) if images else {kind: torch.zeros(0, width) for kind in (TEXT_SEARCH, COMPOSED_SEARCH)}
+    vectors = model.catalogue_vectors(images) if images else {name: torch.zeros(0, width) for name in names}
     lengths = torch.tensor([0] + [len(t) for t in thumbnails])
-    tensors = {kind: v.half().contiguous() for kind, v in vectors.items()}
+    tensors = {name: v.half().contiguous() for name, v in vectors.items()}
     tensors[THUMBNAIL_BYTES] = torch.frombuffer(bytearray(b"".join(thumbnails)), dtype=torch.uint8) if thumbnails else torch.zeros(0, dtype=torch.uint8)
     tensors[THUMBNAIL_OFFSETS] = lengths.cumsum(0)
     partial = path.with_name(path.name + ".tmp")
@@ -70,11 +86,11 @@ def _unreadable_because(error: OSError | ImageError) -> str:
     return "missing" if isinstance(error, FileNotFoundError) else f"unreadable ({error.strerror or error})"
 
 
-def _merge(chunks: list[Path], out: Path, refused: list[dict[str, str]]) -> tuple[int, list[dict[str, str]]]:
-    """The chunks as the index's files; `refused`, the listed paths never read, head skipped.jsonl."""
+def _merge(chunks: list[Path], names: tuple[str, ...], refused: list[dict]) -> tuple[dict[str, torch.Tensor], list[dict], list[dict]]:
+    """The chunks' tensors, items and skipped entries as one; `refused`, the listed rows never read, head the skipped."""
     items: list[dict] = []
-    skipped: list[dict[str, str]] = list(refused)
-    parts: dict[str, list[torch.Tensor]] = {TEXT_SEARCH: [], COMPOSED_SEARCH: [], THUMBNAIL_BYTES: []}
+    skipped: list[dict] = list(refused)
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in (*names, THUMBNAIL_BYTES)}
     offsets = [torch.zeros(1, dtype=torch.int64)]
     for chunk in chunks:
         with safe_open(chunk, framework="pt") as tensors:
@@ -85,69 +101,115 @@ def _merge(chunks: list[Path], out: Path, refused: list[dict[str, str]]) -> tupl
         items += json.loads(metadata["items"])
         skipped += json.loads(metadata["skipped"])
     if not items:
+        first = skipped[0]
         raise FamevilError(
-            f"--images: none of the {len(skipped)} images could be read (the first: {skipped[0]['path']}, {skipped[0]['reason']}); nothing to index"
+            f"--images: none of the {len(skipped)} images could be used (the first: {first['path'] or first['file']}, {first['reason']}); nothing to index"
         )
-    merged = {name: torch.cat(values) for name, values in parts.items()} | {THUMBNAIL_OFFSETS: torch.cat(offsets)}
-    save_file(merged, out / VECTORS_FILE)
+    return {name: torch.cat(values) for name, values in parts.items()} | {THUMBNAIL_OFFSETS: torch.cat(offsets)}, items, skipped
+
+
+def _product_vectors(model: FashionModel, items: list[dict], image_vectors: torch.Tensor, text_weight: float, batch_size: int) -> torch.Tensor:
+    """Per product (in order of first appearance): normalize((1 - w) * the mean of its views' image
+    vectors + w * the text vector of its "title. description"), as Marqo's product documents weight them."""
+    views = list(product_views(items).values())
+    texts = [product_text(items[numbers[0]]) for numbers in views]
+    text_vectors = torch.cat([model.encode_texts(texts[start : start + batch_size]) for start in range(0, len(texts), batch_size)])
+    image_means = torch.stack([image_vectors[numbers].float().mean(0) for numbers in views])
+    return torch.nn.functional.normalize((1 - text_weight) * image_means + text_weight * text_vectors, dim=-1)
+
+
+def _write_index(out: Path, tensors: dict[str, torch.Tensor], items: list[dict], skipped: list[dict]) -> None:
+    save_file(tensors, out / VECTORS_FILE)
     with open(out / ITEMS_FILE, "w", encoding="utf-8") as lines:
         lines.writelines(json.dumps(item | {"id": i}, ensure_ascii=False) + "\n" for i, item in enumerate(items))
     with open(out / SKIPPED_FILE, "w", encoding="utf-8") as lines:
         lines.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in skipped)
-    return len(items), skipped
 
 
-def index(model: Path, images: Path, out: Path, batch_size: int = 64, thumbnail: int = 96, overwrite: bool = False) -> IndexResult:
-    """Embed a catalogue's images once for text search and composed search.
+def index(
+    model: Path | str,
+    images: Path,
+    out: Path,
+    catalogue: Path | None = None,
+    text_weight: float = 0.0,
+    batch_size: int = 64,
+    thumbnail: int = 96,
+    overwrite: bool = False,
+) -> IndexResult:
+    """Embed a catalogue's images once, by product, for text, similar-item and composed search.
 
-    Per image, the index keeps a vector for text search and one for composed search (fp16), a
-    thumbnail, the image's path and its SHA-256. The model needs both retrieval tasks (the student
-    has them). --images is a folder (searched recursively) or a CSV with an
-    `image` column of paths relative to its folder; a path that leaves the folder (absolute, or through
-    ..) is never read. Images stand upright as their EXIF orientation says. Unreadable files and paths
-    outside are skipped, counted and listed (skipped.jsonl). Resumable batch by batch: rerun the same
-    command after an interruption.
+    Per image, the index keeps the vectors the model can make (fp16): for text and similar-item search
+    (cross-modal retrieval's image embedding), and for composed search where the model has composed
+    retrieval (the student has; an XMR teacher has not, and its index answers text and similar-item
+    search only). Also a thumbnail, the image's path relative to the images root and its SHA-256.
+    --catalogue (CSV or JSON Lines, read as prepare --catalogue reads it; its `image` column relative
+    to the --images folder): each image a view of its product, with its product_id, title,
+    description, category, subcategory and other columns; views of one product come back from search
+    as one result. Without it --images is a folder (searched recursively) or a CSV with an `image`
+    column of paths relative to its folder, each image its own product. A path that leaves the folder
+    (absolute, or through ..) is never read. --text-weight W (with --catalogue): each product's text
+    search vector mixes its views' image vectors with its "title. description" text vector, weight W.
+    Images stand upright as their EXIF orientation says. Skipped rows and unreadable files are counted
+    and listed (skipped.jsonl, with file and row). Resumable batch by batch: rerun the same command
+    after an interruption. The index works from any folder: it records the images root and the model
+    as absolute paths.
 
     Example (seconds on a laptop CPU, after famevil distill; the FashionIQ images famevil synth made):
 
         famevil index --model runs/example/student \\
             --images runs/example/raw/fashioniq/images --out runs/example/index
     """
-    check_destination(out, overwrite, inputs=(model, images))
-    model_manifest = require_checkpoint(model)
-    loaded = FashionModel(load_checkpoint(model, model_manifest), model)
-    loaded.require_search()
-    listed = list_images(images)
-    files = listed.files
-    if not files and not listed.refused:
+    check_destination(out, overwrite, inputs=tuple(path for path in (model, images, catalogue) if path is not None))
+    if not 0 <= text_weight <= 1:
+        raise FamevilError(f"--text-weight {text_weight}: give a weight from 0 (image vectors only) to 1 (text only)")
+    if text_weight and catalogue is None:
+        raise FamevilError("--text-weight needs --catalogue: a product vector weights in its title and description, which only a catalogue gives")
+    loaded, model_input = open_model(model)
+    searches = loaded.require_search()
+    names = (IMAGE_VECTORS, COMPOSED_VECTORS) if COMPOSED_SEARCH in searches else (IMAGE_VECTORS,)
+    listed = list_images(images) if catalogue is None else list_catalogue(catalogue, images)
+    if not listed.items and not listed.refused:
         raise FamevilError(f"--images {images}: no image files found ({', '.join(IMAGE_SUFFIXES)})")
-    # A changed, added or removed file makes earlier chunks stale: the plan holds every file's size and mtime.
-    fingerprint = hashlib.sha256(json.dumps([[str(file), *_stat(file)] for file in files]).encode()).hexdigest()
-    inputs = [InputRef("model", model_manifest.kind, model_manifest.content_id, str(model))]
-    plan = {"model": model_manifest.content_id, "images": fingerprint, "batch_size": batch_size, "thumbnail": thumbnail}
+    # A changed, added or removed file or row makes earlier chunks stale: the plan holds every row and every file's size and mtime.
+    rows = [[asdict(entry), *_stat(listed.root / entry.path)] for entry in listed.items]
+    fingerprint = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+    plan = {"model": model_input.id, "images": fingerprint, "batch_size": batch_size, "thumbnail": thumbnail, "text_weight": text_weight}
     started = time.perf_counter()
     resumed = 0
     with staging(out, plan) as stage:
         chunk_dir = stage.partial / CHUNKS_DIR
         chunk_dir.mkdir(exist_ok=True)
         chunks = []
-        with progress_bar("index", len(files), unit="images") as advance:
-            for number, start in enumerate(range(0, len(files), batch_size)):
-                chunk, batch = chunk_dir / f"{number:06d}.safetensors", files[start : start + batch_size]
+        with progress_bar("index", len(listed.items), unit="images") as advance:
+            for number, start in enumerate(range(0, len(listed.items), batch_size)):
+                chunk, batch = chunk_dir / f"{number:06d}.safetensors", listed.items[start : start + batch_size]
                 chunks.append(chunk)
                 if chunk.is_file():
                     resumed += 1
                 else:
-                    _write_chunk(chunk, loaded, batch, thumbnail)
+                    _write_chunk(chunk, loaded, listed, batch, names, thumbnail)
                 advance(len(batch))
-        count, skipped = _merge(chunks, stage.partial, listed.refused)
+        tensors, items, skipped = _merge(chunks, names, listed.refused)
+        if text_weight:
+            tensors[PRODUCT_VECTORS] = _product_vectors(loaded, items, tensors[IMAGE_VECTORS], text_weight, batch_size).half()
+        _write_index(stage.partial, tensors, items, skipped)
         for chunk in chunks:
             chunk.unlink()
         chunk_dir.rmdir()
-        details = {"images": str(images), "items": count, "skipped": len(skipped), "dim": loaded.network.embed_dim, "thumbnail": thumbnail}
-        manifest = write_manifest(stage.partial, "index", inputs=inputs, details=details)
+        details = {
+            "images": str(listed.root),
+            "catalogue": None if catalogue is None else str(catalogue.absolute()),
+            "searches": list(searches),
+            "text_weight": text_weight,
+            "items": len(items),
+            "products": len(product_views(items)),
+            "skipped": len(skipped),
+            "dim": loaded.network.embed_dim,
+            "thumbnail": thumbnail,
+        }
+        manifest = write_manifest(stage.partial, "index", inputs=[model_input], details=details)
         stage.publish()
-    return IndexResult(out, manifest, count, skipped, resumed, time.perf_counter() - started)
+    return IndexResult(out, manifest, details["items"], details["products"], skipped, resumed, time.perf_counter() - started)
 
 
 def _stat(file: Path) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""famevil search: text or composed search over a catalogue index, as rows or as a page of thumbnails."""
+"""famevil search: text, similar-item or composed search over a catalogue index, by product, as rows or as a page of thumbnails."""
 
 from __future__ import annotations
 
@@ -14,18 +14,26 @@ def search(
     image: Path | None = None,
     modify: str | None = None,
     top: int = 10,
+    offset: int = 0,
+    category: str | None = None,
+    subcategory: str | None = None,
     model: Path | None = None,
     approximate: bool = False,
     html: Path | None = None,
 ) -> SearchResult:
-    """Search a catalogue index by text, or by a reference image and a modification (composed search).
+    """Search a catalogue index by text, by an image alone (similar products), or by a reference image
+    and a modification (composed search, where the index's model has composed retrieval).
 
-    Exact search over every item (--approximate: FAISS inverted files). Results as a table, --json,
-    or --html FILE, a page of thumbnails with their scores.
+    Each result is a product, shown as its best view, with its id and title. --category and
+    --subcategory filter before ranking; --offset skips the first results (the next page). Similar
+    items leave out the reference's own product when the index holds it. Exact search over every item
+    (--approximate: FAISS inverted files). Results as a table, --json, or --html FILE, a page of
+    thumbnails with titles, product ids and scores, and the reference image for an image search.
 
     Example (seconds on a laptop CPU, after famevil index):
 
         famevil search runs/example/index "navy wool cardigan" --top 5
+        famevil search runs/example/index --image runs/example/raw/fashioniq/images/B002F7A5G2.png
         famevil search runs/example/index \\
             --image runs/example/raw/fashioniq/images/B002F7A5G2.png \\
             --modify "is red with short sleeves"
@@ -33,7 +41,7 @@ def search(
     session = SearchSession(index, model, approximate)
     if html is not None:  # once the session has found the model, which the page may not overwrite either
         check_file_destination(html, "--html", [index, session.model.source, image])
-    result = session.search(text, image, modify, top)
+    result = session.search(text, image, modify, top, offset, category, subcategory)
     if html is not None:
-        write_file(html, results_page(session, result), "--html")
+        write_file(html, results_page(session, result, image), "--html")
     return result

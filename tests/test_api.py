@@ -87,9 +87,13 @@ def test_caption_and_classify_commands(cli, tiny_student, tiny_dumps, pictures):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [row["image"] for row in rows] == [str(p) for p in pictures[:2]] and all(isinstance(row["caption"], str) for row in rows)
-    result = cli("classify", "--model", tiny_student, pictures[0], "--text", "Navy Cardigan. Cardigan in navy wool.", "--top", 2, "--json")
+    texts = ["Navy Cardigan. Cardigan in navy wool.", "Red Dress. A dress in red silk."]
+    result = cli("classify", "--model", tiny_student, *pictures[:2], "--text", texts[0], "--text", texts[1], "--top", 2, "--json")
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.stdout)) == 2
+    rows = json.loads(result.stdout)
+    expected = famevil.load(tiny_student).classify(pictures[:2], texts, top=2)
+    assert [row["image"] for row in rows] == [str(p) for p in pictures[:2]]
+    assert [[p["label"] for p in row["predictions"]] for row in rows] == [[p.label for p in ranked] for ranked in expected]
     result = cli("caption", "--model", tiny_dumps["scr"][0], pictures[0])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.strip().startswith("error:") and "needs a model trained for fashion image captioning" in result.stderr

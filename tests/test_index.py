@@ -40,10 +40,14 @@ def test_an_index_holds_each_readable_image_with_its_vectors_thumbnail_and_hash(
     assert sorted(p.name for p in out.iterdir()) == ["items.jsonl", "manifest.json", "skipped.jsonl", "vectors.safetensors"]
     manifest = require_artifact(out, "index")
     assert manifest.inputs[0].id == require_artifact(tiny_student).content_id and manifest.details["items"] == 9
-    assert result.items == 9 and [s["path"] for s in result.skipped] == [str(catalogue / "part0" / "notes.jpg")]
+    assert result.items == result.products == 9 and result.skipped == [
+        {"file": None, "row": None, "path": "part0/notes.jpg", "reason": "not an image format PIL can decode"}
+    ]
+    assert manifest.details["images"] == str(catalogue) and manifest.details["searches"] == ["text", "similar", "composed"]
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     paths = sorted(p for p in catalogue.rglob("*.png"))
-    assert [item["path"] for item in items] == [str(p) for p in paths]
+    assert [item["path"] for item in items] == [p.relative_to(catalogue).as_posix() for p in paths]
+    assert [item["product_id"] for item in items] == [item["path"] for item in items]  # without a catalogue, each image its own product
     assert items[0]["sha256"] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
     model = famevil.load(tiny_student)
     expected = model.catalogue_vectors(paths)
@@ -92,8 +96,8 @@ def test_an_interrupted_index_resumes_its_finished_batches(tiny_student, catalog
 
 
 def test_bad_input_is_one_line(tiny_student, tiny_dumps, catalogue, tmp_path):
-    with pytest.raises(FamevilError, match="index\\(\\) needs a model trained for text-guided image retrieval; this one has: xmr"):
-        index(tiny_dumps["xmr"][0], catalogue, tmp_path / "a")
+    with pytest.raises(FamevilError, match="index\\(\\) needs a model trained for cross-modal retrieval; this one has: scr"):
+        index(tiny_dumps["scr"][0], catalogue, tmp_path / "a")
     listing = tmp_path / "products.csv"
     listing.write_text("file,title\na.jpg,x\n")
     with pytest.raises(FamevilError, match="no 'image' column \\(found: file, title\\)"):
@@ -104,8 +108,8 @@ def test_bad_input_is_one_line(tiny_student, tiny_dumps, catalogue, tmp_path):
     index(tiny_student, catalogue, tmp_path / "idx")
     with pytest.raises(FamevilError, match="is not the model .* was built with"):
         SearchSession(tmp_path / "idx", model=tiny_dumps["tgir"][0])
-    with pytest.raises(FamevilError, match="--modify"):
-        SearchSession(tmp_path / "idx").search(image=next(catalogue.rglob("*.png")))
+    with pytest.raises(FamevilError, match="--modify: composed search needs a reference image"):
+        SearchSession(tmp_path / "idx").search(modify="is red")
 
 
 def test_index_and_search_commands(cli, tiny_student, catalogue, tmp_path):
@@ -114,10 +118,10 @@ def test_index_and_search_commands(cli, tiny_student, catalogue, tmp_path):
     listing.write_text("image,title\n" + "".join(f"{p.relative_to(tmp_path)},item\n" for p in paths[:5]) + "missing.png,gone\n")
     result = cli("index", "--model", tiny_student, "--images", listing, "--out", tmp_path / "idx", "--batch-size", 2)
     assert result.exit_code == 0, result.output
-    assert "5 images indexed" in result.stdout and "missing.png: missing" in result.stderr
+    assert "5 images of 5 products indexed" in result.stdout and f"{listing} row 7 (missing.png): missing" in result.stderr
     result = cli("search", tmp_path / "idx", "black coat", "--top", 3, "--json", "--html", tmp_path / "hits.html")
     assert result.exit_code == 0, result.output
-    hits = json.loads(result.stdout)
+    hits = json.loads(result.stdout)["hits"]
     assert [h["rank"] for h in hits] == [1, 2, 3] and all(h["path"] in {str(p) for p in paths[:5]} for h in hits)
     assert (tmp_path / "hits.html").read_text().count("<img ") == 3
     result = cli("search", tmp_path / "idx")
@@ -142,7 +146,10 @@ def test_a_csv_listing_is_read_as_a_catalogue_is_and_its_paths_stay_in_its_folde
     shutil.move(catalogue, tmp_path / "shop" / "catalogue")  # the first three inside the CSV's folder, the last two not
     result = index(tiny_student, listing, tmp_path / "idx")
     assert result.items == 3
-    assert result.skipped == [{"path": str(outside), "reason": OUTSIDE_THE_LISTING}, {"path": "../elsewhere/secret.png", "reason": OUTSIDE_THE_LISTING}]
+    assert result.skipped == [
+        {"file": str(listing), "row": 5, "path": str(outside), "reason": OUTSIDE_THE_LISTING},
+        {"file": str(listing), "row": 6, "path": "../elsewhere/secret.png", "reason": OUTSIDE_THE_LISTING},
+    ]
     assert [json.loads(line) for line in (tmp_path / "idx" / "skipped.jsonl").read_text().splitlines()] == result.skipped
 
 
@@ -153,7 +160,7 @@ def test_an_index_sees_a_sideways_photo_upright(tiny_student, tmp_path):
     index(tiny_student, tmp_path / "photos", tmp_path / "idx")
     stored = load_file(tmp_path / "idx" / "vectors.safetensors")
     expected = famevil.load(tiny_student).catalogue_vectors([upright])
-    assert torch.allclose(stored["text"].float(), expected["text"], atol=2e-3)
+    assert torch.allclose(stored["image"].float(), expected["image"], atol=2e-3)
     assert Image.open(io.BytesIO(CatalogueIndex(tmp_path / "idx").thumbnail(0))).size == (16, 24)
 
 

@@ -144,3 +144,34 @@ def test_zero_shot_needs_cross_modal_retrieval(scr_artifacts, pictures):
     model = famevil.load(scr_artifacts["teacher"])
     with pytest.raises(FamevilError, match=r"zero_shot\(\) needs a model trained for cross-modal retrieval"):
         model.zero_shot(pictures, LABELS)
+
+
+def test_the_classify_command_gives_zero_shot_labels_per_image(cli, open_clip_folder, pictures, tmp_path):
+    spec = f"local-dir:{open_clip_folder}"
+    arguments = ["classify", "--model", spec, *pictures[:2], "--template", TEMPLATES[0], "--template", TEMPLATES[1], "--top", 3]
+    result = cli(*arguments, "--labels", ",".join(LABELS), "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    expected = famevil.load(spec).zero_shot(pictures[:2], LABELS, templates=TEMPLATES[:2], top=3)
+    assert [row["image"] for row in rows] == [str(p) for p in pictures[:2]]
+    assert [[p["label"] for p in row["predictions"]] for row in rows] == [[p.label for p in ranked] for ranked in expected]
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("# ours\n" + "\n".join(LABELS) + "\n", encoding="utf-8")
+    from_file = cli(*arguments, "--labels-file", labels_file)
+    assert from_file.exit_code == 0, from_file.output
+    assert from_file.stdout.count("probability") == 2 and expected[1][0].label in from_file.stdout  # a table per image
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--labels", "dress,,coat"], "--labels item 2: an empty label"),
+        (["--labels", "dress,coat", "--text", "Red Dress."], "do not mix: give one or the other"),
+        (["--labels", "dress,coat", "--template", "a photo"], "template 1 'a photo': has 0 {}"),
+        ([], "give --text (one per image) for the model's subcategories, or --labels / --labels-file"),
+    ],
+)
+def test_the_classify_command_refuses_bad_labels_in_one_line(cli, open_clip_folder, pictures, options, message):
+    result = cli("classify", "--model", f"local-dir:{open_clip_folder}", pictures[0], *options)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -18,16 +18,34 @@ ThumbnailOption = Annotated[int, typer.Option(help=f"Thumbnail size in pixels (t
 
 def index(
     model: ModelOption,
-    images: Annotated[Path, typer.Option("--images", help="A folder of images, or a CSV with an 'image' column.")],
+    images: Annotated[Path, typer.Option("--images", help="A folder of images, or (without --catalogue) a CSV with an 'image' column.")],
     out: OutOption,
+    catalogue: Annotated[
+        Path | None, typer.Option("--catalogue", help="A products file (.csv or .jsonl, as prepare --catalogue reads it); its images relative to --images.")
+    ] = defaults["catalogue"],
+    text_weight: Annotated[
+        float, typer.Option(help="With --catalogue: weight of each product's title and description in its text search vector (0: images only).", min=0, max=1)
+    ] = defaults["text_weight"],
     batch_size: BatchSizeOption = defaults["batch_size"],
     thumbnail: ThumbnailOption = defaults["thumbnail"],
     overwrite: OverwriteOption = defaults["overwrite"],
 ) -> None:
     result = call(stage.index, locals())
     resumed = f", {result.resumed_chunks} batches resumed" if result.resumed_chunks else ""
-    out_console.print(f"{result.out}: {result.items} images indexed in {result.seconds:.1f} s{resumed}", highlight=False, soft_wrap=True)
+    searches = ", ".join(result.manifest.details["searches"])
+    out_console.print(
+        f"{result.out}: {result.items} images of {result.products} products indexed in {result.seconds:.1f} s{resumed}; searches: {searches}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.skipped:
-        err_console.print(f"[yellow]skipped {len(result.skipped)} images[/] (listed in {result.out / 'skipped.jsonl'}):", highlight=False)
+        err_console.print(f"[yellow]skipped {len(result.skipped)} rows or images[/] (listed in {result.out / 'skipped.jsonl'}):", highlight=False)
         for entry in result.skipped[:10]:
-            err_console.print(f"  {entry['path']}: {entry['reason']}", highlight=False, soft_wrap=True)
+            err_console.print(f"  {_where(entry)}: {entry['reason']}", highlight=False, soft_wrap=True)
+
+
+def _where(skipped: dict) -> str:
+    """A skipped entry's place: the listing's file and row (and the image it names), or the image alone."""
+    if skipped["file"] is None:
+        return skipped["path"]
+    return f"{skipped['file']} row {skipped['row']}" + (f" ({skipped['path']})" if skipped["path"] else "")
