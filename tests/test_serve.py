@@ -132,6 +132,8 @@ def test_searches_filter_by_category_and_subcategory(client):
     ]
     kept = [{(r["category"], r["subcategory"]) for r in answer.json()["results"]} for answer in answers]
     assert kept == [{("TOPS", "SWEATERS"), ("TOPS", "SHIRTS")}, {("TOPS", "SHIRTS")}, {("DRESSES", "DRESSES")}]
+    unknown = client.get("/api/search", params={"q": "a dress", "category": "TOP"})
+    assert unknown.status_code == 400 and "did you mean TOPS" in unknown.json()["error"]
 
 
 def test_similar_items_of_a_catalogue_item_need_no_modification(client):
