@@ -376,8 +376,12 @@ def test_the_page_searches_pages_filters_shows_a_product_and_its_similar_items(c
         assert len(first_page) == 12 and all(first_page) and browser.find_element(By.ID, "error").is_displayed() is False
         thumbnail = cards()[0].find_element(By.TAG_NAME, "img")
         wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", thumbnail))
+        browser.set_network_conditions(latency=1500, download_throughput=10**7, upload_throughput=10**7)  # time to see the request wait
         browser.find_element(By.ID, "next").click()
+        assert browser.find_element(By.ID, "status").text == "searching…" and "loading" in browser.find_element(By.TAG_NAME, "body").get_attribute("class")
+        assert not browser.find_element(By.ID, "next").is_enabled()  # the buttons wait with it
         wait.until(lambda b: b.execute_script(answered) == 2)
+        browser.delete_network_conditions()
         second_page = titles()
         assert len(second_page) == PRODUCTS - 12 and browser.find_element(By.ID, "page-label").text == f"13–{PRODUCTS}"
         assert set(first_page).isdisjoint(second_page) and HOSTILE_TITLE in first_page + second_page  # shown as the characters it holds
