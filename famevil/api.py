@@ -16,6 +16,7 @@ what the checkpoint holds: a call whose task the model was not trained for says 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -24,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from data_specs.errors import FamevilError
+from data_specs.errors import FamevilError, FamevilWarning
 from data_specs.indexes import COMPOSED_VECTORS, IMAGE_VECTORS, SIMILAR_SEARCH
 from famevil.bases import WEIGHT_SUFFIXES, resolve_base
 from famevil.checkpoint import load_checkpoint
 from famevil.data.examples import text_tokens
 from famevil.data.images import decode_image
 from famevil.data.transforms import image_transform
-from famevil.model.decoding import generate
+from famevil.model.decoding import NO_REPEAT_NGRAM, generate
 from famevil.model.transformers_clip import is_transformers_clip
 from famevil.multitask import ModelConfig, MultiTaskModel
 from famevil.tasks import find_task
@@ -40,6 +41,7 @@ from famevil.tasks.fic import Captioning
 from famevil.tasks.scr import SubcategoryRecognition
 from famevil.tasks.tgir import TextGuidedRetrieval
 from famevil.tasks.xmr import CrossModalRetrieval
+from famevil.text.captions import as_copy, degenerate_warning
 from famevil.text.labels import DEFAULT_TEMPLATES, checked_labels, checked_templates, prompts
 
 ImageInput = str | Path | Image.Image | torch.Tensor
@@ -138,11 +140,27 @@ class FashionModel:
         return text_tokens(list(texts), self.tokenize).to(self.device)
 
     @torch.no_grad()
-    def caption(self, images: Sequence[ImageInput], beams: int = 1, max_new_tokens: int | None = None) -> list[str]:
-        """One caption per image: greedy decoding, or beam search with beams > 1."""
+    def caption(
+        self,
+        images: Sequence[ImageInput],
+        beams: int = 1,
+        max_new_tokens: int | None = None,
+        no_repeat_ngram: int = NO_REPEAT_NGRAM,
+        batch_size: int = BATCH_SIZE,
+    ) -> list[str]:
+        """One caption per image, as copy: greedy decoding, or beam search with beams > 1; no n-gram of
+        no_repeat_ngram tokens written twice (0: no blocking, as evaluation decodes); joined into text in
+        sentence case ("Short-sleeved shirt."). A one-line FamevilWarning when most captions are not text."""
         task = self._task(Captioning, "caption")
-        ids = generate(self.network, self.network.head(task.name), self._images(images), task.name, max_new_tokens=max_new_tokens, beams=beams)
-        return [self.tokenize.decode(caption).strip() for caption in ids]
+        head = self.network.head(task.name)
+        captions = []
+        for pixels in self._image_batches(images, batch_size):
+            ids = generate(self.network, head, pixels, task.name, max_new_tokens=max_new_tokens, beams=beams, no_repeat_ngram=no_repeat_ngram)
+            captions += [as_copy(self.tokenize.decode(caption)) for caption in ids]
+        warning = degenerate_warning(captions, str(self.source))
+        if warning is not None:
+            warnings.warn(warning, FamevilWarning, stacklevel=3)
+        return captions
 
     @torch.no_grad()
     def classify(self, images: Sequence[ImageInput], texts: Sequence[str], top: int = 5) -> list[list[Prediction]]:

@@ -8,17 +8,20 @@ import json
 import pytest
 import torch
 
+import famevil
+from data_specs.errors import FamevilWarning
 from data_specs.shards import Shards
 from famevil.checkpoint import load_checkpoint
 from famevil.data.loading import samples
 from famevil.data.transforms import image_transform, scratch_preprocess
 from famevil.model.backbone import backbone_config
-from famevil.model.decoding import caption_lengths, generate
+from famevil.model.decoding import block_repeated_ngrams, caption_lengths, generate
 from famevil.model.tokenizer import text_tokenizer
 from famevil.multitask import ModelConfig, MultiTaskModel, task_loss
 from famevil.tasks import find_task
 from famevil.tasks.base import EvalSettings
 from famevil.tasks.fic import CAPTION_TOKENS, caption_targets
+from famevil.text.captions import as_copy, degenerate
 from famevil.training.loop import TaskChecks
 from stages.teach import teach
 from tests.conftest import TINY
@@ -175,3 +178,67 @@ def test_the_headline_bleu4_scores_against_the_text_as_the_model_reads_it(tiny_s
     evaluation.generated = list(evaluation.read_references)
     metrics = evaluation.finish().metrics
     assert metrics["bleu4"] == pytest.approx(100.0) and "coco_bleu4" in metrics
+
+
+def _repeats_an_ngram(ids: list[int], n: int) -> bool:
+    ngrams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+    return len(set(ngrams)) < len(ngrams)
+
+
+def test_blocking_bans_exactly_the_tokens_that_would_repeat_an_ngram():
+    columns = torch.arange(10)
+    log_probs = torch.zeros(2, 10)
+    block_repeated_ngrams(log_probs, torch.tensor([[5, 6, 7, 5, 6], [1, 2, 3, 4, 1]]), columns, n=3)
+    assert torch.isinf(log_probs[0]).nonzero().flatten().tolist() == [7]  # "5 6" was followed by 7
+    assert not torch.isinf(log_probs[1]).any()  # "4 1" is new
+    log_probs = torch.zeros(1, 10)
+    block_repeated_ngrams(log_probs, torch.tensor([[5, 6, 5, 8]]), columns, n=2)
+    assert not torch.isinf(log_probs).any()  # 8 was never followed by anything
+    block_repeated_ngrams(log_probs, torch.tensor([[5, 6, 5]]), columns, n=2)
+    assert torch.isinf(log_probs[0]).nonzero().flatten().tolist() == [6]
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_decoding_for_use_never_repeats_an_ngram_and_evaluation_decodes_as_before(tiny_student, tiny_shards, beams):
+    """A captioner after two updates loops on one token: evaluation keeps its captions as they are (the
+    paper's protocol, nothing blocked); decoding with no_repeat_ngram=3 never writes three tokens twice."""
+    views = _views(tiny_shards)[:4]
+    model = load_checkpoint(tiny_student).eval()
+    head = model.head(CAPTIONING.name)
+    settings = EvalSettings("val", image_transform(model.preprocess, train=False), model.tokenizer(), max_new_tokens=12, beams=beams, meteor=False)
+    evaluation = CAPTIONING.evaluator(model, head, settings)
+    evaluation.add("fashiongen/val", views)
+    images = CAPTIONING.batch(views, settings.transform, settings.tokenize)["images"]
+    plain = generate(model, head, images, CAPTIONING.name, max_new_tokens=12, beams=beams)
+    assert evaluation.generated == [settings.tokenize.decode(ids).strip() for ids in plain]
+    assert all(_repeats_an_ngram(ids, 3) for ids in plain)
+    blocked = generate(model, head, images, CAPTIONING.name, max_new_tokens=12, beams=beams, no_repeat_ngram=3)
+    assert not any(_repeats_an_ngram(ids, 3) for ids in blocked) and all(len(ids) == 12 for ids in blocked)
+
+
+def test_decoded_bpe_reads_as_copy():
+    text = "Short-sleeved shirt. Button closure at front, 100% cotton; women's (slim) fit: black/white 3.5 cm!"
+    tokens = TOKENIZE([text])[0]
+    decoded = TOKENIZE.decode(tokens[1 : int(TOKENIZE.ends(tokens[None])[0])].tolist())
+    assert "short - sleeved" in decoded and "1 0 0 %" in decoded  # what CLIP's BPE gives back
+    assert as_copy(decoded) == "Short-sleeved shirt. Button closure at front, 100% cotton; women's (slim) fit: black/white 3.5 cm!"
+    assert as_copy("Navy cardigan. Made in Italy.") == "Navy cardigan. Made in Italy."  # text already joined stays as it is
+    assert as_copy('a "logo" print .   made in italy') == 'A "logo" print. Made in italy'
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [(". . . .", True), ("", True), ("a a a a", True), ("Navy navy navy navy wool.", True), ("Red dress. Red.", False), ("Short-sleeved shirt.", False)],
+)
+def test_a_caption_that_is_not_text_is_degenerate(caption, expected):
+    assert degenerate(caption) is expected
+
+
+def test_a_model_whose_captions_are_not_text_is_warned_about_in_one_line(tiny_student, tiny_raw, cli):
+    pictures = sorted((tiny_raw / "fashioniq" / "images").iterdir())[:2]
+    model = famevil.load(tiny_student)
+    with pytest.warns(FamevilWarning, match=rf"^{tiny_student}: 2 of 2 captions are not text .* the model needs more training for captioning$"):
+        captions = model.caption(pictures, max_new_tokens=8)
+    assert captions == [as_copy(caption) for caption in captions]
+    result = cli("caption", "--model", tiny_student, *pictures, "--max-new-tokens", 8, "--no-repeat-ngram", 0)
+    assert result.exit_code == 0 and result.stderr.count("warning:") == 1 and "needs more training" in result.stderr
