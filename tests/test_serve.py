@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 from selenium.webdriver.common.by import By
@@ -418,3 +419,23 @@ def test_the_page_searches_pages_filters_shows_a_product_and_its_similar_items(c
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_page_offers_no_composed_search_where_the_index_lacks_it_and_says_why(retrieval_only_client, browser):
+    port = _free_port()
+    served = uvicorn.Server(uvicorn.Config(retrieval_only_client.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=served.run, daemon=True)
+    thread.start()
+    try:
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda _: served.started)
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait.until(lambda b: b.execute_script("return document.body.dataset.ready") == "1")
+        missing = browser.find_element(By.ID, "composed-missing")
+        assert missing.is_displayed() and "text-guided image retrieval" in missing.text
+        assert browser.find_element(By.ID, "upload").is_displayed() and not browser.find_element(By.ID, "upload-modify").is_displayed()  # similar items only
+        assert not browser.find_element(By.ID, "modify-form").is_displayed() and browser.find_element(By.ID, "similar").get_attribute("hidden") is None
+    finally:
+        served.should_exit = True
+        thread.join(30)
