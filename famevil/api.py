@@ -5,11 +5,12 @@ tokenizer built in, which captions and classifies images and embeds images, text
 
     import famevil
     model = famevil.load("runs/demo/seed-0/student")
-    model.caption(["front.jpg"])                      # ['navy wool cardigan . ...']
+    model.caption(["front.jpg"])                      # ['Navy wool cardigan. ...']
     model.classify(["front.jpg"], ["Navy Cardigan. Long sleeve cardigan in navy wool."], top=3)
     model.encode_texts(["navy wool cardigan"]) @ model.encode_images(["front.jpg"]).T
+    model.zero_shot(["front.jpg"], ["cardigan", "dress", "coat"], top=2)
 
-Images may be paths, PIL images or (3, H, W) tensors (uint8, or float in [0, 1]). Each call works on
+Every call that takes a list reads and encodes it batch_size at a time. Images may be paths, PIL images or (3, H, W) tensors (uint8, or float in [0, 1]). Each call works on
 what the checkpoint holds: a call whose task the model was not trained for says so in one line.
 """
 
@@ -135,9 +136,19 @@ class FashionModel:
         return (self._images(batch) for batch in _batches(_image_list(images), batch_size))
 
     def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
-        if isinstance(texts, str):
-            texts = [texts]
-        return text_tokens(list(texts), self.tokenize).to(self.device)
+        return text_tokens(list(_text_list(texts)), self.tokenize).to(self.device)
+
+    def _paired_batches(self, images: Sequence[ImageInput], texts: Sequence[str], batch_size: int, call: str, text: str) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches of images and their texts ({"images", "tokens"}), one text per image, counted before any is read."""
+        images, texts = _image_list(images), _text_list(texts)
+        if len(images) != len(texts):
+            raise FamevilError(f"{call}(): {len(images)} images but {len(texts)} texts; give one {text} per image")
+        pixels = self._image_batches(images, batch_size)
+        return ({"images": batch, "tokens": self._tokens(chunk)} for batch, chunk in zip(pixels, _batches(texts, batch_size), strict=True))
+
+    def _stacked(self, vectors: Iterator[torch.Tensor]) -> torch.Tensor:
+        """Batches of (n, D) vectors as one (N, D); (0, D) for none."""
+        return torch.cat([*vectors, torch.empty(0, self.network.embed_dim, device=self.device)])
 
     @torch.no_grad()
     def caption(
@@ -163,15 +174,14 @@ class FashionModel:
         return captions
 
     @torch.no_grad()
-    def classify(self, images: Sequence[ImageInput], texts: Sequence[str], top: int = 5) -> list[list[Prediction]]:
+    def classify(self, images: Sequence[ImageInput], texts: Sequence[str], top: int = 5, batch_size: int = BATCH_SIZE) -> list[list[Prediction]]:
         """Per image and its product text ("title. description"), the `top` most likely subcategories."""
         task = self._task(SubcategoryRecognition, "classify")
-        pixels, tokens = self._images(images), self._tokens(texts)
-        if len(pixels) != len(tokens):
-            raise FamevilError(f"classify(): {len(pixels)} images but {len(tokens)} texts; give one text per image")
-        names = self.network.config.vocabularies[task.vocabulary]
-        probabilities = task.logits(self.network, self.network.head(task.name), {"images": pixels, "tokens": tokens}).softmax(dim=-1)
-        return ranked(probabilities, names, top)
+        names, head = self.network.config.vocabularies[task.vocabulary], self.network.head(task.name)
+        predictions = []
+        for batch in self._paired_batches(images, texts, batch_size, "classify", "text"):
+            predictions += ranked(task.logits(self.network, head, batch).softmax(dim=-1), names, top)
+        return predictions
 
     @torch.no_grad()
     def label_set(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = BATCH_SIZE) -> LabelSet:
@@ -182,7 +192,7 @@ class FashionModel:
         retrieval = self._task(CrossModalRetrieval, "zero_shot")
         labels, templates = checked_labels(labels), checked_templates(templates)
         filled = prompts(labels, templates)
-        vectors = torch.cat([self.network.encode_text(self._tokens(batch), retrieval.name) for batch in _batches(filled, batch_size)])
+        vectors = self.encode_texts(filled, retrieval.name, batch_size)
         ensembled = vectors.reshape(len(templates), len(labels), -1).mean(dim=0)
         return LabelSet(labels, F.normalize(ensembled, dim=-1))
 
@@ -209,18 +219,18 @@ class FashionModel:
         return predictions
 
     @torch.no_grad()
-    def encode_images(self, images: Sequence[ImageInput], task: str | None = None) -> torch.Tensor:
+    def encode_images(self, images: Sequence[ImageInput], task: str | None = None, batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """L2-normalised image embeddings (N, D) with a task's adapters: by default cross-modal
         retrieval's (what text search compares against); the composed-retrieval task's for the
         gallery a composed query searches."""
         chosen = self._named_task(task, CrossModalRetrieval, "encode_images")
-        return self.network.encode_image(self._images(images), chosen.name)
+        return self._stacked(self.network.encode_image(pixels, chosen.name) for pixels in self._image_batches(images, batch_size))
 
     @torch.no_grad()
-    def encode_texts(self, texts: Sequence[str], task: str | None = None) -> torch.Tensor:
+    def encode_texts(self, texts: Sequence[str], task: str | None = None, batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """L2-normalised text embeddings (N, D), by default with cross-modal retrieval's adapters."""
         chosen = self._named_task(task, CrossModalRetrieval, "encode_texts")
-        return self.network.encode_text(self._tokens(texts), chosen.name)
+        return self._stacked(self.network.encode_text(self._tokens(batch), chosen.name) for batch in _batches(_text_list(texts), batch_size))
 
     def require_search(self) -> tuple[str, ...]:
         """The searches a catalogue index of this model answers (data_specs.indexes.SEARCHES): text and
@@ -241,20 +251,21 @@ class FashionModel:
         return vectors
 
     @torch.no_grad()
-    def compose(self, images: Sequence[ImageInput], texts: Sequence[str]) -> torch.Tensor:
+    def compose(self, images: Sequence[ImageInput], texts: Sequence[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
         """Composed queries (N, D): a reference image and how the wanted item differs from it ("is red,
         has short sleeves"), to compare with `encode_images(..., task="tgir")`."""
         task = self._task(TextGuidedRetrieval, "compose")
-        pixels, tokens = self._images(images), self._tokens(texts)
-        if len(pixels) != len(tokens):
-            raise FamevilError(f"compose(): {len(pixels)} images but {len(tokens)} texts; give one modification text per image")
-        return task.queries(self.network, {"images": pixels, "tokens": tokens})
+        return self._stacked(task.queries(self.network, batch) for batch in self._paired_batches(images, texts, batch_size, "compose", "modification text"))
 
 
 def _image_list(images: Sequence[ImageInput] | ImageInput) -> Sequence[ImageInput]:
     if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, torch.Tensor) and images.dim() == 3):
         return [images]  # one image given alone
     return images
+
+
+def _text_list(texts: Sequence[str] | str) -> Sequence[str]:
+    return [texts] if isinstance(texts, str) else texts  # one text given alone
 
 
 def _batches(items: Sequence[Item], batch_size: int) -> Iterator[Sequence[Item]]:

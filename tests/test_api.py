@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,48 @@ def test_the_readme_snippet_runs_as_written(tiny_student, tiny_raw, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     exec(compile(snippet, str(README), "exec"), {})  # noqa: S102 - the README is this repository's own text
     assert capsys.readouterr().out.strip()
+
+
+def test_every_list_call_answers_the_same_one_image_at_a_time_as_in_one_batch(tiny_student, pictures):
+    model = famevil.load(tiny_student)
+    texts = ["Navy Cardigan. Cardigan in navy wool.", "Red Dress. A dress in red silk.", "is red, has short sleeves"]
+    for one, many in [({"batch_size": 1}, {"batch_size": 64}), ({"batch_size": 2}, {})]:
+        for call in (model.encode_images, lambda images, **size: model.encode_images(images, task="tgir", **size)):
+            assert torch.allclose(call(pictures, **one), call(pictures, **many), atol=1e-5)
+        assert torch.allclose(model.encode_texts(texts, **one), model.encode_texts(texts, **many), atol=1e-5)
+        assert torch.allclose(model.compose(pictures, texts, **one), model.compose(pictures, texts, **many), atol=1e-5)
+        assert model.caption(pictures, max_new_tokens=6, **one) == model.caption(pictures, max_new_tokens=6, **many)
+        for got, want in zip(model.classify(pictures, texts, top=3, **one), model.classify(pictures, texts, top=3, **many), strict=True):
+            assert [p.label for p in got] == [p.label for p in want]
+            assert np.allclose([p.probability for p in got], [p.probability for p in want], atol=1e-5)
+    assert model.encode_images([], batch_size=2).shape == (0, model.network.embed_dim)
+    with pytest.raises(FamevilError, match=r"^batch_size=0: must be 1 or more$"):
+        model.encode_texts(texts, batch_size=0)
+
+
+class ReadLog(Sequence):
+    """Images that note which of them have been handed out, to see when a call reads them."""
+
+    def __init__(self, images: list[Path]):
+        self.images, self.handed_out = images, 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        chosen = self.images[index]
+        self.handed_out += len(chosen) if isinstance(index, slice) else 1
+        return chosen
+
+
+def test_a_long_list_is_read_and_encoded_one_batch_at_a_time(tiny_student, tiny_raw):
+    """100k images would not fit in memory at once: each batch is read only once the one before is encoded."""
+    model = famevil.load(tiny_student)
+    images = ReadLog(sorted((tiny_raw / "fashioniq" / "images").iterdir())[:5])
+    read_when_encoding = []
+    hook = model.network.backbone.visual.conv1.register_forward_hook(lambda *_: read_when_encoding.append(images.handed_out))
+    try:
+        model.encode_images(images, batch_size=2)
+    finally:
+        hook.remove()
+    assert read_when_encoding == [2, 4, 5]

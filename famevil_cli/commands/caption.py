@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import famevil
-from famevil.limits import BEAMS
+from famevil.limits import BATCH, BEAMS
 from famevil_cli.common import JsonOption, ModelOption, defaults_of, out_console, run, table
 
 defaults = defaults_of(famevil.FashionModel.caption)
@@ -22,6 +22,7 @@ def caption(
     no_repeat_ngram: Annotated[
         int, typer.Option(help="Never write the same N tokens twice in a caption; 0 decodes as evaluate does, blocking nothing.", min=0)
     ] = defaults["no_repeat_ngram"],
+    batch_size: Annotated[int, typer.Option(help=f"Images read and run at a time. {BATCH.help}", min=1, max=BATCH.most)] = defaults["batch_size"],
     as_json: JsonOption = False,
 ) -> None:
     """Caption images with a model trained for captioning (a FIC teacher or the student).
@@ -37,7 +38,7 @@ def caption(
             runs/example/raw/fashioniq/images/B002F7A5G2.png
     """
     loaded = run(famevil.load, source=model)
-    captions = run(loaded.caption, images=images, beams=beams, max_new_tokens=max_new_tokens, no_repeat_ngram=no_repeat_ngram)
+    captions = run(loaded.caption, images=images, beams=beams, max_new_tokens=max_new_tokens, no_repeat_ngram=no_repeat_ngram, batch_size=batch_size)
     if as_json:
         out_console.print_json(data=[{"image": str(image), "caption": text} for image, text in zip(images, captions, strict=True)])
         return

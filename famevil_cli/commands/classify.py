@@ -9,7 +9,7 @@ import typer
 
 import famevil
 from data_specs.errors import FamevilError
-from famevil.limits import TOP
+from famevil.limits import BATCH, TOP
 from famevil.text.labels import DEFAULT_TEMPLATES, checked_labels, read_labels_file
 from famevil_cli.common import JsonOption, defaults_of, out_console, run, table
 
@@ -38,6 +38,7 @@ def classify(
         typer.Option("--template", help=f"Zero-shot: a prompt with {{}} for the label; repeat it to average several (default: {DEFAULT_TEMPLATES[0]!r})."),
     ] = None,
     top: Annotated[int, typer.Option(help=f"How many subcategories or labels to list. {TOP.help}", min=1, max=TOP.most)] = defaults["top"],
+    batch_size: Annotated[int, typer.Option(help=f"Images read and run at a time. {BATCH.help}", min=1, max=BATCH.most)] = defaults["batch_size"],
     as_json: JsonOption = False,
 ) -> None:
     """The most likely subcategories of products, or zero-shot labels of your own, for images.
@@ -60,9 +61,9 @@ def classify(
     chosen = run(zero_shot_labels, text=text, labels=labels, labels_file=labels_file, template=template)
     loaded = run(famevil.load, source=model)
     if chosen is None:
-        predictions = run(loaded.classify, images=images, texts=text, top=top)
+        predictions = run(loaded.classify, images=images, texts=text, top=top, batch_size=batch_size)
     else:
-        predictions = run(loaded.zero_shot, images=images, labels=chosen, templates=tuple(template or DEFAULT_TEMPLATES), top=top)
+        predictions = run(loaded.zero_shot, images=images, labels=chosen, templates=tuple(template or DEFAULT_TEMPLATES), top=top, batch_size=batch_size)
     if as_json:
         rows = [{"image": str(image), "predictions": [p._asdict() for p in ranked]} for image, ranked in zip(images, predictions, strict=True)]
         out_console.print_json(data=rows)
