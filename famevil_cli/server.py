@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -23,20 +22,24 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from data_specs.errors import FamevilError
-from famevil.api import COMPOSED_SEARCH
-from famevil.catalogue_index import Hit
+from data_specs.indexes import COMPOSED_SEARCH, PRODUCT_FIELDS
 from famevil.data.images import ImageTooLarge, decode_image
-from famevil.serving import SearchSession
+from famevil.serving import SearchResult, SearchSession
+from famevil.tasks.tgir import TextGuidedRetrieval
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a product photo; larger requests get 413
 FORM_FIELDS_BYTES = 64 * 1024  # the multipart framing and the text fields sent beside the image
 MAX_RESULTS = 200
+PRODUCT_HIT_FIELDS = ("rank", "product_id", "title", "category", "subcategory", "item", "views")  # views: how many the index holds
+MAX_OFFSET = 100_000  # deeper pages than anyone reads; the bound keeps one request's sort small
+TAGS = 3  # zero-shot tags a product's detail shows
 # Uploads decoded at once: half the cores, so that the other half keeps text search and thumbnails quick.
 UPLOAD_SLOTS = max(1, (os.cpu_count() or 1) // 2)
 RETRY_AFTER_SECONDS = 1  # about what one large upload takes to decode and encode
@@ -181,8 +184,32 @@ class UploadSlots:
             self.free += 1
 
 
-def _hits(hits: list[Hit]) -> list[dict]:
-    return [{"rank": h.rank, "item": h.item, "path": h.path, "score": round(h.score, 4), "thumbnail": f"/api/thumbnails/{h.item}"} for h in hits]
+class ResultsPage(BaseModel):
+    """Which results of a search: `top` of them after the first `offset`, of one category or subcategory."""
+
+    top: int = Field(12, ge=1, le=MAX_RESULTS, description="How many results.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="How many results to skip: the page's start.")
+    category: str | None = Field(None, max_length=200, description="Only products of this category.")
+    subcategory: str | None = Field(None, max_length=200, description="Only products of this subcategory.")
+
+
+def _found(result: SearchResult) -> dict:
+    """A page of a search's products, each with its thumbnail's address (not its file: no path on
+    the server's disk is shown); `more` when products past this page match too."""
+    products = [
+        {name: getattr(hit, name) for name in PRODUCT_HIT_FIELDS} | {"score": round(hit.score, 4), "thumbnail": f"/api/thumbnails/{hit.item}"}
+        for hit in result.hits
+    ]
+    return {"query": result.query, "kind": result.kind, "offset": result.offset, "more": result.more, "results": products}
+
+
+def _distinct(names: Iterable[str]) -> list[str]:
+    """The names sorted, one of each ignoring case (as zero-shot labels must be): subcategories of two
+    categories may share a name."""
+    kept: dict[str, str] = {}
+    for name in sorted(names):
+        kept.setdefault(name.casefold(), name)
+    return list(kept.values())
 
 
 def _decoded_upload(data: bytes, name: str) -> Image.Image:
@@ -208,6 +235,15 @@ def create_app(catalogue: SearchSession, hosts: frozenset[str] | None = LOOPBACK
     )
     index, model = catalogue.index, catalogue.model
     capabilities = model.capabilities()
+    categories = catalogue.categories()
+    # The tags a product's detail shows: its image scored zero-shot against the index's own
+    # subcategories, encoded once here rather than on every request.
+    labels = _distinct(name for names in categories.values() for name in names)
+    label_set = model.label_set(labels) if labels and "zero_shot" in capabilities else None
+    composed_missing = (
+        f"{index.root} was built with a model without {TextGuidedRetrieval.title}: it answers {' and '.join(catalogue.searches)} search, "
+        "not composed search; index the catalogue with a model that has it (a student) for composed search"
+    )
     slots = UploadSlots(upload_slots)
     page_html = resources.files("famevil_cli").joinpath("static/index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD_BYTES + FORM_FIELDS_BYTES)
@@ -217,19 +253,19 @@ def create_app(catalogue: SearchSession, hosts: frozenset[str] | None = LOOPBACK
         if not 0 <= item < len(index):
             raise HTTPException(404, f"no item {item}: the catalogue holds items 0 to {len(index) - 1}")
 
-    def item_image(item: int) -> Image.Image:
-        """The catalogue item's own image when its file is still there unchanged, else its thumbnail:
-        both are found through the index, never through the request."""
-        original = index.original(item)
-        if original is not None:
-            try:
-                return decode_image(original, index.items[item]["path"])
-            except FamevilError:  # past the pixel limit, or unreadable: the thumbnail stands in
-                pass
-        return Image.open(io.BytesIO(index.thumbnail(item))).convert("RGB")
+    def paged(page: ResultsPage, **query) -> dict:
+        filters = {"category": page.category or None, "subcategory": page.subcategory or None}  # an empty select is no filter
+        return _found(catalogue.search(**query, top=page.top, offset=page.offset, **filters))
 
-    def composed_hits(image: Image.Image, modify: str, top: int) -> list[dict]:
-        return _hits(index.search(COMPOSED_SEARCH, model.compose([image], [modify])[0], top))
+    def product_of(item: int) -> dict:
+        """What the catalogue says of an item's product (its first view's row), and all its views."""
+        product = int(index.product_of[item])
+        described = index.products[product]
+        return {name: described[name] for name in PRODUCT_FIELDS} | {"payload": described.get("payload", {}), "view_items": index.views[product]}
+
+    def require_composed() -> None:
+        if COMPOSED_SEARCH not in catalogue.searches:
+            raise HTTPException(409, composed_missing)
 
     async def on_upload(image: UploadFile, work: Callable[[Image.Image], T]) -> T:
         """`work` on the decoded upload, in a worker thread: decoding and the model are CPU work that on
@@ -255,41 +291,63 @@ def create_app(catalogue: SearchSession, hosts: frozenset[str] | None = LOOPBACK
     def page() -> str:
         return page_html
 
+    @app.get("/api/info")
+    def info() -> dict:
+        """What this server's index holds and answers: its items and products, the searches it answers
+        (text, similar, composed), its categories with their subcategories (the filters), and whether
+        its model captions and tags images zero-shot."""
+        return {
+            "items": len(index),
+            "products": len(index.products),
+            "searches": list(catalogue.searches),
+            "categories": categories,
+            "captions": "caption" in capabilities,
+            "zero_shot": label_set is not None,
+            "composed_missing": None if COMPOSED_SEARCH in catalogue.searches else composed_missing,
+        }
+
     @app.get("/api/search")
-    def search_text(q: Annotated[str, Query(min_length=1, max_length=500)], top: Annotated[int, Query(ge=1, le=MAX_RESULTS)] = 12) -> dict:
-        """Text search: the catalogue images nearest to the words."""
+    def search_text(q: Annotated[str, Query(min_length=1, max_length=500)], page: Annotated[ResultsPage, Query()]) -> dict:
+        """Text search: the products whose images are nearest to the words."""
         # A plain def, as every route without an upload: FastAPI runs it in its thread pool, off the event loop.
-        result = catalogue.search(text=q, top=top)
-        return {"query": q, "kind": result.kind, "results": _hits(result.hits)}
+        return paged(page, text=q)
 
     @app.get("/api/items/{item}")
     async def describe(item: int) -> dict:
-        """A catalogue item: its path, its caption and its most likely subcategories from the image alone."""
+        """A catalogue item's product: its fields and views, the model's caption of the image (when it
+        captions) and its zero-shot tags (the index's subcategories, most likely first, when it can)."""
         require_item(item)
 
         def answer() -> dict:
-            image = item_image(item)
-            found: dict = {"item": item, "path": index.items[item]["path"], "thumbnail": f"/api/thumbnails/{item}"}
-            found["caption"] = model.caption([image])[0] if "caption" in capabilities else None
-            found["subcategories"] = [p._asdict() for p in model.classify([image], [""], top=3)[0]] if "classify" in capabilities else []
-            return found
+            image = index.image(item)
+            caption = model.caption([image])[0] if "caption" in capabilities else None
+            tags = [tag._asdict() for tag in model.zero_shot([image], label_set, top=TAGS)[0]] if label_set is not None else []
+            return product_of(item) | {"item": item, "thumbnail": f"/api/thumbnails/{item}", "caption": caption, "tags": tags}
 
         return await slots.run(answer)
 
     @app.get("/api/items/{item}/similar")
-    async def similar(item: int, modify: Annotated[str, Query(min_length=1, max_length=500)], top: Annotated[int, Query(ge=1, le=MAX_RESULTS)] = 12) -> dict:
-        """Composed search from a catalogue item and how the wanted item differs from it."""
+    async def similar(item: int, page: Annotated[ResultsPage, Query()], modify: Annotated[str | None, Query(min_length=1, max_length=500)] = None) -> dict:
+        """Products that look like a catalogue item; with `modify`, composed search: products like it,
+        changed as the words say (only where the index answers composed search, else 409)."""
         require_item(item)
-        results = await slots.run(lambda: composed_hits(item_image(item), modify, top))
-        return {"query": f"item {item} + {modify!r}", "kind": COMPOSED_SEARCH, "results": results}
+        if modify is not None:
+            require_composed()
+        return await slots.run(lambda: paged(page, item=item, modify=modify))
+
+    @app.post("/api/search/similar")
+    async def search_similar(image: Annotated[UploadFile, File()], page: Annotated[ResultsPage, Form()]) -> dict:
+        """Products that look like an uploaded photo."""
+        return await on_upload(image, lambda picture: paged(page, image=picture))
 
     @app.post("/api/search/composed")
     async def search_composed(
-        image: Annotated[UploadFile, File()], modify: Annotated[str, Form(min_length=1, max_length=500)], top: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = 12
+        image: Annotated[UploadFile, File()], modify: Annotated[str, Form(min_length=1, max_length=500)], page: Annotated[ResultsPage, Form()]
     ) -> dict:
-        """Composed search from an uploaded reference image and a modification."""
-        results = await on_upload(image, lambda picture: composed_hits(picture, modify, top))
-        return {"query": f"upload + {modify!r}", "kind": COMPOSED_SEARCH, "results": results}
+        """Composed search from an uploaded reference image and a modification (only where the index
+        answers composed search, else 409)."""
+        require_composed()
+        return await on_upload(image, lambda picture: paged(page, image=picture, modify=modify))
 
     @app.post("/api/caption")
     async def caption(image: Annotated[UploadFile, File()]) -> dict:

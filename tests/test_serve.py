@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import io
 import os
@@ -18,26 +19,56 @@ from pathlib import Path
 
 import anyio
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 import famevil_cli.server as server
 from famevil.catalogue_index import MAX_ORIGINAL_BYTES
 from famevil.serving import SearchSession
 from stages.index import index
 
+HOSTILE_TITLE = '<img src=x onerror="window.pwned=1">'  # a catalogue title that would run as HTML
+CATEGORIES = {"TOPS": ("SWEATERS", "SHIRTS"), "DRESSES": ("DRESSES",)}
+PRODUCTS = 20  # more than the page's 12 a page, so that it pages
+
+
+def _catalogue_rows() -> list[dict[str, str]]:
+    """20 products, the first 10 with two views: image, title, description, category, subcategory, product_id."""
+    labels = [(category, subcategory) for category, subcategories in CATEGORIES.items() for subcategory in subcategories]
+    rows = []
+    for product in range(PRODUCTS):
+        category, subcategory = labels[product % len(labels)]
+        title = HOSTILE_TITLE if product == 0 else f"{subcategory.title()} number {product}"
+        for view in range(2 if product < 10 else 1):
+            rows.append({"image": f"p{product:02d}-{view}.png", "title": title, "description": f"A {subcategory.lower()} in colour {product}.",
+                         "category": category, "subcategory": subcategory, "product_id": f"P{product:02d}"})  # fmt: skip
+    return rows
+
 
 @pytest.fixture(scope="module")
-def catalogue_index(tiny_student, tiny_raw, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("serve")
+def catalogue(tmp_path_factory) -> tuple[Path, Path]:
+    """A shop's catalogue CSV and its images folder."""
+    root = tmp_path_factory.mktemp("shop")
     images = root / "images"
     images.mkdir()
-    for picture in sorted((tiny_raw / "fashioniq" / "images").iterdir())[:12]:
-        shutil.copy(picture, images / picture.name)
-    index(tiny_student, images, root / "index", batch_size=8)
-    return root / "index"
+    rows = _catalogue_rows()
+    for number, row in enumerate(rows):
+        Image.new("RGB", (24, 20), (number * 37 % 256, number * 91 % 256, 120)).save(images / row["image"])
+    with open(root / "catalogue.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root / "catalogue.csv", images
+
+
+@pytest.fixture(scope="module")
+def catalogue_index(tiny_student, catalogue, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serve") / "index"
+    index(tiny_student, catalogue[1], out, catalogue=catalogue[0], batch_size=16)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +94,84 @@ def _png(size: int = 40) -> bytes:
 def test_the_api_answers_every_call(client, catalogue_index):
     found = client.get("/api/search", params={"q": "navy wool cardigan", "top": 5}).json()
     expected = SearchSession(catalogue_index).search(text="navy wool cardigan", top=5).hits
-    assert [r["item"] for r in found["results"]] == [h.item for h in expected] and found["kind"] == "text"
+    assert [r["product_id"] for r in found["results"]] == [h.product_id for h in expected] and found["kind"] == "text"
     thumbnail = client.get(found["results"][0]["thumbnail"])
     assert thumbnail.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(thumbnail.content)).format == "JPEG"
-    item = client.get("/api/items/3").json()
-    assert isinstance(item["caption"], str) and len(item["subcategories"]) == 3
     similar = client.get("/api/items/3/similar", params={"modify": "is red", "top": 4}).json()
     assert similar["kind"] == "composed" and len(similar["results"]) == 4
     upload = {"image": ("ref.png", _png(), "image/png")}
     assert len(client.post("/api/search/composed", files=upload, data={"modify": "has short sleeves", "top": "3"}).json()["results"]) == 3
+    assert client.post("/api/search/similar", files=upload, data={"top": "3"}).json()["kind"] == "similar"
     assert isinstance(client.post("/api/caption", files=upload).json()["caption"], str)
     assert len(client.post("/api/classify", files=upload, data={"text": "Navy Cardigan.", "top": "2"}).json()["subcategories"]) == 2
+
+
+def test_info_says_what_the_index_holds_and_answers(client):
+    info = client.get("/api/info").json()
+    assert (info["items"], info["products"]) == (len(_catalogue_rows()), PRODUCTS)
+    assert info["searches"] == ["text", "similar", "composed"] and info["composed_missing"] is None
+    assert {category: sorted(names) for category, names in info["categories"].items()} == {c: sorted(n) for c, n in CATEGORIES.items()}
+    assert info["captions"] is True and info["zero_shot"] is True
+
+
+def test_results_are_products_paged_by_offset(client):
+    first, second = (client.get("/api/search", params={"q": "a shirt", "top": 12, "offset": offset}).json() for offset in (0, 12))
+    assert first["more"] is True and second["more"] is False and len(second["results"]) == PRODUCTS - 12
+    ids = [r["product_id"] for r in first["results"] + second["results"]]
+    assert sorted(ids) == sorted(f"P{n:02d}" for n in range(PRODUCTS))  # every product once: views fold into their product
+    two_views = next(r for r in first["results"] + second["results"] if r["product_id"] == "P01")
+    assert set(two_views) >= {"product_id", "title", "category", "subcategory", "score", "item", "views", "thumbnail"}
+    assert two_views["title"] == "Shirts number 1" and two_views["views"] == 2 and two_views["item"] in (2, 3)
+
+
+def test_searches_filter_by_category_and_subcategory(client):
+    upload = {"image": ("ref.png", _png(), "image/png")}
+    answers = [
+        client.get("/api/search", params={"q": "a dress", "category": "TOPS", "top": 50}),
+        client.get("/api/items/0/similar", params={"subcategory": "SHIRTS", "top": 50}),
+        client.post("/api/search/composed", files=upload, data={"modify": "is red", "subcategory": "DRESSES", "top": "50"}),
+    ]
+    kept = [{(r["category"], r["subcategory"]) for r in answer.json()["results"]} for answer in answers]
+    assert kept == [{("TOPS", "SWEATERS"), ("TOPS", "SHIRTS")}, {("TOPS", "SHIRTS")}, {("DRESSES", "DRESSES")}]
+    unknown = client.get("/api/search", params={"q": "a dress", "category": "TOP"})
+    assert unknown.status_code == 400 and "did you mean TOPS" in unknown.json()["error"]
+
+
+def test_similar_items_of_a_catalogue_item_need_no_modification(client):
+    similar = client.get("/api/items/2/similar", params={"top": 5}).json()
+    assert similar["kind"] == "similar" and len(similar["results"]) == 5
+
+
+def test_a_products_detail_has_its_fields_caption_and_zero_shot_tags(client, session):
+    detail = client.get("/api/items/1").json()  # the second view of product P00
+    assert (detail["product_id"], detail["title"], detail["category"], detail["subcategory"]) == ("P00", HOSTILE_TITLE, "TOPS", "SWEATERS")
+    assert detail["view_items"] == [0, 1] and isinstance(detail["caption"], str)
+    subcategories = {name for names in CATEGORIES.values() for name in names}
+    assert len(detail["tags"]) == server.TAGS and {tag["label"] for tag in detail["tags"]} <= subcategories
+    probabilities = [tag["probability"] for tag in detail["tags"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def retrieval_only_client(tiny_dumps, catalogue, tmp_path_factory) -> TestClient:
+    """A server over an index built by a cross-modal retrieval teacher: text and similar search, no composed search."""
+    out = tmp_path_factory.mktemp("xmr-index") / "index"
+    index(tiny_dumps["xmr"][0], catalogue[1], out, catalogue=catalogue[0], batch_size=16)
+    return _client(server.create_app(SearchSession(out)))
+
+
+def test_an_index_without_composed_retrieval_serves_text_and_similar_search_and_refuses_composed(retrieval_only_client):
+    client = retrieval_only_client
+    info = client.get("/api/info").json()
+    assert info["searches"] == ["text", "similar"] and "text-guided image retrieval" in info["composed_missing"]
+    assert len(client.get("/api/search", params={"q": "a shirt", "top": 3}).json()["results"]) == 3
+    assert client.get("/api/items/0/similar", params={"top": 3}).json()["kind"] == "similar"
+    refused = [
+        client.get("/api/items/0/similar", params={"modify": "is red"}),
+        client.post("/api/search/composed", files={"image": ("ref.png", _png(), "image/png")}, data={"modify": "is red"}),
+    ]
+    for response in refused:
+        assert response.status_code == 409 and response.json() == {"error": info["composed_missing"]}
 
 
 def test_bad_requests_get_a_4xx_with_a_json_error(client):
@@ -226,8 +324,8 @@ def test_an_item_file_changed_or_outside_the_catalogue_shows_the_thumbnail_after
     shutil.copy(original, outside)
     try:
         assert client.get("/api/items/3").status_code == 200 and captioned.pop() != thumbnail  # unchanged: the original
-        for path in ("/dev/zero", device, swapped, huge, outside):
-            monkeypatch.setitem(listed, "path", str(path))
+        for path in ("/dev/zero", device.name, swapped.name, huge.name, str(outside)):  # items.jsonl lists paths relative to the images
+            monkeypatch.setitem(listed, "path", path)
             before = _bytes_read()
             assert client.get("/api/items/3").status_code == 200, path
             assert captioned.pop() == thumbnail and _bytes_read() - before < MAX_ORIGINAL_BYTES // 4, path
@@ -253,7 +351,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_from_a_photo(catalogue_index, browser, screenshots, tmp_path):
+def test_the_page_searches_pages_filters_shows_a_product_and_its_similar_items(catalogue_index, browser, screenshots, tmp_path):
     port = _free_port()
     command = [sys.executable, "-m", "famevil_cli", "serve", str(catalogue_index), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
@@ -266,25 +364,78 @@ def test_the_page_searches_shows_a_product_searches_a_variation_and_searches_fro
                     break
             time.sleep(0.1)
         wait = WebDriverWait(browser, 60)
-        browser.get(f"http://127.0.0.1:{port}/")
-        browser.find_element(By.ID, "query").send_keys("navy wool cardigan\n")
-        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12)
-        first = browser.find_elements(By.CSS_SELECTOR, "#results figure.hit img")[0]
-        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", first))  # the thumbnail loaded
-        browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")[2].click()
-        wait.until(lambda b: b.find_element(By.ID, "detail-caption").text not in ("", "…"))
-        assert "%" in browser.find_element(By.ID, "detail-subcategory").text
         answered = "return Number(document.body.dataset.searches)"
-        browser.find_element(By.ID, "modify").send_keys("is red with short sleeves\n")
+        cards = lambda: browser.find_elements(By.CSS_SELECTOR, "#results .card")  # noqa: E731
+        titles = lambda: [card.find_element(By.CLASS_NAME, "title").text for card in cards()]  # noqa: E731
+        browser.set_window_size(1280, 1000)  # room for the results and the detail panel in the screenshot
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait.until(lambda b: b.execute_script("return document.body.dataset.ready") == "1")  # /api/info filled the filters
+        assert browser.find_element(By.ID, "upload-modify").is_displayed() and not browser.find_element(By.ID, "composed-missing").is_displayed()
+        browser.find_element(By.ID, "query").send_keys("a shirt\n")
+        wait.until(lambda b: b.execute_script(answered) == 1)
+        first_page = titles()
+        assert len(first_page) == 12 and all(first_page) and browser.find_element(By.ID, "error").is_displayed() is False
+        thumbnail = cards()[0].find_element(By.TAG_NAME, "img")
+        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", thumbnail))
+        browser.set_network_conditions(latency=1500, download_throughput=10**7, upload_throughput=10**7)  # time to see the request wait
+        browser.find_element(By.ID, "next").click()
+        assert browser.find_element(By.ID, "status").text == "searching…" and "loading" in browser.find_element(By.TAG_NAME, "body").get_attribute("class")
+        assert not browser.find_element(By.ID, "next").is_enabled()  # the buttons wait with it
         wait.until(lambda b: b.execute_script(answered) == 2)
-        assert browser.find_element(By.ID, "status").text == ""
-        photo = tmp_path / "photo.png"
-        photo.write_bytes(_png(64))
-        browser.find_element(By.ID, "upload").send_keys(str(photo))
-        browser.find_element(By.ID, "upload-modify").send_keys("has long sleeves\n")
-        wait.until(lambda b: b.execute_script(answered) == 3)  # the composed search from the upload answered
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#results figure.hit")) == 12 and browser.find_element(By.ID, "status").text == ""
+        browser.delete_network_conditions()
+        second_page = titles()
+        assert len(second_page) == PRODUCTS - 12 and browser.find_element(By.ID, "page-label").text == f"13–{PRODUCTS}"
+        assert set(first_page).isdisjoint(second_page) and HOSTILE_TITLE in first_page + second_page  # shown as the characters it holds
+        browser.find_element(By.ID, "previous").click()
+        wait.until(lambda b: b.execute_script(answered) == 3)
+        assert titles() == first_page
+        Select(browser.find_element(By.ID, "subcategory")).select_by_value("SWEATERS")  # the search again, sweaters only
+        wait.until(lambda b: b.execute_script(answered) == 4)
+        sweaters = [product for product in range(PRODUCTS) if product % 3 == 0]
+        assert len(cards()) == len(sweaters) and browser.find_element(By.ID, "pager").is_displayed() is False
+        hostile = next(card for card in cards() if card.find_element(By.CLASS_NAME, "title").text == HOSTILE_TITLE)
+        hostile.click()
+        wait.until(lambda b: b.find_element(By.ID, "detail-caption").text not in ("", "…"))
+        tags = [tag.text for tag in browser.find_elements(By.CSS_SELECTOR, "#detail-tags li.tag")]
+        assert len(tags) == server.TAGS and all("%" in tag for tag in tags)
+        assert HOSTILE_TITLE in browser.find_element(By.ID, "detail-fields").text and "P00" in browser.find_element(By.ID, "detail-fields").text
+        assert browser.execute_script("return window.pwned") is None  # the title's onerror never ran
+        searches = browser.execute_script(answered)
+        browser.find_element(By.ID, "similar").click()
+        wait.until(lambda b: b.execute_script(answered) == searches + 1)
+        assert browser.find_element(By.ID, "results-heading").text in ("similar search: like item 0", "similar search: like item 1")  # a view of P00
+        assert len(cards()) == len(sweaters) - 1 and HOSTILE_TITLE not in titles()  # the product itself is no similar item of its own
+        Select(browser.find_element(By.ID, "category")).select_by_value("DRESSES")  # the similar items again, dresses only
+        wait.until(lambda b: b.execute_script(answered) == searches + 2)
+        assert len(cards()) == sum(1 for product in range(PRODUCTS) if product % 3 == 2)
         browser.save_screenshot(str(screenshots / "page.png"))
+        not_an_image = tmp_path / "notes.png"
+        not_an_image.write_bytes(b"not an image")
+        browser.find_element(By.ID, "upload").send_keys(str(not_an_image))
+        browser.find_element(By.ID, "upload-form").submit()
+        wait.until(lambda b: b.find_element(By.ID, "error").is_displayed())
+        assert "JPEG, PNG or WebP expected" in browser.find_element(By.ID, "error").text  # the JSON error, in the page
+        assert browser.find_element(By.ID, "status").text == "" and "loading" not in browser.find_element(By.TAG_NAME, "body").get_attribute("class")
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_page_offers_no_composed_search_where_the_index_lacks_it_and_says_why(retrieval_only_client, browser):
+    port = _free_port()
+    served = uvicorn.Server(uvicorn.Config(retrieval_only_client.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=served.run, daemon=True)
+    thread.start()
+    try:
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda _: served.started)
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait.until(lambda b: b.execute_script("return document.body.dataset.ready") == "1")
+        missing = browser.find_element(By.ID, "composed-missing")
+        assert missing.is_displayed() and "text-guided image retrieval" in missing.text
+        assert browser.find_element(By.ID, "upload").is_displayed() and not browser.find_element(By.ID, "upload-modify").is_displayed()  # similar items only
+        assert not browser.find_element(By.ID, "modify-form").is_displayed() and browser.find_element(By.ID, "similar").get_attribute("hidden") is None
+    finally:
+        served.should_exit = True
+        thread.join(30)

@@ -47,10 +47,13 @@ def serve(
 ) -> None:
     """Serve a catalogue index: an HTTP JSON API and a web page.
 
-    The API: text search, composed search from an upload or a catalogue item, caption and classify
-    of an upload (its OpenAPI schema at /openapi.json; there is no /docs page, which would load
-    scripts from another site). The page, at /: search by text or from a photo, open a product's
-    caption and subcategory, and search for a variation of it.
+    The API: text search, similar items (from an upload or a catalogue item) and composed search
+    (the same, with how the wanted item differs; only where the index's model has composed
+    retrieval), each paged (top, offset) and filtered by category and subcategory; /api/info, what
+    the index holds and answers; a product's fields, caption and zero-shot tags; caption and classify
+    of an upload. Its OpenAPI schema is at /openapi.json (there is no /docs page, which would load
+    scripts from another site). The page, at /: product cards, filters, paging, a product's detail
+    and its similar items, and composed search where the index answers it. docs/serving.md has more.
 
     Example (after famevil index; Ctrl-C stops it):
 
