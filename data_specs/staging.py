@@ -22,6 +22,16 @@ from data_specs.errors import FamevilError
 PLAN_FILE = ".plan.json"
 
 
+def size_and_mtime(file: Path) -> tuple[int, int]:
+    """What a resumable stage's plan records of each input file, so that a changed, added or removed file
+    makes the finished chunks stale; (-1, -1) for a missing one (skipped when read, and a change once it appears)."""
+    try:
+        found = file.stat()
+    except OSError:
+        return (-1, -1)
+    return (found.st_size, found.st_mtime_ns)
+
+
 def partial_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}.partial")
 

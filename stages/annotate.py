@@ -19,11 +19,11 @@ from PIL import Image
 from data_specs.annotations import ANNOTATIONS_FILE, CSV_COLUMNS, SKIPPED_FILE, SUBCATEGORY_TEMPLATE, TABLE_FILE, LabelChoice, read_attributes
 from data_specs.errors import FamevilError, FamevilWarning
 from data_specs.manifest import InputRef, Manifest, file_sha256, write_manifest
-from data_specs.staging import check_destination, staging
+from data_specs.staging import check_destination, size_and_mtime, staging
 from famevil.api import FashionModel, LabelSet, Prediction
 from famevil.catalogue_index import IMAGE_SUFFIXES, list_images
 from famevil.checkpoint import load_checkpoint, require_checkpoint
-from famevil.data.catalogue import CATALOGUE, leaves_folder, read_table
+from famevil.data.catalogue import CATALOGUE, UnusableRow, leaves_folder, read_table, record_image, record_text
 from famevil.data.fashiongen import clean_text
 from famevil.data.images import ImageError, decode_image
 from famevil.progress import progress_bar
@@ -70,12 +70,6 @@ class AnnotateResult:
     skipped: list[dict[str, Any]]  # {"file", "line", "reason", "detail"} of each row not annotated
     resumed_chunks: int
     seconds: float
-
-
-class _Unusable(Exception):
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(reason)
-        self.reason, self.detail = reason, detail
 
 
 def annotate(
@@ -151,7 +145,7 @@ def _inputs(
     """What the annotations were made from. A changed, added or removed image makes earlier batches
     stale: the images' id holds every annotated file's size and mtime."""
     files = [images / product.image for product in products]
-    fingerprint = hashlib.sha256(json.dumps([[str(file), *_stat(file)] for file in files]).encode()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps([[str(file), *size_and_mtime(file)] for file in files]).encode()).hexdigest()
     inputs = [InputRef("model", model_manifest.kind, model_manifest.content_id, str(model))]
     if catalogue is not None:
         inputs.append(InputRef(CATALOGUE, f"catalogue-{catalogue.suffix.lower().lstrip('.')}", "sha256:" + file_sha256(catalogue), str(catalogue)))
@@ -192,8 +186,8 @@ def _read_products(catalogue: Path) -> tuple[list[CatalogueProduct], list[dict[s
     for line, record in records:
         try:
             product = _product(line, record)
-            subcategory = clean_text(_field(record, "subcategory"))
-        except _Unusable as bad:
+            subcategory = clean_text(record_text(record, "subcategory"))
+        except UnusableRow as bad:
             skipped.append(_skipped(catalogue, line, bad.reason, bad.detail))
             continue
         products.setdefault(product.product_id, product)
@@ -214,23 +208,14 @@ def _folder_products(images: Path) -> list[CatalogueProduct]:
 
 
 def _product(line: int, record: dict[str, Any]) -> CatalogueProduct:
-    image = _field(record, "image")
+    image = record_image(record, "image")
     if not image:
-        raise _Unusable("no image")
+        raise UnusableRow("no image")
     if leaves_folder(image):
-        raise _Unusable("image outside --images", image)
-    title, description = clean_text(_field(record, "title")), clean_text(_field(record, "description"))
+        raise UnusableRow("image outside --images", image)
+    title, description = clean_text(record_text(record, "title")), clean_text(record_text(record, "description"))
     text = f"{title}. {description}" if title or description else ""
-    return CatalogueProduct(line, _field(record, "product_id") or image, image, text)
-
-
-def _field(record: dict[str, Any], column: str) -> str:
-    value = record.get(column)
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _Unusable(f"{column} not text", json.dumps(value)[:80])
-    return str(value).strip()
+    return CatalogueProduct(line, record_text(record, "product_id") or image, image, text)
 
 
 def _skipped(file: Path, line: int | None, reason: str, detail: str = "") -> dict[str, Any]:
@@ -242,14 +227,6 @@ def _first_skipped(skipped: list[dict[str, Any]]) -> str:
     first = skipped[0]
     where = f"{first['file']}, line {first['line']}" if first["line"] else first["file"]
     return f"{len(skipped)} skipped, the first: {where}: {first['reason']}"
-
-
-def _stat(file: Path) -> tuple[int, int]:
-    try:
-        stat = file.stat()
-    except OSError:
-        return (-1, -1)  # missing: skipped when read, and a change once it appears
-    return (stat.st_size, stat.st_mtime_ns)
 
 
 # What the model annotates --------------------------------------------------------------------------
@@ -330,7 +307,7 @@ def _write_chunk(path: Path, annotator: Annotator, catalogue: Path | None, image
         try:
             pictures.append(_read_picture(images / product.image))
             readable.append(product)
-        except _Unusable as bad:
+        except UnusableRow as bad:
             detail = f"{product.image}: {bad.detail}" if bad.detail else product.image
             skipped.append(_skipped(catalogue or images / product.image, product.line, bad.reason, detail))
     annotations = _annotations(annotator, readable, pictures) if readable else []
@@ -344,13 +321,13 @@ def _read_picture(path: Path) -> Image.Image:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise _Unusable("missing image") from None
+        raise UnusableRow("missing image") from None
     except OSError as error:
-        raise _Unusable("unreadable image", error.strerror or str(error)) from None
+        raise UnusableRow("unreadable image", error.strerror or str(error)) from None
     try:
         return decode_image(data, str(path))
     except ImageError as error:
-        raise _Unusable("unreadable image", error.reason) from None
+        raise UnusableRow("unreadable image", error.reason) from None
 
 
 def _annotations(annotator: Annotator, products: list[CatalogueProduct], pictures: list[Image.Image]) -> list[dict[str, Any]]:

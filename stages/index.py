@@ -25,7 +25,7 @@ from data_specs.indexes import (
     VECTORS_FILE,
 )
 from data_specs.manifest import Manifest, write_manifest
-from data_specs.staging import check_destination, staging
+from data_specs.staging import check_destination, size_and_mtime, staging
 from famevil.api import FashionModel
 from famevil.catalogue_index import (
     IMAGE_SUFFIXES,
@@ -171,7 +171,7 @@ def index(
     if not listed.items and not listed.refused:
         raise FamevilError(f"--images {images}: no image files found ({', '.join(IMAGE_SUFFIXES)})")
     # A changed, added or removed file or row makes earlier chunks stale: the plan holds every row and every file's size and mtime.
-    rows = [[asdict(entry), *_stat(listed.root / entry.path)] for entry in listed.items]
+    rows = [[asdict(entry), *size_and_mtime(listed.root / entry.path)] for entry in listed.items]
     fingerprint = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
     plan = {"model": model_input.id, "images": fingerprint, "batch_size": batch_size, "thumbnail": thumbnail, "text_weight": text_weight}
     started = time.perf_counter()
@@ -210,11 +210,3 @@ def index(
         manifest = write_manifest(stage.partial, "index", inputs=[model_input], details=details)
         stage.publish()
     return IndexResult(out, manifest, details["items"], details["products"], skipped, resumed, time.perf_counter() - started)
-
-
-def _stat(file: Path) -> tuple[int, int]:
-    try:
-        stat = file.stat()
-    except OSError:
-        return (-1, -1)  # missing: skipped when read, and a change once it appears
-    return (stat.st_size, stat.st_mtime_ns)

@@ -101,10 +101,12 @@ class Catalogue:
     split: dict[str, Any]  # how views were split: SPLIT_COLUMN or HASHED_SPLIT
 
 
-class _BadRow(Exception):
+class UnusableRow(Exception):
+    """A row that is skipped, with its reason and what in it was wrong."""
+
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(reason)
-        self.skipped = (reason, detail)
+        self.reason, self.detail = reason, detail
 
 
 def read_catalogue(path: Path) -> Catalogue:
@@ -119,9 +121,9 @@ def read_catalogue(path: Path) -> Catalogue:
         try:
             view = _view(line, record, has_split)
             if view.image in first_line:
-                raise _BadRow("duplicate image", f"{view.image} (first on line {first_line[view.image]})")
-        except _BadRow as bad:
-            skipped.append(Skipped(CATALOGUE, line, *bad.skipped))
+                raise UnusableRow("duplicate image", f"{view.image} (first on line {first_line[view.image]})")
+        except UnusableRow as bad:
+            skipped.append(Skipped(CATALOGUE, line, bad.reason, bad.detail))
             continue
         first_line[view.image] = line
         views.append(view)
@@ -140,16 +142,16 @@ def read_pairs(path: Path, views: Iterable[View]) -> tuple[list[Pair], list[Skip
     pairs = []
     for line, record in records:
         try:
-            ends = [by_image.get(_image(record, end)) for end in ("reference", "target")]
+            ends = [by_image.get(record_image(record, end)) for end in ("reference", "target")]
             for end, view in zip(("reference", "target"), ends, strict=True):
                 if view is None:
-                    raise _BadRow(f"unknown {end}", _text(record, end))
-            group = _text(record, "group")
+                    raise UnusableRow(f"unknown {end}", record_text(record, end))
+            group = record_text(record, "group")
             if not group:
-                raise _BadRow("empty group")
+                raise UnusableRow("empty group")
             pairs.append(Pair(line, *ends, _captions(record), group))
-        except _BadRow as bad:
-            skipped.append(Skipped(PAIRS, line, *bad.skipped))
+        except UnusableRow as bad:
+            skipped.append(Skipped(PAIRS, line, bad.reason, bad.detail))
     return pairs, skipped
 
 
@@ -173,37 +175,37 @@ def summary(skipped: list[Skipped]) -> str:
 
 
 def _view(line: int, record: Record, has_split: bool) -> View:
-    image = _image(record, "image")
+    image = record_image(record, "image")
     if not image:
-        raise _BadRow("no image")
+        raise UnusableRow("no image")
     if leaves_folder(image):
-        raise _BadRow("image outside --images", image)
-    title, description = clean_text(_text(record, "title")), clean_text(_text(record, "description"))
+        raise UnusableRow("image outside --images", image)
+    title, description = clean_text(record_text(record, "title")), clean_text(record_text(record, "description"))
     if not title and not description:
-        raise _BadRow("empty title and description", image)
-    labels = {name: clean_text(_text(record, name)) for name in ("category", "subcategory")}
+        raise UnusableRow("empty title and description", image)
+    labels = {name: clean_text(record_text(record, name)) for name in ("category", "subcategory")}
     for name, label in labels.items():
         if not label:
-            raise _BadRow(f"empty {name}", image)
-    product = _text(record, "product_id") or image
-    split = _text(record, "split").lower() if has_split else hashed_split(product)
+            raise UnusableRow(f"empty {name}", image)
+    product = record_text(record, "product_id") or image
+    split = record_text(record, "split").lower() if has_split else hashed_split(product)
     if split not in FASHIONGEN_SPLITS:
-        raise _BadRow("unknown split", f"{split!r} (expected {' or '.join(FASHIONGEN_SPLITS)})")
+        raise UnusableRow("unknown split", f"{split!r} (expected {' or '.join(FASHIONGEN_SPLITS)})")
     return View(line, image, product, title, description, labels["category"], labels["subcategory"], split)
 
 
-def _text(record: Record, column: str) -> str:
+def record_text(record: Record, column: str) -> str:
     value = record.get(column)
     if value is None:
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _BadRow(f"{column} not text", json.dumps(value)[:80])
+        raise UnusableRow(f"{column} not text", json.dumps(value)[:80])
     return str(value).strip()
 
 
-def _image(record: Record, column: str) -> str:
+def record_image(record: Record, column: str) -> str:
     """An image path in one spelling, so that pairs find it however the catalogue wrote it ('./a.jpg' is 'a.jpg')."""
-    value = _text(record, column)
+    value = record_text(record, column)
     return posixpath.normpath(value) if value else ""
 
 
@@ -217,10 +219,10 @@ def leaves_folder(relative: str) -> bool:
 def _captions(record: Record) -> tuple[str, ...]:
     value = record.get("captions")
     listed = isinstance(value, list) and all(isinstance(text, str) for text in value)
-    parts = value if listed else _text(record, "captions").split(CAPTION_SEPARATOR)
+    parts = value if listed else record_text(record, "captions").split(CAPTION_SEPARATOR)
     captions = tuple(text.strip() for text in parts if text.strip())
     if not captions:
-        raise _BadRow("no caption")
+        raise UnusableRow("no caption")
     return captions
 
 
