@@ -2,7 +2,7 @@
 
 Raw: the model's own calls (famevil.load) on each batch of images, decoded once: caption; classify
 with each product's text; zero-shot of the subcategories (the model's SCR vocabulary) and of each
-attribute, their labels encoded once beforehand; nothing written. annotate: the stage on a catalogue
+attribute, their labels encoded once beforehand and the images once for all of them; nothing written. annotate: the stage on a catalogue
 CSV of the same images and texts (read, annotate, write annotations.jsonl, .csv and the manifest),
 its own seconds (after loading the model, as raw's). The target is at least 80% of raw. Also where
 raw's time goes, call by call.
@@ -66,9 +66,10 @@ def raw_rate(model: famevil.FashionModel, images: list[Path], batch_size: int, t
         timed("caption", model.caption, pictures, max_new_tokens=max_new_tokens)
         if with_text:  # classify takes no empty batch
             timed("classify", model.classify, [pictures[i] for i in with_text], [texts[i] for i in with_text], top=top)
-        timed("zero-shot subcategories", model.zero_shot, [pictures[i] for i in without], subcategories, top=top, batch_size=batch_size)
+        vectors = timed("zero-shot image embeddings", model.encode_images, pictures, batch_size=batch_size)  # once for every label set
+        timed("zero-shot subcategories", model.score_labels, vectors[without], subcategories, top=top)
         for labels in attributes.values():
-            timed("zero-shot attributes", model.zero_shot, pictures, labels, top=1, batch_size=batch_size)
+            timed("zero-shot attributes", model.score_labels, vectors, labels, top=1)
     return len(images) / (time.perf_counter() - began), spent
 
 
@@ -97,7 +98,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, interleaved; the best of each counts (a shared machine's noise)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    images = list_images(args.images).files[: args.count]
+    listed = list_images(args.images)
+    images = [listed.root / item.path for item in listed.items][: args.count]
     model = famevil.load(args.model)
     model.caption(images[:2], max_new_tokens=2)  # warm up
     raws, stages = [], []

@@ -78,14 +78,17 @@ def read_image(image: ImageInput) -> Image.Image | torch.Tensor:
     naming the file when it is not an image or too large); PIL images and tensors as given."""
     if isinstance(image, (Image.Image, torch.Tensor)):
         return image
-    path = Path(image)
+    return decode_image(image_file_bytes(image), str(image))
+
+
+def image_file_bytes(path: str | Path) -> bytes:
+    """An image file's bytes; one line naming the file when it is missing or unreadable."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise FamevilError(f"{path}: no such image file") from None
     except OSError as error:
         raise FamevilError(f"{path}: unreadable ({error.strerror or error})") from None
-    return decode_image(data, str(path))
 
 
 class FashionModel:
@@ -211,12 +214,17 @@ class FashionModel:
         which then brings its own templates."""
         retrieval = self._task(CrossModalRetrieval, "zero_shot")
         chosen = labels if isinstance(labels, LabelSet) else self.label_set(labels, templates, batch_size)
-        scale = self.network.head(retrieval.name)()
         predictions = []
         for pixels in self._image_batches(images, batch_size):
-            similarities = scale * self.network.encode_image(pixels, retrieval.name) @ chosen.vectors.T
-            predictions += ranked(similarities.softmax(dim=-1), chosen.labels, top)
+            predictions += self.score_labels(self.network.encode_image(pixels, retrieval.name), chosen, top)
         return predictions
+
+    @torch.no_grad()
+    def score_labels(self, image_vectors: torch.Tensor, labels: LabelSet, top: int = 5) -> list[list[Prediction]]:
+        """zero_shot's scoring of image embeddings that `encode_images` made (cross-modal retrieval's):
+        several label sets over the same images then cost one encoding of them, not one each."""
+        scale = self.network.head(self._task(CrossModalRetrieval, "zero_shot").name)()
+        return ranked((scale * image_vectors @ labels.vectors.T).softmax(dim=-1), labels.labels, top)
 
     @torch.no_grad()
     def encode_images(self, images: Sequence[ImageInput], task: str | None = None, batch_size: int = BATCH_SIZE) -> torch.Tensor:

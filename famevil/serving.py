@@ -16,8 +16,9 @@ from PIL import Image
 from data_specs.errors import FamevilError
 from data_specs.indexes import COMPOSED_SEARCH, COMPOSED_VECTORS, IMAGE_VECTORS, PRODUCT_VECTORS, SIMILAR_SEARCH, TEXT_SEARCH
 from data_specs.manifest import require_artifact
-from famevil.api import ImageInput, read_image
+from famevil.api import ImageInput, image_file_bytes, read_image
 from famevil.catalogue_index import CatalogueIndex, Hit, open_model, thumbnail_jpeg
+from famevil.data.images import decode_image
 
 REFERENCE_THUMBNAIL = 160  # pixels: the reference image atop a results page
 
@@ -118,9 +119,10 @@ class SearchSession:
             return _Reference(self.index.image(item), int(self.index.product_of[item]), f"item {item}")
         if image is None:
             return None
-        picture = read_image(image)
-        product = self.index.product_with_image(hashlib.sha256(Path(image).read_bytes()).hexdigest()) if isinstance(image, (str, Path)) else None
-        return _Reference(picture, product, str(image) if isinstance(image, (str, Path)) else "the image")
+        if not isinstance(image, (str, Path)):
+            return _Reference(image, None, "the image")
+        data = image_file_bytes(image)  # read once: decoded as the query, hashed to find it among the indexed images
+        return _Reference(decode_image(data, str(image)), self.index.product_with_image(hashlib.sha256(data).hexdigest()), str(image))
 
     def _allowed(self, category: str | None, subcategory: str | None) -> torch.Tensor | None:
         """The products the filters let through (None: every one); an unknown name is one line with the closest known ones."""

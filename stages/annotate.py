@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
 from data_specs.annotations import ANNOTATIONS_FILE, CSV_COLUMNS, SKIPPED_FILE, SUBCATEGORY_TEMPLATE, TABLE_FILE, LabelChoice, read_attributes
@@ -23,13 +24,14 @@ from data_specs.staging import check_destination, size_and_mtime, staging
 from famevil.api import FashionModel, LabelSet, Prediction
 from famevil.catalogue_index import IMAGE_SUFFIXES, list_images
 from famevil.checkpoint import load_checkpoint, require_checkpoint
-from famevil.data.catalogue import CATALOGUE, UnusableRow, leaves_folder, read_table, record_image, record_text
+from famevil.data.catalogue import CATALOGUE, UnusableRow, read_table, record_text, row_image
 from famevil.data.fashiongen import clean_text
 from famevil.data.images import ImageError, decode_image
 from famevil.progress import progress_bar
 from famevil.tasks import find_task
 from famevil.tasks.base import Task
 from famevil.tasks.fic import Captioning
+from famevil.tasks.product_text import product_text
 from famevil.tasks.scr import SubcategoryRecognition
 from famevil.tasks.xmr import CrossModalRetrieval
 from famevil.text.captions import degenerate_warning
@@ -208,13 +210,9 @@ def _folder_products(images: Path) -> list[CatalogueProduct]:
 
 
 def _product(line: int, record: dict[str, Any]) -> CatalogueProduct:
-    image = record_image(record, "image")
-    if not image:
-        raise UnusableRow("no image")
-    if leaves_folder(image):
-        raise UnusableRow("image outside --images", image)
+    image = row_image(record)
     title, description = clean_text(record_text(record, "title")), clean_text(record_text(record, "description"))
-    text = f"{title}. {description}" if title or description else ""
+    text = product_text({"title": title, "description": description}) if title or description else ""
     return CatalogueProduct(line, record_text(record, "product_id") or image, image, text)
 
 
@@ -339,8 +337,11 @@ def _annotations(annotator: Annotator, products: list[CatalogueProduct], picture
             captions = model.caption(pictures, max_new_tokens=annotator.max_new_tokens, batch_size=len(pictures))
         for record, caption in zip(records, captions, strict=True):
             record["caption"] = caption
-    subcategories = _subcategories(annotator, products, pictures)
-    attributes = {name: _zero_shot(model, pictures, labels, 1) for name, labels in annotator.attributes.items()}
+    # Every zero-shot label set scores the same image embeddings: each picture is encoded once for them all.
+    zero_shots = annotator.attributes or annotator.zero_shot_subcategories is not None
+    vectors = model.encode_images(pictures, batch_size=len(pictures)) if zero_shots else None
+    subcategories = _subcategories(annotator, products, pictures, vectors)
+    attributes = {name: model.score_labels(vectors, labels, 1) for name, labels in annotator.attributes.items()}
     for i, record in enumerate(records):
         if i in subcategories:
             decided_by, predictions = subcategories[i]
@@ -349,16 +350,18 @@ def _annotations(annotator: Annotator, products: list[CatalogueProduct], picture
     return records
 
 
-def _subcategories(annotator: Annotator, products: list[CatalogueProduct], pictures: list[Image.Image]) -> dict[int, tuple[str, list[Prediction]]]:
+def _subcategories(
+    annotator: Annotator, products: list[CatalogueProduct], pictures: list[Image.Image], vectors: torch.Tensor | None
+) -> dict[int, tuple[str, list[Prediction]]]:
     """By the product's place in the batch, how its subcategories were decided and them: SCR for those with
-    text when the model has it, zero-shot for the others when it can."""
+    text when the model has it, zero-shot (on the pictures' embeddings, `vectors`) for the others when it can."""
     model, top = annotator.model, annotator.top
     with_text = [i for i, product in enumerate(products) if product.text] if annotator.recognition else []
     recognised = _classify(model, [pictures[i] for i in with_text], [products[i].text for i in with_text], top)
     decided = {i: (annotator.recognition.name, predictions) for i, predictions in zip(with_text, recognised, strict=True)}
     rest = [i for i in range(len(products)) if i not in decided]
     if annotator.zero_shot_subcategories is not None and rest:
-        guessed = _zero_shot(model, [pictures[i] for i in rest], annotator.zero_shot_subcategories, top)
+        guessed = model.score_labels(vectors[rest], annotator.zero_shot_subcategories, top)
         decided |= {i: (ZERO_SHOT, predictions) for i, predictions in zip(rest, guessed, strict=True)}
     return decided
 
@@ -375,10 +378,6 @@ def _warn_of_degenerate_captions(annotations: list[dict[str, Any]], model: Path)
 
 def _listed(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
     return [{"label": p.label, "probability": round(p.probability, 4)} for p in predictions]
-
-
-def _zero_shot(model: FashionModel, pictures: list[Image.Image], labels: LabelSet, top: int) -> list[list[Prediction]]:
-    return model.zero_shot(pictures, labels, top=top, batch_size=len(pictures))  # the batch is annotate's
 
 
 # The artifact --------------------------------------------------------------------------------------

@@ -174,12 +174,18 @@ def summary(skipped: list[Skipped]) -> str:
 # Rows -----------------------------------------------------------------------------------------------
 
 
-def _view(line: int, record: Record, has_split: bool) -> View:
+def row_image(record: Record) -> str:
+    """A catalogue row's image path, in one spelling and inside the images folder; UnusableRow otherwise."""
     image = record_image(record, "image")
     if not image:
         raise UnusableRow("no image")
     if leaves_folder(image):
         raise UnusableRow("image outside --images", image)
+    return image
+
+
+def _view(line: int, record: Record, has_split: bool) -> View:
+    image = row_image(record)
     title, description = clean_text(record_text(record, "title")), clean_text(record_text(record, "description"))
     if not title and not description:
         raise UnusableRow("empty title and description", image)
