@@ -1,10 +1,9 @@
-"""A catalogue index (the folder data_specs.indexes lays out) and search over it: an inner product
-against every item on the CPU, or FAISS inverted files (approximate)."""
+"""A catalogue index (the folder data_specs.indexes lays out) and search over it by product, ranked
+exactly (famevil.ranking), through FAISS (famevil.approximate) or elsewhere (any famevil.ranking.Ranker)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -30,12 +29,14 @@ from data_specs.indexes import (
 )
 from data_specs.manifest import InputRef
 from famevil.api import FashionModel, load
+from famevil.approximate import ApproximateRanker
 from famevil.bases import resolve_base
 from famevil.checkpoint import require_checkpoint
 from famevil.data.catalogue import CATALOGUE, CATALOGUE_COLUMNS, OPTIONAL_CATALOGUE_COLUMNS, View, leaves_folder, read_catalogue, read_table
 from famevil.data.images import decode_image
 from famevil.limits import Bound
 from famevil.model.backbone import LOCAL_DIR
+from famevil.ranking import EVERYTHING, Among, ExactRanker, Ranker
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # The most bytes the server reads of one catalogue image: a product photo is a few MiB, and an items.jsonl
@@ -195,32 +196,11 @@ class Hit:
     views: int  # how many of the product's images the index holds
 
 
-def approximate_index(vectors: torch.Tensor, probes: int = 16) -> Any:
-    """A FAISS inverted-file index over L2-normalised vectors (inner product): about 4 sqrt(N) cells,
-    `probes` of them searched per query. For catalogues too large to search exactly at the speed wanted."""
-    faiss = _faiss()
-    data = vectors.float().contiguous().numpy()
-    cells = max(1, min(int(4 * len(data) ** 0.5), len(data) // 39))  # FAISS wants about 39 training points per cell
-    quantizer = faiss.IndexFlatIP(data.shape[1])
-    inverted = faiss.IndexIVFFlat(quantizer, data.shape[1], cells, faiss.METRIC_INNER_PRODUCT)
-    inverted.train(data)
-    inverted.add(data)
-    inverted.nprobe = min(probes, cells)
-    return inverted
-
-
-def _faiss() -> Any:
-    try:
-        return importlib.import_module("faiss")  # optional: pip install 'famevil[faiss]'
-    except ImportError:
-        raise FamevilError("--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])") from None
-
-
 class CatalogueIndex:
-    """An index folder read for search: vectors in memory (float32, for fast exact search), thumbnails
-    read from the file when asked for. Search ranks products: a product scores as its best view (or as
-    its product vector, where the index has them) and comes back once, as that view.
-    approximate: search FAISS inverted-file indexes instead.
+    """An index folder read for search: vectors in memory, thumbnails read from the file when asked for.
+    Search ranks products: a product scores as its best view (or as its product vector, where the index
+    has them) and comes back once, as that view. `ranker` ranks them: exact (famevil.ranking), FAISS's
+    inverted files with approximate=True, or any other Ranker put in its place.
     images: the absolute root the items' paths are relative to; their own files are read only from
     under it, and never without it."""
 
@@ -231,7 +211,7 @@ class CatalogueIndex:
             self.items = [json.loads(line) for line in lines]
         with safe_open(root / VECTORS_FILE, framework="pt") as tensors:
             names = set(tensors.keys()) & {IMAGE_VECTORS, COMPOSED_VECTORS, PRODUCT_VECTORS}
-            self.vectors = {name: tensors.get_tensor(name).float() for name in names}
+            self.vectors = {name: tensors.get_tensor(name) for name in names}
             self.offsets = tensors.get_tensor(THUMBNAIL_OFFSETS)
         views = product_views(self.items)
         self.products = [self.items[numbers[0]] for numbers in views.values()]  # each product as its first view describes it
@@ -240,7 +220,11 @@ class CatalogueIndex:
         for product, numbers in enumerate(self.views):
             self.product_of[numbers] = product
         self.most_views = max(map(len, self.views))
-        self.approximate = {name: approximate_index(vectors) for name, vectors in self.vectors.items()} if approximate else None
+        self.ranker: Ranker = ApproximateRanker(self) if approximate else ExactRanker(self)
+
+    @property
+    def product_count(self) -> int:
+        return len(self.products)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -253,9 +237,14 @@ class CatalogueIndex:
                 found.setdefault(product["category"], set()).add(product["subcategory"])
         return {category: sorted(found[category]) for category in sorted(found)}
 
-    def products_in(self, category: str | None = None, subcategory: str | None = None) -> torch.Tensor:
-        """A mask (products,) of those in the category and subcategory (None: any)."""
-        return torch.tensor([category in (None, p["category"]) and subcategory in (None, p["subcategory"]) for p in self.products], dtype=torch.bool)
+    def allowed(self, among: Among) -> torch.Tensor:
+        """A mask (products,) of those `among` lets through."""
+        mask = torch.tensor(
+            [among.category in (None, p["category"]) and among.subcategory in (None, p["subcategory"]) for p in self.products], dtype=torch.bool
+        )
+        if among.excluded is not None:
+            mask[among.excluded] = False
+        return mask
 
     def product_with_image(self, sha256: str) -> int | None:
         """The product one of whose views is the image with this SHA-256, if the index holds it."""
@@ -264,57 +253,18 @@ class CatalogueIndex:
                 return int(self.product_of[number])
         return None
 
-    def search(self, vectors: str, query: torch.Tensor, top: int, offset: int = 0, allowed: torch.Tensor | None = None) -> list[Hit]:
+    def search(self, vectors: str, query: torch.Tensor, top: int, offset: int = 0, among: Among = EVERYTHING) -> list[Hit]:
         """The products ranked offset+1 to offset+top for one query vector (D,) against the `vectors` of
-        data_specs.indexes; allowed: a mask (products,) of those that may be found, applied before ranking."""
+        data_specs.indexes, among those `among` lets through (filtered before ranking)."""
         query = query.float().cpu()
-        ranked = self._ranked(vectors, query, offset + top, allowed)[offset:]
+        ranked = self.ranker.ranked(vectors, query, offset + top, among)[offset:]
         # Product vectors score a product as a whole; the view shown is still the one whose image matches best.
         shown = IMAGE_VECTORS if vectors == PRODUCT_VECTORS else vectors
         return [self._hit(rank, product, score, shown, query) for rank, (product, score) in enumerate(ranked, offset + 1)]
 
-    def _ranked(self, vectors: str, query: torch.Tensor, wanted: int, allowed: torch.Tensor | None) -> list[tuple[int, float]]:
-        """The `wanted` best (product, score) pairs, best first."""
-        if self.approximate is not None:
-            return self._approximately_ranked(vectors, query, wanted, allowed)
-        scores = self.vectors[vectors] @ query
-        if vectors != PRODUCT_VECTORS:
-            scores = torch.full((len(self.products),), -torch.inf).scatter_reduce(0, self.product_of, scores, "amax")
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, -torch.inf)
-        values, products = scores.topk(min(wanted, int(torch.isfinite(scores).sum())))
-        return list(zip(products.tolist(), values.tolist(), strict=True))
-
-    def _approximately_ranked(self, vectors: str, query: torch.Tensor, wanted: int, allowed: torch.Tensor | None) -> list[tuple[int, float]]:
-        """As _ranked, through FAISS. Per-item vectors: `wanted` products' best views lie among the best
-        wanted x most_views items, whatever the order, since no product has more views. A filter is an id
-        selector, applied while searching; when the probed cells hold too few allowed items, every cell is searched."""
-        per_item = vectors != PRODUCT_VECTORS
-        allowed_ids = None if allowed is None else (allowed[self.product_of] if per_item else allowed).nonzero().flatten()
-        available = len(self.vectors[vectors]) if allowed_ids is None else len(allowed_ids)
-        count = min(wanted * (self.most_views if per_item else 1), available)
-        searched = self.approximate[vectors]
-        ranked = self._faiss_ranked(searched, query, count, allowed_ids, searched.nprobe, per_item)
-        if len(ranked) < min(wanted, available) and allowed_ids is not None:
-            ranked = self._faiss_ranked(searched, query, count, allowed_ids, searched.nlist, per_item)
-        return ranked[:wanted]
-
-    def _faiss_ranked(
-        self, searched: Any, query: torch.Tensor, count: int, allowed_ids: torch.Tensor | None, probes: int, per_item: bool
-    ) -> list[tuple[int, float]]:
-        faiss = _faiss()
-        selector = None if allowed_ids is None else faiss.IDSelectorBatch(allowed_ids.numpy().astype("int64"))
-        parameters = faiss.SearchParametersIVF(sel=selector, nprobe=probes) if selector is not None else None
-        values, indices = searched.search(query[None].numpy(), max(count, 1), params=parameters)
-        best: dict[int, float] = {}
-        for found, score in zip(indices[0].tolist(), values[0].tolist(), strict=True):
-            if found >= 0:  # FAISS pads with -1 when the probed cells hold fewer than `count` items
-                best.setdefault(int(self.product_of[found]) if per_item else found, score)
-        return list(best.items())
-
     def _hit(self, rank: int, product: int, score: float, shown: str, query: torch.Tensor) -> Hit:
         views = self.views[product]
-        item = views[int((self.vectors[shown][views] @ query).argmax())]
+        item = views[int((self.vectors[shown][views].float() @ query).argmax())]
         described = self.products[product]
         fields = {name: described[name] for name in ("product_id", "title", "category", "subcategory")}
         return Hit(rank, item, self.path(item), score, views=len(views), **fields)

@@ -7,7 +7,7 @@ import base64
 import difflib
 import hashlib
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,6 +19,7 @@ from data_specs.manifest import require_artifact
 from famevil.api import ImageInput, image_file_bytes, read_image
 from famevil.catalogue_index import CatalogueIndex, Hit, open_model, thumbnail_jpeg
 from famevil.data.images import decode_image
+from famevil.ranking import EVERYTHING, Among
 
 REFERENCE_THUMBNAIL = 160  # pixels: the reference image atop a results page
 
@@ -83,7 +84,7 @@ class SearchSession:
     ) -> SearchResult:
         """Text search (`text`), similar items (`image` or indexed `item` alone) or composed search
         (`image` or `item`, and `modify`: how the wanted product differs from it)."""
-        allowed = self._allowed(category, subcategory)
+        among = self._among(category, subcategory)
         reference = self._reference(image, item)
         if reference is None:
             if modify:
@@ -91,7 +92,7 @@ class SearchSession:
             if not text:
                 raise FamevilError("give a text query, --image REF for similar items, or --image REF --modify TEXT for composed search")
             vectors = PRODUCT_VECTORS if PRODUCT_VECTORS in self.index.vectors else IMAGE_VECTORS
-            return self._found(text, TEXT_SEARCH, vectors, self.model.encode_texts([text])[0], top, offset, allowed)
+            return self._found(text, TEXT_SEARCH, vectors, self.model.encode_texts([text])[0], top, offset, among)
         if text:
             raise FamevilError(f"{text!r}: give a text query or --image, not both; to change the image, say how with --modify TEXT")
         if modify:
@@ -100,14 +101,12 @@ class SearchSession:
                     f"{self.root}: composed search needs a model with composed retrieval; {self.model.source} lacks it (its tasks: {', '.join(self.model.tasks)})"
                 )
             query = self.model.compose([reference.picture], [modify])[0]
-            return self._found(f"{reference.named} + {modify!r}", COMPOSED_SEARCH, COMPOSED_VECTORS, query, top, offset, allowed)
-        if reference.product is not None:  # the product itself is no similar item of its own
-            allowed = self.index.products_in() if allowed is None else allowed.clone()
-            allowed[reference.product] = False
-        return self._found(f"like {reference.named}", SIMILAR_SEARCH, IMAGE_VECTORS, self.model.encode_images([reference.picture])[0], top, offset, allowed)
+            return self._found(f"{reference.named} + {modify!r}", COMPOSED_SEARCH, COMPOSED_VECTORS, query, top, offset, among)
+        among = replace(among, excluded=reference.product)  # the product itself is no similar item of its own
+        return self._found(f"like {reference.named}", SIMILAR_SEARCH, IMAGE_VECTORS, self.model.encode_images([reference.picture])[0], top, offset, among)
 
-    def _found(self, query: str, kind: str, vectors: str, vector: torch.Tensor, top: int, offset: int, allowed: torch.Tensor | None) -> SearchResult:
-        hits = self.index.search(vectors, vector, top + 1, offset, allowed)  # one more than shown: whether a next page exists
+    def _found(self, query: str, kind: str, vectors: str, vector: torch.Tensor, top: int, offset: int, among: Among) -> SearchResult:
+        hits = self.index.search(vectors, vector, top + 1, offset, among)  # one more than shown: whether a next page exists
         return SearchResult(query, kind, hits[:top], offset, len(hits) > top)
 
     def _reference(self, image: ImageInput | None, item: int | None) -> _Reference | None:
@@ -124,10 +123,10 @@ class SearchSession:
         data = image_file_bytes(image)  # read once: decoded as the query, hashed to find it among the indexed images
         return _Reference(decode_image(data, str(image)), self.index.product_with_image(hashlib.sha256(data).hexdigest()), str(image))
 
-    def _allowed(self, category: str | None, subcategory: str | None) -> torch.Tensor | None:
-        """The products the filters let through (None: every one); an unknown name is one line with the closest known ones."""
+    def _among(self, category: str | None, subcategory: str | None) -> Among:
+        """The products the filters let through; an unknown name is one line with the closest known ones."""
         if category is None and subcategory is None:
-            return None
+            return EVERYTHING
         known = self.categories()
         if category is not None:
             category = _known_name("--category", category, list(known), f"the categories of {self.root}")
@@ -135,7 +134,7 @@ class SearchSession:
             within = known[category] if category is not None else sorted({name for names in known.values() for name in names})
             where = f"the subcategories of {category}" if category is not None else f"the subcategories of {self.root}"
             subcategory = _known_name("--subcategory", subcategory, within, where)
-        return self.index.products_in(category, subcategory)
+        return Among(category, subcategory)
 
 
 def _known_name(flag: str, given: str, names: list[str], where: str) -> str:

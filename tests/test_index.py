@@ -17,7 +17,8 @@ import famevil
 import stages.index as index_module
 from data_specs.errors import FamevilError
 from data_specs.manifest import require_artifact
-from famevil.catalogue_index import OUTSIDE_THE_LISTING, CatalogueIndex, approximate_index
+from famevil.approximate import approximate_index
+from famevil.catalogue_index import OUTSIDE_THE_LISTING, CatalogueIndex
 from famevil.serving import SearchSession, results_page
 from stages.index import index
 from tests.test_images import sideways_jpeg
