@@ -73,8 +73,10 @@ KINDS: dict[str, ArtifactKind] = {
         ),
         ArtifactKind(
             name="index",
-            schema_version=2,  # 2: items are products' views (product_id, title, ...), paths relative to an absolute images root, per-search vectors
-            readable_versions=(2,),
+            # 2: items are products' views (product_id, title, ...), paths relative to an absolute images root, per-search vectors;
+            # 3: item products, hashes and product groups as tensors (a million items searched without items.jsonl in memory)
+            schema_version=3,
+            readable_versions=(3,),
             made_by="famevil index --model MODEL --images FOLDER [--catalogue products.csv] --out INDEX",
             description="a catalogue's images embedded by product for text, similar-item and composed search: vectors, thumbnails, paths and hashes",
         ),

@@ -1,16 +1,33 @@
-"""Approximate search through FAISS: inverted files over an index's vectors, for catalogues too large to
-search exactly at the speed wanted (famevil search/serve --approximate)."""
+"""Approximate search through FAISS, for catalogues too large to search exactly at the speed wanted
+(famevil index --approximate builds it once; famevil search/serve --approximate use it).
+
+An index's vectors get an inverted file: about 4 sqrt(N) cells by k-means, PROBES of them searched per
+query. Below COMPACT_FROM vectors the cells hold the vectors themselves (small enough to keep whole);
+from there on, product-quantised codes of PQ_DIMS dimensions to a byte (32 bytes for a 128-d vector,
+against 256 in fp16), read memory-mapped. Codes alone misorder near copies of one product photo, so
+RERANK times the candidates wanted come back from FAISS and are ranked again by their exact (fp16,
+memory-mapped) vectors: docs/benchmarks.md has the measurements that chose this over 8-bit scalar codes and HNSW.
+"""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from data_specs.errors import FamevilError
-from data_specs.indexes import PRODUCT_VECTORS
+from data_specs.indexes import APPROXIMATE_FILE, PRODUCT_VECTORS
 from famevil.ranking import Among
+
+COMPACT_FROM = 20_000  # vectors: below, the inverted file's cells keep them whole (a few MB); from here on, PQ codes
+PQ_DIMS = 4  # dimensions per one-byte code (faiss.IndexPQ's M = dim / PQ_DIMS)
+MAX_PQ_BYTES = 64  # at most this many bytes per vector: a 512-d vector gets 64 codes of 8 dimensions
+PROBES = 32  # inverted-file cells searched per query
+RERANK = 10  # FAISS returns RERANK x the candidates wanted, ranked again by their exact vectors
+TRAINING_PER_CELL = 64  # k-means points per cell (FAISS warns below 39), an evenly spaced sample of the vectors
 
 
 def faiss_module() -> Any:
@@ -20,48 +37,80 @@ def faiss_module() -> Any:
         raise FamevilError("--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])") from None
 
 
-def approximate_index(vectors: torch.Tensor, probes: int = 16) -> Any:
-    """A FAISS inverted-file index over L2-normalised vectors (inner product): about 4 sqrt(N) cells,
-    `probes` of them searched per query."""
+def factory_spec(count: int, dim: int) -> str:
+    """The FAISS index_factory string for `count` vectors of `dim` dimensions (see the module's docstring)."""
+    cells = max(1, min(int(4 * count**0.5), count // 39))  # FAISS wants about 39 training points per cell
+    if count < COMPACT_FROM:
+        return f"IVF{cells},Flat"
+    codes = dim // PQ_DIMS
+    while codes > MAX_PQ_BYTES or dim % codes:
+        codes -= 1
+    return f"IVF{cells},PQ{codes}"
+
+
+def build(vectors: torch.Tensor, spec: str | None = None) -> Any:
+    """A trained and filled FAISS index over L2-normalised vectors (inner product); spec: an index_factory
+    string, factory_spec's by default. Deterministic: k-means trains on evenly spaced vectors with FAISS's fixed seed."""
     faiss = faiss_module()
     data = vectors.float().contiguous().numpy()
-    cells = max(1, min(int(4 * len(data) ** 0.5), len(data) // 39))  # FAISS wants about 39 training points per cell
-    quantizer = faiss.IndexFlatIP(data.shape[1])
-    inverted = faiss.IndexIVFFlat(quantizer, data.shape[1], cells, faiss.METRIC_INNER_PRODUCT)
-    inverted.train(data)
-    inverted.add(data)
-    inverted.nprobe = min(probes, cells)
-    return inverted
+    built = faiss.index_factory(data.shape[1], spec or factory_spec(*data.shape), faiss.METRIC_INNER_PRODUCT)
+    inverted = faiss.try_extract_index_ivf(built)
+    cells = inverted.nlist if inverted is not None else 256  # without cells (HNSW): as many points as a PQ's 256 codes want
+    sample = np.linspace(0, len(data) - 1, min(len(data), TRAINING_PER_CELL * cells)).astype(np.int64)
+    built.train(data[np.unique(sample)])
+    for start in range(0, len(data), 65_536):  # in blocks: a million vectors convert to float32 a block at a time
+        built.add(data[start : start + 65_536])
+    return built
+
+
+def write(folder: Path, name: str, built: Any) -> None:
+    faiss_module().write_index(built, str(folder / APPROXIMATE_FILE.format(name)))
+
+
+def read(folder: Path, name: str) -> Any | None:
+    """The FAISS index `famevil index --approximate` wrote for the `name` vectors, memory-mapped; None if there is none."""
+    path = folder / APPROXIMATE_FILE.format(name)
+    if not path.is_file():
+        return None
+    faiss = faiss_module()
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
 
 class ApproximateRanker:
-    """famevil.ranking.Ranker through FAISS. Per-item vectors: `wanted` products' best views lie among the
-    best wanted x most_views items, whatever the order, since no product has more views. A filter is an id
-    selector, applied while searching; when the probed cells hold too few allowed items, every cell is searched."""
+    """famevil.ranking.Ranker through FAISS: the index's own approximate files, else built here (in memory).
+    Per-item vectors: `wanted` products' best views lie among the best wanted x most_views items, whatever
+    the order, since no product has more views. A filter is an id selector, applied while searching; when
+    the probed cells hold too few allowed items, every cell is searched."""
 
     def __init__(self, index):  # a famevil.catalogue_index.CatalogueIndex
         self.index = index
-        self.searched = {name: approximate_index(vectors) for name, vectors in index.vectors.items()}
+        self.searched = {name: read(index.root, name) or build(vectors) for name, vectors in index.vectors.items()}
+        for searched in self.searched.values():
+            inverted = faiss_module().extract_index_ivf(searched)
+            inverted.nprobe = min(PROBES, inverted.nlist)
 
     def ranked(self, vectors: str, query: torch.Tensor, wanted: int, among: Among) -> list[tuple[int, float]]:
         per_item = vectors != PRODUCT_VECTORS
-        allowed = None if among.everything else self.index.allowed(among)
-        allowed_ids = None if allowed is None else (allowed[self.index.product_of] if per_item else allowed).nonzero().flatten()
+        allowed_ids = None if among.everything else self.index.allowed_ids(among, per_item)
         available = len(self.index.vectors[vectors]) if allowed_ids is None else len(allowed_ids)
         count = min(wanted * (self.index.most_views if per_item else 1), available)
-        searched = self.searched[vectors]
-        ranked = self._ranked(searched, query, count, allowed_ids, searched.nprobe, per_item)
+        inverted = faiss_module().extract_index_ivf(self.searched[vectors])
+        ranked = self._ranked(vectors, query, count, allowed_ids, inverted.nprobe, per_item)
         if len(ranked) < min(wanted, available) and allowed_ids is not None:
-            ranked = self._ranked(searched, query, count, allowed_ids, searched.nlist, per_item)
+            ranked = self._ranked(vectors, query, count, allowed_ids, inverted.nlist, per_item)
         return ranked[:wanted]
 
-    def _ranked(self, searched: Any, query: torch.Tensor, count: int, allowed_ids: torch.Tensor | None, probes: int, per_item: bool) -> list[tuple[int, float]]:
+    def _ranked(self, vectors: str, query: torch.Tensor, count: int, allowed_ids: np.ndarray | None, probes: int, per_item: bool) -> list[tuple[int, float]]:
         faiss = faiss_module()
-        selector = None if allowed_ids is None else faiss.IDSelectorBatch(allowed_ids.numpy().astype("int64"))
-        parameters = faiss.SearchParametersIVF(sel=selector, nprobe=probes) if selector is not None else None
-        values, indices = searched.search(query[None].numpy(), max(count, 1), params=parameters)
+        selector = None if allowed_ids is None else faiss.IDSelectorBatch(allowed_ids)
+        parameters = faiss.SearchParametersIVF(sel=selector, nprobe=probes)
+        _, found = self.searched[vectors].search(query[None].numpy(), max(RERANK * count, 1), params=parameters)
+        candidates = found[0][found[0] >= 0]  # FAISS pads with -1 when the probed cells hold fewer
+        items = torch.from_numpy(candidates)
+        exact = self.index.vectors[vectors][items].float() @ query
+        scores, order = exact.sort(descending=True, stable=True)
+        keys = self.index.product_of[items[order]] if per_item else items[order]
         best: dict[int, float] = {}
-        for found, score in zip(indices[0].tolist(), values[0].tolist(), strict=True):
-            if found >= 0:  # FAISS pads with -1 when the probed cells hold fewer than `count` items
-                best.setdefault(int(self.index.product_of[found]) if per_item else found, score)
+        for key, score in zip(keys.tolist(), scores.tolist(), strict=True):
+            best.setdefault(key, score)
         return list(best.items())

@@ -9,20 +9,27 @@ import json
 import os
 import posixpath
 import stat
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
+from safetensors.torch import save_file
 
 from data_specs.errors import FamevilError
 from data_specs.indexes import (
     COMPOSED_VECTORS,
+    GROUPS_METADATA,
     IMAGE_VECTORS,
+    ITEM_PRODUCT,
+    ITEM_SHA256,
     ITEMS_FILE,
+    PRODUCT_GROUP,
     PRODUCT_VECTORS,
+    SKIPPED_FILE,
     THUMBNAIL_BYTES,
     THUMBNAIL_OFFSETS,
     VECTORS_FILE,
@@ -35,6 +42,7 @@ from famevil.checkpoint import require_checkpoint
 from famevil.data.catalogue import CATALOGUE, CATALOGUE_COLUMNS, OPTIONAL_CATALOGUE_COLUMNS, View, leaves_folder, read_catalogue, read_table
 from famevil.data.images import decode_image
 from famevil.limits import Bound
+from famevil.mapped import JsonLines, mapped_safetensors
 from famevil.model.backbone import LOCAL_DIR
 from famevil.ranking import EVERYTHING, Among, ExactRanker, Ranker
 
@@ -135,6 +143,52 @@ def _absolute_source(source: str) -> str | Path:
     return _absolute(Path(source)) if Path(source).exists() else source
 
 
+def catalogue_tensors(items: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """What an index keeps beside its vectors so that it is searched without items.jsonl in memory: each
+    item's product number and image SHA-256, each product's group; and the "groups" metadata naming them."""
+    views = product_views(items)
+    item_product = torch.empty(len(items), dtype=torch.int32)
+    groups: dict[tuple[str, str], int] = {}
+    product_group = []
+    for product, numbers in enumerate(views.values()):
+        item_product[numbers] = product
+        first = items[numbers[0]]
+        product_group.append(groups.setdefault((first["category"], first["subcategory"]), len(groups)))
+    digests = bytearray(b"".join(bytes.fromhex(item["sha256"]) for item in items))
+    tensors = {
+        ITEM_PRODUCT: item_product,
+        ITEM_SHA256: torch.frombuffer(digests, dtype=torch.uint8).reshape(len(items), 32),
+        PRODUCT_GROUP: torch.tensor(product_group, dtype=torch.int32),
+    }
+    return tensors, {GROUPS_METADATA: json.dumps([list(group) for group in groups], ensure_ascii=False)}
+
+
+def write_index_files(out: Path, tensors: dict[str, torch.Tensor], items: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> None:
+    """An index folder's files but its manifest (data_specs.indexes): the vectors and thumbnails (`tensors`)
+    with catalogue_tensors', the items and the skipped entries."""
+    listing, metadata = catalogue_tensors(items)
+    save_file(tensors | listing, out / VECTORS_FILE, metadata=metadata)
+    with open(out / ITEMS_FILE, "w", encoding="utf-8") as lines:
+        lines.writelines(json.dumps(item | {"id": i}, ensure_ascii=False) + "\n" for i, item in enumerate(items))
+    with open(out / SKIPPED_FILE, "w", encoding="utf-8") as lines:
+        lines.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in skipped)
+
+
+class _Lazy(Sequence):
+    """A sequence whose elements are made when asked for (the index's products and their views)."""
+
+    def __init__(self, length: int, element: Callable[[int], Any]):
+        self.length, self.element = length, element
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, number: int) -> Any:  # type: ignore[override]
+        if not -self.length <= number < self.length:
+            raise IndexError(number)
+        return self.element(number % self.length)
+
+
 def product_views(items: list[dict[str, Any]]) -> dict[str, list[int]]:
     """Each product's items (its views), products in order of first appearance: the order of an index's product vectors."""
     views: dict[str, list[int]] = {}
@@ -207,19 +261,21 @@ class CatalogueIndex:
     def __init__(self, root: Path, approximate: bool = False, images: Path | None = None):
         self.root = root
         self.images_folder = None if images is None else _absolute(images)
-        with open(root / ITEMS_FILE, encoding="utf-8") as lines:
-            self.items = [json.loads(line) for line in lines]
-        with safe_open(root / VECTORS_FILE, framework="pt") as tensors:
-            names = set(tensors.keys()) & {IMAGE_VECTORS, COMPOSED_VECTORS, PRODUCT_VECTORS}
-            self.vectors = {name: tensors.get_tensor(name) for name in names}
-            self.offsets = tensors.get_tensor(THUMBNAIL_OFFSETS)
-        views = product_views(self.items)
-        self.products = [self.items[numbers[0]] for numbers in views.values()]  # each product as its first view describes it
-        self.views = list(views.values())
-        self.product_of = torch.empty(len(self.items), dtype=torch.int64)
-        for product, numbers in enumerate(self.views):
-            self.product_of[numbers] = product
-        self.most_views = max(map(len, self.views))
+        self.items = JsonLines(root / ITEMS_FILE)
+        tensors, metadata = mapped_safetensors(root / VECTORS_FILE)
+        self.vectors = {name: tensors[name] for name in (IMAGE_VECTORS, COMPOSED_VECTORS, PRODUCT_VECTORS) if name in tensors}
+        self.offsets, self.thumbnails, self.sha256 = tensors[THUMBNAIL_OFFSETS], tensors[THUMBNAIL_BYTES], tensors[ITEM_SHA256]
+        self.product_of = tensors[ITEM_PRODUCT].long()
+        self.product_group = tensors[PRODUCT_GROUP].long()
+        self.groups: list[tuple[str, str]] = [tuple(group) for group in json.loads(metadata[GROUPS_METADATA])]
+        # Each product's views, as runs of the items ordered by product (in index order within a product).
+        by_product = torch.argsort(self.product_of, stable=True)
+        counts = torch.bincount(self.product_of, minlength=len(self.product_group))
+        starts = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+        self.views: Sequence[list[int]] = _Lazy(len(counts), lambda product: by_product[starts[product] : starts[product + 1]].tolist())
+        first_views = by_product[starts[:-1]]
+        self.products: Sequence[dict[str, Any]] = _Lazy(len(counts), lambda product: self.items[int(first_views[product])])  # as its first view describes it
+        self.most_views = int(counts.max())
         self.ranker: Ranker = ApproximateRanker(self) if approximate else ExactRanker(self)
 
     @property
@@ -232,26 +288,28 @@ class CatalogueIndex:
     def categories(self) -> dict[str, list[str]]:
         """{category: its subcategories, sorted}, of the products that have one (a catalogue's)."""
         found: dict[str, set[str]] = {}
-        for product in self.products:
-            if product["category"]:
-                found.setdefault(product["category"], set()).add(product["subcategory"])
+        for category, subcategory in self.groups:
+            if category:
+                found.setdefault(category, set()).add(subcategory)
         return {category: sorted(found[category]) for category in sorted(found)}
 
     def allowed(self, among: Among) -> torch.Tensor:
         """A mask (products,) of those `among` lets through."""
-        mask = torch.tensor(
-            [among.category in (None, p["category"]) and among.subcategory in (None, p["subcategory"]) for p in self.products], dtype=torch.bool
-        )
+        groups = torch.tensor([among.category in (None, category) and among.subcategory in (None, sub) for category, sub in self.groups], dtype=torch.bool)
+        mask = groups[self.product_group]
         if among.excluded is not None:
             mask[among.excluded] = False
         return mask
 
+    def allowed_ids(self, among: Among, per_item: bool) -> np.ndarray:
+        """The numbers (int64) of the items (per_item) or products `among` lets through."""
+        mask = self.allowed(among)
+        return (mask[self.product_of] if per_item else mask).nonzero().flatten().numpy()
+
     def product_with_image(self, sha256: str) -> int | None:
         """The product one of whose views is the image with this SHA-256, if the index holds it."""
-        for number, item in enumerate(self.items):
-            if item["sha256"] == sha256:
-                return int(self.product_of[number])
-        return None
+        found = (self.sha256 == torch.frombuffer(bytearray(bytes.fromhex(sha256)), dtype=torch.uint8)).all(1).nonzero()
+        return int(self.product_of[found[0, 0]]) if len(found) else None
 
     def search(self, vectors: str, query: torch.Tensor, top: int, offset: int = 0, among: Among = EVERYTHING) -> list[Hit]:
         """The products ranked offset+1 to offset+top for one query vector (D,) against the `vectors` of
@@ -296,6 +354,4 @@ class CatalogueIndex:
         """The item's thumbnail, JPEG bytes."""
         if not 0 <= item < len(self.items):
             raise FamevilError(f"{self.root}: no item {item} (the index holds {len(self.items)})")
-        start, end = int(self.offsets[item]), int(self.offsets[item + 1])
-        with safe_open(self.root / VECTORS_FILE, framework="pt") as tensors:
-            return bytes(tensors.get_slice(THUMBNAIL_BYTES)[start:end].numpy())
+        return bytes(self.thumbnails[int(self.offsets[item]) : int(self.offsets[item + 1])].numpy())

@@ -103,5 +103,8 @@ ReportToOption = Annotated[
 ShardsOption = Annotated[Path, typer.Option(help="A shards artifact (famevil prepare).")]
 ModelOption = Annotated[Path, typer.Option("--model", help="A famevil checkpoint directory (base, teacher or student).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ApproximateOption = Annotated[bool, typer.Option("--approximate", help="Search FAISS inverted-file indexes, not every item (needs faiss-cpu).")]
+ApproximateOption = Annotated[
+    bool,
+    typer.Option("--approximate", help="Search FAISS's compact index (index --approximate builds it; else built at start), not every item (needs faiss-cpu)."),
+]
 IndexArgument = Annotated[Path, typer.Argument(metavar="INDEX", help="An index (famevil index).", show_default=False)]

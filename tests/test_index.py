@@ -16,9 +16,10 @@ from safetensors.torch import load_file
 import famevil
 import stages.index as index_module
 from data_specs.errors import FamevilError
+from data_specs.indexes import IMAGE_VECTORS, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS
 from data_specs.manifest import require_artifact
-from famevil.approximate import approximate_index
-from famevil.catalogue_index import OUTSIDE_THE_LISTING, CatalogueIndex
+from famevil import approximate
+from famevil.catalogue_index import OUTSIDE_THE_LISTING, CatalogueIndex, write_index_files
 from famevil.serving import SearchSession, results_page
 from stages.index import index
 from tests.test_images import sideways_jpeg
@@ -178,16 +179,40 @@ def test_a_search_page_never_overwrites_an_input(cli, tiny_student, catalogue, t
 
 
 def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogue, tmp_path):
-    generator = torch.Generator().manual_seed(0)
-    centres = torch.randn(50, 32, generator=generator)
-    vectors = torch.nn.functional.normalize(centres[torch.randint(50, (5000,), generator=generator)] + 0.3 * torch.randn(5000, 32, generator=generator), dim=-1)
-    queries = torch.nn.functional.normalize(torch.randn(100, 32, generator=generator), dim=-1)
-    inverted = approximate_index(vectors, probes=16)
-    _, found = inverted.search(queries.numpy(), 10)
-    exact = (queries @ vectors.T).topk(10).indices
-    recall = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(torch.from_numpy(found), exact, strict=True)) / exact.numel()
-    assert recall >= 0.9
     index(tiny_student, catalogue, tmp_path / "idx")
     exact_hits = SearchSession(tmp_path / "idx").search(text="black coat", top=4).hits
-    approximate_hits = SearchSession(tmp_path / "idx", approximate=True).search(text="black coat", top=4).hits
-    assert [h.item for h in approximate_hits] == [h.item for h in exact_hits]
+    approximate = SearchSession(tmp_path / "idx", approximate=True)
+    assert [h.item for h in approximate.search(text="black coat", top=4).hits] == [h.item for h in exact_hits]
+    assert not list((tmp_path / "idx").glob("*.faiss"))  # without index --approximate, built in memory
+
+
+def test_index_approximate_writes_faiss_files_that_search_reads_mapped(tiny_student, catalogue, tmp_path):
+    result = index(tiny_student, catalogue, tmp_path / "idx", approximate=True)
+    files = sorted(path.name for path in (tmp_path / "idx").glob("*.faiss"))
+    assert files == ["approximate-composed.faiss", "approximate-image.faiss"] and result.manifest.details["approximate"] is True
+    assert all(name in result.manifest.files for name in files)  # listed, so verify checks them
+    session = SearchSession(tmp_path / "idx", approximate=True)
+    assert session.index.ranker.searched["image"].ntotal == result.items
+    exact_hits = SearchSession(tmp_path / "idx").search(text="black coat", top=4).hits
+    assert [h.item for h in session.search(text="black coat", top=4).hits] == [h.item for h in exact_hits]
+
+
+def test_compact_codes_with_reranking_keep_near_copies_in_order(tmp_path):
+    """Past COMPACT_FROM vectors the cells hold PQ codes; near copies of one vector are told apart by
+    reranking with the exact vectors, which the codes alone would misorder."""
+    generator = torch.Generator().manual_seed(0)
+    count = approximate.COMPACT_FROM
+    sources = torch.nn.functional.normalize(torch.randn(200, 32, generator=generator), dim=-1)
+    vectors = torch.nn.functional.normalize(sources[torch.arange(count) % 200] + 0.05 * torch.randn(count, 32, generator=generator), dim=-1)
+    assert approximate.factory_spec(count, 32).endswith(",PQ8") and approximate.factory_spec(count - 1, 32).endswith(",Flat")
+    items = [{"path": f"{i}.jpg", "sha256": f"{i:064x}", "product_id": str(i), "title": "", "category": "", "subcategory": ""} for i in range(count)]
+    empty = {THUMBNAIL_BYTES: torch.zeros(0, dtype=torch.uint8), THUMBNAIL_OFFSETS: torch.zeros(count + 1, dtype=torch.int64)}
+    (tmp_path / "idx").mkdir()
+    write_index_files(tmp_path / "idx", {IMAGE_VECTORS: vectors.half()} | empty, items, [])
+    approximate.write(tmp_path / "idx", IMAGE_VECTORS, approximate.build(vectors.half()))
+    exact, compact = CatalogueIndex(tmp_path / "idx"), CatalogueIndex(tmp_path / "idx", approximate=True)
+    queries = torch.nn.functional.normalize(sources[:50] + 0.05 * torch.randn(50, 32, generator=generator), dim=-1)
+    found = [{h.item for h in catalogue.search(IMAGE_VECTORS, query, 10)} for catalogue in (exact, compact) for query in queries]
+    assert sum(len(a & b) for a, b in zip(found[:50], found[50:], strict=True)) / 500 >= 0.95
+    _, coded = compact.ranker.searched[IMAGE_VECTORS].search(queries.numpy(), 10)  # the codes alone, not reranked
+    assert sum(len(set(row.tolist()) & a) for row, a in zip(coded, found[:50], strict=True)) / 500 < 0.9

@@ -171,7 +171,14 @@ def test_an_index_of_a_cross_modal_retrieval_model_answers_text_and_similar_sear
     teacher = tiny_dumps["xmr"][0] if built_with == "an XMR teacher" else plain_base
     index(teacher, shop / "images", tmp_path / "xmr-index", catalogue=shop / "products.csv")
     assert require_artifact(tmp_path / "xmr-index", "index").details["searches"] == ["text", "similar"]
-    assert set(load_file(tmp_path / "xmr-index" / "vectors.safetensors")) == {"image", "thumbnail_bytes", "thumbnail_offsets"}
+    assert set(load_file(tmp_path / "xmr-index" / "vectors.safetensors")) == {
+        "image",
+        "thumbnail_bytes",
+        "thumbnail_offsets",
+        "item_product",
+        "item_sha256",
+        "product_group",
+    }
     session = SearchSession(tmp_path / "xmr-index")
     assert session.searches == ("text", "similar") and len(session.search(text="red dress", top=2).hits) == 2
     assert session.search(item=0, top=2).kind == "similar"

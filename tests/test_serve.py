@@ -309,7 +309,9 @@ def _bytes_read() -> int:
 def test_an_item_file_changed_or_outside_the_catalogue_shows_the_thumbnail_after_bounded_reads(client, session, monkeypatch, tmp_path):
     captioned: list[bytes] = []
     monkeypatch.setattr(session.model, "caption", lambda images: [captioned.append(images[0].tobytes()) or "a coat"])
-    listed = session.index.items[3]
+    edited = list(session.index.items)  # the index reads items.jsonl's lines as asked for: this list stands in for an edited file
+    monkeypatch.setattr(session.index, "items", edited)
+    listed = edited[3]
     original = Path(session.index.path(3))  # the index lists it relative to its images root
     thumbnail = Image.open(io.BytesIO(session.index.thumbnail(3))).convert("RGB").tobytes()
     assert Image.open(original).convert("RGB").tobytes() != thumbnail  # the two can be told apart

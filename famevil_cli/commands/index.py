@@ -28,6 +28,9 @@ def index(
     ] = defaults["text_weight"],
     batch_size: BatchSizeOption = defaults["batch_size"],
     thumbnail: ThumbnailOption = defaults["thumbnail"],
+    approximate: Annotated[
+        bool, typer.Option("--approximate", help="Also build FAISS's compact index, read memory-mapped by search and serve --approximate (needs faiss-cpu).")
+    ] = defaults["approximate"],
     overwrite: OverwriteOption = defaults["overwrite"],
 ) -> None:
     result = call(stage.index, locals())
