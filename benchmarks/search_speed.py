@@ -2,11 +2,12 @@
 
 1. Indexing: `famevil index` on --images against the same model's raw encoding rate on the same
    images (read, transform, both catalogue vectors; nothing written), images/s.
-2. Text search, warm, exact, on the CPU: p50 and p95 latency of one query (the text encoder
-   included) against catalogues of 10k and 100k items, and the memory one item takes once loaded.
-   The catalogue's vectors are the indexed images' own, repeated with a little noise up to the size.
-3. Approximate search (FAISS inverted files, `--approximate`): the same latencies, and its recall@10
-   against exact search.
+2. Text search over a large index (--size, a million items by default) whose vectors behave like
+   trained ones: the model's embeddings of every --images image, each made into near copies
+   (near_copies). Exact search, then FAISS's compact index (famevil index --approximate; --specs
+   compares others): build seconds, seconds to open the index, bytes per item on disk (the FAISS file)
+   and in private memory once opened and searched, p50/p95 ms of the search alone and with the text
+   encoder, and recall@10 against exact search, on 120 text queries.
 
     python benchmarks/search_speed.py --model runs/demo/seed-0/student --images runs/demo/raw/fashioniq/images
 """
@@ -14,32 +15,28 @@
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 import famevil
-from data_specs.indexes import COMPOSED_VECTORS, IMAGE_VECTORS, ITEMS_FILE, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
-from famevil.catalogue_index import CatalogueIndex, list_images
+from data_specs.indexes import IMAGE_VECTORS, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS
+from famevil import approximate
+from famevil.catalogue_index import CatalogueIndex, list_images, write_index_files
 from stages.index import index
 
 QUERIES = ["navy wool cardigan", "red slip dress", "black leather tote bag", "striped cotton shirt", "grey joggers", "white sneakers"]
 
 
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096
-
-
-def indexing(model_dir: Path, images: list[Path], batch_size: int, work: Path) -> torch.Tensor:
+def indexing(model_dir: Path, images: list[Path], batch_size: int, work: Path) -> None:
     model = famevil.load(model_dir)
     began = time.perf_counter()
-    vectors = [model.catalogue_vectors(images[start : start + batch_size])[IMAGE_VECTORS] for start in range(0, len(images), batch_size)]
+    for start in range(0, len(images), batch_size):
+        model.catalogue_vectors(images[start : start + batch_size])
     raw = len(images) / (time.perf_counter() - began)
     folder = work / "images"
     folder.mkdir()
@@ -48,86 +45,120 @@ def indexing(model_dir: Path, images: list[Path], batch_size: int, work: Path) -
     result = index(model_dir, folder, work / "index", batch_size=batch_size)
     rate = result.items / result.seconds
     print(f"indexing {len(images)} images: raw encoding {raw:.1f} images/s, famevil index {rate:.1f} images/s ({100 * rate / raw:.0f}% of raw)")
-    return torch.cat(vectors)
 
 
-def synthetic_index(root: Path, seed_vectors: torch.Tensor, size: int) -> None:
-    """An index folder of `size` items: the given vectors repeated with noise, 3 kB thumbnails."""
+def near_copies(sources: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
+    """`size` vectors, each a source vector (in turn) plus Gaussian noise, L2-normalised. The noise is as
+    strong as the demo images' own spread: a copy's cosine to its source is, on median, the cosine of a
+    demo image to its nearest other demo image. Returns the vectors and that cosine."""
+    similarity = sources @ sources.T
+    similarity.fill_diagonal_(-1)
+    nearest = float(similarity.max(1).values.median())
+    sigma = ((1 / nearest**2 - 1) / sources.shape[1]) ** 0.5  # E|noise|^2 = sigma^2 d gives cosine 1 / sqrt(1 + sigma^2 d)
     generator = torch.Generator().manual_seed(0)
-    rows = seed_vectors[torch.arange(size) % len(seed_vectors)]
-    vectors = torch.nn.functional.normalize(rows + 0.05 * torch.randn(rows.shape, generator=generator), dim=-1).half()
+    copies = [
+        torch.nn.functional.normalize(
+            sources[torch.arange(start, min(start + 65_536, size)) % len(sources)]
+            + sigma * torch.randn(min(65_536, size - start), sources.shape[1], generator=generator),
+            dim=-1,
+        ).half()
+        for start in range(0, size, 65_536)
+    ]
+    return torch.cat(copies), nearest
+
+
+def synthetic_index(root: Path, vectors: torch.Tensor) -> None:
+    """An index folder of the given image vectors, each item its own product, without thumbnails."""
+    size = len(vectors)
+    items = [synthetic_item(number) for number in range(size)]
     root.mkdir()
-    thumbnail = 3000
-    save_file(
-        {
-            IMAGE_VECTORS: vectors,
-            COMPOSED_VECTORS: vectors.clone(),
-            THUMBNAIL_BYTES: torch.zeros(size * thumbnail, dtype=torch.uint8),
-            THUMBNAIL_OFFSETS: torch.arange(size + 1, dtype=torch.int64) * thumbnail,
-        },
-        root / VECTORS_FILE,
-    )
-    with open(root / ITEMS_FILE, "w", encoding="utf-8") as lines:
-        lines.writelines(json.dumps(synthetic_item(i)) + "\n" for i in range(size))
+    empty = {THUMBNAIL_BYTES: torch.zeros(0, dtype=torch.uint8), THUMBNAIL_OFFSETS: torch.zeros(size + 1, dtype=torch.int64)}
+    write_index_files(root, {IMAGE_VECTORS: vectors} | empty, items, [])
 
 
 def synthetic_item(number: int) -> dict:
     """An item as famevil index records an image listed without a catalogue: its own product."""
     path = f"catalogue/{number:07d}.jpg"
-    return {
-        "path": path,
-        "sha256": f"{number:064x}",
-        "product_id": path,
-        "title": "",
-        "description": "",
-        "category": "",
-        "subcategory": "",
-        "payload": {},
-        "id": number,
-    }
+    return {"path": path, "sha256": f"{number:064x}", "product_id": path, "title": "", "description": "", "category": "", "subcategory": "", "payload": {}}
 
 
-def latencies(model: famevil.FashionModel, catalogue: CatalogueIndex, repeats: int) -> tuple[float, float]:
+def anonymous_bytes() -> int:
+    """This process's private resident memory (RssAnon): what it holds beyond the memory-mapped files' page cache."""
+    return int(re.search(r"RssAnon:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+
+
+def latencies(model: famevil.FashionModel, catalogue: CatalogueIndex, repeats: int) -> tuple[list[float], list[float]]:
+    """Milliseconds of one text query: the search alone (on its encoded query) and with the text encoder."""
     for text in QUERIES:  # warm up
         catalogue.search(IMAGE_VECTORS, model.encode_texts([text])[0], 10)
-    seconds = []
+    alone, encoded = [], []
     for i in range(repeats):
         began = time.perf_counter()
-        catalogue.search(IMAGE_VECTORS, model.encode_texts([QUERIES[i % len(QUERIES)] + f" {i}"])[0], 10)
-        seconds.append(time.perf_counter() - began)
-    cuts = statistics.quantiles(seconds, n=20)
-    return 1000 * statistics.median(seconds), 1000 * cuts[18]
+        query = model.encode_texts([QUERIES[i % len(QUERIES)] + f" {i}"])[0]
+        between = time.perf_counter()
+        catalogue.search(IMAGE_VECTORS, query, 10)
+        ended = time.perf_counter()
+        alone.append(1000 * (ended - between))
+        encoded.append(1000 * (ended - began))
+    return alone, encoded
+
+
+def percentiles(milliseconds: list[float]) -> str:
+    cuts = statistics.quantiles(milliseconds, n=20)
+    return f"{statistics.median(milliseconds):7.2f}{cuts[18]:9.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a checkpoint with both retrieval tasks (the student)")
     parser.add_argument("--images", type=Path, required=True)
-    parser.add_argument("--count", type=int, default=512, help="images to index")
+    parser.add_argument("--count", type=int, default=512, help="images to index with famevil index")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--size", type=int, default=1_000_000, help="items of the large index")
+    parser.add_argument("--specs", nargs="+", default=[None], help="FAISS index_factory strings to compare (default: famevil's own choice)")
+    parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         listed = list_images(args.images)
-        vectors = indexing(args.model, [listed.root / item.path for item in listed.items[: args.count]], args.batch_size, work)
+        files = [listed.root / item.path for item in listed.items]
+        indexing(args.model, files[: args.count], args.batch_size, work)
         model = famevil.load(args.model)
-        print(f"{'items':>8}{'search':>13}{'p50 ms':>9}{'p95 ms':>9}{'memory/item':>13}{'recall@10':>11}")
-        for size in args.sizes:
-            root = work / f"synthetic-{size}"
-            synthetic_index(root, vectors, size)
-            before = resident_bytes()
-            exact = CatalogueIndex(root)
-            per_item = (resident_bytes() - before) / size
-            p50, p95 = latencies(model, exact, args.repeats)
-            print(f"{size:>8}{'exact':>13}{p50:>9.1f}{p95:>9.1f}{per_item:>11.0f} B{'':>11}")
-            approximate = CatalogueIndex(root, approximate=True)
-            p50, p95 = latencies(model, approximate, args.repeats)
-            queries = model.encode_texts([f"{text} {i}" for i in range(20) for text in QUERIES])
-            found = sum(len({h.item for h in approximate.search(IMAGE_VECTORS, q, 10)} & {h.item for h in exact.search(IMAGE_VECTORS, q, 10)}) for q in queries)
-            print(f"{size:>8}{'approximate':>13}{p50:>9.1f}{p95:>9.1f}{'':>13}{found / (10 * len(queries)):>11.3f}")
+        sources = torch.cat([model.catalogue_vectors(files[start : start + 128])[IMAGE_VECTORS] for start in range(0, len(files), 128)])
+        vectors, nearest = near_copies(sources, args.size)
+        print(
+            f"{args.size} items: {len(sources)} demo images' vectors, about {args.size // len(sources)} near copies each "
+            f"(noise as strong as a demo image's nearest neighbour: median cosine {nearest:.3f} to its source)"
+        )
+        root = work / "large"
+        synthetic_index(root, vectors)
+        exact = CatalogueIndex(root)
+        queries = model.encode_texts([f"{text} {i}" for i in range(20) for text in QUERIES])
+        truth = [{h.item for h in exact.search(IMAGE_VECTORS, q, 10)} for q in queries]
+        alone, encoded = latencies(model, exact, 50)
+        print(f"{'index':<18}{'build s':>8}{'open s':>8}{'B/item':>8}{'RAM B/item':>11}{'p50 ms':>8}{'p95 ms':>9}{'+text p50':>10}{'p95':>9}{'recall@10':>10}")
+        print(f"{'exact (float32)':<18}{'':>8}{'':>8}{2 * vectors.shape[1]:>8}{4 * vectors.shape[1]:>11}{percentiles(alone)}{percentiles(encoded)}{1.0:>10.3f}")
+        del exact
+        for spec in args.specs:
+            for old in root.glob("*.faiss"):
+                old.unlink()
+            began = time.perf_counter()
+            approximate.write(root, IMAGE_VECTORS, approximate.build(vectors, spec))
+            built = time.perf_counter() - began
+            on_disk = (root / approximate.APPROXIMATE_FILE.format(IMAGE_VECTORS)).stat().st_size / args.size
+            before = anonymous_bytes()
+            began = time.perf_counter()
+            compact = CatalogueIndex(root, approximate=True)
+            opened = time.perf_counter() - began
+            alone, encoded = latencies(model, compact, args.repeats)
+            resident = (anonymous_bytes() - before) / args.size
+            found = sum(len({h.item for h in compact.search(IMAGE_VECTORS, q, 10)} & t) for q, t in zip(queries, truth, strict=True))
+            name = spec or approximate.factory_spec(*vectors.shape)
+            print(
+                f"{name:<18}{built:>8.0f}{opened:>8.1f}{on_disk:>8.0f}{resident:>11.0f}{percentiles(alone)}{percentiles(encoded)}{found / (10 * len(queries)):>10.3f}"
+            )
+            del compact
 
 
 if __name__ == "__main__":

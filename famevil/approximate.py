@@ -27,7 +27,7 @@ PQ_DIMS = 4  # dimensions per one-byte code (faiss.IndexPQ's M = dim / PQ_DIMS)
 MAX_PQ_BYTES = 64  # at most this many bytes per vector: a 512-d vector gets 64 codes of 8 dimensions
 PROBES = 32  # inverted-file cells searched per query
 RERANK = 10  # FAISS returns RERANK x the candidates wanted, ranked again by their exact vectors
-TRAINING_PER_CELL = 64  # k-means points per cell (FAISS warns below 39), an evenly spaced sample of the vectors
+TRAINING_PER_CELL = 40  # k-means points per cell (FAISS warns below 39), an evenly spaced sample of the vectors
 
 
 def faiss_module() -> Any:
