@@ -189,5 +189,5 @@ def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogu
     assert recall >= 0.9
     index(tiny_student, catalogue, tmp_path / "idx")
     exact_hits = SearchSession(tmp_path / "idx").search(text="black coat", top=4).hits
-    approximate_hits = SearchSession(tmp_path / "idx", approximate=True).search(text="black coat", top=4).hits
+    approximate_hits = SearchSession(tmp_path / "idx", backend="approximate").search(text="black coat", top=4).hits
     assert [h.item for h in approximate_hits] == [h.item for h in exact_hits]
