@@ -93,7 +93,7 @@ def main() -> None:
         unweighted = unweighted or (out if weight == 0 else None)
     print(f"({len(asked)} products, {len(session.index)} images; queries: each product's description)")
     if unweighted is not None:
-        exact, approximate = SearchSession(unweighted), SearchSession(unweighted, approximate=True)
+        exact, approximate = SearchSession(unweighted), SearchSession(unweighted, backend="approximate")
         agreement, in_category = filtered_agreement(exact, approximate, queries(exact))
         print(f"filtered by category, approximate vs exact: {100 * agreement:.1f}% of exact's top 10 found; every hit in its category: {in_category}")
 

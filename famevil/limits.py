@@ -51,6 +51,7 @@ class Range(NamedTuple):
 BEAMS = Bound(16, "each beam is a whole decoding state per image, and captions stop improving after a few beams")
 NGRAM = Bound(16, "a repeated phrase longer than this is already rare, and each step checks every earlier n-gram")
 BATCH = Bound(4096, "a larger batch's activations outgrow one accelerator's memory, and run no faster")
+POINTS_BATCH = Bound(1024, "a Qdrant server refuses requests past 32 MB by default, and 1,024 points of two 512-wide vectors are about 10 MB")
 TRAINING_BATCH = Bound(
     1024,
     "per process; past it the activations and gradients outgrow one accelerator's memory at ViT-B/16, "

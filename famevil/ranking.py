@@ -5,6 +5,7 @@ item on the CPU. famevil.approximate ranks through FAISS, famevil.qdrant_backend
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import torch
@@ -41,7 +42,11 @@ class ExactRanker:
 
     def __init__(self, index):  # a famevil.catalogue_index.CatalogueIndex
         self.index = index
-        self.vectors = {name: vectors.float() for name, vectors in index.vectors.items()}
+
+    @cached_property
+    def vectors(self) -> dict[str, torch.Tensor]:
+        """The index's vectors in float32, made at the first search (a ranker put in this one's place never makes them)."""
+        return {name: vectors.float() for name, vectors in self.index.vectors.items()}
 
     def ranked(self, vectors: str, query: torch.Tensor, wanted: int, among: Among) -> list[tuple[int, float]]:
         scores = self.vectors[vectors] @ query

@@ -19,7 +19,10 @@ from data_specs.manifest import require_artifact
 from famevil.api import ImageInput, image_file_bytes, read_image
 from famevil.catalogue_index import CatalogueIndex, Hit, open_model, thumbnail_jpeg
 from famevil.data.images import decode_image
+from famevil.qdrant_backend import FORMS, QdrantRanker, is_qdrant, parse_target
 from famevil.ranking import EVERYTHING, Among
+
+EXACT, APPROXIMATE = "exact", "approximate"  # the backends of famevil's own; else a Qdrant collection (famevil.qdrant_backend)
 
 REFERENCE_THUMBNAIL = 160  # pixels: the reference image atop a results page
 
@@ -48,9 +51,14 @@ class SearchSession:
     (composed search, where the model has composed retrieval: `searches` lists what the index answers).
     The reference may be an indexed item instead (item=N), as the page offers it. Each hit is a product
     as its best view; category and subcategory (of `categories()`) filter before ranking; offset pages on.
+    `backend` ranks: "exact" (every item), "approximate" (FAISS) or a Qdrant collection famevil
+    export-index wrote of this index (famevil.qdrant_backend's FORMS).
     """
 
-    def __init__(self, index: Path, model: Path | str | None = None, approximate: bool = False):
+    def __init__(self, index: Path, model: Path | str | None = None, backend: str = EXACT):
+        if backend not in (EXACT, APPROXIMATE) and not is_qdrant(backend):
+            raise FamevilError(f"--backend {backend}: expected {EXACT}, {APPROXIMATE} or a Qdrant collection, {FORMS}")
+        target = parse_target(backend, "--backend") if is_qdrant(backend) else None
         manifest = require_artifact(index, "index")
         built_with = manifest.inputs[0]
         try:
@@ -65,7 +73,9 @@ class SearchSession:
             raise FamevilError(f"--model {model}: is not the model {index} was built with ({built_with.id[:19]}…); use that model or rebuild the index")
         self.root = index
         self.searches: tuple[str, ...] = tuple(manifest.details["searches"])
-        self.index = CatalogueIndex(index, approximate, images=Path(manifest.details["images"]))
+        self.index = CatalogueIndex(index, backend == APPROXIMATE, images=Path(manifest.details["images"]))
+        if target is not None:
+            self.index.ranker = QdrantRanker(self.index, target, manifest.content_id)
 
     def categories(self) -> dict[str, list[str]]:
         """{category: its subcategories, sorted} of the indexed products (empty for an index without a catalogue)."""

@@ -54,6 +54,7 @@ COMMANDS = (
     Entry("classify", USE),
     Entry("annotate", USE, "stages.annotate:annotate"),
     Entry("index", USE, "stages.index:index"),
+    Entry("export-index", USE, "stages.export_index:export_index"),
     Entry("search", USE, "stages.search:search"),
     Entry("evaluate-search", USE, "stages.evaluate_search:evaluate_search"),
     Entry("serve", USE),

@@ -105,6 +105,28 @@ ModelOption = Annotated[Path, typer.Option("--model", help="A famevil checkpoint
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ApproximateOption = Annotated[
     bool,
-    typer.Option("--approximate", help="Search FAISS's compact index (index --approximate builds it; else built at start), not every item (needs faiss-cpu)."),
+    typer.Option(
+        "--approximate", help="Search FAISS's compact index (index --approximate builds it), not every item (needs faiss-cpu): --backend approximate."
+    ),
 ]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        metavar="BACKEND",
+        help="What ranks: exact (every item), approximate (FAISS), or a Qdrant collection famevil export-index wrote of this index: "
+        "qdrant://HOST[:PORT]/COLLECTION, qdrants://... (TLS) or qdrant+local:FOLDER/COLLECTION; a server's API key from QDRANT_API_KEY.",
+    ),
+]
+
+
+def chosen_backend(backend: str, approximate: bool) -> str:
+    """--approximate, which came first, is --backend approximate; beside another --backend it is one line."""
+    if not approximate:
+        return backend
+    if backend not in ("exact", "approximate"):
+        raise FamevilError(f"--approximate and --backend {backend}: give one of them")
+    return "approximate"
+
+
 IndexArgument = Annotated[Path, typer.Argument(metavar="INDEX", help="An index (famevil index).", show_default=False)]

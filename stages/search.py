@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_specs.staging import check_file_destination, write_file
-from famevil.serving import SearchResult, SearchSession, results_page
+from famevil.serving import EXACT, SearchResult, SearchSession, results_page
 
 
 def search(
@@ -18,7 +18,7 @@ def search(
     category: str | None = None,
     subcategory: str | None = None,
     model: Path | None = None,
-    approximate: bool = False,
+    backend: str = EXACT,
     html: Path | None = None,
 ) -> SearchResult:
     """Search a catalogue index by text, by an image alone (similar products), or by a reference image
@@ -26,11 +26,13 @@ def search(
 
     Each result is a product, shown as its best view, with its id and title. --category and
     --subcategory filter before ranking; --offset skips the first results (the next page). Similar
-    items leave out the reference's own product when the index holds it. Exact search over every item
-    (--approximate: FAISS inverted files). Results as a table, --json, or --html FILE, a page of
-    thumbnails with titles, product ids and scores, and the reference image for an image search.
+    items leave out the reference's own product when the index holds it. Exact search over every item;
+    --approximate: FAISS inverted files; --backend qdrant://HOST:PORT/COLLECTION: a Qdrant collection
+    famevil export-index wrote, items and thumbnails still read from INDEX (docs/serving.md). Results
+    as a table, --json, or --html FILE, a page of thumbnails with titles, product ids and scores, and
+    the reference image for an image search.
 
-    Example (seconds on a laptop CPU, after famevil index):
+    Example (seconds on a laptop CPU, after famevil index; the last after famevil export-index):
 
         famevil search runs/example/index "navy wool cardigan" --top 5
         famevil search runs/example/index \\
@@ -38,8 +40,10 @@ def search(
         famevil search runs/example/index \\
             --image runs/example/raw/fashioniq/images/B002F7A5G2.png \\
             --modify "is red with short sleeves"
+        famevil search runs/example/index "navy wool cardigan" \\
+            --backend qdrant+local:runs/example/qdrant/catalogue
     """
-    session = SearchSession(index, model, approximate)
+    session = SearchSession(index, model, backend)
     if html is not None:  # once the session has found the model, which the page may not overwrite either
         check_file_destination(html, "--html", [index, session.model.source, image])
     result = session.search(text, image, modify, top, offset, category, subcategory)

@@ -25,7 +25,7 @@ COMMANDS_DIR = Path(__file__).resolve().parents[1] / "famevil_cli" / "commands"
 # The pipeline in order, then using a model, then tools: the order `famevil --help` lists them in.
 STAGES = (
     "synth", "prepare", "pretrain", "teach", "dump", "distill", "evaluate", "report",
-    "caption", "classify", "annotate", "index", "search", "evaluate-search", "serve", "export",
+    "caption", "classify", "annotate", "index", "export-index", "search", "evaluate-search", "serve", "export",
     "inspect", "verify", "params",
 )  # fmt: skip
 PANELS = ("The pipeline, in order", "Using a model", "Tools")

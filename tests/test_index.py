@@ -181,17 +181,17 @@ def test_a_search_page_never_overwrites_an_input(cli, tiny_student, catalogue, t
 def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogue, tmp_path):
     index(tiny_student, catalogue, tmp_path / "idx")
     exact_hits = SearchSession(tmp_path / "idx").search(text="black coat", top=4).hits
-    approximate = SearchSession(tmp_path / "idx", approximate=True)
+    approximate = SearchSession(tmp_path / "idx", backend="approximate")
     assert [h.item for h in approximate.search(text="black coat", top=4).hits] == [h.item for h in exact_hits]
     assert not list((tmp_path / "idx").glob("*.faiss"))  # without index --approximate, built in memory
 
 
 def test_index_approximate_writes_faiss_files_that_search_reads_mapped(tiny_student, catalogue, tmp_path):
-    result = index(tiny_student, catalogue, tmp_path / "idx", approximate=True)
+    result = index(tiny_student, catalogue, tmp_path / "idx", backend="approximate")
     files = sorted(path.name for path in (tmp_path / "idx").glob("*.faiss"))
     assert files == ["approximate-composed.faiss", "approximate-image.faiss"] and result.manifest.details["approximate"] is True
     assert all(name in result.manifest.files for name in files)  # listed, so verify checks them
-    session = SearchSession(tmp_path / "idx", approximate=True)
+    session = SearchSession(tmp_path / "idx", backend="approximate")
     assert session.index.ranker.searched["image"].ntotal == result.items
     exact_hits = SearchSession(tmp_path / "idx").search(text="black coat", top=4).hits
     assert [h.item for h in session.search(text="black coat", top=4).hits] == [h.item for h in exact_hits]
@@ -210,7 +210,7 @@ def test_compact_codes_with_reranking_keep_near_copies_in_order(tmp_path):
     (tmp_path / "idx").mkdir()
     write_index_files(tmp_path / "idx", {IMAGE_VECTORS: vectors.half()} | empty, items, [])
     approximate.write(tmp_path / "idx", IMAGE_VECTORS, approximate.build(vectors.half()))
-    exact, compact = CatalogueIndex(tmp_path / "idx"), CatalogueIndex(tmp_path / "idx", approximate=True)
+    exact, compact = CatalogueIndex(tmp_path / "idx"), CatalogueIndex(tmp_path / "idx", backend="approximate")
     queries = torch.nn.functional.normalize(sources[:50] + 0.05 * torch.randn(50, 32, generator=generator), dim=-1)
     found = [{h.item for h in catalogue.search(IMAGE_VECTORS, query, 10)} for catalogue in (exact, compact) for query in queries]
     assert sum(len(a & b) for a, b in zip(found[:50], found[50:], strict=True)) / 500 >= 0.95

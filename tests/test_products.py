@@ -105,7 +105,7 @@ def test_filters_apply_before_ranking_and_name_the_closest_category(session):
 
 
 def test_approximate_search_with_filters_finds_what_exact_search_finds(shop_index, session):
-    approximate = SearchSession(shop_index, approximate=True)
+    approximate = SearchSession(shop_index, backend="approximate")
     for filters in ({}, {"category": "DRESSES"}, {"subcategory": "SHIRTS"}):
         exact = session.search(text="black coat", top=3, **filters).hits
         assert [(h.product_id, h.item) for h in approximate.search(text="black coat", top=3, **filters).hits] == [(h.product_id, h.item) for h in exact]

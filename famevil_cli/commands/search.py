@@ -10,7 +10,7 @@ import typer
 
 from famevil.catalogue_index import OFFSET
 from famevil.limits import TOP
-from famevil_cli.common import ApproximateOption, IndexArgument, JsonOption, call, defaults_of, out_console, table
+from famevil_cli.common import ApproximateOption, BackendOption, IndexArgument, JsonOption, call, chosen_backend, defaults_of, out_console, run, table
 from stages import search as search_stage
 
 defaults = defaults_of(search_stage.search)
@@ -32,8 +32,10 @@ def search(
     model: Annotated[Path | None, typer.Option("--model", help="The model the index was built with, if it moved.")] = defaults["model"],
     as_json: JsonOption = False,
     html_file: Annotated[Path | None, typer.Option("--html", help="Also write a page of thumbnails with titles, product ids and scores.")] = defaults["html"],
-    approximate: ApproximateOption = defaults["approximate"],
+    backend: BackendOption = defaults["backend"],
+    approximate: ApproximateOption = False,
 ) -> None:
+    backend = run(chosen_backend, backend=backend, approximate=approximate)
     result = call(search_stage.search, locals(), index=index_dir, html=html_file)
     if as_json:
         out_console.print_json(

@@ -12,7 +12,7 @@ import uvicorn
 
 from data_specs.errors import FamevilError
 from famevil.serving import SearchSession
-from famevil_cli.common import ApproximateOption, IndexArgument, defaults_of, err_console, out_console, run
+from famevil_cli.common import ApproximateOption, BackendOption, IndexArgument, chosen_backend, defaults_of, err_console, out_console, run
 from famevil_cli.server import allowed_hosts, create_app
 
 defaults = defaults_of(SearchSession)
@@ -43,7 +43,8 @@ def serve(
             "rebinding; by default the server answers to localhost, 127.0.0.1, [::1] and --host, or any name for --host 0.0.0.0.",
         ),
     ] = None,
-    approximate: ApproximateOption = defaults["approximate"],
+    backend: BackendOption = defaults["backend"],
+    approximate: ApproximateOption = False,
 ) -> None:
     """Serve a catalogue index: an HTTP JSON API and a web page.
 
@@ -53,14 +54,17 @@ def serve(
     the index holds and answers; a product's fields, caption and zero-shot tags; caption and classify
     of an upload. Its OpenAPI schema is at /openapi.json (there is no /docs page, which would load
     scripts from another site). The page, at /: product cards, filters, paging, a product's detail
-    and its similar items, and composed search where the index answers it. docs/serving.md has more.
+    and its similar items, and composed search where the index answers it. --backend ranks in a Qdrant
+    collection famevil export-index wrote, items and thumbnails still read from INDEX. docs/serving.md
+    has more.
 
     Example (after famevil index; Ctrl-C stops it):
 
         famevil serve runs/example/index --port 8000
     """
+    backend = run(chosen_backend, backend=backend, approximate=approximate)
     listener = run(listen, host=host, port=port)
-    catalogue = run(SearchSession, index=index_dir, model=model, approximate=approximate)
+    catalogue = run(SearchSession, index=index_dir, model=model, backend=backend)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the server (it has no authentication)")
     address = f"[{host}]" if ":" in host else host
