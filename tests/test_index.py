@@ -187,7 +187,7 @@ def test_approximate_search_finds_what_exact_search_finds(tiny_student, catalogu
 
 
 def test_index_approximate_writes_faiss_files_that_search_reads_mapped(tiny_student, catalogue, tmp_path):
-    result = index(tiny_student, catalogue, tmp_path / "idx", backend="approximate")
+    result = index(tiny_student, catalogue, tmp_path / "idx", approximate=True)
     files = sorted(path.name for path in (tmp_path / "idx").glob("*.faiss"))
     assert files == ["approximate-composed.faiss", "approximate-image.faiss"] and result.manifest.details["approximate"] is True
     assert all(name in result.manifest.files for name in files)  # listed, so verify checks them
