@@ -124,11 +124,11 @@ def _product(view: View, payload: dict[str, Any]) -> dict[str, Any]:
     return described | {"payload": payload}
 
 
-def open_model(source: str | Path) -> tuple[FashionModel, InputRef]:
+def open_model(source: str | Path, device: str | torch.device = "cpu") -> tuple[FashionModel, InputRef]:
     """The model an index is built or searched with (famevil.load: a famevil checkpoint, or a plain base as
-    --base names it), and how the index names it: a checkpoint by its content id and absolute path, a
-    plain base by the fingerprint --base gives it, a local-dir: folder made absolute."""
-    loaded = load(_absolute_source(str(source)))
+    --base names it) on `device`, and how the index names it: a checkpoint by its content id and absolute
+    path, a plain base by the fingerprint --base gives it, a local-dir: folder made absolute."""
+    loaded = load(_absolute_source(str(source)), device)
     if isinstance(loaded.source, Path):
         manifest = require_checkpoint(loaded.source)  # its manifest only: load has read and checked the weights
         return loaded, InputRef("model", manifest.kind, manifest.content_id, str(loaded.source))

@@ -10,6 +10,8 @@ import atexit
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,6 +44,16 @@ atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 TASK_NAMES = task_names()  # the built-in tasks (a test may register more for a while)
 # Training options for 2-layer models on the tiny preset: seconds per run.
 TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "eval_every": 0}
+
+
+def launch(arguments: list[str], port: int, processes: int = 2) -> subprocess.CompletedProcess:
+    """`accelerate launch -m famevil_cli ARGUMENTS` on `processes` processes, one thread each: CPU processes over
+    gloo here (Accelerate's --multi_gpu starts several, its --cpu one alone unless through mpirun); each
+    test its own `port`, so that tests running at once never meet."""
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1"]
+    options = ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+    command = [*launcher, *options, "-m", "famevil_cli", *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
 
 
 class RunsCode:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 import famevil
@@ -22,6 +23,7 @@ from famevil import approximate
 from famevil.catalogue_index import OUTSIDE_THE_LISTING, CatalogueIndex, write_index_files
 from famevil.serving import SearchSession, results_page
 from stages.index import index
+from tests.conftest import launch
 from tests.test_images import sideways_jpeg
 
 
@@ -76,7 +78,8 @@ def test_search_ranks_as_the_model_does(tiny_student, catalogue, tmp_path):
     assert page.count("<img ") == 4 and "data:image/jpeg;base64," in page
 
 
-def test_an_interrupted_index_resumes_its_finished_batches(tiny_student, catalogue, tmp_path, monkeypatch):
+def _interrupted_after_two_batches(model: Path, images: Path, out: Path, monkeypatch) -> list[Path]:
+    """An index run of batches of 3 stopped by Ctrl-C as it starts its third: the two chunks it finished."""
     write_chunk = index_module._write_chunk
     written = []
 
@@ -88,13 +91,56 @@ def test_an_interrupted_index_resumes_its_finished_batches(tiny_student, catalog
 
     monkeypatch.setattr(index_module, "_write_chunk", fail_on_the_third)
     with pytest.raises(KeyboardInterrupt):
-        index(tiny_student, catalogue, tmp_path / "idx", batch_size=3)
-    assert not (tmp_path / "idx").exists()
+        index(model, images, out, batch_size=3)
     monkeypatch.setattr(index_module, "_write_chunk", write_chunk)
+    assert not out.exists()
+    return written
+
+
+def test_an_interrupted_index_resumes_its_finished_batches(tiny_student, catalogue, tmp_path, monkeypatch):
+    _interrupted_after_two_batches(tiny_student, catalogue, tmp_path / "idx", monkeypatch)
     resumed = index(tiny_student, catalogue, tmp_path / "idx", batch_size=3)
     fresh = index(tiny_student, catalogue, tmp_path / "fresh", batch_size=3)
     assert resumed.resumed_chunks == 2 and fresh.resumed_chunks == 0
     assert (tmp_path / "idx" / "vectors.safetensors").read_bytes() == (tmp_path / "fresh" / "vectors.safetensors").read_bytes()
+
+
+def _assert_same_index(one: Path, other: Path) -> None:
+    """The same files byte for byte, and manifests that differ only in the command that made them and when."""
+    for name in ("vectors.safetensors", "items.jsonl", "skipped.jsonl"):
+        assert (one / name).read_bytes() == (other / name).read_bytes(), name
+    manifests = [{k: v for k, v in json.loads((out / "manifest.json").read_text()).items() if k not in ("command", "created")} for out in (one, other)]
+    assert manifests[0] == manifests[1]
+
+
+@pytest.mark.slow  # two processes under accelerate launch
+def test_two_processes_write_the_index_one_process_writes(tiny_student, catalogue, tmp_path):
+    index(tiny_student, catalogue, tmp_path / "one", batch_size=2)  # 5 batches: 3 for the main process, 2 for the other
+    finished = launch(["index", "--model", tiny_student, "--images", catalogue, "--out", tmp_path / "two", "--batch-size", "2"], port=29527)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.stdout.count("9 images of 9 products indexed") == 1  # printed by the main process alone
+    _assert_same_index(tmp_path / "one", tmp_path / "two")
+    again = launch(["index", "--model", tiny_student, "--images", catalogue, "--out", tmp_path / "two", "--batch-size", "2"], port=29527)
+    # The main process's error, raised on the other process too (which the launcher may stop first): no process waits on.
+    assert again.returncode != 0 and "already exists; pass --overwrite" in again.stderr
+
+
+@pytest.mark.slow  # two processes under accelerate launch
+def test_two_processes_resume_the_batches_an_interrupted_run_finished(tiny_student, catalogue, tmp_path, monkeypatch):
+    first, second = _interrupted_after_two_batches(tiny_student, catalogue, tmp_path / "idx", monkeypatch)
+    reused, replaced = _chunk_paths(first), _chunk_paths(second)
+    shutil.copy(first, second)  # the second process's finished chunk made the first's: reused as it is, not embedded again
+    finished = launch(["index", "--model", tiny_student, "--images", catalogue, "--out", tmp_path / "idx", "--batch-size", "3"], port=29537)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "2 batches resumed" in finished.stdout
+    rest = [path for path in sorted(p.relative_to(catalogue).as_posix() for p in catalogue.rglob("*.png")) if path not in reused + replaced]
+    items = [json.loads(line) for line in (tmp_path / "idx" / "items.jsonl").read_text().splitlines()]
+    assert [item["path"] for item in items] == reused * 2 + rest
+
+
+def _chunk_paths(chunk: Path) -> list[str]:
+    with safe_open(chunk, framework="pt") as tensors:
+        return [item["path"] for item in json.loads(tensors.metadata()["items"])]
 
 
 def test_bad_input_is_one_line(tiny_student, tiny_dumps, catalogue, tmp_path):

@@ -28,7 +28,7 @@ from famevil.training.streams import TaskStream
 from stages.prepare import prepare
 from stages.pretrain import pretrain
 from stages.teach import teach
-from tests.conftest import RunsCode
+from tests.conftest import RunsCode, launch
 
 # A 2-layer backbone, small batches, a learning rate that moves it within a dozen updates.
 TINY = {"model": "famevil-tiny", "batch_size": 8, "batches_per_epoch": 5, "warmup_steps": 2, "lr_backbone": 1e-3, "lr_adapters": 3e-3, "workers": 0}
@@ -159,37 +159,8 @@ def test_a_run_killed_with_sigkill_while_saving_resumes_to_the_same_weights(tiny
 def test_two_processes_end_with_the_same_weights(tiny_shards, tmp_path):
     out = tmp_path / "teacher"
     overrides = [f"--set={name}={value}" for name, value in (TINY | {"eval_every": 2, "checkpoint_every": 2}).items()]
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29517",
-        "-m",
-        "famevil_cli",
-        "teach",
-        "--task",
-        "tgir",
-        "--shards",
-        str(tiny_shards),
-        "--out",
-        str(out),
-        "--max-steps",
-        "4",
-        *overrides,
-        "--report-to",
-        "csv",
-    ]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    arguments = ["teach", "--task", "tgir", "--shards", tiny_shards, "--out", out, "--max-steps", "4", *overrides, "--report-to", "csv"]
+    finished = launch(arguments, port=29517)
     assert finished.returncode == 0, finished.stderr[-3000:]
     details = read_manifest(out).details
     assert details["processes"] == 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from data_specs.staging import check_destination, partial_path, read_plan, stagi
 from data_specs.training_runs import CHECKPOINTS, LOSSES, METRICS_LOG, RUN_STATE_FILE, SCORE, STATE_MARKER, STATE_PREFIX, TRAIN_CONFIG_FILE
 from famevil.checkpoint import save_weights
 from famevil.multitask import MultiTaskModel
+from famevil.processes import cpu_processes
 from famevil.progress import console, progress_bar
 from famevil.tasks import find_task
 from famevil.tensors import nonfinite_tensors
@@ -139,8 +139,7 @@ def fit(
     accelerator = Accelerator(
         log_with=trackers(list(job.report_to), partial_path(job.out)) or None,
         project_dir=partial_path(job.out),
-        # Accelerate joins CPU-only processes over gloo only when told they are CPU processes.
-        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        cpu=cpu_processes(),
         gradient_accumulation_steps=config.gradient_accumulation * balancing.tasks_per_update,
         mixed_precision=config.mixed_precision,
         step_scheduler_with_optimizer=False,  # the schedule counts optimiser updates, whatever the process count

@@ -34,6 +34,8 @@ def index(
     overwrite: OverwriteOption = defaults["overwrite"],
 ) -> None:
     result = call(stage.index, locals())
+    if result is None:  # processes other than the main one stay quiet
+        return
     resumed = f", {result.resumed_chunks} batches resumed" if result.resumed_chunks else ""
     searches = ", ".join(result.manifest.details["searches"])
     out_console.print(
