@@ -256,7 +256,7 @@ def test_compact_codes_with_reranking_keep_near_copies_in_order(tmp_path):
     (tmp_path / "idx").mkdir()
     write_index_files(tmp_path / "idx", {IMAGE_VECTORS: vectors.half()} | empty, items, [])
     approximate.write(tmp_path / "idx", IMAGE_VECTORS, approximate.build(vectors.half()))
-    exact, compact = CatalogueIndex(tmp_path / "idx"), CatalogueIndex(tmp_path / "idx", backend="approximate")
+    exact, compact = CatalogueIndex(tmp_path / "idx"), CatalogueIndex(tmp_path / "idx", approximate=True)
     queries = torch.nn.functional.normalize(sources[:50] + 0.05 * torch.randn(50, 32, generator=generator), dim=-1)
     found = [{h.item for h in catalogue.search(IMAGE_VECTORS, query, 10)} for catalogue in (exact, compact) for query in queries]
     assert sum(len(a & b) for a, b in zip(found[:50], found[50:], strict=True)) / 500 >= 0.95
