@@ -251,7 +251,7 @@ class Hit:
 
 
 class CatalogueIndex:
-    """An index folder read for search: vectors in memory, thumbnails read from the file when asked for.
+    """An index folder read for search: its vectors and thumbnails memory-mapped, its items.jsonl read a line at a time.
     Search ranks products: a product scores as its best view (or as its product vector, where the index
     has them) and comes back once, as that view. `ranker` ranks them: exact (famevil.ranking), FAISS's
     inverted files with approximate=True, or any other Ranker put in its place.

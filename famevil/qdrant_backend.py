@@ -35,7 +35,7 @@ import torch
 from safetensors import safe_open
 
 from data_specs.errors import FamevilError
-from data_specs.indexes import COMPOSED_VECTORS, IMAGE_VECTORS, ITEMS_FILE, PRODUCT_VECTORS, VECTORS_FILE
+from data_specs.indexes import COMPOSED_VECTORS, IMAGE_VECTORS, ITEM_PRODUCT, ITEMS_FILE, PRODUCT_VECTORS, VECTORS_FILE
 from famevil.progress import progress_bar
 from famevil.ranking import Among
 
@@ -146,32 +146,32 @@ def export_index(root: Path, content_id: str, target: QdrantTarget, batch_size: 
             if overwrite:
                 for collection in (target.collection, target.products):
                     client.delete_collection(collection)
-            items = sum(1 for _ in _rows(root))
+            item_product = tensors.get_tensor(ITEM_PRODUCT).tolist()  # the index's own product numbers, not recounted here
+            items = len(item_product)
             products = tensors.get_slice(PRODUCT_VECTORS).get_shape()[0] if PRODUCT_VECTORS in named else 0
             with progress_bar("export", items + products, unit="points") as advance:
                 writer = _Writer(client, target, tensors, content_id, batch_size, advance)
-                resumed = writer.fill(target.collection, [name for name in named if name != PRODUCT_VECTORS], _rows(root), items)
+                resumed = writer.fill(target.collection, [name for name in named if name != PRODUCT_VECTORS], _rows(root, item_product), items)
                 if products:
-                    resumed += writer.fill(target.products, [PRODUCT_VECTORS], _first_views(root), products)
+                    resumed += writer.fill(target.products, [PRODUCT_VECTORS], _first_views(root, item_product), products)
     finally:
         client.close()
     return Exported(items, products, resumed, time.perf_counter() - started)
 
 
-def _rows(root: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Each item of the index (read line by line, never all at once) as its point's id and payload."""
-    numbers: dict[str, int] = {}  # product_id -> its number: products in order of first appearance
+def _rows(root: Path, item_product: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each item of the index (read line by line, never all at once) as its point's id and payload, with
+    its product's number (data_specs.indexes.ITEM_PRODUCT)."""
     with open(root / ITEMS_FILE, encoding="utf-8") as lines:
         for number, line in enumerate(lines):
             item = json.loads(line)
-            product = numbers.setdefault(item["product_id"], len(numbers))
-            yield number, {name: item[name] for name in ITEM_PAYLOAD} | {"product": product}
+            yield number, {name: item[name] for name in ITEM_PAYLOAD} | {"product": item_product[number]}
 
 
-def _first_views(root: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _first_views(root: Path, item_product: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each product (by number, as its product vectors go) as its first view describes it, less the view's own file."""
     seen = -1
-    for _, payload in _rows(root):
+    for _, payload in _rows(root, item_product):
         if payload["product"] > seen:
             seen = payload["product"]
             yield seen, {name: payload[name] for name in (*PRODUCT_PAYLOAD, "product")}
