@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import h5py
+import numpy as np
 import pytest
 
 from data_specs.errors import FamevilError
@@ -40,6 +41,24 @@ def test_fashiongen_rows_are_streamed_with_clean_text(tmp_path):
             list(release.rows([2, 0]))
         assert list(release.product_ids(block=2)) == [7, 7, 9]
         assert list(release.labels(block=2))[2] == ("SHIRTS", "T-SHIRTS")
+
+
+@pytest.mark.parametrize(
+    "layout", [{}, {"chunks": (2, 16, 16, 3), "compression": "gzip"}], ids=["contiguous, read from the file's bytes", "chunked and compressed, through h5py"]
+)
+def test_fashiongen_scattered_rows_give_their_own_images(tmp_path, layout):
+    path = tmp_path / "fashiongen_256_256_train.h5"
+    write_release_h5(path, [{"product_id": i} for i in range(12)])
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    with h5py.File(path, "a") as h5:
+        del h5["input_image"]
+        h5.create_dataset("input_image", data=pixels, **layout)
+    rows = [0, 3, 4, 5, 9, 11]  # a run and lone rows, across image blocks
+    with FashionGenFile(path) as release:
+        read = list(release.rows(rows, image_block=4))
+    assert [r.product_id for r in read] == rows
+    for row, index in zip(read, rows, strict=True):
+        np.testing.assert_array_equal(row.image, pixels[index])
 
 
 def test_fashiongen_without_optional_fields_reads_blank(tmp_path):

@@ -88,7 +88,7 @@ def write_shard(root: Path, relative: str, samples: Iterable[Sample]) -> ShardRe
     temporary = path.with_name(path.name + ".tmp")
     digest = hashlib.sha256()
     count = 0
-    with open(temporary, "wb") as handle:
+    with open(temporary, "wb", buffering=WRITE_BUFFER) as handle:
 
         def emit(data: bytes) -> None:
             digest.update(data)
@@ -106,23 +106,36 @@ def write_shard(root: Path, relative: str, samples: Iterable[Sample]) -> ShardRe
 
 
 _TAR_BLOCK = 512
+WRITE_BUFFER = 1 << 20  # bytes buffered before a write: a few dozen members (header, JPEG, padding) per system call
 
 
-def _ustar_header(name: str, size: int) -> bytes:
-    """The POSIX ustar header of a read-only regular file with mtime 0, owned by uid/gid 0."""
-    encoded = name.encode()
-    if len(encoded) > 100:
-        raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
+def _header_template() -> tuple[bytearray, int]:
+    """The POSIX ustar header of a read-only regular file with mtime 0, owned by uid/gid 0, with the
+    name, size and checksum left blank; and the checksum of those blank fields' bytes."""
     header = bytearray(_TAR_BLOCK)
-    header[0 : len(encoded)] = encoded
     header[100:108] = b"0000444\0"  # mode
     header[108:124] = b"0000000\0" * 2  # uid, gid
-    header[124:136] = b"%011o\0" % size
     header[136:148] = b"00000000000\0"  # mtime
     header[148:156] = b" " * 8  # the checksum counts its own field as spaces
     header[156:157] = b"0"  # regular file
     header[257:265] = b"ustar\x0000"
-    header[148:156] = b"%06o\0 " % sum(header)
+    return header, sum(header)
+
+
+_HEADER, _HEADER_SUM = _header_template()
+
+
+def _ustar_header(name: str, size: int) -> bytes:
+    """A member's header: the template with its name, size and checksum filled in (per member, so
+    only those bytes are summed: a whole header's sum costs as much as the rest of the writing)."""
+    encoded = name.encode()
+    if len(encoded) > 100:
+        raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
+    size_field = b"%011o\0" % size
+    header = _HEADER.copy()
+    header[0 : len(encoded)] = encoded
+    header[124:136] = size_field
+    header[148:156] = b"%06o\0 " % (_HEADER_SUM + sum(encoded) + sum(size_field))
     return bytes(header)
 
 
