@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import tempfile
 import threading
@@ -26,7 +27,6 @@ from famevil.data.images import encode_jpeg
 from famevil.data.parallel import worker_map
 from famevil.data.shard_writer import READ_BLOCK
 from stages.prepare import prepare
-from stages.synth import synth
 
 
 def _encode_seconds(task: tuple[Path, int, int]) -> float:
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=1000)
     args = parser.parse_args()
     if not args.raw.exists():
+        synth = importlib.import_module("stages.synth").synth  # here only: it imports torch, whose 1 GB would count in the peak memory below
         synth(args.raw, preset="bench", seed=0, workers=args.workers)
     h5 = args.raw / "fashiongen" / "fashiongen_256_256_train.h5"
     with FashionGenFile(h5) as release:

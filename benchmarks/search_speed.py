@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import re
 import statistics
 import tempfile
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 import famevil
-from data_specs.indexes import IMAGE_VECTORS, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS
+from data_specs.indexes import IMAGE_VECTORS, THUMBNAIL_BYTES, THUMBNAIL_OFFSETS, VECTORS_FILE
 from famevil import approximate
 from famevil.catalogue_index import CatalogueIndex, list_images, write_index_files
 from stages.index import index
@@ -115,8 +117,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=512, help="images to index with famevil index")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--size", type=int, default=1_000_000, help="items of the large index")
-    parser.add_argument("--specs", nargs="+", default=[None], help="FAISS index_factory strings to compare (default: famevil's own choice)")
+    parser.add_argument(
+        "--specs", nargs="+", default=[None], help="FAISS index_factory strings of inverted files to compare, e.g. IVF4000,PQ32 (default: famevil's own choice)"
+    )
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--probes", type=int, nargs="+", default=[approximate.PROBES], help="inverted-file cells searched per query, swept")
+    parser.add_argument("--rerank", type=int, nargs="+", default=[approximate.RERANK], help="candidates reranked per wanted, swept")
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
@@ -137,8 +143,10 @@ def main() -> None:
         queries = model.encode_texts([f"{text} {i}" for i in range(20) for text in QUERIES])
         truth = [{h.item for h in exact.search(IMAGE_VECTORS, q, 10)} for q in queries]
         alone, encoded = latencies(model, exact, 50)
-        print(f"{'index':<18}{'build s':>8}{'open s':>8}{'B/item':>8}{'RAM B/item':>11}{'p50 ms':>8}{'p95 ms':>9}{'+text p50':>10}{'p95':>9}{'recall@10':>10}")
-        print(f"{'exact (float32)':<18}{'':>8}{'':>8}{2 * vectors.shape[1]:>8}{4 * vectors.shape[1]:>11}{percentiles(alone)}{percentiles(encoded)}{1.0:>10.3f}")
+        print(
+            f"{'index probes/rerank':<36}{'build s':>8}{'open s':>8}{'B/item':>8}{'RAM B/item':>11}{'p50 ms':>8}{'p95 ms':>9}{'+text p50':>10}{'p95':>9}{'recall@10':>10}"
+        )
+        print(f"{'exact (float32)':<36}{'':>8}{'':>8}{2 * vectors.shape[1]:>8}{4 * vectors.shape[1]:>11}{percentiles(alone)}{percentiles(encoded)}{1.0:>10.3f}")
         del exact
         for spec in args.specs:
             for old in root.glob("*.faiss"):
@@ -147,18 +155,41 @@ def main() -> None:
             approximate.write(root, IMAGE_VECTORS, approximate.build(vectors, spec))
             built = time.perf_counter() - began
             on_disk = (root / approximate.APPROXIMATE_FILE.format(IMAGE_VECTORS)).stat().st_size / args.size
-            before = anonymous_bytes()
-            began = time.perf_counter()
+            with multiprocessing.get_context("spawn").Pool(1) as fresh:  # this process's heap holds the exact run's freed pages
+                opened, private, cold = fresh.apply(opened_in_fresh_process, (root, queries))
             compact = CatalogueIndex(root, approximate=True)
-            opened = time.perf_counter() - began
-            alone, encoded = latencies(model, compact, args.repeats)
-            resident = (anonymous_bytes() - before) / args.size
-            found = sum(len({h.item for h in compact.search(IMAGE_VECTORS, q, 10)} & t) for q, t in zip(queries, truth, strict=True))
-            name = spec or approximate.factory_spec(*vectors.shape)
-            print(
-                f"{name:<18}{built:>8.0f}{opened:>8.1f}{on_disk:>8.0f}{resident:>11.0f}{percentiles(alone)}{percentiles(encoded)}{found / (10 * len(queries)):>10.3f}"
-            )
+            name = spec or approximate.factory_spec(len(vectors))
+            for probes in args.probes:
+                for rerank in args.rerank:
+                    compact.ranker.probes, compact.ranker.rerank = probes, rerank
+                    alone, encoded = latencies(model, compact, args.repeats)
+                    found = sum(len({h.item for h in compact.search(IMAGE_VECTORS, q, 10)} & t) for q, t in zip(queries, truth, strict=True))
+                    label = f"{name} {probes}/{rerank}"
+                    print(
+                        f"{label:<36}{built:>8.0f}{opened:>8.1f}{on_disk:>8.0f}{private / args.size:>11.0f}"
+                        f"{percentiles(alone)}{percentiles(encoded)}{found / (10 * len(queries)):>10.3f}"
+                    )
+            print(f"  {name}: {percentiles(cold)}  ms p50/p95 in a fresh process, its vectors file not cached ({approximate.PROBES}/{approximate.RERANK})")
             del compact
+
+
+def opened_in_fresh_process(root: Path, queries: torch.Tensor) -> tuple[float, int, list[float]]:
+    """In a process that has held nothing else: seconds to open the approximate index, the private
+    memory (RssAnon) it holds after searching every query once, and those searches' milliseconds with
+    the exact vectors' file dropped from the page cache first, so that every vector the rerank reads
+    comes from disk (the FAISS file stays cached: its cells are scanned by every query)."""
+    with open(root / VECTORS_FILE, "rb") as vectors:
+        os.posix_fadvise(vectors.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    before = anonymous_bytes()
+    began = time.perf_counter()
+    compact = CatalogueIndex(root, approximate=True)
+    opened = time.perf_counter() - began
+    cold = []
+    for query in queries:
+        began = time.perf_counter()
+        compact.search(IMAGE_VECTORS, query, 10)
+        cold.append(1000 * (time.perf_counter() - began))
+    return opened, anonymous_bytes() - before, cold
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 (famevil index --approximate builds it once; famevil search/serve --approximate use it).
 
 An index's vectors get an inverted file: about 4 sqrt(N) cells by k-means, PROBES of them searched per
-query. Below COMPACT_FROM vectors the cells hold the vectors themselves (small enough to keep whole);
-from there on, product-quantised codes of PQ_DIMS dimensions to a byte (32 bytes for a 128-d vector,
-against 256 in fp16), read memory-mapped. Codes alone misorder near copies of one product photo, so
-RERANK times the candidates wanted come back from FAISS and are ranked again by their exact (fp16,
-memory-mapped) vectors: docs/benchmarks.md has the measurements that chose this over 8-bit scalar codes and HNSW.
+query, each cell holding its vectors as 8-bit scalar codes of their residuals (one byte a dimension: 128
+bytes for a 128-d vector, against 256 in fp16), read memory-mapped. RERANK times the candidates wanted
+come back from FAISS and are ranked again by their exact (fp16, memory-mapped) vectors, so scores are
+exact and near copies of one photo keep their order. docs/benchmarks.md ("A million items") has the
+measurements that chose this over product-quantised and 4-bit codes (and why not HNSW).
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ from data_specs.errors import FamevilError
 from data_specs.indexes import APPROXIMATE_FILE, PRODUCT_VECTORS
 from famevil.ranking import Among
 
-COMPACT_FROM = 20_000  # vectors: below, the inverted file's cells keep them whole (a few MB); from here on, PQ codes
-PQ_DIMS = 4  # dimensions per one-byte code (faiss.IndexPQ's M = dim / PQ_DIMS)
-MAX_PQ_BYTES = 64  # at most this many bytes per vector: a 512-d vector gets 64 codes of 8 dimensions
 PROBES = 32  # inverted-file cells searched per query
-RERANK = 10  # FAISS returns RERANK x the candidates wanted, ranked again by their exact vectors
+RERANK = 2  # FAISS returns RERANK x the candidates wanted, ranked again by their exact vectors
 TRAINING_PER_CELL = 40  # k-means points per cell (FAISS warns below 39), an evenly spaced sample of the vectors
 
 
@@ -37,25 +34,19 @@ def faiss_module() -> Any:
         raise FamevilError("--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])") from None
 
 
-def factory_spec(count: int, dim: int) -> str:
-    """The FAISS index_factory string for `count` vectors of `dim` dimensions (see the module's docstring)."""
+def factory_spec(count: int) -> str:
+    """The FAISS index_factory string for `count` vectors (see the module's docstring)."""
     cells = max(1, min(int(4 * count**0.5), count // 39))  # FAISS wants about 39 training points per cell
-    if count < COMPACT_FROM:
-        return f"IVF{cells},Flat"
-    codes = dim // PQ_DIMS
-    while codes > MAX_PQ_BYTES or dim % codes:
-        codes -= 1
-    return f"IVF{cells},PQ{codes}"
+    return f"IVF{cells},SQ8"
 
 
 def build(vectors: torch.Tensor, spec: str | None = None) -> Any:
     """A trained and filled FAISS index over L2-normalised vectors (inner product); spec: an index_factory
-    string, factory_spec's by default. Deterministic: k-means trains on evenly spaced vectors with FAISS's fixed seed."""
+    string of an inverted file, factory_spec's by default. Deterministic: k-means trains on evenly spaced vectors with FAISS's fixed seed."""
     faiss = faiss_module()
     data = vectors.float().contiguous().numpy()
-    built = faiss.index_factory(data.shape[1], spec or factory_spec(*data.shape), faiss.METRIC_INNER_PRODUCT)
-    inverted = faiss.try_extract_index_ivf(built)
-    cells = inverted.nlist if inverted is not None else 256  # without cells (HNSW): as many points as a PQ's 256 codes want
+    built = faiss.index_factory(data.shape[1], spec or factory_spec(len(data)), faiss.METRIC_INNER_PRODUCT)
+    cells = faiss.extract_index_ivf(built).nlist  # the ranker searches inverted files only
     sample = np.linspace(0, len(data) - 1, min(len(data), TRAINING_PER_CELL * cells)).astype(np.int64)
     built.train(data[np.unique(sample)])
     for start in range(0, len(data), 65_536):  # in blocks: a million vectors convert to float32 a block at a time
@@ -85,9 +76,8 @@ class ApproximateRanker:
     def __init__(self, index):  # a famevil.catalogue_index.CatalogueIndex
         self.index = index
         self.searched = {name: read(index.root, name) or build(vectors) for name, vectors in index.vectors.items()}
-        for searched in self.searched.values():
-            inverted = faiss_module().extract_index_ivf(searched)
-            inverted.nprobe = min(PROBES, inverted.nlist)
+        self.probes = PROBES  # attributes, so a benchmark can sweep them on one opened index
+        self.rerank = RERANK
 
     def ranked(self, vectors: str, query: torch.Tensor, wanted: int, among: Among) -> list[tuple[int, float]]:
         per_item = vectors != PRODUCT_VECTORS
@@ -95,7 +85,7 @@ class ApproximateRanker:
         available = len(self.index.vectors[vectors]) if allowed_ids is None else len(allowed_ids)
         count = min(wanted * (self.index.most_views if per_item else 1), available)
         inverted = faiss_module().extract_index_ivf(self.searched[vectors])
-        ranked = self._ranked(vectors, query, count, allowed_ids, inverted.nprobe, per_item)
+        ranked = self._ranked(vectors, query, count, allowed_ids, min(self.probes, inverted.nlist), per_item)
         if len(ranked) < min(wanted, available) and allowed_ids is not None:
             ranked = self._ranked(vectors, query, count, allowed_ids, inverted.nlist, per_item)
         return ranked[:wanted]
@@ -104,7 +94,7 @@ class ApproximateRanker:
         faiss = faiss_module()
         selector = None if allowed_ids is None else faiss.IDSelectorBatch(allowed_ids)
         parameters = faiss.SearchParametersIVF(sel=selector, nprobe=probes)
-        _, found = self.searched[vectors].search(query[None].numpy(), max(RERANK * count, 1), params=parameters)
+        _, found = self.searched[vectors].search(query[None].numpy(), max(self.rerank * count, 1), params=parameters)
         candidates = found[0][found[0] >= 0]  # FAISS pads with -1 when the probed cells hold fewer
         items = torch.from_numpy(candidates)
         exact = self.index.vectors[vectors][items].float() @ query

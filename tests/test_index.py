@@ -244,13 +244,14 @@ def test_index_approximate_writes_faiss_files_that_search_reads_mapped(tiny_stud
 
 
 def test_compact_codes_with_reranking_keep_near_copies_in_order(tmp_path):
-    """Past COMPACT_FROM vectors the cells hold PQ codes; near copies of one vector are told apart by
-    reranking with the exact vectors, which the codes alone would misorder."""
+    """The cells hold 8-bit codes; near copies of one vector, which the codes alone misorder now and
+    then, come back in the exact search's order and with its scores, since FAISS's candidates are
+    ranked again by the exact vectors."""
     generator = torch.Generator().manual_seed(0)
-    count = approximate.COMPACT_FROM
+    count = 20_000
     sources = torch.nn.functional.normalize(torch.randn(200, 32, generator=generator), dim=-1)
     vectors = torch.nn.functional.normalize(sources[torch.arange(count) % 200] + 0.05 * torch.randn(count, 32, generator=generator), dim=-1)
-    assert approximate.factory_spec(count, 32).endswith(",PQ8") and approximate.factory_spec(count - 1, 32).endswith(",Flat")
+    assert approximate.factory_spec(count) == "IVF512,SQ8"
     items = [{"path": f"{i}.jpg", "sha256": f"{i:064x}", "product_id": str(i), "title": "", "category": "", "subcategory": ""} for i in range(count)]
     empty = {THUMBNAIL_BYTES: torch.zeros(0, dtype=torch.uint8), THUMBNAIL_OFFSETS: torch.zeros(count + 1, dtype=torch.int64)}
     (tmp_path / "idx").mkdir()
@@ -258,7 +259,10 @@ def test_compact_codes_with_reranking_keep_near_copies_in_order(tmp_path):
     approximate.write(tmp_path / "idx", IMAGE_VECTORS, approximate.build(vectors.half()))
     exact, compact = CatalogueIndex(tmp_path / "idx"), CatalogueIndex(tmp_path / "idx", approximate=True)
     queries = torch.nn.functional.normalize(sources[:50] + 0.05 * torch.randn(50, 32, generator=generator), dim=-1)
-    found = [{h.item for h in catalogue.search(IMAGE_VECTORS, query, 10)} for catalogue in (exact, compact) for query in queries]
-    assert sum(len(a & b) for a, b in zip(found[:50], found[50:], strict=True)) / 500 >= 0.95
-    _, coded = compact.ranker.searched[IMAGE_VECTORS].search(queries.numpy(), 10)  # the codes alone, not reranked
-    assert sum(len(set(row.tolist()) & a) for row, a in zip(coded, found[:50], strict=True)) / 500 < 0.9
+    truth = [exact.search(IMAGE_VECTORS, query, 10) for query in queries]
+    found = [compact.search(IMAGE_VECTORS, query, 10) for query in queries]
+    assert sum(len({h.item for h in a} & {h.item for h in b}) for a, b in zip(truth, found, strict=True)) / 500 >= 0.99
+    exact_scores = {h.item: h.score for hits in truth for h in hits}
+    assert all(h.score == exact_scores[h.item] for hits in found for h in hits if h.item in exact_scores)
+    _, coded = compact.ranker.searched[IMAGE_VECTORS].search(queries.numpy(), 10)  # the codes' own top 10, not reranked
+    assert sum(len(set(row.tolist()) & {h.item for h in hits}) for row, hits in zip(coded, truth, strict=True)) / 500 < 0.99

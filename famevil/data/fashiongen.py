@@ -7,7 +7,9 @@ entities and <br> tags; input_productID groups the views of a product; input_ima
 
 from __future__ import annotations
 
+import contextlib
 import html
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -132,37 +134,48 @@ class FashionGenFile:
         columns = {f: self._text(f, select(indices)) for f in (*REQUIRED_TEXT_FIELDS, *self.optional_fields)}
         products = np.asarray(self._h5[PRODUCT_FIELD][select(indices)]).reshape(-1)
         blank = [""] * indices.size
-        read_images = self._direct_reader() or (lambda part: self._h5[IMAGE_FIELD][select(part)])
-        for block in range(0, indices.size, image_block):
-            images = read_images(indices[block : block + image_block])
-            for offset, image in enumerate(images):
-                i = block + offset
-                yield FashionGenRow(
-                    product_id=int(products[i]),
-                    view=columns["input_pose"][i],
-                    title=columns["input_name"][i],
-                    description=columns["input_description"][i],
-                    category=columns["input_category"][i],
-                    subcategory=columns["input_subcategory"][i],
-                    gender=columns.get("input_gender", blank)[i],
-                    composition=columns.get("input_composition", blank)[i],
-                    season=columns.get("input_season", blank)[i],
-                    image=image,
-                )
+        with self._image_reader(select) as read_images:
+            for block in range(0, indices.size, image_block):
+                for offset, image in enumerate(read_images(indices[block : block + image_block])):
+                    i = block + offset
+                    yield FashionGenRow(
+                        product_id=int(products[i]),
+                        view=columns["input_pose"][i],
+                        title=columns["input_name"][i],
+                        description=columns["input_description"][i],
+                        category=columns["input_category"][i],
+                        subcategory=columns["input_subcategory"][i],
+                        gender=columns.get("input_gender", blank)[i],
+                        composition=columns.get("input_composition", blank)[i],
+                        season=columns.get("input_season", blank)[i],
+                        image=image,
+                    )
 
-    def _direct_reader(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """Images at given rows read straight from the file's bytes, where the release stores them as
-        one uncompressed, unchunked array (as FashionGen's h5 does); None otherwise.
+    @contextlib.contextmanager
+    def _image_reader(self, select: Callable[[np.ndarray], slice | np.ndarray]) -> Iterator[Callable[[np.ndarray], Sequence[np.ndarray]]]:
+        """A function giving the images at given rows: read straight from the file's bytes where the
+        release stores them as one uncompressed, unchunked array (as FashionGen's h5 does), else through h5py.
 
         A training shard's rows are scattered (prepare shuffles them), and h5py selects a list of rows
-        one hyperslab per row: 0.85 ms an image, three times its JPEG encode. The same rows copied out
-        of a memory map cost a memcpy each (docs/benchmarks.md, "Preparing the data")."""
+        one hyperslab per row: 0.85 ms an image, three times its JPEG encode. One pread a row costs a
+        copy (docs/benchmarks.md, "Data preparation"); unlike a memory map, it leaves the file's pages
+        to the page cache rather than in the worker's resident memory."""
         images = self._h5[IMAGE_FIELD]
         offset = images.id.get_offset()
         if images.chunks is not None or images.compression is not None or offset is None:
-            return None
-        array = np.asarray(np.memmap(self.path, dtype=np.uint8, mode="r", offset=offset, shape=images.shape))
-        return lambda part: [array[row] for row in part]  # views: each image is copied once, by the JPEG encoder
+            yield lambda part: images[select(part)]
+            return
+        shape, row_bytes = images.shape[1:], int(np.prod(images.shape[1:]))
+        with open(self.path, "rb", buffering=0) as raw:
+
+            def read(part: np.ndarray) -> list[np.ndarray]:
+                block = [np.empty(shape, dtype=np.uint8) for _ in part]  # apart, not one 12 MB array: that is fresh pages to fault in every block
+                for image, row in zip(block, part.tolist(), strict=True):
+                    if os.preadv(raw.fileno(), [image], offset + row * row_bytes) != row_bytes:
+                        raise OSError(f"row {row} ends past the end of the file")
+                return block
+
+            yield read
 
     def product_ids(self, block: int = 1 << 16) -> Iterator[int]:
         for start in range(0, len(self), block):
