@@ -11,7 +11,7 @@ import contextlib
 import html
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +152,7 @@ class FashionGenFile:
                     )
 
     @contextlib.contextmanager
-    def _image_reader(self, select: Callable[[np.ndarray], slice | np.ndarray]) -> Iterator[Callable[[np.ndarray], Sequence[np.ndarray]]]:
+    def _image_reader(self, select: Callable[[np.ndarray], slice | np.ndarray]) -> Iterator[Callable[[np.ndarray], Iterable[np.ndarray]]]:
         """A function giving the images at given rows: read straight from the file's bytes where the
         release stores them as one uncompressed, unchunked array (as FashionGen's h5 does), else through h5py.
 
@@ -168,12 +168,12 @@ class FashionGenFile:
         shape, row_bytes = images.shape[1:], int(np.prod(images.shape[1:]))
         with open(self.path, "rb", buffering=0) as raw:
 
-            def read(part: np.ndarray) -> list[np.ndarray]:
-                block = [np.empty(shape, dtype=np.uint8) for _ in part]  # apart, not one 12 MB array: that is fresh pages to fault in every block
-                for image, row in zip(block, part.tolist(), strict=True):
+            def read(part: np.ndarray) -> Iterator[np.ndarray]:
+                for row in part.tolist():  # one at a time: a buffer freed by the encoder is reused, not faulted in anew
+                    image = np.empty(shape, dtype=np.uint8)
                     if os.preadv(raw.fileno(), [image], offset + row * row_bytes) != row_bytes:
                         raise OSError(f"row {row} ends past the end of the file")
-                return block
+                    yield image
 
             yield read
 
