@@ -14,16 +14,15 @@ brute-force search in Python, no server, so its latency says nothing of a Qdrant
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from search_speed import synthetic_index, synthetic_item  # benchmarks/search_speed.py, beside this script
 
-from benchmarks.search_speed import synthetic_index, synthetic_item
-from data_specs.indexes import IMAGE_VECTORS, ITEMS_FILE
+from data_specs.indexes import IMAGE_VECTORS
 from famevil.catalogue_index import CatalogueIndex
 from famevil.qdrant_backend import QdrantRanker, export_index, parse_target
 from famevil.ranking import Among, ExactRanker
@@ -51,9 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "index"
-        synthetic_index(root, torch.randn(64, args.dim, generator=torch.Generator().manual_seed(1)), args.size)
-        items = [synthetic_item(n) | {"category": CATEGORIES[n % len(CATEGORIES)]} for n in range(args.size)]
-        (root / ITEMS_FILE).write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+        vectors = torch.nn.functional.normalize(torch.randn(args.size, args.dim, generator=torch.Generator().manual_seed(1)), dim=-1).half()
+        synthetic_index(root, vectors, [synthetic_item(n) | {"category": CATEGORIES[n % len(CATEGORIES)]} for n in range(args.size)])
         target = parse_target(args.to or f"qdrant+local:{scratch}/qdrant/benchmark", "--to")
         content_id = f"sha256:benchmark-{args.size}-{args.dim}"
         exported = export_index(root, content_id, target, args.batch_size, overwrite=True)

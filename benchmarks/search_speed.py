@@ -69,10 +69,11 @@ def near_copies(sources: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
     return torch.cat(copies), nearest
 
 
-def synthetic_index(root: Path, vectors: torch.Tensor) -> None:
-    """An index folder of the given image vectors, each item its own product, without thumbnails."""
+def synthetic_index(root: Path, vectors: torch.Tensor, items: list[dict] | None = None) -> None:
+    """An index folder of the given image vectors, without thumbnails; items: one per vector, by default
+    each its own product (synthetic_item)."""
     size = len(vectors)
-    items = [synthetic_item(number) for number in range(size)]
+    items = items or [synthetic_item(number) for number in range(size)]
     root.mkdir()
     empty = {THUMBNAIL_BYTES: torch.zeros(0, dtype=torch.uint8), THUMBNAIL_OFFSETS: torch.zeros(size + 1, dtype=torch.int64)}
     write_index_files(root, {IMAGE_VECTORS: vectors} | empty, items, [])
