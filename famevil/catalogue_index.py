@@ -265,13 +265,13 @@ class CatalogueIndex:
         tensors, metadata = mapped_safetensors(root / VECTORS_FILE)
         self.vectors = {name: tensors[name] for name in (IMAGE_VECTORS, COMPOSED_VECTORS, PRODUCT_VECTORS) if name in tensors}
         self.offsets, self.thumbnails, self.sha256 = tensors[THUMBNAIL_OFFSETS], tensors[THUMBNAIL_BYTES], tensors[ITEM_SHA256]
-        self.product_of = tensors[ITEM_PRODUCT].long()
-        self.product_group = tensors[PRODUCT_GROUP].long()
+        self.product_of, self.product_group = tensors[ITEM_PRODUCT], tensors[PRODUCT_GROUP]  # int32, memory-mapped
         self.groups: list[tuple[str, str]] = [tuple(group) for group in json.loads(metadata[GROUPS_METADATA])]
-        # Each product's views, as runs of the items ordered by product (in index order within a product).
-        by_product = torch.argsort(self.product_of, stable=True)
+        # Each product's views, as runs of the items ordered by product (in index order within a product);
+        # int32, as these are the index's only private arrays but items.jsonl's line offsets (4 bytes an item each).
+        by_product = torch.argsort(self.product_of, stable=True).int()
         counts = torch.bincount(self.product_of, minlength=len(self.product_group))
-        starts = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+        starts = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).int()
         self.views: Sequence[list[int]] = _Lazy(len(counts), lambda product: by_product[starts[product] : starts[product + 1]].tolist())
         first_views = by_product[starts[:-1]]
         self.products: Sequence[dict[str, Any]] = _Lazy(len(counts), lambda product: self.items[int(first_views[product])])  # as its first view describes it

@@ -48,10 +48,15 @@ class ExactRanker:
         """The index's vectors in float32, made at the first search (a ranker put in this one's place never makes them)."""
         return {name: vectors.float() for name, vectors in self.index.vectors.items()}
 
+    @cached_property
+    def product_of(self) -> torch.Tensor:
+        """Each item's product number as int64, which scatter_reduce wants (the index keeps int32, memory-mapped)."""
+        return self.index.product_of.long()
+
     def ranked(self, vectors: str, query: torch.Tensor, wanted: int, among: Among) -> list[tuple[int, float]]:
         scores = self.vectors[vectors] @ query
         if vectors != PRODUCT_VECTORS:
-            scores = torch.full((self.index.product_count,), -torch.inf).scatter_reduce(0, self.index.product_of, scores, "amax")
+            scores = torch.full((self.index.product_count,), -torch.inf).scatter_reduce(0, self.product_of, scores, "amax")
         if not among.everything:
             scores = scores.masked_fill(~self.index.allowed(among), -torch.inf)
         values, products = scores.topk(min(wanted, int(torch.isfinite(scores).sum())))

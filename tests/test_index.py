@@ -244,14 +244,14 @@ def test_index_approximate_writes_faiss_files_that_search_reads_mapped(tiny_stud
 
 
 def test_compact_codes_with_reranking_keep_near_copies_in_order(tmp_path):
-    """The cells hold 8-bit codes; near copies of one vector, which the codes alone misorder now and
+    """The cells hold 6-bit codes; near copies of one vector, which the codes alone misorder now and
     then, come back in the exact search's order and with its scores, since FAISS's candidates are
     ranked again by the exact vectors."""
     generator = torch.Generator().manual_seed(0)
     count = 20_000
     sources = torch.nn.functional.normalize(torch.randn(200, 32, generator=generator), dim=-1)
     vectors = torch.nn.functional.normalize(sources[torch.arange(count) % 200] + 0.05 * torch.randn(count, 32, generator=generator), dim=-1)
-    assert approximate.factory_spec(count) == "IVF512,SQ8"
+    assert approximate.factory_spec(count) == "IVF512,SQ6"
     items = [{"path": f"{i}.jpg", "sha256": f"{i:064x}", "product_id": str(i), "title": "", "category": "", "subcategory": ""} for i in range(count)]
     empty = {THUMBNAIL_BYTES: torch.zeros(0, dtype=torch.uint8), THUMBNAIL_OFFSETS: torch.zeros(count + 1, dtype=torch.int64)}
     (tmp_path / "idx").mkdir()
