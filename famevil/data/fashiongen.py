@@ -110,7 +110,11 @@ class FashionGenFile:
         return self._text(field, slice(start, stop))
 
     def _text(self, field: str, selection: slice | np.ndarray) -> list[str]:
-        return [clean_text(value) for value in np.asarray(self._h5[field][selection]).reshape(-1)]
+        cleaned: dict[bytes | str, str] = {}  # a column repeats values (categories, poses, seasons): each is cleaned once
+        return [
+            cleaned[value] if value in cleaned else cleaned.setdefault(value, clean_text(value))
+            for value in np.asarray(self._h5[field][selection]).reshape(-1).tolist()
+        ]
 
     def rows(self, indices: Sequence[int], image_block: int = 64) -> Iterator[FashionGenRow]:
         """The rows at `indices` (ascending; a range reads fastest), in that order: text columns read
