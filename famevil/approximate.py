@@ -12,15 +12,14 @@ for an index's two vector kinds.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from data_specs.errors import FamevilError
 from data_specs.indexes import APPROXIMATE_FILE, PRODUCT_VECTORS
+from famevil.optional import optional_module
 from famevil.ranking import Among
 
 PROBES = 32  # inverted-file cells searched per query
@@ -29,10 +28,7 @@ TRAINING_PER_CELL = 40  # k-means points per cell (FAISS warns below 39), an eve
 
 
 def faiss_module() -> Any:
-    try:
-        return importlib.import_module("faiss")  # optional: pip install 'famevil[faiss]'
-    except ImportError:
-        raise FamevilError("--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])") from None
+    return optional_module("faiss", "--approximate", "FAISS", "pip install faiss-cpu (or famevil[faiss])")
 
 
 def factory_spec(count: int) -> str:

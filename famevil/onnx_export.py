@@ -16,7 +16,6 @@ ONNX encoders, lists the differences).
 
 from __future__ import annotations
 
-import importlib
 import json
 import warnings
 from functools import reduce
@@ -32,6 +31,7 @@ from data_specs.errors import FamevilError
 from famevil.data.transforms import Preprocess, evaluation_side
 from famevil.model.tokenizer import TextTokenizer
 from famevil.multitask import MultiTaskModel
+from famevil.optional import optional_module
 from famevil.tasks import find_task
 from famevil.tasks.base import CONTRASTIVE
 
@@ -49,10 +49,7 @@ CASED = r"[\p{Lu}\p{Ll}\p{Lt}]"  # the letters with case, which Python's lower()
 def require_packages() -> None:
     """One line naming the extra, before any work, where a package the export needs is missing."""
     for package in PACKAGES:
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            raise FamevilError(f"--format onnx needs {package}: pip install 'famevil[onnx]'") from None
+        optional_module(package, "--format onnx", package, "pip install 'famevil[onnx]'")
 
 
 def encoder_task(network: MultiTaskModel, task: str | None) -> str:

@@ -36,6 +36,7 @@ from safetensors import safe_open
 
 from data_specs.errors import FamevilError
 from data_specs.indexes import COMPOSED_VECTORS, IMAGE_VECTORS, ITEM_PRODUCT, ITEMS_FILE, PRODUCT_VECTORS, VECTORS_FILE
+from famevil.optional import optional_module
 from famevil.progress import progress_bar
 from famevil.ranking import Among
 
@@ -52,10 +53,7 @@ FILTERED = {"category": "keyword", "subcategory": "keyword", "product": "integer
 
 
 def qdrant_module() -> Any:
-    try:
-        return importlib.import_module("qdrant_client")  # optional: pip install 'famevil[qdrant]'
-    except ImportError:
-        raise FamevilError("a qdrant:// collection needs qdrant-client: pip install qdrant-client (or famevil[qdrant])") from None
+    return optional_module("qdrant_client", "a qdrant:// collection", "qdrant-client", "pip install qdrant-client (or famevil[qdrant])")
 
 
 def is_qdrant(given: str) -> bool:

@@ -26,6 +26,7 @@ from data_specs.errors import FamevilError
 from data_specs.shards import read_sizes
 from famevil.data.images import MAX_PIXELS
 from famevil.limits import TRAINING_BATCH
+from famevil.optional import optional_module
 from famevil_cli.app import COMMANDS, app
 from stages.index import index
 from tests.conftest import RunsCode
@@ -311,3 +312,10 @@ def test_search_html_that_cannot_be_written_is_one_line(cli, small_index, tmp_pa
     monkeypatch.setattr(search_stage, "results_page", folder_removed_meanwhile)
     line = _one_error_line(cli("search", small_index, "red dress", "--html", pages / "hits.html"))
     assert line.startswith(f"error: --html {pages / 'hits.html'}: cannot write it (No such file or directory)")
+
+
+def test_a_missing_optional_package_is_one_line_naming_how_to_install_it():
+    assert optional_module("json", "--x", "json", "nothing to install") is json
+    with pytest.raises(FamevilError) as raised:
+        optional_module("famevil_no_such_package", "--approximate", "FAISS", "pip install faiss-cpu (or famevil[faiss])")
+    assert str(raised.value) == "--approximate needs FAISS: pip install faiss-cpu (or famevil[faiss])"

@@ -118,7 +118,8 @@ class FashionGenFile:
 
     def rows(self, indices: Sequence[int], image_block: int = 64) -> Iterator[FashionGenRow]:
         """The rows at `indices` (ascending; a range reads fastest), in that order: text columns read
-        in one go (kilobytes), images `image_block` rows at a time (megabytes), so memory stays
+        in one go (kilobytes), images one at a time straight from the file where it stores them whole
+        (_image_reader), else `image_block` rows at a time through h5py (megabytes), so memory stays
         bounded and h5 calls few."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (np.any(np.diff(indices) <= 0) or indices[0] < 0 or indices[-1] >= len(self)):

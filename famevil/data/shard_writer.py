@@ -137,7 +137,7 @@ def _ustar_header(name: str, size: int) -> bytes:
 
 # Writing a whole shards folder -------------------------------------------------------------------
 
-READ_BLOCK = 64  # h5 rows read at once by a worker: about 12 MB of 256x256 images
+READ_BLOCK = 64  # h5 rows a worker reads at once through h5py (a chunked or compressed release): about 12 MB of 256x256 images
 DONE_FILE = ".done.jsonl"  # finished shards of an interrupted run, one ShardRecord per line
 
 
