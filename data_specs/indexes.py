@@ -36,3 +36,5 @@ ITEM_PRODUCT, ITEM_SHA256, PRODUCT_GROUP = "item_product", "item_sha256", "produ
 GROUPS_METADATA = "groups"
 # `famevil index --approximate`: per vectors name, a FAISS index built once (famevil.approximate), read memory-mapped.
 APPROXIMATE_FILE = "approximate-{}.faiss"
+# What ranks a search of an index (--backend): famevil's own two, else a Qdrant collection (famevil.qdrant_backend).
+EXACT_BACKEND, APPROXIMATE_BACKEND = "exact", "approximate"

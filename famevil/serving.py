@@ -14,15 +14,22 @@ import torch
 from PIL import Image
 
 from data_specs.errors import FamevilError
-from data_specs.indexes import COMPOSED_SEARCH, COMPOSED_VECTORS, IMAGE_VECTORS, PRODUCT_VECTORS, SIMILAR_SEARCH, TEXT_SEARCH
+from data_specs.indexes import (
+    APPROXIMATE_BACKEND,
+    COMPOSED_SEARCH,
+    COMPOSED_VECTORS,
+    EXACT_BACKEND,
+    IMAGE_VECTORS,
+    PRODUCT_VECTORS,
+    SIMILAR_SEARCH,
+    TEXT_SEARCH,
+)
 from data_specs.manifest import require_artifact
 from famevil.api import ImageInput, image_file_bytes, read_image
 from famevil.catalogue_index import CatalogueIndex, Hit, open_model, thumbnail_jpeg
 from famevil.data.images import decode_image
 from famevil.qdrant_backend import FORMS, QdrantRanker, is_qdrant, parse_target
 from famevil.ranking import EVERYTHING, Among
-
-EXACT, APPROXIMATE = "exact", "approximate"  # the backends of famevil's own; else a Qdrant collection (famevil.qdrant_backend)
 
 REFERENCE_THUMBNAIL = 160  # pixels: the reference image atop a results page
 
@@ -55,9 +62,9 @@ class SearchSession:
     export-index wrote of this index (famevil.qdrant_backend's FORMS).
     """
 
-    def __init__(self, index: Path, model: Path | str | None = None, backend: str = EXACT):
-        if backend not in (EXACT, APPROXIMATE) and not is_qdrant(backend):
-            raise FamevilError(f"--backend {backend}: expected {EXACT}, {APPROXIMATE} or a Qdrant collection, {FORMS}")
+    def __init__(self, index: Path, model: Path | str | None = None, backend: str = EXACT_BACKEND):
+        if backend not in (EXACT_BACKEND, APPROXIMATE_BACKEND) and not is_qdrant(backend):
+            raise FamevilError(f"--backend {backend}: expected {EXACT_BACKEND}, {APPROXIMATE_BACKEND} or a Qdrant collection, {FORMS}")
         target = parse_target(backend, "--backend") if is_qdrant(backend) else None
         manifest = require_artifact(index, "index")
         built_with = manifest.inputs[0]
@@ -73,7 +80,7 @@ class SearchSession:
             raise FamevilError(f"--model {model}: is not the model {index} was built with ({built_with.id[:19]}…); use that model or rebuild the index")
         self.root = index
         self.searches: tuple[str, ...] = tuple(manifest.details["searches"])
-        self.index = CatalogueIndex(index, backend == APPROXIMATE, images=Path(manifest.details["images"]))
+        self.index = CatalogueIndex(index, backend == APPROXIMATE_BACKEND, images=Path(manifest.details["images"]))
         if target is not None:
             self.index.ranker = QdrantRanker(self.index, target, manifest.content_id)
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data_specs.errors import FamevilError, FamevilWarning
+from data_specs.indexes import APPROXIMATE_BACKEND, EXACT_BACKEND
 from famevil.limits import WORKERS
 
 out_console = Console()
@@ -124,9 +125,9 @@ def chosen_backend(backend: str, approximate: bool) -> str:
     """--approximate, which came first, is --backend approximate; beside another --backend it is one line."""
     if not approximate:
         return backend
-    if backend not in ("exact", "approximate"):
+    if backend not in (EXACT_BACKEND, APPROXIMATE_BACKEND):
         raise FamevilError(f"--approximate and --backend {backend}: give one of them")
-    return "approximate"
+    return APPROXIMATE_BACKEND
 
 
 IndexArgument = Annotated[Path, typer.Argument(metavar="INDEX", help="An index (famevil index).", show_default=False)]

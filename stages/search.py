@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_specs.indexes import EXACT_BACKEND
 from data_specs.staging import check_file_destination, write_file
-from famevil.serving import EXACT, SearchResult, SearchSession, results_page
+from famevil.serving import SearchResult, SearchSession, results_page
 
 
 def search(
@@ -18,7 +19,7 @@ def search(
     category: str | None = None,
     subcategory: str | None = None,
     model: Path | None = None,
-    backend: str = EXACT,
+    backend: str = EXACT_BACKEND,
     html: Path | None = None,
 ) -> SearchResult:
     """Search a catalogue index by text, by an image alone (similar products), or by a reference image
