@@ -110,10 +110,11 @@ def _merge(chunks: list[Path], names: tuple[str, ...], refused: list[dict]) -> t
     return {name: torch.cat(values) for name, values in parts.items()} | {THUMBNAIL_OFFSETS: torch.cat(offsets)}, items, skipped
 
 
-def _product_vectors(model: FashionModel, items: list[dict], image_vectors: torch.Tensor, text_weight: float, batch_size: int) -> torch.Tensor:
-    """Per product (in order of first appearance): normalize((1 - w) * the mean of its views' image
-    vectors + w * the text vector of its "title. description"), as Marqo's product documents weight them."""
-    views = list(product_views(items).values())
+def _product_vectors(
+    model: FashionModel, items: list[dict], views: list[list[int]], image_vectors: torch.Tensor, text_weight: float, batch_size: int
+) -> torch.Tensor:
+    """Per product (views: each product's items, in order of first appearance): normalize((1 - w) * the mean
+    of its views' image vectors + w * the text vector of its "title. description"), as Marqo's product documents weight them."""
     texts = [product_text(items[numbers[0]]) for numbers in views]
     text_vectors = torch.cat([model.encode_texts(texts[start : start + batch_size]).cpu() for start in range(0, len(texts), batch_size)])
     image_means = torch.stack([image_vectors[numbers].float().mean(0) for numbers in views])
@@ -179,7 +180,6 @@ def index(
 
         famevil index --model runs/example/student \\
             --images runs/example/raw/fashioniq/images --out runs/example/index
-
     """
     processes = launched()
     threads_of_one_process(processes)  # a batch's vectors, byte for byte, whatever the process count
@@ -243,8 +243,9 @@ def _publish(
 ) -> IndexResult:
     """Merge the chunks into the index, write its manifest and move it into place (main process only)."""
     tensors, items, skipped = _merge(run.chunks, run.names, run.listed.refused)
+    views = list(product_views(items).values())
     if text_weight:
-        tensors[PRODUCT_VECTORS] = _product_vectors(model, items, tensors[IMAGE_VECTORS], text_weight, run.batch_size).half()
+        tensors[PRODUCT_VECTORS] = _product_vectors(model, items, views, tensors[IMAGE_VECTORS], text_weight, run.batch_size).half()
     write_index_files(run.stage.partial, tensors, items, skipped)
     if approximate:
         for name in (*run.names, PRODUCT_VECTORS) if text_weight else run.names:
@@ -258,7 +259,7 @@ def _publish(
         "searches": list(run.searches),
         "text_weight": text_weight,
         "items": len(items),
-        "products": len(product_views(items)),
+        "products": len(views),
         "skipped": len(skipped),
         "dim": model.network.embed_dim,
         "thumbnail": run.thumbnail,
