@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -309,6 +310,20 @@ def test_sizes_json_lists_every_shard_once(tiny_shards):
     listed = [shard["path"] for subset in sizes["subsets"].values() for shard in subset["shards"]]
     on_disk = sorted(p.relative_to(tiny_shards).as_posix() for p in tiny_shards.rglob("*.tar"))
     assert sorted(listed) == on_disk
+
+
+def test_a_shard_larger_than_the_write_buffer_is_whole_and_hashed(tmp_path):
+    rng = np.random.default_rng(0)
+    samples = [{"__key__": f"train-{i:08d}", "jpg": rng.bytes(400_000 + i), "json": {"title": f"Coat {i}"}} for i in range(6)]  # 2.4 MB: flushed mid-shard
+    record = famevil.data.shard_writer.write_shard(tmp_path, "train/train-000000.tar", samples)
+    written = (tmp_path / record.path).read_bytes()
+    assert record.samples == 6 and record.sha256 == hashlib.sha256(written).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(written)) as tar:
+        members = tar.getmembers()
+        read = {m.name: tar.extractfile(m).read() for m in members}
+    assert [m.name for m in members] == [f"train-{i:08d}.{extension}" for i in range(6) for extension in ("jpg", "json")]
+    assert len(written) == sum(512 + -(-m.size // 512) * 512 for m in members) + 1024  # each member once, then the end blocks
+    assert all(read[f"{s['__key__']}.jpg"] == s["jpg"] and json.loads(read[f"{s['__key__']}.json"]) == s["json"] for s in samples)
 
 
 def test_shards_are_standard_tar_files(tiny_shards):

@@ -48,15 +48,19 @@ def test_fashiongen_rows_are_streamed_with_clean_text(tmp_path):
 )
 def test_fashiongen_scattered_rows_give_their_own_images(tmp_path, layout):
     path = tmp_path / "fashiongen_256_256_train.h5"
-    write_release_h5(path, [{"product_id": i} for i in range(12)])
+    write_release_h5(path, [{"product_id": i, "name": f"Coat &amp; hat {i}".encode()} for i in range(12)])
     pixels = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     with h5py.File(path, "a") as h5:
         del h5["input_image"]
         h5.create_dataset("input_image", data=pixels, **layout)
-    rows = [0, 3, 4, 5, 9, 11]  # a run and lone rows, across image blocks
+        names = h5["input_name"][...]
+        del h5["input_name"]
+        h5.create_dataset("input_name", data=names, **({"chunks": (2, 1), "compression": "gzip"} if layout else {}))
+    rows = [0, 3, 4, 5, 9, 11]  # a run and lone rows, across image blocks; text columns read as one point selection
     with FashionGenFile(path) as release:
         read = list(release.rows(rows, image_block=4))
     assert [r.product_id for r in read] == rows
+    assert [r.title for r in read] == [f"Coat & hat {i}" for i in rows]
     for row, index in zip(read, rows, strict=True):
         np.testing.assert_array_equal(row.image, pixels[index])
 

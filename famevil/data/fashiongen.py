@@ -113,8 +113,26 @@ class FashionGenFile:
         cleaned: dict[bytes | str, str] = {}  # a column repeats values (categories, poses, seasons): each is cleaned once
         return [
             cleaned[value] if value in cleaned else cleaned.setdefault(value, clean_text(value))
-            for value in np.asarray(self._h5[field][selection]).reshape(-1).tolist()
+            for value in self._column(field, selection).reshape(-1).tolist()
         ]
+
+    def _column(self, field: str, selection: slice | np.ndarray) -> np.ndarray:
+        """A column's rows: a slice as one hyperslab, a list of rows as one point selection.
+
+        h5py selects a list of rows one hyperslab per row, in Python: 24 us for a FashionGen row's
+        nine columns, a fifteenth of its JPEG encode; one HDF5 point selection a column reads the same
+        rows in a sixth of that time."""
+        column = self._h5[field]
+        if isinstance(selection, slice) or np.prod(column.shape[1:]) != 1:  # a point is one value: a wider row takes h5py's way
+            return np.asarray(column[selection])
+        points = np.zeros((selection.size, column.ndim), dtype=np.uint64)
+        points[:, 0] = selection
+        rows = np.empty((selection.size, *column.shape[1:]), dtype=column.dtype)
+        if selection.size:
+            space = column.id.get_space()
+            space.select_elements(points)
+            column.id.read(h5py.h5s.create_simple(rows.shape), space, rows)
+        return rows
 
     def rows(self, indices: Sequence[int], image_block: int = 64) -> Iterator[FashionGenRow]:
         """The rows at `indices` (ascending; a range reads fastest), in that order: text columns read
@@ -134,27 +152,18 @@ class FashionGenFile:
         if not indices.size:
             return
         contiguous = indices[-1] - indices[0] + 1 == indices.size
-        # A slice is one hyperslab; a list of rows (a shard of a shuffled order) costs h5py one per row.
+        # A slice is one hyperslab; a list of rows (a shard of a shuffled order) is read as points (_column) or row by row (_image_reader).
         select = (lambda part: slice(int(part[0]), int(part[-1]) + 1)) if contiguous else (lambda part: part)
-        columns = {f: self._text(f, select(indices)) for f in (*REQUIRED_TEXT_FIELDS, *self.optional_fields)}
-        products = np.asarray(self._h5[PRODUCT_FIELD][select(indices)]).reshape(-1)
         blank = [""] * indices.size
+        # In FashionGenRow's field order, after product_id and before image.
+        fields = ("input_pose", "input_name", "input_description", "input_category", "input_subcategory", "input_gender", "input_composition", "input_season")
+        present = set(REQUIRED_TEXT_FIELDS + self.optional_fields)
+        texts = zip(*(self._text(field, select(indices)) if field in present else blank for field in fields), strict=True)
+        products = self._column(PRODUCT_FIELD, select(indices)).reshape(-1).tolist()
         with self._image_reader(select) as read_images:
-            for block in range(0, indices.size, image_block):
-                for offset, image in enumerate(read_images(indices[block : block + image_block])):
-                    i = block + offset
-                    yield FashionGenRow(
-                        product_id=int(products[i]),
-                        view=columns["input_pose"][i],
-                        title=columns["input_name"][i],
-                        description=columns["input_description"][i],
-                        category=columns["input_category"][i],
-                        subcategory=columns["input_subcategory"][i],
-                        gender=columns.get("input_gender", blank)[i],
-                        composition=columns.get("input_composition", blank)[i],
-                        season=columns.get("input_season", blank)[i],
-                        image=image,
-                    )
+            images = (image for block in range(0, indices.size, image_block) for image in read_images(indices[block : block + image_block]))
+            for product, text, image in zip(products, texts, images, strict=True):
+                yield FashionGenRow(int(product), *text, image)
 
     @contextlib.contextmanager
     def _image_reader(self, select: Callable[[np.ndarray], slice | np.ndarray]) -> Iterator[Callable[[np.ndarray], Iterable[np.ndarray]]]:

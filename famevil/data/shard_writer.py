@@ -65,47 +65,49 @@ def gallery_sample(key: str, group: str, asin: str, jpeg: bytes) -> Sample:
     return {"__key__": key, IMAGE_EXTENSION: jpeg, "json": {"group": group, "asin": asin}}
 
 
-def _encode(sample: Sample) -> Iterator[tuple[str, bytes]]:
-    """(member name, bytes) per file of a sample, in webdataset's naming: KEY.EXTENSION."""
-    key = sample["__key__"]
-    for extension, value in sample.items():
-        if extension != "__key__":
-            data = json.dumps(value, ensure_ascii=False).encode() if extension == "json" else value
-            yield f"{key}.{extension}", data
-
-
 def write_shard(root: Path, relative: str, samples: Iterable[Sample]) -> ShardRecord:
     """Write one tar beside its final name, then rename it into place: a shard either exists whole or not at all.
 
-    A webdataset shard is a plain tar whose members sharing a key form a sample; it is written here
-    with a few lines of ustar rather than through webdataset (whose import brings torch into every
-    prepare worker) or tarfile (whose per-member header code costs a third of a JPEG encode). A
-    fixed mtime makes the same samples always give the same bytes and content id; the sha256 is
-    taken on the way out rather than by reading the file again.
+    A webdataset shard is a plain tar whose members sharing a key (KEY.EXTENSION) form a sample; it
+    is written here with a few lines of ustar rather than through webdataset (whose import brings
+    torch into every prepare worker) or tarfile (whose per-member header code costs a third of a
+    JPEG encode). A fixed mtime makes the same samples always give the same bytes and content id.
+    Members are appended in place to one buffer that is hashed and written a megabyte at a time: a
+    sample costs no copies or calls beyond its members' bytes, and the sha256 is taken on the way out
+    rather than by reading the file again.
     """
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     digest = hashlib.sha256()
+    pending = bytearray()
     count = 0
-    with open(temporary, "wb", buffering=WRITE_BUFFER) as handle:
+    with open(temporary, "wb", buffering=0) as handle:
+
+        def flush() -> None:
+            digest.update(pending)
+            handle.write(pending)
+            pending.clear()
+
         for sample in samples:
-            members = b"".join(part for name, data in _encode(sample) for part in (_ustar_header(name, len(data)), data, bytes(-len(data) % _TAR_BLOCK)))
-            digest.update(members)  # a sample's members hashed and written at once: a few calls a sample, not six each
-            handle.write(members)
+            key = sample["__key__"]
+            for extension, value in sample.items():
+                if extension != "__key__":
+                    _append_member(pending, f"{key}.{extension}", json.dumps(value, ensure_ascii=False).encode() if extension == "json" else value)
             count += 1
-        end = bytes(2 * _TAR_BLOCK)  # end of archive
-        digest.update(end)
-        handle.write(end)
+            if len(pending) >= WRITE_BUFFER:
+                flush()
+        pending += bytes(2 * _TAR_BLOCK)  # end of archive
+        flush()
     temporary.replace(path)
     return ShardRecord(relative, count, digest.hexdigest())
 
 
 _TAR_BLOCK = 512
-WRITE_BUFFER = 1 << 20  # bytes buffered before a write: a few dozen members (header, JPEG, padding) per system call
+WRITE_BUFFER = 1 << 20  # bytes of members hashed and written at once
 
 
-def _header_template() -> tuple[bytearray, int]:
+def _header_template() -> tuple[bytes, int]:
     """The POSIX ustar header of a read-only regular file with mtime 0, owned by uid/gid 0, with the
     name, size and checksum left blank; and the checksum of those blank fields' bytes."""
     header = bytearray(_TAR_BLOCK)
@@ -115,24 +117,28 @@ def _header_template() -> tuple[bytearray, int]:
     header[148:156] = b" " * 8  # the checksum counts its own field as spaces
     header[156:157] = b"0"  # regular file
     header[257:265] = b"ustar\x0000"
-    return header, sum(header)
+    return bytes(header), sum(header)
 
 
 _HEADER, _HEADER_SUM = _header_template()
+_PADDING = bytes(_TAR_BLOCK)
 
 
-def _ustar_header(name: str, size: int) -> bytes:
-    """A member's header: the template with its name, size and checksum filled in (per member, so
-    only those bytes are summed: a whole header's sum costs as much as the rest of the writing)."""
+def _append_member(tar: bytearray, name: str, data: bytes) -> None:
+    """Append a member to tar: the header template with its name, size and checksum filled in (only
+    those bytes are summed: a whole header's sum costs as much as the rest of the writing), the
+    data, and zeros to the next 512-byte block."""
     encoded = name.encode()
     if len(encoded) > 100:
         raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
-    size_field = b"%011o\0" % size
-    header = _HEADER.copy()
-    header[0 : len(encoded)] = encoded
-    header[124:136] = size_field
-    header[148:156] = b"%06o\0 " % (_HEADER_SUM + sum(encoded) + sum(size_field))
-    return bytes(header)
+    size_field = b"%011o\0" % len(data)
+    start = len(tar)
+    tar += _HEADER
+    tar[start : start + len(encoded)] = encoded
+    tar[start + 124 : start + 136] = size_field
+    tar[start + 148 : start + 156] = b"%06o\0 " % (_HEADER_SUM + sum(encoded) + sum(size_field))
+    tar += data
+    tar += _PADDING[: -len(data) % _TAR_BLOCK]
 
 
 # Writing a whole shards folder -------------------------------------------------------------------
@@ -210,7 +216,8 @@ def write_shards(partial: Path, tasks: list[ShardTask], workers: int, resume: bo
     Each finished shard is journaled at once, so a run killed at any point loses only the shards
     its workers were writing."""
     done = _finished_shards(partial) if resume else {}
-    todo = [task for task in tasks if task.relative not in done]
+    # Longest first: the short last shards of each split end the run, so no worker idles long beside the last one.
+    todo = sorted((task for task in tasks if task.relative not in done), key=lambda task: -task.samples)
     with progress_bar("prepare", sum(t.samples for t in tasks), unit="samples") as advance:
         advance(sum(t.samples for t in tasks if t.relative in done))
         with open(partial / DONE_FILE, "a", encoding="utf-8") as journal:
