@@ -143,14 +143,15 @@ def _absolute_source(source: str) -> str | Path:
     return _absolute(Path(source)) if Path(source).exists() else source
 
 
-def catalogue_tensors(items: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def catalogue_tensors(items: list[dict[str, Any]], views: list[list[int]] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """What an index keeps beside its vectors so that it is searched without items.jsonl in memory: each
-    item's product number and image SHA-256, each product's group; and the "groups" metadata naming them."""
-    views = product_views(items)
+    item's product number and image SHA-256, each product's group; and the "groups" metadata naming them.
+    `views`: product_views(items)' values, where the caller has them already."""
+    views = list(product_views(items).values()) if views is None else views
     item_product = torch.empty(len(items), dtype=torch.int32)
     groups: dict[tuple[str, str], int] = {}
     product_group = []
-    for product, numbers in enumerate(views.values()):
+    for product, numbers in enumerate(views):
         item_product[numbers] = product
         first = items[numbers[0]]
         product_group.append(groups.setdefault((first["category"], first["subcategory"]), len(groups)))
@@ -163,10 +164,12 @@ def catalogue_tensors(items: list[dict[str, Any]]) -> tuple[dict[str, torch.Tens
     return tensors, {GROUPS_METADATA: json.dumps([list(group) for group in groups], ensure_ascii=False)}
 
 
-def write_index_files(out: Path, tensors: dict[str, torch.Tensor], items: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> None:
+def write_index_files(
+    out: Path, tensors: dict[str, torch.Tensor], items: list[dict[str, Any]], skipped: list[dict[str, Any]], views: list[list[int]] | None = None
+) -> None:
     """An index folder's files but its manifest (data_specs.indexes): the vectors and thumbnails (`tensors`)
-    with catalogue_tensors', the items and the skipped entries."""
-    listing, metadata = catalogue_tensors(items)
+    with catalogue_tensors' (`views` as it takes them), the items and the skipped entries."""
+    listing, metadata = catalogue_tensors(items, views)
     save_file(tensors | listing, out / VECTORS_FILE, metadata=metadata)
     with open(out / ITEMS_FILE, "w", encoding="utf-8") as lines:
         lines.writelines(json.dumps(item | {"id": i}, ensure_ascii=False) + "\n" for i, item in enumerate(items))

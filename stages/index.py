@@ -246,7 +246,7 @@ def _publish(
     views = list(product_views(items).values())
     if text_weight:
         tensors[PRODUCT_VECTORS] = _product_vectors(model, items, views, tensors[IMAGE_VECTORS], text_weight, run.batch_size).half()
-    write_index_files(run.stage.partial, tensors, items, skipped)
+    write_index_files(run.stage.partial, tensors, items, skipped, views)
     if approximate:
         for name in (*run.names, PRODUCT_VECTORS) if text_weight else run.names:
             approximate_files.write(run.stage.partial, name, approximate_files.build(tensors[name]))
