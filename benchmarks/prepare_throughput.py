@@ -6,9 +6,9 @@ Makes RAW with `famevil synth --preset bench` first if it does not exist. Prints
 train h5 and the same worker count: the encode-only rate (images/s of JPEG encoding alone, images
 already in memory), the read + encode rate (wall clock of h5 reads and encoding, nothing written),
 prepare's end-to-end rate (reads, text, encoding, tar writing, hashing, manifests), the ratios,
-and the peak memory (PSS) of prepare's whole process tree. Each round runs the encode-only pass and
-prepare back to back; the figures are the round with the median ratio. Memory is sampled in one
-more prepare, untimed.
+and the peak memory (PSS) of prepare's whole process tree. Encode-only passes and prepares alternate,
+each prepare compared with the passes on either side; the figures are the round with the median
+ratio. Memory is sampled in one more prepare, untimed.
 """
 
 from __future__ import annotations
@@ -73,15 +73,12 @@ class PeakMemory:
         self._thread.join()
 
 
-def _round(h5: Path, raw: Path, rows: int, prepared: int, workers: int, shard_size: int) -> dict[str, float]:
-    """One encode-only pass and one prepare, back to back: their rates."""
+def _encode_pass(h5: Path, rows: int, workers: int, shard_size: int) -> tuple[float, float]:
+    """The encode-only rate (encoding seconds summed over workers) and the read + encode rate (wall clock)."""
     tasks = [(h5, start, min(start + shard_size, rows)) for start in range(0, rows, shard_size)]
     began = time.perf_counter()
     encode_seconds = sum(worker_map(_encode_seconds, tasks, workers, ordered=False))
-    read_and_encode = rows / (time.perf_counter() - began)
-    seconds = _prepare_seconds(raw, workers, shard_size)
-    encode = rows / (encode_seconds / workers)
-    return {"encode": encode, "read_and_encode": read_and_encode, "prepare": prepared / seconds, "seconds": seconds, "ratio": prepared / seconds / encode}
+    return rows / (encode_seconds / workers), rows / (time.perf_counter() - began)
 
 
 def _prepare_seconds(raw: Path, workers: int, shard_size: int) -> float:
@@ -96,7 +93,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, default=Path("runs/bench/raw"))
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--shard-size", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=5, help="encode-only and prepare passes, alternated; the median round is reported")
+    parser.add_argument("--rounds", type=int, default=5, help="prepares, each between two encode-only passes; the median round is reported")
     args = parser.parse_args()
     if not args.raw.exists():
         synth = importlib.import_module("stages.synth").synth  # here only: it imports torch, whose 1 GB would count in the peak memory below
@@ -108,14 +105,20 @@ def main() -> None:
         prepared = rows + len(validation)
     print(f"{h5}: {rows} images of {shape}, {h5.stat().st_size / 2**30:.2f} GiB; {args.workers} workers; {args.rounds} rounds")
 
-    # A shared machine's speed drifts by tens of percent between seconds: each round measures the
-    # encode-only rate right before prepare, and the ratio is the median round's, not one pass's.
+    # A shared machine's speed drifts by tens of percent between seconds: each prepare is compared with
+    # the mean of the encode-only passes just before and just after it (a drift during the round cancels
+    # to first order), and the ratio reported is the median round's, not one pass's.
+    passes = [_encode_pass(h5, rows, args.workers, args.shard_size)]
     rounds = []
     for number in range(1, args.rounds + 1):
-        rounds.append(_round(h5, args.raw, rows, prepared, args.workers, args.shard_size))
-        last = rounds[-1]
+        seconds = _prepare_seconds(args.raw, args.workers, args.shard_size)
+        passes.append(_encode_pass(h5, rows, args.workers, args.shard_size))
+        encode, read_and_encode = (sum(rates) / 2 for rates in zip(*passes[-2:], strict=True))
+        rounds.append(
+            {"encode": encode, "read_and_encode": read_and_encode, "prepare": prepared / seconds, "seconds": seconds, "ratio": prepared / seconds / encode}
+        )
         print(
-            f"round {number}: encode only {last['encode']:6.0f}, prepare {last['prepare']:6.0f} images/s in {last['seconds']:.1f} s: {100 * last['ratio']:5.1f} %"
+            f"round {number}: encode only {encode:6.0f} (before and after), prepare {prepared / seconds:6.0f} images/s in {seconds:.1f} s: {100 * rounds[-1]['ratio']:5.1f} %"
         )
     median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
     ratios = [100 * r["ratio"] for r in rounds]
