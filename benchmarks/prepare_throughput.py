@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5, help="prepares, each between two encode-only passes; the median round is reported")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give at least 1")
     if not args.raw.exists():
         synth = importlib.import_module("stages.synth").synth  # here only: it imports torch, whose 1 GB would count in the peak memory below
         synth(args.raw, preset="bench", seed=0, workers=args.workers)
