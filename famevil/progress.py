@@ -20,12 +20,14 @@ _open: list[Progress] = []
 
 
 def rate_text(per_second: float, unit: str) -> str:
-    """A rate as people read it: "12 updates/s", or below one a second "3.4 s/update" (slow training
-    would otherwise show "0 updates/s")."""
+    """A rate as people read it: "12 updates/s", below ten a second "1.4 updates/s" (not "1 updates/s"),
+    and below one a second "3.4 s/update" (slow training would otherwise show "0 updates/s")."""
     if per_second <= 0:
         return ""
-    if per_second >= 1:
+    if per_second >= 10:
         return f"{per_second:,.0f} {unit}/s"
+    if per_second >= 1:
+        return f"{per_second:.1f} {unit}/s"
     return f"{1 / per_second:,.1f} s/{unit.removesuffix('s')}"
 
 

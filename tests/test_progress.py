@@ -8,6 +8,7 @@ from famevil.progress import progress_bar, rate_text
 
 def test_a_rate_below_one_a_second_reads_as_seconds_per_unit():
     assert rate_text(12.4, "updates") == "12 updates/s"
+    assert rate_text(1.44, "updates") == "1.4 updates/s"  # not "1 updates/s"
     assert rate_text(0.25, "updates") == "4.0 s/update"
     assert rate_text(0.0, "updates") == ""
 
